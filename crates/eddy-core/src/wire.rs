@@ -1,0 +1,1 @@
+//! Binary wire protocol frames (owned by the runtime work; see eddy-node).
