@@ -1,0 +1,480 @@
+//! A partition: one shard of the key space, holding many keys as virtual actors,
+//! their timers and the producers' high-water marks. Sans-io: every call takes
+//! the time as an argument and returns its effects in [`Outputs`].
+//!
+//! Two ways in:
+//! - the owner calls [`Partition::submit`] (and [`Partition::tick`]), which
+//!   stamps an [`Entry`] with `(epoch, seq, ts)`, applies it and hands it out for
+//!   the log and the backups;
+//! - a backup or a recovering owner calls [`Partition::apply`] with entries in
+//!   log order, reaching the same state and the same alerts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::entry::{Entry, EventInput, Input};
+use crate::error::{ApplyError, CodecError};
+use crate::id::{Epoch, KindId, PartitionId, Seq};
+use crate::registry::Registry;
+use crate::store::{Effects, KeyStore, RunPolicy, StoreInput};
+use crate::time::Timestamp;
+use crate::timers::Timers;
+
+/// Limits and policies of one partition. Every bound here is enforced; what
+/// happens at the bound is documented per field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// A key untouched this long is passivated to its encoded form. Lower saves
+    /// memory, higher saves decode work for keys with gaps between events.
+    pub idle_timeout_ms: u64,
+    /// Most active keys; beyond it the least recently activated are passivated
+    /// at the next tick even if not idle (bounds memory, DESIGN §11).
+    pub max_active_keys: usize,
+    /// Most timer firings one tick logs, so a backlog of overdue timers after a
+    /// restart catches up at a bounded rate instead of all at once.
+    pub max_timer_fires_per_tick: usize,
+    /// Most pending timers per key; further `set_timer` calls with new tags are
+    /// refused and counted in [`PartitionStats::timers_refused`].
+    pub max_timers_per_key: usize,
+    /// Most idempotent producers tracked; events from further producers are
+    /// rejected with [`ApplyError::TooManyProducers`].
+    pub max_producers: usize,
+    /// Longest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Run handlers under `catch_unwind` and restore the key on panic. Costs an
+    /// encode of an active key's state per event.
+    pub isolate_panics: bool,
+    /// Seed of the key maps' hasher. The shell passes a random value so clients
+    /// cannot force collisions; nothing depends on it for determinism.
+    pub hash_seed: u64,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            idle_timeout_ms: 60_000,
+            max_active_keys: 100_000,
+            max_timer_fires_per_tick: 1_000,
+            max_timers_per_key: 64,
+            max_producers: 10_000,
+            max_key_bytes: 256,
+            isolate_panics: true,
+            hash_seed: 0,
+        }
+    }
+}
+
+/// An alert emitted by an applied entry. `(partition, seq)` identifies it, so
+/// consumers can drop duplicates after a failover.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    /// The partition of the key.
+    pub partition: PartitionId,
+    /// The entry that emitted it.
+    pub seq: Seq,
+    /// The entry's time.
+    pub ts: Timestamp,
+    /// The key's kind.
+    pub kind: &'static str,
+    /// The key.
+    pub key: String,
+    /// The alert rendered as JSON.
+    pub alert: serde_json::Value,
+}
+
+/// Effects of calls into a partition; the caller drains them after each call.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Entries the owner logged, in order: append to the log, send to backups.
+    pub entries: Vec<Entry>,
+    /// Alerts to publish once their entries are acknowledged.
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// Result of submitting an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Logged and applied at this position.
+    Applied(Seq),
+    /// The producer's seq is at or below its high-water mark: a retry of an event
+    /// already applied. Nothing changed.
+    Duplicate,
+}
+
+/// Counters describing a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartitionStats {
+    /// Keys holding decoded state.
+    pub keys_active: usize,
+    /// Keys held encoded.
+    pub keys_passive: usize,
+    /// Timers waiting to fire.
+    pub timers_pending: usize,
+    /// `set_timer` calls refused by `max_timers_per_key`.
+    pub timers_refused: u64,
+    /// Position of the last applied entry.
+    pub last_seq: Seq,
+    /// Highest epoch seen.
+    pub epoch: Epoch,
+}
+
+/// A complete, order-independent description of a partition's logical state,
+/// for comparing replicas and checking determinism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDump {
+    /// Last applied position.
+    pub last_seq: Seq,
+    /// (kind, key) → encoded state.
+    pub keys: BTreeMap<(String, String), Vec<u8>>,
+    /// Pending timers as (kind, key, tag, due) in firing order.
+    pub timers: Vec<(String, String, u64, Timestamp)>,
+    /// Producer high-water marks.
+    pub producers: BTreeMap<String, u64>,
+}
+
+/// One shard of keys.
+pub struct Partition {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) id: PartitionId,
+    pub(crate) config: PartitionConfig,
+    pub(crate) epoch: Epoch,
+    pub(crate) last_seq: Seq,
+    pub(crate) last_ts: Timestamp,
+    pub(crate) stores: Vec<Box<dyn KeyStore>>,
+    pub(crate) timers: Timers,
+    pub(crate) producers: HashMap<String, u64>,
+    effects: Effects,
+}
+
+impl Partition {
+    /// An empty partition hosting every kind of `registry`.
+    pub fn new(registry: Arc<Registry>, id: PartitionId, config: PartitionConfig) -> Self {
+        let stores = registry
+            .kinds()
+            .filter_map(|(kind, _)| registry.new_store(kind, config.hash_seed))
+            .collect();
+        let timers = Timers::new(registry.len());
+        Partition {
+            registry,
+            id,
+            config,
+            epoch: Epoch::default(),
+            last_seq: Seq::default(),
+            last_ts: Timestamp::default(),
+            stores,
+            timers,
+            producers: HashMap::new(),
+            effects: Effects::default(),
+        }
+    }
+
+    /// This partition's id.
+    pub fn id(&self) -> PartitionId {
+        self.id
+    }
+
+    /// The registry the partition was built with.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Highest epoch seen.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Raises the epoch (on promotion). An epoch is never lowered: a lower value
+    /// is ignored and `false` returned.
+    pub fn set_epoch(&mut self, epoch: Epoch) -> bool {
+        if epoch < self.epoch {
+            return false;
+        }
+        self.epoch = epoch;
+        true
+    }
+
+    /// Position of the last applied entry.
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// Time of the last applied entry.
+    pub fn last_ts(&self) -> Timestamp {
+        self.last_ts
+    }
+
+    /// Owner path: logs `input` at the next position and applies it.
+    ///
+    /// The entry's time is `now`, or the last entry's time if that is later, so
+    /// log time never runs backwards even across owners with skewed clocks.
+    pub fn submit(
+        &mut self,
+        now: Timestamp,
+        input: EventInput,
+        out: &mut Outputs,
+    ) -> Result<Submitted, ApplyError> {
+        if let Some(producer) = &input.producer {
+            if self.is_duplicate(&producer.producer, producer.seq) {
+                return Ok(Submitted::Duplicate);
+            }
+        }
+        let entry = Entry {
+            epoch: self.epoch,
+            seq: self.last_seq.next(),
+            ts: now.max(self.last_ts),
+            input: Input::Event(input),
+        };
+        self.apply_entry(&entry, &mut out.alerts)?;
+        let seq = entry.seq;
+        out.entries.push(entry);
+        Ok(Submitted::Applied(seq))
+    }
+
+    /// Owner path, called periodically: logs and applies firings of timers due at
+    /// `now` (at most `max_timer_fires_per_tick`), then passivates idle keys.
+    /// Returns how many timers fired.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Outputs) -> usize {
+        let mut fired = 0;
+        while fired < self.config.max_timer_fires_per_tick {
+            let Some(due) = self.timers.next_due(now) else {
+                break;
+            };
+            let entry = Entry {
+                epoch: self.epoch,
+                seq: self.last_seq.next(),
+                ts: now.max(self.last_ts),
+                input: Input::Timer {
+                    kind: due.kind,
+                    key: due.key.to_string(),
+                    tag: due.tag,
+                },
+            };
+            match self.apply_entry(&entry, &mut out.alerts) {
+                Ok(()) => out.entries.push(entry),
+                Err(_) => {
+                    // The handler panicked (or the key's state no longer decodes):
+                    // drop the timer so one poisoned timer cannot stall all others.
+                    // The entry was not logged, so replicas never see it.
+                    if let Input::Timer { kind, key, tag } = &entry.input {
+                        self.timers.remove(*kind, key, *tag);
+                    }
+                }
+            }
+            fired += 1;
+        }
+        self.passivate_idle(now);
+        fired
+    }
+
+    /// Passivates keys idle for `idle_timeout_ms` and any beyond
+    /// `max_active_keys`. Not a state change: replicas may call it freely.
+    pub fn passivate_idle(&mut self, now: Timestamp) -> usize {
+        let per_kind_max = self.config.max_active_keys / self.stores.len().max(1);
+        self.stores
+            .iter_mut()
+            .map(|store| store.passivate(now, self.config.idle_timeout_ms, per_kind_max))
+            .sum()
+    }
+
+    /// Replica / replay path: applies the next entry of the log.
+    ///
+    /// Rejects entries from an epoch below the highest seen (a stale owner) and
+    /// entries that are not exactly the next position; nothing changes then.
+    pub fn apply(&mut self, entry: &Entry, out: &mut Outputs) -> Result<(), ApplyError> {
+        self.apply_entry(entry, &mut out.alerts)
+    }
+
+    fn is_duplicate(&self, producer: &str, seq: u64) -> bool {
+        self.producers.get(producer).is_some_and(|hwm| seq <= *hwm)
+    }
+
+    fn apply_entry(
+        &mut self,
+        entry: &Entry,
+        alerts: &mut Vec<AlertRecord>,
+    ) -> Result<(), ApplyError> {
+        if entry.epoch < self.epoch {
+            return Err(ApplyError::StaleEpoch {
+                current: self.epoch,
+                got: entry.epoch,
+            });
+        }
+        let expected = self.last_seq.next();
+        if entry.seq != expected {
+            return Err(ApplyError::OutOfOrder {
+                expected,
+                got: entry.seq,
+            });
+        }
+        debug_assert!(entry.ts >= self.last_ts, "log time never runs backwards");
+
+        self.effects.clear();
+        let policy = RunPolicy {
+            isolate_panics: self.config.isolate_panics,
+        };
+        let (kind, key) = match &entry.input {
+            Input::Event(event) => {
+                if event.key.len() > self.config.max_key_bytes {
+                    return Err(ApplyError::KeyTooLong {
+                        len: event.key.len(),
+                        limit: self.config.max_key_bytes,
+                    });
+                }
+                let duplicate = match &event.producer {
+                    Some(p) if self.is_duplicate(&p.producer, p.seq) => true,
+                    Some(p)
+                        if !self.producers.contains_key(&p.producer)
+                            && self.producers.len() >= self.config.max_producers =>
+                    {
+                        return Err(ApplyError::TooManyProducers {
+                            limit: self.config.max_producers,
+                        });
+                    }
+                    _ => false,
+                };
+                // A duplicate that reached the log (only possible if two owners
+                // raced, which epochs prevent) still takes its position, as a no-op.
+                if !duplicate {
+                    let store = store_mut(&mut self.stores, event.kind)?;
+                    store.run(
+                        &event.key,
+                        StoreInput::Event(&event.payload),
+                        entry.ts,
+                        policy,
+                        &mut self.effects,
+                    )?;
+                    if let Some(p) = &event.producer {
+                        self.producers.insert(p.producer.clone(), p.seq);
+                    }
+                }
+                (event.kind, event.key.as_str())
+            }
+            Input::Timer { kind, key, tag } => {
+                // A firing whose timer is gone (cancelled in between on a lagging
+                // replica cannot happen — the log orders both — so this guards only
+                // against a duplicated entry) is a no-op that keeps its position.
+                if let Some(due) = self.timers.remove(*kind, key, *tag) {
+                    let store = store_mut(&mut self.stores, *kind)?;
+                    if let Err(err) = store.run(
+                        key,
+                        StoreInput::Timer(*tag),
+                        entry.ts,
+                        policy,
+                        &mut self.effects,
+                    ) {
+                        // Put the timer back: the entry did not apply.
+                        self.timers.set(*kind, key, *tag, due, usize::MAX);
+                        return Err(err);
+                    }
+                }
+                (*kind, key.as_str())
+            }
+        };
+
+        if self.effects.stopped {
+            self.timers.clear_key(kind, key);
+        } else {
+            self.timers.apply(
+                kind,
+                key,
+                &self.effects.timer_ops,
+                self.config.max_timers_per_key,
+            );
+        }
+        if !self.effects.alerts.is_empty() {
+            let kind_name = self.stores[usize::from(kind.0)].kind();
+            for alert in self.effects.alerts.drain(..) {
+                alerts.push(AlertRecord {
+                    partition: self.id,
+                    seq: entry.seq,
+                    ts: entry.ts,
+                    kind: kind_name,
+                    key: key.to_owned(),
+                    alert,
+                });
+            }
+        }
+        self.epoch = self.epoch.max(entry.epoch);
+        self.last_seq = entry.seq;
+        self.last_ts = entry.ts;
+        Ok(())
+    }
+
+    /// The state of `key` as JSON; `None` if the key has no state.
+    pub fn state_json(
+        &self,
+        kind: KindId,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, ApplyError> {
+        let store = self
+            .stores
+            .get(usize::from(kind.0))
+            .ok_or(ApplyError::UnknownKind(kind.0))?;
+        Ok(store.state_json(key)?)
+    }
+
+    /// Counters for metrics and status.
+    pub fn stats(&self) -> PartitionStats {
+        let (keys_active, keys_passive) = self
+            .stores
+            .iter()
+            .map(|s| s.counts())
+            .fold((0, 0), |(a, p), (a2, p2)| (a + a2, p + p2));
+        PartitionStats {
+            keys_active,
+            keys_passive,
+            timers_pending: self.timers.len(),
+            timers_refused: self.timers.refused,
+            last_seq: self.last_seq,
+            epoch: self.epoch,
+        }
+    }
+
+    /// The logical state, independent of which keys are active and of map order.
+    /// Fails if a key's state cannot be encoded.
+    pub fn dump(&self) -> Result<PartitionDump, CodecError> {
+        let mut keys = BTreeMap::new();
+        let mut failed = None;
+        for store in &self.stores {
+            let kind = store.kind();
+            store.for_each_encoded(&mut |key, bytes| match bytes {
+                Ok(bytes) => {
+                    keys.insert((kind.to_owned(), key.to_owned()), bytes.to_vec());
+                }
+                Err(err) => failed = Some(err),
+            });
+        }
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        let timers = self
+            .timers
+            .iter()
+            .map(|t| {
+                let kind = self.stores[usize::from(t.kind.0)].kind().to_owned();
+                (kind, t.key.to_string(), t.tag, t.at)
+            })
+            .collect();
+        Ok(PartitionDump {
+            last_seq: self.last_seq,
+            keys,
+            timers,
+            producers: self
+                .producers
+                .iter()
+                .map(|(p, s)| (p.clone(), *s))
+                .collect(),
+        })
+    }
+}
+
+fn store_mut(
+    stores: &mut [Box<dyn KeyStore>],
+    kind: KindId,
+) -> Result<&mut Box<dyn KeyStore>, ApplyError> {
+    stores
+        .get_mut(usize::from(kind.0))
+        .ok_or(ApplyError::UnknownKind(kind.0))
+}
