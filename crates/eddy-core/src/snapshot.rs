@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The checksum covers every byte before it. The bodies, concatenated, are a
-//! sequence of postcard [`Record`]s: one `Header`, then producers, keys and timers
+//! sequence of postcard `Record`s: one `Header`, then producers, keys and timers
 //! in any order, then one `End` with counts. A record never spans chunks, so each
 //! chunk is checked and decoded on its own and neither side ever holds more than
 //! one chunk (plus the partition itself). Restored keys stay passive: restore
