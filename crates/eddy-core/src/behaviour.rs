@@ -23,7 +23,9 @@ pub trait Behaviour: Sized + Send + 'static {
     /// What clients send to a key.
     type Event: Serialize + DeserializeOwned + Send;
     /// A key's state. `Default` is the state of a key that has never seen an event.
-    type State: Default + Serialize + DeserializeOwned + Send;
+    /// `Clone` lets the runtime keep the previous state while a handler runs, so a
+    /// panicking handler leaves the key as it was (`clone_from` reuses buffers).
+    type State: Default + Clone + Serialize + DeserializeOwned + Send;
     /// What the key emits, published once its input is acknowledged.
     type Alert: Serialize + Send;
 

@@ -94,6 +94,9 @@ pub enum ApplyError {
         /// `PartitionConfig::max_producers`.
         limit: usize,
     },
+    /// An encoded entry did not decode.
+    #[error("malformed log entry: {0}")]
+    Malformed(String),
     /// A key longer than `PartitionConfig::max_key_bytes`.
     #[error("key is {len} bytes, more than the limit of {limit}")]
     KeyTooLong {

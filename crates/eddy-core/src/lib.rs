@@ -46,10 +46,12 @@ pub mod wire;
 pub mod workload;
 
 pub use behaviour::{Behaviour, Ctx, TimerOp};
-pub use entry::{Entry, EventInput, Input, ProducerRef};
+pub use entry::{
+    Entry, EntryView, EventInput, EventRef, Input, InputView, ProducerRef, ProducerView,
+};
 pub use error::{ApplyError, CodecError, RegistryError, SnapshotError};
 pub use id::{ActorId, DEFAULT_PARTITIONS, Epoch, KindId, PartitionId, Seq, partition_of};
-pub use log::{LogError, PartitionLog};
+pub use log::{EntryBatch, LogError, PartitionLog};
 pub use partition::{
     AlertRecord, Outputs, Partition, PartitionConfig, PartitionDump, PartitionStats, Submitted,
 };

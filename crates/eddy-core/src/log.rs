@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use thiserror::Error;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, EntryView};
 use crate::id::Seq;
 use crate::registry::encode_into;
 
@@ -41,6 +41,60 @@ pub enum LogError {
         /// postcard's description.
         message: String,
     },
+}
+
+/// Entries encoded back-to-back: what one call into a partition logged, ready
+/// to append to the log and to send to backups without encoding again.
+#[derive(Debug, Default, Clone)]
+pub struct EntryBatch {
+    bytes: Vec<u8>,
+    /// End offset of each entry in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl EntryBatch {
+    /// Appends an entry.
+    pub fn push(&mut self, entry: &EntryView<'_>) {
+        // Invariant: an entry holds only integers, strings and byte strings, and
+        // postcard encodes those into a Vec without any failure path.
+        #[allow(clippy::expect_used)]
+        encode_into(entry, &mut self.bytes).expect("entries always encode");
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets the entries, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Total encoded size.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Each entry's encoding, in order (what [`crate::Partition::apply_encoded`] takes).
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+
+    /// Decodes every entry into owned form (tests, tools).
+    pub fn to_entries(&self) -> Result<Vec<Entry>, postcard::Error> {
+        self.iter().map(postcard::from_bytes::<Entry>).collect()
+    }
 }
 
 /// Entries `(base, last]` of one partition.
@@ -95,7 +149,7 @@ impl PartitionLog {
     }
 
     /// Appends the next entry.
-    pub fn append(&mut self, entry: &Entry) -> Result<(), LogError> {
+    pub fn append(&mut self, entry: &EntryView<'_>) -> Result<(), LogError> {
         let expected = self.last_seq().next();
         if entry.seq != expected {
             return Err(LogError::Gap {

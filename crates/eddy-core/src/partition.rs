@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::entry::{Entry, EventInput, Input};
+use crate::entry::{EntryView, EventRef, InputView};
 use crate::error::{ApplyError, CodecError};
 use crate::id::{Epoch, KindId, PartitionId, Seq};
+use crate::log::EntryBatch;
 use crate::registry::Registry;
 use crate::store::{Effects, KeyStore, RunPolicy, StoreInput};
 use crate::time::Timestamp;
@@ -87,10 +88,19 @@ pub struct AlertRecord {
 /// Effects of calls into a partition; the caller drains them after each call.
 #[derive(Debug, Default)]
 pub struct Outputs {
-    /// Entries the owner logged, in order: append to the log, send to backups.
-    pub entries: Vec<Entry>,
+    /// Entries the owner logged, encoded, in order: append to the log, send to
+    /// backups. Encoded once here so neither needs to encode again.
+    pub log: EntryBatch,
     /// Alerts to publish once their entries are acknowledged.
     pub alerts: Vec<AlertRecord>,
+}
+
+impl Outputs {
+    /// Forgets everything, keeping the buffers for reuse.
+    pub fn clear(&mut self) {
+        self.log.clear();
+        self.alerts.clear();
+    }
 }
 
 /// Result of submitting an event.
@@ -212,24 +222,23 @@ impl Partition {
     pub fn submit(
         &mut self,
         now: Timestamp,
-        input: EventInput,
+        input: EventRef<'_>,
         out: &mut Outputs,
     ) -> Result<Submitted, ApplyError> {
         if let Some(producer) = &input.producer {
-            if self.is_duplicate(&producer.producer, producer.seq) {
+            if self.is_duplicate(producer.producer, producer.seq) {
                 return Ok(Submitted::Duplicate);
             }
         }
-        let entry = Entry {
+        let entry = EntryView {
             epoch: self.epoch,
             seq: self.last_seq.next(),
             ts: now.max(self.last_ts),
-            input: Input::Event(input),
+            input: InputView::Event(input),
         };
         self.apply_entry(&entry, &mut out.alerts)?;
-        let seq = entry.seq;
-        out.entries.push(entry);
-        Ok(Submitted::Applied(seq))
+        out.log.push(&entry);
+        Ok(Submitted::Applied(entry.seq))
     }
 
     /// Owner path, called periodically: logs and applies firings of timers due at
@@ -241,25 +250,26 @@ impl Partition {
             let Some(due) = self.timers.next_due(now) else {
                 break;
             };
-            let entry = Entry {
+            // The key is copied out because applying the entry removes the timer
+            // it is borrowed from; one small allocation per firing, not per event.
+            let (kind, key, tag) = (due.kind, due.key.clone(), due.tag);
+            let entry = EntryView {
                 epoch: self.epoch,
                 seq: self.last_seq.next(),
                 ts: now.max(self.last_ts),
-                input: Input::Timer {
-                    kind: due.kind,
-                    key: due.key.to_string(),
-                    tag: due.tag,
+                input: InputView::Timer {
+                    kind,
+                    key: &key,
+                    tag,
                 },
             };
             match self.apply_entry(&entry, &mut out.alerts) {
-                Ok(()) => out.entries.push(entry),
+                Ok(()) => out.log.push(&entry),
                 Err(_) => {
                     // The handler panicked (or the key's state no longer decodes):
                     // drop the timer so one poisoned timer cannot stall all others.
                     // The entry was not logged, so replicas never see it.
-                    if let Input::Timer { kind, key, tag } = &entry.input {
-                        self.timers.remove(*kind, key, *tag);
-                    }
+                    self.timers.remove(kind, &key, tag);
                 }
             }
             fired += 1;
@@ -282,8 +292,17 @@ impl Partition {
     ///
     /// Rejects entries from an epoch below the highest seen (a stale owner) and
     /// entries that are not exactly the next position; nothing changes then.
-    pub fn apply(&mut self, entry: &Entry, out: &mut Outputs) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, entry: &EntryView<'_>, out: &mut Outputs) -> Result<(), ApplyError> {
         self.apply_entry(entry, &mut out.alerts)
+    }
+
+    /// [`apply`](Self::apply) for an entry as encoded in an [`EntryBatch`] or on
+    /// the wire. Returns the entry's seq.
+    pub fn apply_encoded(&mut self, bytes: &[u8], out: &mut Outputs) -> Result<Seq, ApplyError> {
+        let entry: EntryView<'_> =
+            postcard::from_bytes(bytes).map_err(|err| ApplyError::Malformed(err.to_string()))?;
+        self.apply_entry(&entry, &mut out.alerts)?;
+        Ok(entry.seq)
     }
 
     fn is_duplicate(&self, producer: &str, seq: u64) -> bool {
@@ -292,7 +311,7 @@ impl Partition {
 
     fn apply_entry(
         &mut self,
-        entry: &Entry,
+        entry: &EntryView<'_>,
         alerts: &mut Vec<AlertRecord>,
     ) -> Result<(), ApplyError> {
         if entry.epoch < self.epoch {
@@ -314,8 +333,8 @@ impl Partition {
         let policy = RunPolicy {
             isolate_panics: self.config.isolate_panics,
         };
-        let (kind, key) = match &entry.input {
-            Input::Event(event) => {
+        let (kind, key) = match entry.input {
+            InputView::Event(event) => {
                 if event.key.len() > self.config.max_key_bytes {
                     return Err(ApplyError::KeyTooLong {
                         len: event.key.len(),
@@ -323,9 +342,9 @@ impl Partition {
                     });
                 }
                 let duplicate = match &event.producer {
-                    Some(p) if self.is_duplicate(&p.producer, p.seq) => true,
+                    Some(p) if self.is_duplicate(p.producer, p.seq) => true,
                     Some(p)
-                        if !self.producers.contains_key(&p.producer)
+                        if !self.producers.contains_key(p.producer)
                             && self.producers.len() >= self.config.max_producers =>
                     {
                         return Err(ApplyError::TooManyProducers {
@@ -339,37 +358,42 @@ impl Partition {
                 if !duplicate {
                     let store = store_mut(&mut self.stores, event.kind)?;
                     store.run(
-                        &event.key,
-                        StoreInput::Event(&event.payload),
+                        event.key,
+                        StoreInput::Event(event.payload),
                         entry.ts,
                         policy,
                         &mut self.effects,
                     )?;
                     if let Some(p) = &event.producer {
-                        self.producers.insert(p.producer.clone(), p.seq);
+                        match self.producers.get_mut(p.producer) {
+                            Some(hwm) => *hwm = p.seq,
+                            None => {
+                                self.producers.insert(p.producer.to_owned(), p.seq);
+                            }
+                        }
                     }
                 }
-                (event.kind, event.key.as_str())
+                (event.kind, event.key)
             }
-            Input::Timer { kind, key, tag } => {
+            InputView::Timer { kind, key, tag } => {
                 // A firing whose timer is gone (cancelled in between on a lagging
                 // replica cannot happen — the log orders both — so this guards only
                 // against a duplicated entry) is a no-op that keeps its position.
-                if let Some(due) = self.timers.remove(*kind, key, *tag) {
-                    let store = store_mut(&mut self.stores, *kind)?;
+                if let Some(due) = self.timers.remove(kind, key, tag) {
+                    let store = store_mut(&mut self.stores, kind)?;
                     if let Err(err) = store.run(
                         key,
-                        StoreInput::Timer(*tag),
+                        StoreInput::Timer(tag),
                         entry.ts,
                         policy,
                         &mut self.effects,
                     ) {
                         // Put the timer back: the entry did not apply.
-                        self.timers.set(*kind, key, *tag, due, usize::MAX);
+                        self.timers.set(kind, key, tag, due, usize::MAX);
                         return Err(err);
                     }
                 }
-                (*kind, key.as_str())
+                (kind, key)
             }
         };
 

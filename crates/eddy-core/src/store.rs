@@ -9,7 +9,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use xxhash_rust::xxh3::Xxh3Builder;
+use compact_str::CompactString;
+use foldhash::fast::FixedState;
 
 use crate::behaviour::{Behaviour, Ctx, TimerOp};
 use crate::error::{ApplyError, CodecError};
@@ -90,25 +91,26 @@ enum Slot<S> {
 }
 
 pub(crate) struct TypedStore<B: Behaviour> {
-    keys: HashMap<Box<str>, Slot<B::State>, Xxh3Builder>,
+    keys: HashMap<CompactString, Slot<B::State>, FixedState>,
     /// Keys in activation order with the time they were queued; lets passivation
     /// find idle keys without scanning the whole map. An entry may be stale (the
     /// key was touched since, stopped or passivated); it is checked when popped.
     activation_queue: VecDeque<(Box<str>, Timestamp)>,
     active: usize,
     alerts: Vec<B::Alert>,
-    /// Reused buffer for the pre-handler copy of an active state.
-    scratch: Vec<u8>,
+    /// The pre-handler copy of an active state, reused across calls so
+    /// `clone_from` can keep its heap buffers.
+    previous: Option<B::State>,
 }
 
 impl<B: Behaviour> TypedStore<B> {
     pub fn new(hash_seed: u64) -> Self {
         TypedStore {
-            keys: HashMap::with_hasher(Xxh3Builder::new().with_seed(hash_seed)),
+            keys: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
             activation_queue: VecDeque::new(),
             active: 0,
             alerts: Vec::new(),
-            scratch: Vec::new(),
+            previous: None,
         }
     }
 
@@ -129,8 +131,8 @@ enum Backup {
     Absent,
     /// The key was passive: these are its bytes.
     Passive(Box<[u8]>),
-    /// The key was active: its state was encoded into the scratch buffer.
-    Scratch,
+    /// The key was active: its state was cloned into `previous`.
+    Previous,
     /// Panics are not isolated.
     None,
 }
@@ -176,7 +178,7 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
                     self.activation_queue.push_back((key.into(), now));
                 } else {
                     backup = if policy.isolate_panics {
-                        Backup::Scratch
+                        Backup::Previous
                     } else {
                         Backup::None
                     };
@@ -184,12 +186,11 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
                 match slot {
                     Slot::Active { state, last_active } => {
                         *last_active = now;
-                        if let Backup::Scratch = backup {
-                            self.scratch.clear();
-                            // A state that cannot be encoded could not be snapshotted
-                            // or replicated either: refuse the input up front.
-                            encode_into(&**state, &mut self.scratch)
-                                .map_err(state_encode_error::<B>)?;
+                        if let Backup::Previous = backup {
+                            match &mut self.previous {
+                                Some(previous) => previous.clone_from(state),
+                                None => self.previous = Some((**state).clone()),
+                            }
                         }
                         state
                     }
@@ -248,9 +249,12 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
                         self.active -= 1;
                     }
                 }
-                Backup::Scratch => {
-                    let restored = Self::decode_state(&self.scratch)?;
-                    *state_mut(&mut self.keys, key)? = restored;
+                Backup::Previous => {
+                    if let (Some(previous), Some(Slot::Active { state, .. })) =
+                        (self.previous.take(), self.keys.get_mut(key))
+                    {
+                        **state = previous;
+                    }
                 }
                 Backup::None => {}
             }
@@ -291,7 +295,7 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
                 break;
             };
             let over_limit = self.active > max_active;
-            let Some(slot) = self.keys.get_mut(key) else {
+            let Some(slot) = self.keys.get_mut(&**key) else {
                 self.activation_queue.pop_front();
                 continue;
             };
@@ -318,6 +322,14 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
             } else {
                 break;
             }
+        }
+        // The queue's high-water capacity would otherwise stay allocated for good
+        // after a burst of activations: give back memory once it is mostly empty.
+        if self.activation_queue.capacity() > 64
+            && self.activation_queue.len() < self.activation_queue.capacity() / 4
+        {
+            self.activation_queue
+                .shrink_to(self.activation_queue.len() * 2);
         }
         passivated
     }
@@ -362,18 +374,6 @@ impl<B: Behaviour> KeyStore for TypedStore<B> {
 
     fn counts(&self) -> (usize, usize) {
         (self.active, self.keys.len() - self.active)
-    }
-}
-
-fn state_mut<'m, S>(
-    keys: &'m mut HashMap<Box<str>, Slot<S>, Xxh3Builder>,
-    key: &str,
-) -> Result<&'m mut S, ApplyError> {
-    match keys.get_mut(key) {
-        Some(Slot::Active { state, .. }) => Ok(state),
-        // The caller activated this key before running the handler and nothing
-        // passivates in between.
-        _ => unreachable!("key was active before the handler ran"),
     }
 }
 

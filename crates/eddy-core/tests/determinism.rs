@@ -74,9 +74,11 @@ fn run_owner(ops: &[(u64, Op)], snapshot_at: usize) -> Run {
         let key = |k: &u8| format!("k{k}");
         let result = match op {
             Op::Counter { key: k, cmd: c } => owner
-                .submit(at, cmd(&key(k), c.clone()), &mut out)
+                .submit(at, cmd(&key(k), c.clone()).as_ref(), &mut out)
                 .map(drop),
-            Op::Other { key: k, n } => owner.submit(at, other(&key(k), *n), &mut out).map(drop),
+            Op::Other { key: k, n } => owner
+                .submit(at, other(&key(k), *n).as_ref(), &mut out)
+                .map(drop),
             Op::Produced {
                 key: k,
                 producer,
@@ -87,7 +89,7 @@ fn run_owner(ops: &[(u64, Op)], snapshot_at: usize) -> Run {
                     producer: format!("p{producer}"),
                     seq: u64::from(*seq),
                 });
-                owner.submit(at, input, &mut out).map(drop)
+                owner.submit(at, input.as_ref(), &mut out).map(drop)
             }
             Op::Tick => {
                 owner.tick(at, &mut out);
@@ -115,7 +117,7 @@ fn run_owner(ops: &[(u64, Op)], snapshot_at: usize) -> Run {
     }
     let (snapshot, snapshot_seq) = snapshot.expect("snapshot point within the run");
     Run {
-        log: out.entries,
+        log: logged(&out),
         alerts: out.alerts,
         snapshot,
         snapshot_seq,
@@ -131,7 +133,7 @@ fn replay(
     let mut out = Outputs::default();
     for (index, entry) in entries.iter().enumerate() {
         partition
-            .apply(entry, &mut out)
+            .apply(&entry.view(), &mut out)
             .expect("log entries apply on replicas");
         if passivate_every > 0 && index % passivate_every == 0 {
             partition.passivate_idle(entry.ts);
@@ -172,10 +174,18 @@ proptest! {
         passivate_every in 0usize..5,
     ) {
         let run = run_owner(&ops, 0);
+        // The replica gets entries as bytes, as they travel from the owner.
         let mut replica = partition(PartitionConfig { idle_timeout_ms: 1, ..PartitionConfig::default() });
-        let alerts = replay(&mut replica, &run.log, passivate_every);
+        let mut out = Outputs::default();
+        for (index, entry) in run.log.iter().enumerate() {
+            let bytes = postcard::to_stdvec(entry).expect("encodes");
+            prop_assert_eq!(replica.apply_encoded(&bytes, &mut out), Ok(entry.seq));
+            if passivate_every > 0 && index % passivate_every == 0 {
+                replica.passivate_idle(entry.ts);
+            }
+        }
         prop_assert_eq!(replica.dump().expect("encodes"), run.owner.dump().expect("encodes"));
-        prop_assert_eq!(alerts, run.alerts);
+        prop_assert_eq!(out.alerts, run.alerts);
     }
 
     #[test]

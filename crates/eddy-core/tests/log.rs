@@ -8,7 +8,13 @@ use eddy_core::{Entry, LogError, PartitionConfig, PartitionLog, Seq};
 fn entries(n: usize) -> Vec<Entry> {
     let mut p = partition(PartitionConfig::default());
     (0..n)
-        .flat_map(|i| submit(&mut p, i as u64, cmd(&format!("k{}", i % 5), Cmd::Add(1))).entries)
+        .flat_map(|i| {
+            logged(&submit(
+                &mut p,
+                i as u64,
+                cmd(&format!("k{}", i % 5), Cmd::Add(1)),
+            ))
+        })
         .collect()
 }
 
@@ -17,7 +23,7 @@ fn appends_reads_and_truncates() {
     let all = entries(100);
     let mut log = PartitionLog::new(Seq(0), 1 << 20);
     for entry in &all {
-        log.append(entry).expect("fits");
+        log.append(&entry.view()).expect("fits");
     }
     assert_eq!((log.len(), log.last_seq()), (100, Seq(100)));
     let tail: Vec<Entry> = log
@@ -42,7 +48,7 @@ fn refuses_gaps() {
     let all = entries(3);
     let mut log = PartitionLog::new(Seq(0), 1 << 20);
     assert_eq!(
-        log.append(&all[1]),
+        log.append(&all[1].view()),
         Err(LogError::Gap {
             expected: Seq(1),
             got: Seq(2)
@@ -56,7 +62,7 @@ fn full_log_refuses_and_stays_intact() {
     let mut log = PartitionLog::new(Seq(0), 300);
     let mut appended = 0;
     for entry in &all {
-        match log.append(entry) {
+        match log.append(&entry.view()) {
             Ok(()) => appended += 1,
             Err(err) => {
                 assert!(matches!(err, LogError::Full { .. }));
@@ -73,5 +79,6 @@ fn full_log_refuses_and_stays_intact() {
     assert_eq!(held, all[..appended]);
     // After truncation there is room again.
     log.truncate_through(log.last_seq());
-    log.append(&all[appended]).expect("room after truncation");
+    log.append(&all[appended].view())
+        .expect("room after truncation");
 }

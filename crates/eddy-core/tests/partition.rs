@@ -141,8 +141,7 @@ fn timers_fire_in_time_order_exactly_once_as_log_entries() {
     let mut out = Outputs::default();
     assert_eq!(p.tick(Timestamp(5), &mut out), 0, "nothing due yet");
     assert_eq!(p.tick(Timestamp(100), &mut out), 3);
-    let fired: Vec<(String, u64)> = out
-        .entries
+    let fired: Vec<(String, u64)> = logged(&out)
         .iter()
         .map(|e| match &e.input {
             Input::Timer { key, tag, .. } => (key.clone(), *tag),
@@ -155,7 +154,7 @@ fn timers_fire_in_time_order_exactly_once_as_log_entries() {
         "due-time order"
     );
     assert_eq!(out.alerts.len(), 3);
-    assert!(out.entries.windows(2).all(|w| w[1].seq == w[0].seq.next()));
+    assert!(logged(&out).windows(2).all(|w| w[1].seq == w[0].seq.next()));
     assert_eq!(p.tick(Timestamp(200), &mut Outputs::default()), 0, "once");
     // Timer handler state saw the logged time.
     let a = counter_state(&p, "a").expect("exists");
@@ -289,18 +288,18 @@ fn producer_retries_apply_once() {
     };
     let mut out = Outputs::default();
     assert_eq!(
-        p.submit(Timestamp(0), with_producer(1), &mut out),
+        p.submit(Timestamp(0), with_producer(1).as_ref(), &mut out),
         Ok(Submitted::Applied(Seq(1)))
     );
     assert_eq!(
-        p.submit(Timestamp(0), with_producer(1), &mut out),
+        p.submit(Timestamp(0), with_producer(1).as_ref(), &mut out),
         Ok(Submitted::Duplicate)
     );
     assert_eq!(
-        p.submit(Timestamp(0), with_producer(2), &mut out),
+        p.submit(Timestamp(0), with_producer(2).as_ref(), &mut out),
         Ok(Submitted::Applied(Seq(2)))
     );
-    assert_eq!(out.entries.len(), 2, "duplicates are not logged");
+    assert_eq!(out.log.len(), 2, "duplicates are not logged");
     assert_eq!(counter_state(&p, "a").map(|s| s.events), Some(2));
 }
 
@@ -317,7 +316,7 @@ fn producer_count_is_bounded() {
             producer: producer.into(),
             seq: p.last_seq().0 + 1,
         });
-        let result = p.submit(Timestamp(0), input, &mut Outputs::default());
+        let result = p.submit(Timestamp(0), input.as_ref(), &mut Outputs::default());
         assert_eq!(result.is_ok(), expect_ok, "{producer}: {result:?}");
     }
 }
@@ -339,10 +338,10 @@ fn handler_panic_keeps_previous_state_for_active_passive_and_new_keys() {
     for key in ["active", "passive", "new"] {
         let mut out = Outputs::default();
         let err = p
-            .submit(Timestamp(30), cmd(key, Cmd::Panic), &mut out)
+            .submit(Timestamp(30), cmd(key, Cmd::Panic).as_ref(), &mut out)
             .expect_err("panics");
         assert!(matches!(err, ApplyError::HandlerPanicked { .. }), "{err}");
-        assert!(out.entries.is_empty() && out.alerts.is_empty());
+        assert!(out.log.is_empty() && out.alerts.is_empty());
     }
     assert_eq!(p.dump().expect("encodes"), before, "nothing changed");
     // The partition keeps serving.
@@ -356,13 +355,13 @@ fn undecodable_payload_changes_nothing() {
     let mut input = cmd("a", Cmd::Add(1));
     input.payload = vec![0xff, 0xff, 0xff];
     let err = p
-        .submit(Timestamp(0), input, &mut Outputs::default())
+        .submit(Timestamp(0), input.as_ref(), &mut Outputs::default())
         .expect_err("bad payload");
     assert!(matches!(err, ApplyError::Codec(_)), "{err}");
     let mut trailing = cmd("a", Cmd::Add(1));
     trailing.payload.push(0);
     assert!(
-        p.submit(Timestamp(0), trailing, &mut Outputs::default())
+        p.submit(Timestamp(0), trailing.as_ref(), &mut Outputs::default())
             .is_err()
     );
     assert_eq!(p.last_seq(), Seq(0));
@@ -378,7 +377,7 @@ fn long_keys_are_rejected() {
     let err = p
         .submit(
             Timestamp(0),
-            cmd("12345", Cmd::Add(1)),
+            cmd("12345", Cmd::Add(1)).as_ref(),
             &mut Outputs::default(),
         )
         .expect_err("too long");
@@ -390,12 +389,12 @@ fn replica_rejects_stale_epoch_and_gaps() {
     let mut owner = partition(PartitionConfig::default());
     owner.set_epoch(Epoch(3));
     let out = submit(&mut owner, 0, cmd("a", Cmd::Add(1)));
-    let entry = out.entries[0].clone();
+    let entry = logged(&out)[0].clone();
 
     let mut replica = partition(PartitionConfig::default());
     replica.set_epoch(Epoch(4));
     let err = replica
-        .apply(&entry, &mut Outputs::default())
+        .apply(&entry.view(), &mut Outputs::default())
         .expect_err("stale");
     assert!(matches!(err, ApplyError::StaleEpoch { .. }));
 
@@ -405,15 +404,15 @@ fn replica_rejects_stale_epoch_and_gaps() {
         ..entry.clone()
     };
     assert!(matches!(
-        replica.apply(&gap, &mut Outputs::default()),
+        replica.apply(&gap.view(), &mut Outputs::default()),
         Err(ApplyError::OutOfOrder { .. })
     ));
     replica
-        .apply(&entry, &mut Outputs::default())
+        .apply(&entry.view(), &mut Outputs::default())
         .expect("next entry applies");
     assert_eq!(replica.epoch(), Epoch(3), "replica learns the epoch");
     assert!(matches!(
-        replica.apply(&entry, &mut Outputs::default()),
+        replica.apply(&entry.view(), &mut Outputs::default()),
         Err(ApplyError::OutOfOrder { .. })
     ));
     assert!(!replica.set_epoch(Epoch(1)), "epochs never go down");
@@ -424,7 +423,7 @@ fn log_time_never_runs_backwards() {
     let mut p = partition(PartitionConfig::default());
     submit(&mut p, 100, cmd("a", Cmd::Add(1)));
     let out = submit(&mut p, 50, cmd("a", Cmd::Add(1)));
-    assert_eq!(out.entries[0].ts, Timestamp(100));
+    assert_eq!(logged(&out)[0].ts, Timestamp(100));
 }
 
 #[test]

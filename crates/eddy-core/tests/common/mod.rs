@@ -137,7 +137,14 @@ pub fn counter_state(p: &Partition, key: &str) -> Option<CounterState> {
 }
 
 pub fn submit(p: &mut Partition, now: u64, input: EventInput) -> Outputs {
+    // Fresh outputs per call so callers can inspect what this one logged.
     let mut out = Outputs::default();
-    p.submit(Timestamp(now), input, &mut out).expect("applies");
+    p.submit(Timestamp(now), input.as_ref(), &mut out)
+        .expect("applies");
     out
+}
+
+/// Decodes what a call logged.
+pub fn logged(out: &Outputs) -> Vec<eddy_core::Entry> {
+    out.log.to_entries().expect("entries decode")
 }
