@@ -3,6 +3,9 @@
 //! the same alerts as the uninterrupted run; a replica applying the log from
 //! the start agrees too, however differently it passivates.
 
+// Test and bench code: a failed expectation should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,8 @@
 //! The in-memory partition log.
 
+// Test and bench code: a failed expectation should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,8 @@
 //! Partition behaviour: virtual actors, timers, producers, fencing, panics.
 
+// Test and bench code: a failed expectation should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

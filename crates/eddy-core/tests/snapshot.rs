@@ -1,6 +1,9 @@
 //! Snapshot format: round trip, bounded chunks, and every kind of damage
 //! detected with a typed error.
 
+// Test and bench code: a failed expectation should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
