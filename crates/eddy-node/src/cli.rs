@@ -1,0 +1,55 @@
+//! The `eddy node` command line, shared by the stock binary and by programs
+//! that host their own behaviours through `Node::builder().run()`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{ConfigError, NodeConfig};
+
+/// Options of `eddy node`; each also settable in the file or as `EDDY_<KEY>`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct NodeArgs {
+    /// TOML configuration file (see config/node.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Node name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// HTTP listen address, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// Log format: human or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Any other key: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Lets `Node::builder().run()` parse a command line of its own.
+#[derive(Debug, clap::Parser)]
+#[command(name = "eddy-node", about = "Run an eddy node")]
+pub struct NodeCommand {
+    /// The node options.
+    #[command(flatten)]
+    pub args: NodeArgs,
+}
+
+impl NodeArgs {
+    /// The configuration these arguments describe, with the environment applied.
+    pub fn load(&self) -> Result<NodeConfig, ConfigError> {
+        let mut overrides = Vec::new();
+        if let Some(name) = &self.name {
+            overrides.push(format!("name=\"{name}\""));
+        }
+        if let Some(addr) = &self.http_addr {
+            overrides.push(format!("http_addr=\"{addr}\""));
+        }
+        if let Some(format) = &self.log_format {
+            overrides.push(format!("log_format=\"{format}\""));
+        }
+        overrides.extend(self.set.iter().cloned());
+        NodeConfig::load(self.config.as_deref(), std::env::vars(), &overrides)
+    }
+}

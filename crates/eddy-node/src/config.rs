@@ -1,0 +1,292 @@
+//! Node configuration: defaults < TOML file < `EDDY_*` environment < flags.
+//!
+//! Every layer is turned into TOML key/value pairs and merged into one table,
+//! which is then deserialized once with unknown keys refused. So a typo in the
+//! file, an env var or a `--set` flag gets the same one-line error naming the
+//! key, and no layer has its own parsing rules.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything a node needs to start. See `config/node.toml` for the meaning
+/// of each field and sensible values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Node name, unique in the cluster; shown as the owner of partitions.
+    pub name: String,
+    /// Address of the HTTP API (`127.0.0.1:0` picks a free port).
+    pub http_addr: SocketAddr,
+    /// Partition count P. Fixed for the life of a cluster.
+    pub partitions: u32,
+    /// Partition worker actors; 0 means one per CPU core.
+    pub workers: usize,
+    /// Idle time after which a key is passivated to its encoded form.
+    pub idle_timeout_ms: u64,
+    /// Most keys with decoded state on this node (spread over partitions).
+    pub max_active_keys: usize,
+    /// Largest accepted request body; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Most events in one request; more gets 413.
+    pub max_batch_events: usize,
+    /// Events queued or being applied per worker; beyond it requests get 429.
+    pub max_inflight_events: usize,
+    /// How often workers fire due timers and passivate idle keys.
+    pub tick_ms: u64,
+    /// Alerts buffered for slow alert subscribers before they miss some.
+    pub alert_buffer: usize,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "node-1".into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            partitions: eddy_core::DEFAULT_PARTITIONS,
+            workers: 0,
+            idle_timeout_ms: 60_000,
+            max_active_keys: 1_000_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch_events: 10_000,
+            max_inflight_events: 100_000,
+            tick_ms: 100,
+            alert_buffer: 8_192,
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// The configuration could not be assembled. Displayed as one line.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("config: {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// An override is not `key=value`.
+    #[error("config: override `{0}` is not key=value")]
+    Override(String),
+    /// A key is unknown or its value has the wrong type or form.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Loads the configuration: defaults, then `file` if given, then every
+    /// `EDDY_<KEY>` environment variable naming a known key, then `overrides`
+    /// (`key=value`, from flags), each layer winning over the previous.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<NodeConfig, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|err| ConfigError::Syntax {
+                    path: shown,
+                    message: err.message().to_owned(),
+                })?;
+        }
+        let known = known_keys();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("EDDY_").map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            // Other tools' EDDY_* variables (e.g. bench knobs) are not ours.
+            if known.contains(&key) {
+                table.insert(key, parse_value(&value));
+            }
+        }
+        for pair in overrides {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(pair.clone()))?;
+            table.insert(key.trim().replace('-', "_"), parse_value(value.trim()));
+        }
+        // Checking each key on its own lets the error name the key, which a
+        // whole-table deserialization does not.
+        for (key, value) in &table {
+            let mut single = toml::Table::new();
+            single.insert(key.clone(), value.clone());
+            if let Err(err) = toml::Value::Table(single).try_into::<NodeConfig>() {
+                let message = one_line(err.message());
+                return Err(ConfigError::Invalid(if message.contains(key.as_str()) {
+                    message
+                } else {
+                    format!("{key}: {message}")
+                }));
+            }
+        }
+        let config: NodeConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| ConfigError::Invalid(one_line(err.message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("partitions", self.partitions as usize),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_batch_events", self.max_batch_events),
+            ("max_inflight_events", self.max_inflight_events),
+            ("tick_ms", self.tick_ms as usize),
+            ("alert_buffer", self.alert_buffer),
+            ("max_active_keys", self.max_active_keys),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key}: must be at least 1")));
+            }
+        }
+        if self.name.is_empty() {
+            return Err(ConfigError::Invalid("name: must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Worker count with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match toml::Value::try_from(NodeConfig::default()) {
+        Ok(toml::Value::Table(table)) => table.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A TOML literal if the text is one (`8080`, `true`, `"x"`), else a string,
+/// so `EDDY_NAME=node-2` needs no quotes.
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[&str],
+    ) -> Result<NodeConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("eddy-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("n{}.toml", file.map_or(0, str::len)));
+        if let Some(text) = file {
+            std::fs::write(&path, text).expect("write");
+        }
+        NodeConfig::load(
+            file.map(|_| path.as_path()),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            &flags.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let config = load(
+            Some("name = \"from-file\"\ntick_ms = 7\nworkers = 3\n"),
+            &[
+                ("EDDY_TICK_MS", "9"),
+                ("EDDY_NAME", "from-env"),
+                ("EDDY_BENCH_KEYS", "5"),
+            ],
+            &["name=from-flag"],
+        )
+        .expect("valid");
+        assert_eq!(config.name, "from-flag");
+        assert_eq!(config.tick_ms, 9);
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.partitions, 1024, "default kept");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = load(None, &[], &["http_addr=x"])
+            .expect_err("bad address")
+            .to_string();
+        assert!(
+            err.contains("http_addr") || err.contains("socket address"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        let err = load(Some("tick_ms = \"soon\""), &[], &[])
+            .expect_err("bad type")
+            .to_string();
+        assert!(err.contains("tick_ms"), "{err}");
+        let err = load(Some("tikc_ms = 5"), &[], &[])
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("tikc_ms"), "{err}");
+        let err = load(None, &[], &["partitions=0"])
+            .expect_err("zero")
+            .to_string();
+        assert!(err.contains("partitions"), "{err}");
+        assert!(load(None, &[], &["novalue"]).is_err());
+        assert!(load(Some("name = ["), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn shipped_node_toml_is_valid_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/node.toml");
+        let text = std::fs::read_to_string(&path).expect("config/node.toml exists");
+        NodeConfig::load(Some(&path), Vec::new(), &[]).expect("shipped config loads");
+        for key in known_keys() {
+            assert!(
+                text.contains(&format!("{key} =")),
+                "config/node.toml lacks `{key}`"
+            );
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The HTTP API (DESIGN §7): events in, state and alerts out, health and
+//! metrics. Every refusal is a JSON body `{"error": …}` naming the offending
+//! item (`index`) and `field` where there is one, and changes nothing.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eddy_core::ProducerRef;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, watch};
+
+use crate::ingress::{Ingress, IngressError, IngressEvent};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where events go.
+    pub ingress: Ingress,
+    /// This node's name, reported as the owner.
+    pub node_name: Arc<str>,
+    /// `max_batch_events` from the config.
+    pub max_batch_events: usize,
+    /// Turns true when the node stops; ends alert streams.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The router with every route and the body limit.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/actors/{kind}/{key}", get(get_actor))
+        .route("/v1/alerts", get(get_alerts))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// A refusal: status and JSON body `{"error": …, "index"?, "field"?}`.
+struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+fn api_error(status: StatusCode, body: serde_json::Value) -> ApiError {
+    ApiError { status, body }
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, body: serde_json::Value) -> Response {
+    api_error(status, body).into_response()
+}
+
+fn with_retry_after(mut response: Response, seconds: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}
+
+fn ingress_error(err: &IngressError) -> Response {
+    match err {
+        IngressError::Overloaded { retry_after_ms } => with_retry_after(
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": err.to_string()}),
+            ),
+            retry_after_ms.div_ceil(1000),
+        ),
+        IngressError::NotReady => with_retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": err.to_string()}),
+            ),
+            1,
+        ),
+        IngressError::Unavailable(_) => with_retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": err.to_string()}),
+            ),
+            1,
+        ),
+    }
+}
+
+/// One event as clients send it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    event: &'a RawValue,
+    #[serde(borrow, default)]
+    producer: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+/// Splits a body into its items: a JSON array, one object, or NDJSON (any
+/// whitespace-separated sequence of objects).
+fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let items = if first == Some(&b'[') {
+        serde_json::from_slice::<Vec<&RawValue>>(body).map_err(|err| {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("malformed JSON: {err}")}),
+            )
+        })?
+    } else {
+        let mut items = Vec::new();
+        for (index, item) in serde_json::Deserializer::from_slice(body)
+            .into_iter::<&RawValue>()
+            .enumerate()
+        {
+            items.push(item.map_err(|err| {
+                api_error(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("malformed JSON: {err}"), "index": index}),
+                )
+            })?);
+        }
+        items
+    };
+    Ok(items)
+}
+
+/// Validates one item into an event for the ingress.
+fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEvent, ApiError> {
+    let bad = |field: Option<&str>, message: String| {
+        let mut body = json!({"error": message, "index": index});
+        if let Some(field) = field {
+            body["field"] = json!(field);
+        }
+        api_error(StatusCode::BAD_REQUEST, body)
+    };
+    let item: Item<'_> =
+        serde_json::from_str(raw.get()).map_err(|err| bad(None, err.to_string()))?;
+    let registry = ingress.registry();
+    let kind = registry.kind_id(&item.kind).ok_or_else(|| {
+        let known: Vec<&str> = registry.kinds().map(|(_, name)| name).collect();
+        bad(
+            Some("kind"),
+            format!(
+                "unknown kind `{}` (this node hosts: {})",
+                item.kind,
+                known.join(", ")
+            ),
+        )
+    })?;
+    if item.key.is_empty() {
+        return Err(bad(Some("key"), "key must not be empty".into()));
+    }
+    let payload = registry
+        .event_from_json(kind, item.event.get())
+        .map_err(|err| bad(Some("event"), err.to_string()))?;
+    let producer = match (item.producer, item.seq) {
+        (Some(producer), Some(seq)) => Some(ProducerRef {
+            producer: producer.into_owned(),
+            seq,
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(bad(Some("seq"), "`producer` needs `seq`".into())),
+        (None, Some(_)) => return Err(bad(Some("producer"), "`seq` needs `producer`".into())),
+    };
+    Ok(IngressEvent {
+        kind,
+        key: item.key.into_owned(),
+        payload,
+        producer,
+    })
+}
+
+async fn post_events(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(rejection.status(), json!({"error": rejection.body_text()}));
+        }
+    };
+    let items = match split_items(&body) {
+        Ok(items) => items,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if items.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "no events in body"}),
+        );
+    }
+    if items.len() > app.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("{} events in one request; the limit is {}", items.len(), app.max_batch_events)}),
+        );
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    for (index, raw) in items.into_iter().enumerate() {
+        match validate(&app.ingress, index, raw) {
+            Ok(event) => batch.push(event),
+            Err(refusal) => return refusal.into_response(),
+        }
+    }
+    match app.ingress.submit(batch).await {
+        Ok(reply) if reply.rejected.is_empty() => (
+            StatusCode::OK,
+            Json(json!({"accepted": reply.accepted, "duplicates": reply.duplicates})),
+        )
+            .into_response(),
+        Ok(reply) => {
+            let rejected: Vec<_> = reply
+                .rejected
+                .iter()
+                .map(|r| json!({"index": r.index, "error": r.error.to_string()}))
+                .collect();
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"accepted": reply.accepted, "duplicates": reply.duplicates, "rejected": rejected}),
+            )
+        }
+        Err(err) => ingress_error(&err),
+    }
+}
+
+async fn get_actor(
+    State(app): State<AppState>,
+    Path((kind_name, key)): Path<(String, String)>,
+) -> Response {
+    let Some(kind) = app.ingress.registry().kind_id(&kind_name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("unknown kind `{kind_name}`"), "field": "kind"}),
+        );
+    };
+    match app.ingress.actor_state(kind, &key).await {
+        Ok(actor) => match actor.state {
+            Some(state) => Json(json!({
+                "kind": kind_name,
+                "key": key,
+                "partition": actor.partition.0,
+                "owner": &*app.node_name,
+                "replicas": [&*app.node_name],
+                "epoch": actor.epoch.0,
+                "state": state,
+            }))
+            .into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("{kind_name}/{key} has no state"), "partition": actor.partition.0, "owner": &*app.node_name}),
+            ),
+        },
+        Err(err) => ingress_error(&err),
+    }
+}
+
+/// Filter of `GET /v1/alerts`.
+#[derive(Deserialize)]
+struct AlertFilter {
+    kind: Option<String>,
+    key: Option<String>,
+}
+
+async fn get_alerts(
+    State(app): State<AppState>,
+    Query(filter): Query<AlertFilter>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = app.ingress.subscribe_alerts();
+    let stream = futures_util::stream::unfold(
+        (receiver, app.shutdown.clone(), filter),
+        |(mut receiver, mut shutdown, filter)| async move {
+            loop {
+                let next = tokio::select! {
+                    next = receiver.recv() => next,
+                    _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                };
+                let event = match next {
+                    Ok(alert) => {
+                        let wanted = filter.kind.as_deref().is_none_or(|k| k == alert.kind)
+                            && filter.key.as_deref().is_none_or(|k| k == alert.key);
+                        if !wanted {
+                            continue;
+                        }
+                        Event::default()
+                            .event("alert")
+                            .json_data(&*alert)
+                            .unwrap_or_else(|err| {
+                                Event::default().event("error").data(err.to_string())
+                            })
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        Event::default().event("lagged").data(missed.to_string())
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                return Some((Ok(event), (receiver, shutdown, filter)));
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    if app.ingress.is_ready() {
+        "ready".into_response()
+    } else {
+        with_retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "not ready"}),
+            ),
+            1,
+        )
+    }
+}
+
+async fn metrics() -> Response {
+    match crate::metrics::handle() {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_IMPLEMENTED,
+            json!({"error": "another metrics recorder is installed in this process"}),
+        ),
+    }
+}

@@ -1,0 +1,39 @@
+//! eddy-node: the I/O shell around `eddy-core`.
+//!
+//! A node hosts the kinds registered with [`Node::builder`] and serves them
+//! over HTTP. Inside, everything is owned, nothing shared between partitions:
+//!
+//! ```text
+//! HTTP (axum) ── validate ──▶ Ingress ── batch per worker ──▶ Worker actors (ractor)
+//!   POST /v1/events            bounded in-flight budget         own partitions p % W == i
+//!   GET  /v1/actors/…                                           stamp time, apply, tick
+//!   GET  /v1/alerts (SSE) ◀──────────── AlertHub (bounded broadcast) ◀── alerts
+//! ```
+//!
+//! - [`config`]: defaults < TOML < `EDDY_*` env < flags, one-line errors.
+//! - [`ingress`]: splits batches by worker, enforces the in-flight budget
+//!   (429 on overload), gathers the acknowledgement.
+//! - [`worker`]: ractor actors owning partitions; the only place the wall
+//!   clock enters the core; a supervisor restarts a failed worker.
+//! - [`http`]: the API of DESIGN §7; every refusal is a JSON error that names
+//!   the item and field and changes nothing.
+//! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`].
+//!
+//! Not yet here (later issues): peer links, replication, the binary TCP
+//! protocol and its client.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod alerts;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingress;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod worker;
+
+pub use config::NodeConfig;
+pub use ingress::{BatchReply, Ingress, IngressError, IngressEvent};
+pub use node::{Node, NodeBuilder, NodeError, RunningNode};

@@ -1,0 +1,275 @@
+//! Starting and stopping a node: registry, workers, HTTP server, readiness,
+//! and the one shutdown signal every task listens to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eddy_core::{Behaviour, PartitionConfig, RegistryBuilder, RegistryError};
+use ractor::{Actor, ActorRef};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::alerts::AlertHub;
+use crate::config::NodeConfig;
+use crate::http::{AppState, router};
+use crate::ingress::Ingress;
+use crate::worker::{Supervisor, SupervisorArgs, WorkerArgs};
+
+/// Starting or running a node failed.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The kinds could not be registered.
+    #[error("kinds: {0}")]
+    Registry(#[from] RegistryError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The workers could not be started.
+    #[error("cannot start partition workers: {0}")]
+    Workers(String),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Http(String),
+}
+
+/// Entry point for programs hosting behaviours:
+/// `Node::builder().kind::<Fraud>().kind::<Vitals>().run()`.
+pub struct Node;
+
+impl Node {
+    /// Starts describing a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            registry: eddy_core::Registry::builder(),
+        }
+    }
+}
+
+/// Collects the kinds a node hosts.
+pub struct NodeBuilder {
+    registry: RegistryBuilder,
+}
+
+/// Distinguishes the actor names of nodes started in one process (tests).
+static INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+impl NodeBuilder {
+    /// Hosts behaviour `B`.
+    pub fn kind<B: Behaviour>(mut self) -> Self {
+        self.registry = self.registry.kind::<B>();
+        self
+    }
+
+    /// Starts the node inside the current tokio runtime.
+    pub async fn start(self, config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let registry = Arc::new(self.registry.build()?);
+        let workers = config.worker_count();
+        let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let names: Vec<String> = (0..workers)
+            .map(|i| format!("eddy-{}-{instance}-worker-{i}", config.name))
+            .collect();
+        let alerts = AlertHub::new(config.alert_buffer);
+        let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
+        let worker = WorkerArgs {
+            registry: registry.clone(),
+            partition_config: PartitionConfig {
+                idle_timeout_ms: config.idle_timeout_ms,
+                max_active_keys: (config.max_active_keys / config.partitions as usize).max(1),
+                hash_seed: random_seed(),
+                ..PartitionConfig::default()
+            },
+            alerts: alerts.clone(),
+            tick: Duration::from_millis(config.tick_ms),
+            index: 0,
+        };
+        let (supervisor, supervisor_task) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                worker,
+                names: names.clone(),
+            },
+        )
+        .await
+        .map_err(|err| NodeError::Workers(err.to_string()))?;
+        let ingress = Ingress::new(
+            registry,
+            config.partitions,
+            names,
+            config.max_inflight_events,
+            alerts,
+        );
+        // Create the recorder before traffic so early counts are not lost.
+        let _ = crate::metrics::handle();
+        metrics::gauge!("eddy_partitions_owned").set(f64::from(config.partitions));
+        tracing::debug!(partitions_per_worker, workers, "workers started");
+
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let app = router(
+            AppState {
+                ingress: ingress.clone(),
+                node_name: config.name.as_str().into(),
+                max_batch_events: config.max_batch_events,
+                shutdown: shutdown_rx.clone(),
+            },
+            config.max_body_bytes,
+        );
+        let mut stop_http = shutdown_rx;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|stopping| *stopping).await;
+                })
+                .await
+                .map_err(|err| NodeError::Http(err.to_string()))
+        });
+        ingress.set_ready(true);
+        tracing::info!(node = %config.name, %http_addr, workers, partitions = config.partitions, "node ready");
+        Ok(RunningNode {
+            http_addr,
+            ingress,
+            shutdown,
+            server,
+            supervisor,
+            supervisor_task,
+        })
+    }
+
+    /// Runs a node from the process's command line (`--config`, `--set`, …)
+    /// until SIGINT or SIGTERM; returns the process exit code.
+    pub fn run(self) -> std::process::ExitCode {
+        use clap::Parser;
+        self.run_with(crate::cli::NodeCommand::parse().args)
+    }
+
+    /// [`run`](Self::run) with already parsed arguments.
+    pub fn run_with(self, args: crate::cli::NodeArgs) -> std::process::ExitCode {
+        let config = match args.load() {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        crate::logging::init(config.log_format);
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("error: cannot start the async runtime: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(async move {
+            let node = match self.start(config.clone()).await {
+                Ok(node) => node,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            // Tools and tests read the actual address from this line.
+            println!(
+                "eddy node {} listening on http://{}",
+                config.name,
+                node.http_addr()
+            );
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            match node.stop().await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        })
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Seeds the key maps' hasher so clients cannot precompute colliding keys.
+/// Not used for anything that must be reproducible.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
+}
+
+/// A started node.
+pub struct RunningNode {
+    http_addr: SocketAddr,
+    ingress: Ingress,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), NodeError>>,
+    supervisor: ActorRef<()>,
+    supervisor_task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The ingress handle, for in-process use.
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
+    }
+
+    /// Stops taking traffic, finishes open requests, stops the workers.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.ingress.set_ready(false);
+        let _ = self.shutdown.send(true);
+        let served = match self.server.await {
+            Ok(result) => result,
+            Err(err) => Err(NodeError::Http(err.to_string())),
+        };
+        self.supervisor
+            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        self.supervisor.stop(None);
+        let _ = self.supervisor_task.await;
+        served
+    }
+}

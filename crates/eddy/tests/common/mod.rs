@@ -1,0 +1,157 @@
+//! Fixtures for tests that run the real `eddy` binary: a node child process
+//! killed on drop, and a small HTTP client that does not treat 4xx as errors.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `eddy node` child process.
+pub struct NodeProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl NodeProcess {
+    /// Starts `eddy node` on a free loopback port with extra `--set` pairs and
+    /// waits (bounded) until it prints its address and answers /readyz.
+    pub fn start(sets: &[&str]) -> NodeProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        command
+            .args(["node", "--http-addr", "127.0.0.1:0", "--set", "tick_ms=20"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let mut child = command.spawn().expect("eddy binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node prints its address within 20 s");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("address in first line")
+            .to_owned();
+        let node = NodeProcess { child, base };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get(&node.url("/readyz")).0 != 200 {
+            assert!(Instant::now() < deadline, "node never became ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        node
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the node in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS line")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// (status, body, retry-after header).
+pub type Reply = (u16, String, Option<String>);
+
+fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut response = response.expect("request completes");
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, body, retry)
+}
+
+pub fn get(url: &str) -> Reply {
+    reply(agent().get(url).call())
+}
+
+pub fn post(url: &str, content_type: &str, body: &str) -> Reply {
+    reply(
+        agent()
+            .post(url)
+            .header("content-type", content_type)
+            .send(body),
+    )
+}
+
+pub fn post_json(url: &str, body: &str) -> Reply {
+    post(url, "application/json", body)
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
+}
+
+/// The `events` count of a key, or None if it has no state.
+pub fn events_of(node: &NodeProcess, kind: &str, key: &str) -> Option<u64> {
+    let (status, body, _) = get(&node.url(&format!("/v1/actors/{kind}/{key}")));
+    match status {
+        200 => json(&body)["state"]["events"].as_u64(),
+        404 => None,
+        other => panic!("unexpected {other}: {body}"),
+    }
+}
+
+pub fn tx(key: &str, amount: f64, country: &str) -> String {
+    format!(
+        r#"{{"kind":"account","key":"{key}","event":{{"amount":{amount},"country":"{country}","merchant":"m-1"}}}}"#
+    )
+}

@@ -1,0 +1,166 @@
+//! The HTTP API of a real `eddy node` process: every body form, state reads,
+//! alerts over SSE, health, metrics, and shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn object_array_and_ndjson_bodies_apply_and_state_reads_back() {
+    let node = NodeProcess::start(&[]);
+    let url = node.url("/v1/events");
+    let (status, body, _) = post_json(&url, &tx("acct-1", 10.0, "DE"));
+    assert_eq!(
+        (status, json(&body)["accepted"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let array = format!("[{},{}]", tx("acct-1", 11.0, "DE"), tx("acct-2", 5.0, "FR"));
+    let (status, body, _) = post_json(&url, &array);
+    assert_eq!(
+        (status, json(&body)["accepted"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    let ndjson = format!(
+        "{}\n{}\n",
+        tx("acct-1", 12.0, "DE"),
+        tx("acct-1", 13.0, "DE")
+    );
+    let (status, body, _) = post(&url, "application/x-ndjson", &ndjson);
+    assert_eq!(
+        (status, json(&body)["accepted"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    assert_eq!(events_of(&node, "account", "acct-1"), Some(4));
+    assert_eq!(events_of(&node, "account", "acct-2"), Some(1));
+    assert_eq!(events_of(&node, "account", "acct-3"), None);
+
+    // acct-7's partition is pinned to 26 (P = 1024) in eddy-core's tests.
+    assert_eq!(post_json(&url, &tx("acct-7", 1.0, "DE")).0, 200);
+    let (_, body, _) = get(&node.url("/v1/actors/account/acct-7"));
+    assert_eq!(json(&body)["partition"], 26);
+    let (status, body, _) = get(&node.url("/v1/actors/account/acct-1"));
+    assert_eq!(status, 200);
+    let actor = json(&body);
+    assert_eq!(actor["owner"], "node-1");
+    assert!(
+        actor["partition"].as_u64().is_some_and(|p| p < 1024),
+        "{actor}"
+    );
+    assert!(actor["epoch"].as_u64().is_some());
+    let vitals = r#"{"kind":"patient","key":"pat-1","event":{"resp_rate":18,"spo2":96,"on_oxygen":false,"temp":37.1,"systolic":120,"heart_rate":80,"consciousness":"A"}}"#;
+    let iot = r#"{"kind":"device","key":"dev-1","event":{"metric":"temp","value":71.2}}"#;
+    assert_eq!(post_json(&url, vitals).0, 200);
+    assert_eq!(post_json(&url, iot).0, 200);
+    assert_eq!(events_of(&node, "patient", "pat-1"), Some(1));
+    assert_eq!(events_of(&node, "device", "dev-1"), Some(1));
+}
+
+#[test]
+fn producer_retries_change_state_once() {
+    let node = NodeProcess::start(&[]);
+    let url = node.url("/v1/events");
+    let with_producer = |seq: u64| {
+        format!(
+            r#"{{"kind":"account","key":"acct-9","event":{{"amount":1,"country":"DE"}},"producer":"p1","seq":{seq}}}"#
+        )
+    };
+    assert_eq!(json(&post_json(&url, &with_producer(1)).1)["accepted"], 1);
+    let (status, body, _) = post_json(&url, &with_producer(1));
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            json(&body)["accepted"].as_u64(),
+            json(&body)["duplicates"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(json(&post_json(&url, &with_producer(2)).1)["accepted"], 1);
+    assert_eq!(events_of(&node, "account", "acct-9"), Some(2));
+}
+
+#[test]
+fn alerts_stream_over_sse_with_filters() {
+    let node = NodeProcess::start(&[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .into();
+    let response = agent
+        .get(&node.url("/v1/alerts?kind=account&key=acct-t"))
+        .call()
+        .expect("SSE stream opens");
+    let mut lines = BufReader::new(response.into_body().into_reader()).lines();
+    // Another key's alert must be filtered out; acct-t's travel alert must come.
+    post_json(
+        &node.url("/v1/events"),
+        &format!("{}\n{}", tx("other", 1.0, "DE"), tx("other", 1.0, "US")),
+    );
+    post_json(
+        &node.url("/v1/events"),
+        &format!("{}\n{}", tx("acct-t", 1.0, "DE"), tx("acct-t", 1.0, "US")),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut data = None;
+    while Instant::now() < deadline {
+        let line = lines.next().expect("stream open").expect("reads");
+        if let Some(payload) = line.strip_prefix("data:") {
+            data = Some(json(payload.trim()));
+            break;
+        }
+    }
+    let alert = data.expect("an alert arrived");
+    assert_eq!(alert["key"], "acct-t", "{alert}");
+    assert_eq!(alert["kind"], "account");
+    assert_eq!(alert["alert"]["reason"], "impossible_travel");
+    assert!(alert["seq"].as_u64().is_some() && alert["partition"].as_u64().is_some());
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let node = NodeProcess::start(&[]);
+    assert_eq!(get(&node.url("/healthz")).0, 200);
+    assert_eq!(get(&node.url("/readyz")).0, 200);
+    post_json(&node.url("/v1/events"), &tx("acct-m", 1.0, "DE"));
+    let (status, body, _) = get(&node.url("/metrics"));
+    assert_eq!(status, 200);
+    for metric in [
+        "eddy_events_received_total",
+        "eddy_events_applied_total",
+        "eddy_ack_latency_seconds",
+    ] {
+        assert!(body.contains(metric), "{metric} missing from\n{body}");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let node = NodeProcess::start(&[]);
+    post_json(&node.url("/v1/events"), &tx("acct-s", 1.0, "DE"));
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn bad_config_fails_with_one_clear_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["node", "--set", "tick_ms=soon"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: config:"), "{stderr}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["node", "--config", "/nonexistent/eddy.toml"])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/eddy.toml"));
+}
