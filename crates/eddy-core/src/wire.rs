@@ -1,1 +1,333 @@
-//! Binary wire protocol frames (owned by the runtime work; see eddy-node).
+//! The binary client protocol: length-prefixed, versioned, checksummed
+//! postcard frames. Sans-io: [`encode_frame`] writes into a caller's buffer,
+//! [`decode_frame`] reads from one and says how many bytes it consumed.
+//!
+//! ```text
+//! length u32 LE (bytes after this field) | version u16 LE | postcard body | xxh3_64 u64 LE
+//! ```
+//!
+//! The length is checked against the receiver's limit before anything is
+//! buffered, the version before the body is decoded, and the checksum (over
+//! version and body) before the body is trusted. Requests carry a
+//! `request_id`; responses repeat it, so a client can pipeline many requests
+//! on one connection and match answers as they come.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::entry::ProducerRef;
+use crate::registry::encode_into;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Default largest frame a peer may send (after the length field).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+const LENGTH_BYTES: usize = 4;
+const VERSION_BYTES: usize = 2;
+const CHECKSUM_BYTES: usize = 8;
+
+/// An event as clients send it: the kind by name, the event as the kind's
+/// postcard encoding (see [`crate::encode_event`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEvent {
+    /// Kind name.
+    pub kind: String,
+    /// Key.
+    pub key: String,
+    /// Postcard encoding of the kind's event.
+    pub payload: Vec<u8>,
+    /// Idempotent producer, if any.
+    pub producer: Option<ProducerRef>,
+}
+
+/// Client → node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Apply a batch; answered by `Ack`, `Rejected` or `Overloaded`.
+    Submit {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The events, applied in order per key.
+        events: Vec<WireEvent>,
+    },
+    /// Read a key's state; answered by `State` or `Rejected`.
+    GetState {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// Kind name.
+        kind: String,
+        /// Key.
+        key: String,
+    },
+    /// Stream alerts on this connection from now on, optionally filtered.
+    Subscribe {
+        /// Only this kind.
+        kind: Option<String>,
+        /// Only this key.
+        key: Option<String>,
+    },
+}
+
+/// Stable error codes that cross the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request was malformed or named an unknown kind; nothing applied.
+    BadRequest = 1,
+    /// The batch exceeds the node's limit; nothing applied.
+    TooLarge = 2,
+    /// The node is not ready; nothing applied.
+    NotReady = 3,
+    /// A worker did not answer; the batch may be partly applied.
+    Unavailable = 4,
+}
+
+/// Node → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The batch was processed.
+    Ack {
+        /// The request's id.
+        request_id: u64,
+        /// Events applied.
+        accepted: u32,
+        /// Events skipped as producer retries.
+        duplicates: u32,
+        /// Events refused while applying: (index in batch, reason).
+        rejected: Vec<(u32, String)>,
+    },
+    /// The request was refused as a whole.
+    Rejected {
+        /// The request's id (0 when the frame could not be read).
+        request_id: u64,
+        /// Why, as a stable code.
+        code: ErrorCode,
+        /// Human-readable detail naming the event index and field.
+        message: String,
+    },
+    /// The node is full; nothing applied; retry after the delay.
+    Overloaded {
+        /// The request's id.
+        request_id: u64,
+        /// Suggested wait.
+        retry_after_ms: u64,
+    },
+    /// A key's state.
+    State {
+        /// The request's id.
+        request_id: u64,
+        /// State as JSON text, `None` if the key has none.
+        state_json: Option<String>,
+        /// The key's partition.
+        partition: u32,
+        /// The partition's epoch.
+        epoch: u64,
+    },
+    /// An alert, after `Subscribe`.
+    Alert {
+        /// The alert record as JSON text.
+        json: String,
+    },
+    /// The connection is being closed because of what the peer sent.
+    ProtocolError {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A frame could not be read. The connection cannot be trusted after any of
+/// these: the receiver answers `ProtocolError` if it can, and closes.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The length prefix exceeds the receiver's limit (or is too short to
+    /// hold a version and checksum).
+    #[error("frame of {len} bytes is outside the allowed range (max {max})")]
+    BadLength {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer speaks another protocol version.
+    #[error("protocol version {got} is not supported (this node speaks {supported})")]
+    Version {
+        /// The peer's version.
+        got: u16,
+        /// Ours.
+        supported: u16,
+    },
+    /// Checksum mismatch: corruption or not our protocol.
+    #[error("frame checksum mismatch")]
+    Checksum,
+    /// The body did not decode as a message.
+    #[error("malformed frame body: {0}")]
+    Body(String),
+}
+
+/// Appends one frame carrying `message` to `out`.
+pub fn encode_frame<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LENGTH_BYTES]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    encode_into(message, out).map_err(|err| WireError::Body(err.to_string()))?;
+    let checksum = xxh3_64(&out[start + LENGTH_BYTES..]);
+    out.extend_from_slice(&checksum.to_le_bytes());
+    let len = out.len() - start - LENGTH_BYTES;
+    let len32 = u32::try_from(len).map_err(|_| WireError::BadLength {
+        len,
+        max: u32::MAX as usize,
+    })?;
+    out[start..start + LENGTH_BYTES].copy_from_slice(&len32.to_le_bytes());
+    Ok(())
+}
+
+/// Reads one frame from the front of `buf`. `Ok(None)`: more bytes needed
+/// (never more than `max_frame_bytes` + 4 in all, which the caller may use to
+/// size its buffer). `Ok(Some((message, consumed)))`: drop `consumed` bytes.
+pub fn decode_frame<T: DeserializeOwned>(
+    buf: &[u8],
+    max_frame_bytes: usize,
+) -> Result<Option<(T, usize)>, WireError> {
+    let Some(prefix) = buf.get(..LENGTH_BYTES) else {
+        return Ok(None);
+    };
+    let mut length = [0u8; LENGTH_BYTES];
+    length.copy_from_slice(prefix);
+    let len = u32::from_le_bytes(length) as usize;
+    if len > max_frame_bytes || len < VERSION_BYTES + CHECKSUM_BYTES {
+        return Err(WireError::BadLength {
+            len,
+            max: max_frame_bytes,
+        });
+    }
+    // The version is checked as soon as it arrives, so a peer of another
+    // version is told so even if its frame never completes.
+    if let Some(version) = buf.get(LENGTH_BYTES..LENGTH_BYTES + VERSION_BYTES) {
+        let version = u16::from_le_bytes([version[0], version[1]]);
+        if version != PROTOCOL_VERSION {
+            return Err(WireError::Version {
+                got: version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+    }
+    let Some(frame) = buf.get(LENGTH_BYTES..LENGTH_BYTES + len) else {
+        return Ok(None);
+    };
+    let (checked, trailer) = frame.split_at(len - CHECKSUM_BYTES);
+    let mut sum = [0u8; CHECKSUM_BYTES];
+    sum.copy_from_slice(trailer);
+    if xxh3_64(checked) != u64::from_le_bytes(sum) {
+        return Err(WireError::Checksum);
+    }
+    match postcard::take_from_bytes::<T>(&checked[VERSION_BYTES..]) {
+        Ok((message, [])) => Ok(Some((message, LENGTH_BYTES + len))),
+        Ok((_, rest)) => Err(WireError::Body(format!("{} trailing bytes", rest.len()))),
+        Err(err) => Err(WireError::Body(err.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submit() -> Request {
+        Request::Submit {
+            request_id: 7,
+            events: vec![WireEvent {
+                kind: "account".into(),
+                key: "acct-1".into(),
+                payload: vec![1, 2, 3],
+                producer: Some(ProducerRef {
+                    producer: "p".into(),
+                    seq: 9,
+                }),
+            }],
+        }
+    }
+
+    fn frame(message: &Request) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(message, &mut out).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn round_trip_and_partial_input() {
+        let bytes = frame(&submit());
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                decode_frame::<Request>(&bytes[..cut], 1024),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            decode_frame::<Request>(&bytes, 1024),
+            Ok(Some((submit(), bytes.len())))
+        );
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes);
+        let (_, used) = decode_frame::<Request>(&two, 1024)
+            .expect("ok")
+            .expect("frame");
+        assert_eq!(
+            decode_frame::<Request>(&two[used..], 1024),
+            Ok(Some((submit(), used)))
+        );
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut bytes = frame(&submit());
+        bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_frame::<Request>(&bytes[..4], 1024),
+            Err(WireError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let mut bytes = frame(&submit());
+        bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(
+            decode_frame::<Request>(&bytes[..6], 1024),
+            Err(WireError::Version {
+                got: 2,
+                supported: 1
+            })
+        );
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let bytes = frame(&submit());
+        for index in 6..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[index] ^= 0x01;
+            assert!(
+                decode_frame::<Request>(&damaged, 1024).is_err(),
+                "flip at {index}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x1234_5678_u64;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 64)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = decode_frame::<Request>(&bytes, 1024);
+        }
+        assert!(decode_frame::<Request>(b"GET / HTTP/1.1\r\n\r\n", 1024).is_err());
+    }
+}

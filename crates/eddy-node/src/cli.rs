@@ -19,6 +19,9 @@ pub struct NodeArgs {
     /// HTTP listen address, e.g. 127.0.0.1:8080 (port 0 picks a free one).
     #[arg(long)]
     pub http_addr: Option<String>,
+    /// Binary protocol listen address (port 0 picks a free one).
+    #[arg(long)]
+    pub tcp_addr: Option<String>,
     /// Log format: human or json.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -45,6 +48,9 @@ impl NodeArgs {
         }
         if let Some(addr) = &self.http_addr {
             overrides.push(format!("http_addr=\"{addr}\""));
+        }
+        if let Some(addr) = &self.tcp_addr {
+            overrides.push(format!("tcp_addr=\"{addr}\""));
         }
         if let Some(format) = &self.log_format {
             overrides.push(format!("log_format=\"{format}\""));

@@ -31,6 +31,12 @@ pub struct NodeConfig {
     pub name: String,
     /// Address of the HTTP API (`127.0.0.1:0` picks a free port).
     pub http_addr: SocketAddr,
+    /// Address of the binary protocol (`eddy-client`, `eddy send`, `eddy tail`).
+    pub tcp_addr: SocketAddr,
+    /// Largest binary-protocol frame accepted; a larger one closes the connection.
+    pub max_frame_bytes: usize,
+    /// Requests of one binary-protocol connection processed at once.
+    pub max_pending_requests: usize,
     /// Partition count P. Fixed for the life of a cluster.
     pub partitions: u32,
     /// Partition worker actors; 0 means one per CPU core.
@@ -58,6 +64,9 @@ impl Default for NodeConfig {
         NodeConfig {
             name: "node-1".into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tcp_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_pending_requests: 64,
             partitions: eddy_core::DEFAULT_PARTITIONS,
             workers: 0,
             idle_timeout_ms: 60_000,
@@ -168,6 +177,8 @@ impl NodeConfig {
             ("tick_ms", self.tick_ms as usize),
             ("alert_buffer", self.alert_buffer),
             ("max_active_keys", self.max_active_keys),
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_pending_requests", self.max_pending_requests),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -7,6 +7,7 @@
 //! HTTP (axum) ── validate ──▶ Ingress ── batch per worker ──▶ Worker actors (ractor)
 //!   POST /v1/events            bounded in-flight budget         own partitions p % W == i
 //!   GET  /v1/actors/…                                           stamp time, apply, tick
+//! TCP (frames) ── validate ──┘
 //!   GET  /v1/alerts (SSE) ◀──────────── AlertHub (bounded broadcast) ◀── alerts
 //! ```
 //!
@@ -19,8 +20,10 @@
 //!   the item and field and changes nothing.
 //! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`].
 //!
-//! Not yet here (later issues): peer links, replication, the binary TCP
-//! protocol and its client.
+//! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
+//!   pipelined per connection with a bound on pending requests.
+//!
+//! Not yet here (later issues): peer links, replication.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,6 +35,7 @@ pub mod ingress;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod tcp_ingress;
 pub mod worker;
 
 pub use config::NodeConfig;

@@ -122,7 +122,29 @@ impl NodeBuilder {
             addr: config.http_addr,
             source,
         })?;
+        let tcp_listener = tokio::net::TcpListener::bind(config.tcp_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.tcp_addr,
+                source,
+            })?;
+        let tcp_addr = tcp_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: config.tcp_addr,
+                source,
+            })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let tcp = tokio::spawn(crate::tcp_ingress::serve(
+            tcp_listener,
+            ingress.clone(),
+            crate::tcp_ingress::TcpLimits {
+                max_frame_bytes: config.max_frame_bytes,
+                max_pending_requests: config.max_pending_requests,
+                max_batch_events: config.max_batch_events,
+            },
+            shutdown_rx.clone(),
+        ));
         let app = router(
             AppState {
                 ingress: ingress.clone(),
@@ -142,9 +164,11 @@ impl NodeBuilder {
                 .map_err(|err| NodeError::Http(err.to_string()))
         });
         ingress.set_ready(true);
-        tracing::info!(node = %config.name, %http_addr, workers, partitions = config.partitions, "node ready");
+        tracing::info!(node = %config.name, %http_addr, %tcp_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,
+            tcp_addr,
+            tcp,
             ingress,
             shutdown,
             server,
@@ -190,9 +214,10 @@ impl NodeBuilder {
             };
             // Tools and tests read the actual address from this line.
             println!(
-                "eddy node {} listening on http://{}",
+                "eddy node {} listening on http://{} tcp://{}",
                 config.name,
-                node.http_addr()
+                node.http_addr(),
+                node.tcp_addr()
             );
             wait_for_signal().await;
             tracing::info!("stopping");
@@ -239,6 +264,8 @@ fn random_seed() -> u64 {
 /// A started node.
 pub struct RunningNode {
     http_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    tcp: JoinHandle<()>,
     ingress: Ingress,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), NodeError>>,
@@ -252,6 +279,11 @@ impl RunningNode {
         self.http_addr
     }
 
+    /// The bound binary-protocol address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
     /// The ingress handle, for in-process use.
     pub fn ingress(&self) -> &Ingress {
         &self.ingress
@@ -261,6 +293,7 @@ impl RunningNode {
     pub async fn stop(self) -> Result<(), NodeError> {
         self.ingress.set_ready(false);
         let _ = self.shutdown.send(true);
+        let _ = self.tcp.await;
         let served = match self.server.await {
             Ok(result) => result,
             Err(err) => Err(NodeError::Http(err.to_string())),

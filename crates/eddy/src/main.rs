@@ -1,9 +1,13 @@
 //! The `eddy` command.
 //!
 //! `eddy node` runs a node hosting the three example kinds (`account`,
-//! `device`, `patient`). Other subcommands of DESIGN §7 (send, tail, status,
-//! bench, demo) arrive with their issues.
+//! `device`, `patient`); `eddy send` and `eddy tail` speak the binary protocol
+//! to one. Other subcommands of DESIGN §7 (status, bench, demo) arrive with
+//! their issues.
 #![forbid(unsafe_code)]
+
+mod send;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -26,6 +30,10 @@ struct Cli {
 enum Command {
     /// Run a node hosting the example kinds: account (fraud), device (iot), patient (vitals).
     Node(NodeArgs),
+    /// Send NDJSON events from a file or stdin to a node.
+    Send(send::SendArgs),
+    /// Print alerts as JSON lines.
+    Tail(tail::TailArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +43,21 @@ fn main() -> ExitCode {
             .kind::<eddy_iot::Iot>()
             .kind::<eddy_vitals::Vitals>()
             .run_with(args),
+        Command::Send(args) => {
+            // Same kinds in the same order as the node, to encode JSON events.
+            let registry = eddy_core::Registry::builder()
+                .kind::<eddy_fraud::Fraud>()
+                .kind::<eddy_iot::Iot>()
+                .kind::<eddy_vitals::Vitals>()
+                .build();
+            match registry {
+                Ok(registry) => send::run(args, registry),
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Tail(args) => tail::run(args),
     }
 }

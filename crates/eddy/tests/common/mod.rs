@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct NodeProcess {
     child: Child,
     pub base: String,
+    /// host:port of the binary protocol.
+    pub tcp: String,
 }
 
 impl NodeProcess {
@@ -19,7 +21,14 @@ impl NodeProcess {
     pub fn start(sets: &[&str]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
         command
-            .args(["node", "--http-addr", "127.0.0.1:0", "--set", "tick_ms=20"])
+            .args([
+                "node",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--tcp-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--set", "tick_ms=20"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -42,7 +51,12 @@ impl NodeProcess {
             .find(|w| w.starts_with("http://"))
             .expect("address in first line")
             .to_owned();
-        let node = NodeProcess { child, base };
+        let tcp = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("tcp://"))
+            .expect("tcp address in first line")
+            .to_owned();
+        let node = NodeProcess { child, base, tcp };
         let deadline = Instant::now() + Duration::from_secs(10);
         while get(&node.url("/readyz")).0 != 200 {
             assert!(Instant::now() < deadline, "node never became ready");

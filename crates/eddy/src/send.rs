@@ -1,0 +1,196 @@
+//! `eddy send`: NDJSON events from a file or stdin, sent over the binary
+//! protocol in pipelined batches. Each line is
+//! `{"kind": …, "key": …, "event": {…}, "producer"?: …, "seq"?: …}`; a bad
+//! line is reported with its number and skipped.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use eddy_client::{Ack, Client, ClientError};
+use eddy_core::wire::WireEvent;
+use eddy_core::{ProducerRef, Registry};
+use serde::Deserialize;
+use tokio::task::JoinSet;
+
+/// Options of `eddy send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Node's binary-protocol address.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    addr: String,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
+    /// NDJSON file; `-` or nothing reads stdin.
+    file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    kind: String,
+    key: String,
+    event: serde_json::Value,
+    producer: Option<String>,
+    seq: Option<u64>,
+}
+
+fn parse(registry: &Registry, text: &str) -> Result<WireEvent, String> {
+    let line: Line = serde_json::from_str(text).map_err(|err| err.to_string())?;
+    let kind = registry
+        .kind_id(&line.kind)
+        .ok_or_else(|| format!("kind: unknown kind `{}`", line.kind))?;
+    let payload = registry
+        .event_from_json(kind, &line.event.to_string())
+        .map_err(|err| format!("event: {err}"))?;
+    let producer = match (line.producer, line.seq) {
+        (Some(producer), Some(seq)) => Some(ProducerRef { producer, seq }),
+        (None, None) => None,
+        _ => return Err("`producer` and `seq` go together".into()),
+    };
+    Ok(WireEvent {
+        kind: line.kind,
+        key: line.key,
+        payload,
+        producer,
+    })
+}
+
+/// Sends a batch, waiting out overload a bounded number of times.
+async fn send_batch(client: &Client, batch: Vec<WireEvent>) -> Result<Ack, ClientError> {
+    let mut attempts = 0;
+    loop {
+        match client.submit(batch.clone()).await {
+            Err(ClientError::Overloaded { retry_after_ms }) if attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What happened to the input.
+#[derive(Default)]
+struct Totals {
+    sent: u64,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    bad: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn tally(&mut self, result: Result<Result<Ack, ClientError>, tokio::task::JoinError>) {
+        match result {
+            Ok(Ok(ack)) => {
+                self.accepted += u64::from(ack.accepted);
+                self.duplicates += u64::from(ack.duplicates);
+                self.rejected += ack.rejected.len() as u64;
+                for (index, reason) in ack.rejected {
+                    eprintln!("rejected event {index} of a batch: {reason}");
+                }
+            }
+            Ok(Err(err)) => {
+                self.failed += 1;
+                eprintln!("error: batch failed: {err}");
+            }
+            Err(err) => {
+                self.failed += 1;
+                eprintln!("error: {err}");
+            }
+        }
+    }
+}
+
+/// Runs `eddy send`.
+pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
+    let reader: Box<dyn BufRead> = match args.file.as_deref() {
+        None => Box::new(std::io::stdin().lock()),
+        Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(err) => {
+                eprintln!("error: cannot read {}: {err}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match Client::connect(&args.addr).await {
+            Ok(client) => std::sync::Arc::new(client),
+            Err(err) => {
+                eprintln!("error: cannot connect to {}: {err}", args.addr);
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut totals = Totals::default();
+        let mut in_flight = JoinSet::new();
+        let mut batch = Vec::new();
+        for (number, line) in reader.lines().enumerate() {
+            let line = match line {
+                Ok(line) => line,
+                Err(err) => {
+                    eprintln!("error: reading input: {err}");
+                    totals.failed += 1;
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse(&registry, &line) {
+                Ok(event) => batch.push(event),
+                Err(err) => {
+                    totals.bad += 1;
+                    eprintln!("line {}: {err}", number + 1);
+                }
+            }
+            if batch.len() >= args.batch.max(1) {
+                totals.sent += batch.len() as u64;
+                let client = client.clone();
+                let full = std::mem::take(&mut batch);
+                in_flight.spawn(async move { send_batch(&client, full).await });
+                while in_flight.len() >= args.pipeline.max(1) {
+                    if let Some(result) = in_flight.join_next().await {
+                        totals.tally(result);
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            totals.sent += batch.len() as u64;
+            let client = client.clone();
+            in_flight.spawn(async move { send_batch(&client, batch).await });
+        }
+        while let Some(result) = in_flight.join_next().await {
+            totals.tally(result);
+        }
+        let Totals { sent, accepted, duplicates, rejected, bad, failed } = totals;
+        println!(
+            "sent {sent} events: {accepted} accepted, {duplicates} duplicates, {rejected} rejected; {bad} bad lines, {failed} failed batches"
+        );
+        if bad + rejected + failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}

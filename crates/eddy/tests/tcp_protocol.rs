@@ -1,0 +1,273 @@
+//! The binary protocol against a real node: `eddy send` and `eddy tail`, the
+//! Rust client with pipelining, and every kind of bad frame (the connection
+//! is closed, the node keeps serving, no state changes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use eddy_client::{Client, ClientError};
+use eddy_core::wire::{ErrorCode, Request, Response, WireEvent, decode_frame, encode_frame};
+use eddy_fraud::{Country, Fraud, Transaction};
+
+fn eddy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+}
+
+fn transaction(amount: f64, country: &str) -> Transaction {
+    Transaction {
+        amount,
+        country: Country::parse(country).expect("valid"),
+        merchant: "m-1".into(),
+    }
+}
+
+/// Writes raw bytes and reads until the node closes; returns what it sent.
+fn raw_exchange(node: &NodeProcess, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(&node.tcp).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("writes");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("node closes the connection");
+    answer
+}
+
+fn protocol_error(answer: &[u8]) -> String {
+    match decode_frame::<Response>(answer, 1 << 20) {
+        Ok(Some((Response::ProtocolError { message }, _))) => message,
+        other => panic!("expected a ProtocolError frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn send_from_a_file_applies_every_good_line_and_reports_bad_ones() {
+    let node = NodeProcess::start(&[]);
+    let dir = std::env::temp_dir().join(format!("eddy-send-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("events.ndjson");
+    let mut text = String::new();
+    for i in 0..2500 {
+        text.push_str(&tx(&format!("acct-{}", i % 50), 10.0, "DE"));
+        text.push('\n');
+    }
+    text.push_str("{\"kind\":\"nope\",\"key\":\"k\",\"event\":{}}\n");
+    std::fs::write(&path, text).expect("write");
+    let output = eddy()
+        .args(["send", "--addr", &node.tcp, "--batch", "300"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains("sent 2500 events: 2500 accepted"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("line 2501: kind: unknown kind `nope`"),
+        "{stderr}"
+    );
+    assert!(
+        !output.status.success(),
+        "a bad line makes the exit status non-zero"
+    );
+    let total: u64 = (0..50)
+        .map(|i| events_of(&node, "account", &format!("acct-{i}")).unwrap())
+        .sum();
+    assert_eq!(total, 2500);
+}
+
+#[test]
+fn tail_prints_alerts_as_json_lines() {
+    let node = NodeProcess::start(&[]);
+    let tail = eddy()
+        .args([
+            "tail", "--addr", &node.tcp, "--kind", "account", "--count", "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail starts");
+    // The subscription must exist before the alert; retry the trigger until
+    // tail has printed (bounded).
+    let mut tail = tail;
+    for attempt in 0..50 {
+        let key = format!("acct-travel-{attempt}");
+        post_json(
+            &node.url("/v1/events"),
+            &format!("{}\n{}", tx(&key, 1.0, "DE"), tx(&key, 1.0, "US")),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        if tail.try_wait().expect("wait").is_some() {
+            break;
+        }
+    }
+    let output = tail.wait_with_output().expect("tail exits after one alert");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let alert = json(line.lines().next().expect("one line"));
+    assert_eq!(alert["kind"], "account");
+    assert_eq!(alert["alert"]["reason"], "impossible_travel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pipelines_batches_and_reads_state() {
+    let node = tokio::task::spawn_blocking(|| NodeProcess::start(&[]))
+        .await
+        .expect("start");
+    let client = std::sync::Arc::new(Client::connect(&node.tcp).await.expect("connects"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..40u64 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let events: Vec<WireEvent> = (0..25)
+                .map(|i| {
+                    Client::event::<Fraud>(
+                        &format!("acct-{}", (task + i) % 10),
+                        &transaction(5.0, "FR"),
+                        None,
+                    )
+                })
+                .collect::<Result<_, _>>()
+                .expect("encodes");
+            client.submit(events).await
+        });
+    }
+    let mut accepted = 0;
+    while let Some(result) = tasks.join_next().await {
+        accepted += result.expect("task").expect("acked").accepted;
+    }
+    assert_eq!(accepted, 1000);
+    let mut total = 0;
+    for key in 0..10 {
+        let state = client
+            .get_state("account", &format!("acct-{key}"))
+            .await
+            .expect("state")
+            .expect("exists");
+        total += json(&state)["events"].as_u64().expect("count");
+    }
+    assert_eq!(total, 1000);
+    assert_eq!(
+        client.get_state("account", "never").await.expect("answer"),
+        None
+    );
+    // A payload that is not the kind's event is refused whole and changes nothing.
+    let bad = WireEvent {
+        kind: "account".into(),
+        key: "acct-0".into(),
+        payload: vec![0xff; 3],
+        producer: None,
+    };
+    let good = Client::event::<Fraud>("acct-0", &transaction(1.0, "FR"), None).expect("encodes");
+    match client.submit(vec![good, bad]).await {
+        Err(ClientError::Rejected {
+            code: ErrorCode::BadRequest,
+            message,
+        }) => {
+            assert!(message.contains("event 1"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let unknown = WireEvent {
+        kind: "nope".into(),
+        key: "k".into(),
+        payload: vec![],
+        producer: None,
+    };
+    assert!(matches!(
+        client.submit(vec![unknown]).await,
+        Err(ClientError::Rejected { .. })
+    ));
+    let state = client
+        .get_state("account", "acct-0")
+        .await
+        .expect("state")
+        .expect("exists");
+    let before = json(&state)["events"].as_u64();
+    assert_eq!(before, Some(100), "the refused batch applied nothing");
+}
+
+#[test]
+fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_only() {
+    let node = NodeProcess::start(&["max_frame_bytes=4096"]);
+    assert_eq!(
+        post_json(&node.url("/v1/events"), &tx("acct-1", 1.0, "DE")).0,
+        200
+    );
+
+    // Another protocol entirely.
+    let answer = raw_exchange(&node, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!protocol_error(&answer).is_empty());
+
+    // A frame of a future version.
+    let mut frame = Vec::new();
+    encode_frame(
+        &Request::GetState {
+            request_id: 1,
+            kind: "account".into(),
+            key: "acct-1".into(),
+        },
+        &mut frame,
+    )
+    .expect("encodes");
+    frame[4..6].copy_from_slice(&99u16.to_le_bytes());
+    assert!(protocol_error(&raw_exchange(&node, &frame)).contains("version 99"));
+
+    // A length prefix over the limit: refused before the body is buffered.
+    let answer = raw_exchange(&node, &(1u32 << 30).to_le_bytes());
+    assert!(protocol_error(&answer).contains("outside the allowed range"));
+
+    // A corrupted frame.
+    let mut frame = Vec::new();
+    let event = Client::event::<Fraud>("acct-1", &transaction(1.0, "DE"), None).expect("encodes");
+    encode_frame(
+        &Request::Submit {
+            request_id: 2,
+            events: vec![event],
+        },
+        &mut frame,
+    )
+    .expect("encodes");
+    let mut corrupt = frame.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0x40;
+    assert!(protocol_error(&raw_exchange(&node, &corrupt)).contains("checksum"));
+
+    // A truncated frame, then the client hangs up.
+    {
+        let mut stream = TcpStream::connect(&node.tcp).expect("connects");
+        stream.write_all(&frame[..frame.len() - 3]).expect("writes");
+    }
+
+    // None of it applied anything, and the node still serves both protocols.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(events_of(&node, "account", "acct-1"), Some(1));
+    let mut stream = TcpStream::connect(&node.tcp).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&frame).expect("writes");
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).expect("answer");
+    match decode_frame::<Response>(&answer[..n], 1 << 20) {
+        Ok(Some((
+            Response::Ack {
+                request_id: 2,
+                accepted: 1,
+                ..
+            },
+            _,
+        ))) => {}
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    assert_eq!(events_of(&node, "account", "acct-1"), Some(2));
+}
