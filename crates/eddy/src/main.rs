@@ -2,10 +2,11 @@
 //!
 //! `eddy node` runs a node hosting the three example kinds (`account`,
 //! `device`, `patient`); `eddy send` and `eddy tail` speak the binary protocol
-//! to one. Other subcommands of DESIGN §7 (status, bench, demo) arrive with
-//! their issues.
+//! to one; `eddy bench` measures one. Other subcommands of DESIGN §7
+//! (status, demo) arrive with their issues.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod send;
 mod tail;
 
@@ -34,6 +35,8 @@ enum Command {
     Send(send::SendArgs),
     /// Print alerts as JSON lines.
     Tail(tail::TailArgs),
+    /// Measure throughput and latency of one node with the fraud workload.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +62,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Tail(args) => tail::run(args),
+        Command::Bench(args) => bench::run_bench(args),
     }
 }

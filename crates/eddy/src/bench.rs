@@ -1,0 +1,301 @@
+//! `eddy bench`: drives the fraud workload through the binary protocol and
+//! prints throughput, acknowledgement latency and ingest→alert latency.
+//!
+//! Two runs against the same node: one as fast as the client can go (peak),
+//! then one paced at half that rate, which is the latency that matters for a
+//! node that is not saturated. Without `--addr` it starts a local node as a
+//! child process and stops it at the end, also on error.
+
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use eddy_client::Client;
+use eddy_core::Workload;
+use eddy_core::wire::WireEvent;
+use eddy_fraud::{Fraud, FraudWorkload};
+use hdrhistogram::Histogram;
+use tokio::task::JoinSet;
+
+/// Options of `eddy bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Node's binary-protocol address; without it a local node is started.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Events per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Distinct accounts.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Client connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Batches in flight per connection.
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
+}
+
+/// A node started by the bench, killed when dropped.
+struct LocalNode(Child);
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_local_node() -> Result<(LocalNode, String), String> {
+    let exe = std::env::current_exe().map_err(|err| err.to_string())?;
+    let mut child = Command::new(exe)
+        .args([
+            "node",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--tcp-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--set", "name=\"bench\""])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("cannot start a node: {err}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let guard = LocalNode(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .map_err(|err| err.to_string())?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tcp://"))
+        .ok_or_else(|| format!("unexpected node output: {line}"))?
+        .to_owned();
+    Ok((guard, addr))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct RunResult {
+    events: usize,
+    elapsed: Duration,
+    ack_us: Histogram<u64>,
+}
+
+/// Sends `batches` over `clients`, at most `pipeline` in flight per client,
+/// spaced `interval` apart per client when pacing.
+async fn run(
+    clients: &[Arc<Client>],
+    batches: &[Arc<Vec<WireEvent>>],
+    pipeline: usize,
+    interval: Option<Duration>,
+    label: &str,
+) -> Result<RunResult, String> {
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (index, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let mine: Vec<Arc<Vec<WireEvent>>> = batches
+            .iter()
+            .skip(index)
+            .step_by(clients.len())
+            .cloned()
+            .collect();
+        tasks.spawn(async move {
+            let mut histogram = Histogram::<u64>::new(3).map_err(|err| err.to_string())?;
+            let mut in_flight = JoinSet::new();
+            let mut next_send = Instant::now();
+            for batch in mine {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next_send.into()).await;
+                    next_send += interval;
+                }
+                while in_flight.len() >= pipeline.max(1) {
+                    if let Some(done) = in_flight.join_next().await {
+                        let us: u64 = done.map_err(|err| err.to_string())??;
+                        histogram.record(us.max(1)).map_err(|err| err.to_string())?;
+                    }
+                }
+                let client = client.clone();
+                in_flight.spawn(async move {
+                    let sent = Instant::now();
+                    let ack = client
+                        .submit((*batch).clone())
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    if !ack.rejected.is_empty() {
+                        return Err(format!("{} events rejected", ack.rejected.len()));
+                    }
+                    Ok::<u64, String>(sent.elapsed().as_micros() as u64)
+                });
+            }
+            while let Some(done) = in_flight.join_next().await {
+                let us: u64 = done.map_err(|err| err.to_string())??;
+                histogram.record(us.max(1)).map_err(|err| err.to_string())?;
+            }
+            Ok::<Histogram<u64>, String>(histogram)
+        });
+    }
+    let total: usize = batches.iter().map(|b| b.len()).sum();
+    let mut ack_us = Histogram::<u64>::new(3).map_err(|err| err.to_string())?;
+    let mut progress = tokio::time::interval(Duration::from_secs(1));
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(result) => {
+                    let histogram = result.map_err(|err| err.to_string())??;
+                    ack_us.add(&histogram).map_err(|err| err.to_string())?;
+                }
+                None => break,
+            },
+            _ = progress.tick() => {
+                eprint!("\r{label}: {:.0} s elapsed of a {total}-event run…", started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    eprint!("\r{:60}\r", "");
+    Ok(RunResult {
+        events: total,
+        elapsed: started.elapsed(),
+        ack_us,
+    })
+}
+
+fn report(label: &str, result: &RunResult) -> f64 {
+    let rate = result.events as f64 / result.elapsed.as_secs_f64();
+    let ms = |q: f64| result.ack_us.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{label:<22} {:>10.0} events/s   batch ack latency p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms",
+        rate,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999)
+    );
+    rate
+}
+
+/// Runs `eddy bench`.
+pub fn run_bench(args: BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: BenchArgs) -> Result<(), String> {
+    let (_local, addr) = match &args.addr {
+        Some(addr) => (None, addr.clone()),
+        None => {
+            let (node, addr) = start_local_node()?;
+            (Some(node), addr)
+        }
+    };
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        clients.push(Arc::new(
+            Client::connect(&addr)
+                .await
+                .map_err(|err| err.to_string())?,
+        ));
+    }
+    eprintln!(
+        "generating {} fraud events over {} accounts…",
+        args.events, args.keys
+    );
+    let mut workload = FraudWorkload::new(42, args.keys);
+    let events: Vec<WireEvent> = (0..args.events)
+        .map(|_| {
+            let (key, event) = workload.next_event();
+            Client::event::<Fraud>(&key, &event, None)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|err| err.to_string())?;
+    let batches: Vec<Arc<Vec<WireEvent>>> = events
+        .chunks(args.batch.max(1))
+        .map(|chunk| Arc::new(chunk.to_vec()))
+        .collect();
+
+    // Alerts carry the owner's timestamp; their arrival here gives the
+    // ingest→alert latency (same machine, same clock; ms resolution).
+    let watcher = Client::connect(&addr)
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut alerts = watcher
+        .subscribe(Some("account".into()), None)
+        .await
+        .map_err(|err| err.to_string())?
+        .ok_or("no alert stream")?;
+    let alert_ms = Arc::new(std::sync::Mutex::new(
+        Histogram::<u64>::new(3).map_err(|err| err.to_string())?,
+    ));
+    let recorder = alert_ms.clone();
+    let alert_task = tokio::spawn(async move {
+        while let Some(json) = alerts.recv().await {
+            let arrived = now_ms();
+            let ts = serde_json::from_str::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|alert| alert["ts"].as_u64());
+            if let (Some(ts), Ok(mut histogram)) = (ts, recorder.lock()) {
+                let _ = histogram.record(arrived.saturating_sub(ts));
+            }
+        }
+    });
+
+    println!(
+        "eddy bench: {} events, {} accounts, {} connections, batches of {}, {} in flight per connection",
+        args.events, args.keys, args.connections, args.batch, args.pipeline
+    );
+    let peak = run(&clients, &batches, args.pipeline, None, "peak").await?;
+    let peak_rate = report("peak", &peak);
+    let per_client_rate = peak_rate / 2.0 / clients.len() as f64;
+    let interval = Duration::from_secs_f64(args.batch.max(1) as f64 / per_client_rate.max(1.0));
+    let half = run(
+        &clients,
+        &batches,
+        args.pipeline,
+        Some(interval),
+        "half of peak",
+    )
+    .await?;
+    report("at half of peak rate", &half);
+    // Let the last alerts arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alert_task.abort();
+    drop(watcher);
+    let histogram = alert_ms.lock().map(|h| h.clone()).ok();
+    match histogram {
+        Some(h) if !h.is_empty() => println!(
+            "ingest→alert latency   {} alerts   p50 {} ms  p99 {} ms  max {} ms",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.max()
+        ),
+        _ => println!("ingest→alert latency   (no alerts observed)"),
+    }
+    Ok(())
+}
