@@ -183,7 +183,10 @@ impl EntryView<'_> {
 
 /// Serializes a byte slice as one postcard byte string — the same bytes as the
 /// `Vec<u8>` sequence encoding of the owned type, written in one copy.
-fn as_bytes<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_bytes<S: serde::Serializer>(
+    bytes: &&[u8],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(bytes)
 }
 

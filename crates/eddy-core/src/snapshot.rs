@@ -34,49 +34,9 @@ const TRAILER_LEN: usize = 8;
 /// to interleave with live traffic on a peer link.
 pub const DEFAULT_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Serializes a byte slice as one postcard byte string instead of a sequence
-/// of single bytes, which is the same wire format but a single copy.
-struct Bytes<'a>(&'a [u8]);
-
-impl Serialize for Bytes<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-#[derive(Serialize)]
-enum RecordOut<'a> {
-    Header {
-        partition: u32,
-        epoch: u64,
-        last_seq: u64,
-        last_ts: u64,
-        kinds: Vec<&'a str>,
-    },
-    Producer {
-        producer: &'a str,
-        seq: u64,
-    },
-    Key {
-        kind: u16,
-        key: &'a str,
-        state: Bytes<'a>,
-    },
-    Timer {
-        kind: u16,
-        key: &'a str,
-        tag: u64,
-        at: u64,
-    },
-    End {
-        keys: u64,
-        timers: u64,
-        producers: u64,
-    },
-}
-
-/// The decoding twin of `RecordOut`; variant order must match.
-#[derive(Deserialize)]
+/// One record of the snapshot stream; `kinds` names the kinds so a reader
+/// maps them to its own registry, and `kind` fields index into that list.
+#[derive(Serialize, Deserialize)]
 enum Record<'a> {
     Header {
         partition: u32,
@@ -93,6 +53,7 @@ enum Record<'a> {
     Key {
         kind: u16,
         key: &'a str,
+        #[serde(serialize_with = "crate::entry::as_bytes")]
         state: &'a [u8],
     },
     Timer {
@@ -135,7 +96,7 @@ struct ChunkWriter<'s, E> {
 }
 
 impl<E> ChunkWriter<'_, E> {
-    fn push(&mut self, record: &RecordOut<'_>) -> Result<(), SnapshotWriteError<E>> {
+    fn push(&mut self, record: &Record<'_>) -> Result<(), SnapshotWriteError<E>> {
         self.record.clear();
         // Records hold only integers, strings and byte strings, which postcard
         // always encodes; a failure would be a postcard bug, reported not hidden.
@@ -191,7 +152,7 @@ impl Partition {
             sink,
         };
         let kinds: Vec<&str> = self.stores.iter().map(|s| s.kind()).collect();
-        writer.push(&RecordOut::Header {
+        writer.push(&Record::Header {
             partition: self.id.0,
             epoch: self.epoch.0,
             last_seq: self.last_seq.0,
@@ -200,7 +161,7 @@ impl Partition {
         })?;
         let mut producers = 0u64;
         for (producer, seq) in &self.producers {
-            writer.push(&RecordOut::Producer {
+            writer.push(&Record::Producer {
                 producer,
                 seq: *seq,
             })?;
@@ -226,11 +187,7 @@ impl Partition {
                     }
                 };
                 keys += 1;
-                let record = RecordOut::Key {
-                    kind,
-                    key,
-                    state: Bytes(state),
-                };
+                let record = Record::Key { kind, key, state };
                 if let Err(err) = writer.push(&record) {
                     failed = Some(err);
                 }
@@ -241,7 +198,7 @@ impl Partition {
         }
         let mut timers = 0u64;
         for timer in self.timers.iter() {
-            writer.push(&RecordOut::Timer {
+            writer.push(&Record::Timer {
                 kind: timer.kind.0,
                 key: &timer.key,
                 tag: timer.tag,
@@ -249,7 +206,7 @@ impl Partition {
             })?;
             timers += 1;
         }
-        writer.push(&RecordOut::End {
+        writer.push(&Record::End {
             keys,
             timers,
             producers,

@@ -7,7 +7,6 @@
 //! Partitions are created on first use. Time enters here: the worker stamps
 //! events with the wall clock and ticks its partitions every `tick_ms`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,7 +65,9 @@ pub struct Worker;
 /// A worker's partitions and reusable buffers.
 pub struct WorkerState {
     args: WorkerArgs,
-    partitions: HashMap<PartitionId, Partition>,
+    /// Indexed by partition id; `None` until first used. A vector, not a map:
+    /// the lookup is on the per-event path and P is small.
+    partitions: Vec<Option<Partition>>,
     out: Outputs,
 }
 
@@ -80,8 +81,12 @@ pub(crate) fn now() -> Timestamp {
 
 impl WorkerState {
     fn partition(&mut self, id: PartitionId) -> &mut Partition {
+        let index = id.0 as usize;
+        if self.partitions.len() <= index {
+            self.partitions.resize_with(index + 1, || None);
+        }
         let args = &self.args;
-        self.partitions.entry(id).or_insert_with(|| {
+        self.partitions[index].get_or_insert_with(|| {
             let mut partition =
                 Partition::new(args.registry.clone(), id, args.partition_config.clone());
             // Single node: this node owns every partition from epoch 1.
@@ -113,7 +118,7 @@ impl Actor for Worker {
         myself.send_interval(args.tick, || WorkerMsg::Tick);
         Ok(WorkerState {
             args,
-            partitions: HashMap::new(),
+            partitions: Vec::new(),
             out: Outputs::default(),
         })
     }
@@ -128,6 +133,7 @@ impl Actor for Worker {
             WorkerMsg::Apply { events, reply } => {
                 let now = now();
                 let mut outcomes = Vec::with_capacity(events.len());
+                let mut counts = Counts::default();
                 for (partition, event) in &events {
                     let input = EventRef {
                         kind: event.kind,
@@ -141,9 +147,10 @@ impl Actor for Worker {
                     let mut out = std::mem::take(&mut state.out);
                     let outcome = state.partition(*partition).submit(now, input, &mut out);
                     state.out = out;
-                    record(&outcome);
+                    counts.record(&outcome);
                     outcomes.push(outcome);
                 }
+                counts.flush();
                 state.publish();
                 // The caller may have given up (timeout); nothing to undo then.
                 let _ = reply.send(outcomes);
@@ -154,7 +161,11 @@ impl Actor for Worker {
                 key,
                 reply,
             } => {
-                let result = match state.partitions.get(&partition) {
+                let result = match state
+                    .partitions
+                    .get(partition.0 as usize)
+                    .and_then(Option::as_ref)
+                {
                     Some(p) => p.state_json(kind, &key).map(|s| (s, p.epoch())),
                     None => Ok((None, Epoch(1))),
                 };
@@ -164,7 +175,7 @@ impl Actor for Worker {
                 let now = now();
                 let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
                 let mut out = std::mem::take(&mut state.out);
-                for partition in state.partitions.values_mut() {
+                for partition in state.partitions.iter_mut().flatten() {
                     fired += partition.tick(now, &mut out);
                     let stats = partition.stats();
                     active += stats.keys_active;
@@ -185,29 +196,44 @@ impl Actor for Worker {
     }
 }
 
-fn record(outcome: &Result<Submitted, ApplyError>) {
-    match outcome {
-        Ok(Submitted::Applied(_)) => metrics::counter!("eddy_events_applied_total").increment(1),
-        Ok(Submitted::Duplicate) => metrics::counter!("eddy_events_duplicate_total").increment(1),
-        Err(err) => {
-            let reason = match err {
-                ApplyError::HandlerPanicked { kind, key, message } => {
-                    metrics::counter!("eddy_handler_panics_total").increment(1);
-                    tracing::warn!(
-                        kind,
-                        key,
-                        message,
-                        "handler panicked; event rejected, key kept its state"
-                    );
-                    "handler_panic"
-                }
-                ApplyError::Codec(_) | ApplyError::Malformed(_) => "schema",
-                ApplyError::KeyTooLong { .. } => "key_too_long",
-                ApplyError::TooManyProducers { .. } => "too_many_producers",
-                _ => "other",
-            };
-            metrics::counter!("eddy_events_rejected_total", "reason" => reason).increment(1);
+/// Outcome counts of one batch, flushed to the metrics once per batch so the
+/// per-event path does not go through the metrics registry.
+#[derive(Default)]
+struct Counts {
+    applied: u64,
+    duplicates: u64,
+}
+
+impl Counts {
+    fn record(&mut self, outcome: &Result<Submitted, ApplyError>) {
+        match outcome {
+            Ok(Submitted::Applied(_)) => self.applied += 1,
+            Ok(Submitted::Duplicate) => self.duplicates += 1,
+            Err(err) => {
+                let reason = match err {
+                    ApplyError::HandlerPanicked { kind, key, message } => {
+                        metrics::counter!("eddy_handler_panics_total").increment(1);
+                        tracing::warn!(
+                            kind,
+                            key,
+                            message,
+                            "handler panicked; event rejected, key kept its state"
+                        );
+                        "handler_panic"
+                    }
+                    ApplyError::Codec(_) | ApplyError::Malformed(_) => "schema",
+                    ApplyError::KeyTooLong { .. } => "key_too_long",
+                    ApplyError::TooManyProducers { .. } => "too_many_producers",
+                    _ => "other",
+                };
+                metrics::counter!("eddy_events_rejected_total", "reason" => reason).increment(1);
+            }
         }
+    }
+
+    fn flush(&self) {
+        metrics::counter!("eddy_events_applied_total").increment(self.applied);
+        metrics::counter!("eddy_events_duplicate_total").increment(self.duplicates);
     }
 }
 

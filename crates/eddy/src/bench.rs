@@ -187,15 +187,8 @@ fn report(label: &str, result: &RunResult) -> f64 {
 
 /// Runs `eddy bench`.
 pub fn run_bench(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(bench(args)) {
         Ok(()) => ExitCode::SUCCESS,

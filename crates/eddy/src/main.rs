@@ -65,3 +65,17 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run_bench(args),
     }
 }
+
+/// The async runtime of a client subcommand; reports why if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            None
+        }
+    }
+}

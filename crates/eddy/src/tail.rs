@@ -25,15 +25,8 @@ pub struct TailArgs {
 
 /// Runs `eddy tail` until Ctrl-C, the node closing, or `--count` alerts.
 pub fn run(args: TailArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let client = match Client::connect(&args.addr).await {
