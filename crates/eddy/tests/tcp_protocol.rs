@@ -196,6 +196,55 @@ async fn client_pipelines_batches_and_reads_state() {
     assert_eq!(before, Some(100), "the refused batch applied nothing");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batcher_coalesces_concurrent_single_sends() {
+    let node = tokio::task::spawn_blocking(|| NodeProcess::start(&[]))
+        .await
+        .expect("start");
+    let client = std::sync::Arc::new(Client::connect(&node.tcp).await.expect("connects"));
+    let batcher = eddy_client::Batcher::new(client.clone(), 64, Duration::from_millis(5));
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..500u64 {
+        let batcher = batcher.clone();
+        sends.spawn(async move {
+            let event =
+                Client::event::<Fraud>(&format!("acct-{}", i % 7), &transaction(3.0, "FR"), None)
+                    .expect("encodes");
+            batcher.send(event).await
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent.expect("task").expect("applied");
+    }
+    let mut total = 0;
+    for key in 0..7 {
+        let state = client
+            .get_state("account", &format!("acct-{key}"))
+            .await
+            .expect("state")
+            .expect("exists");
+        total += json(&state)["events"].as_u64().expect("count");
+    }
+    assert_eq!(total, 500);
+    let (_, metrics, _) = tokio::task::spawn_blocking({
+        let url = node.url("/metrics");
+        move || get(&url)
+    })
+    .await
+    .expect("metrics");
+    // 500 events in batches of at most 64 means at least 8 acknowledgements,
+    // and far fewer than 500 if coalescing works.
+    let acks: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_ack_latency_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("ack latency count");
+    assert!(
+        (8.0..250.0).contains(&acks),
+        "{acks} batches for 500 events"
+    );
+}
+
 #[test]
 fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_only() {
     let node = NodeProcess::start(&["max_frame_bytes=4096"]);
