@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eddy_core::wire::{
-    DEFAULT_MAX_FRAME_BYTES, ErrorCode, Request, Response, WireError, WireEvent, decode_frame,
-    encode_frame,
+    DEFAULT_MAX_FRAME_BYTES, ErrorCode, Request, Response, SubmitRef, WireError, WireEvent,
+    decode_frame, encode_frame,
 };
 use eddy_core::{Behaviour, CodecError, ProducerRef, encode_event};
 use thiserror::Error;
@@ -183,17 +183,19 @@ impl Client {
         let mut payload = Vec::new();
         encode_event::<B>(event, &mut payload)?;
         Ok(WireEvent {
-            kind: B::KIND.to_owned(),
-            key: key.to_owned(),
+            kind: B::KIND.into(),
+            key: key.into(),
             payload,
             producer,
         })
     }
 
     /// Sends one batch and waits for its acknowledgement.
-    pub async fn submit(&self, events: Vec<WireEvent>) -> Result<Ack, ClientError> {
+    pub async fn submit(&self, events: &[WireEvent]) -> Result<Ack, ClientError> {
         let answer = self
-            .request(|request_id| Request::Submit { request_id, events })
+            .request(|request_id, frame| {
+                encode_frame(&SubmitRef::Submit { request_id, events }, frame)
+            })
             .await?;
         match answer {
             Response::Ack {
@@ -214,10 +216,15 @@ impl Client {
     pub async fn get_state(&self, kind: &str, key: &str) -> Result<Option<String>, ClientError> {
         let (kind, key) = (kind.to_owned(), key.to_owned());
         let answer = self
-            .request(|request_id| Request::GetState {
-                request_id,
-                kind,
-                key,
+            .request(|request_id, frame| {
+                encode_frame(
+                    &Request::GetState {
+                        request_id,
+                        kind,
+                        key,
+                    },
+                    frame,
+                )
             })
             .await?;
         match answer {
@@ -242,7 +249,10 @@ impl Client {
         Ok(self.alerts.lock().ok().and_then(|mut a| a.take()))
     }
 
-    async fn request(&self, build: impl FnOnce(u64) -> Request) -> Result<Response, ClientError> {
+    async fn request(
+        &self,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<Response, ClientError> {
         let _permit = self
             .in_flight
             .acquire()
@@ -250,7 +260,7 @@ impl Client {
             .map_err(|_| ClientError::Closed)?;
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
-        encode_frame(&build(request_id), &mut frame)?;
+        encode(request_id, &mut frame)?;
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -343,7 +353,7 @@ impl Batcher {
                     }
                 }
                 let (events, waiters): (Vec<WireEvent>, Vec<_>) = batch.into_iter().unzip();
-                match client.submit(events).await {
+                match client.submit(&events).await {
                     Ok(ack) => {
                         let refused: HashMap<u32, String> = ack.rejected.into_iter().collect();
                         for (index, waiter) in waiters.into_iter().enumerate() {

@@ -12,6 +12,7 @@
 //! `request_id`; responses repeat it, so a client can pipeline many requests
 //! on one connection and match answers as they come.
 
+use compact_str::CompactString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -29,13 +30,15 @@ const VERSION_BYTES: usize = 2;
 const CHECKSUM_BYTES: usize = 8;
 
 /// An event as clients send it: the kind by name, the event as the kind's
-/// postcard encoding (see [`crate::encode_event`]).
+/// postcard encoding (see [`crate::encode_event`]). Kind and key are inline
+/// strings (up to 24 bytes without allocating): decoding a batch costs one
+/// allocation per event, for the payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEvent {
     /// Kind name.
-    pub kind: String,
+    pub kind: CompactString,
     /// Key.
-    pub key: String,
+    pub key: CompactString,
     /// Postcard encoding of the kind's event.
     pub payload: Vec<u8>,
     /// Idempotent producer, if any.
@@ -67,6 +70,20 @@ pub enum Request {
         kind: Option<String>,
         /// Only this key.
         key: Option<String>,
+    },
+}
+
+/// A `Request::Submit` built from a borrowed batch: encodes to exactly the
+/// bytes of the owned request (same variant index and fields), so a client
+/// can resend a batch without cloning it.
+#[derive(Debug, Serialize)]
+pub enum SubmitRef<'a> {
+    /// Mirrors `Request::Submit`, which must stay the first variant.
+    Submit {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The events.
+        events: &'a [WireEvent],
     },
 }
 
@@ -276,6 +293,23 @@ mod tests {
             decode_frame::<Request>(&two[used..], 1024),
             Ok(Some((submit(), used)))
         );
+    }
+
+    #[test]
+    fn borrowed_submit_encodes_like_the_owned_request() {
+        let Request::Submit { events, .. } = submit() else {
+            unreachable!("submit() builds a Submit")
+        };
+        let mut borrowed = Vec::new();
+        encode_frame(
+            &SubmitRef::Submit {
+                request_id: 7,
+                events: &events,
+            },
+            &mut borrowed,
+        )
+        .expect("encodes");
+        assert_eq!(borrowed, frame(&submit()));
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEv
     };
     Ok(IngressEvent {
         kind,
-        key: item.key.into_owned(),
+        key: item.key.as_ref().into(),
         payload,
         producer,
     })

@@ -34,8 +34,8 @@ const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 pub struct IngressEvent {
     /// Kind, as numbered by this node's registry.
     pub kind: KindId,
-    /// The key.
-    pub key: String,
+    /// The key (inline up to 24 bytes).
+    pub key: compact_str::CompactString,
     /// Postcard encoding of the kind's event.
     pub payload: Vec<u8>,
     /// Idempotent producer, if any.

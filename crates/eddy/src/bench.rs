@@ -129,10 +129,7 @@ async fn run(
                 let client = client.clone();
                 in_flight.spawn(async move {
                     let sent = Instant::now();
-                    let ack = client
-                        .submit((*batch).clone())
-                        .await
-                        .map_err(|err| err.to_string())?;
+                    let ack = client.submit(&batch).await.map_err(|err| err.to_string())?;
                     if !ack.rejected.is_empty() {
                         return Err(format!("{} events rejected", ack.rejected.len()));
                     }

@@ -55,8 +55,8 @@ fn parse(registry: &Registry, text: &str) -> Result<WireEvent, String> {
         _ => return Err("`producer` and `seq` go together".into()),
     };
     Ok(WireEvent {
-        kind: line.kind,
-        key: line.key,
+        kind: line.kind.into(),
+        key: line.key.into(),
         payload,
         producer,
     })
@@ -66,7 +66,7 @@ fn parse(registry: &Registry, text: &str) -> Result<WireEvent, String> {
 async fn send_batch(client: &Client, batch: Vec<WireEvent>) -> Result<Ack, ClientError> {
     let mut attempts = 0;
     loop {
-        match client.submit(batch.clone()).await {
+        match client.submit(&batch).await {
             Err(ClientError::Overloaded { retry_after_ms }) if attempts < 50 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;

@@ -138,7 +138,7 @@ async fn client_pipelines_batches_and_reads_state() {
                 })
                 .collect::<Result<_, _>>()
                 .expect("encodes");
-            client.submit(events).await
+            client.submit(&events).await
         });
     }
     let mut accepted = 0;
@@ -168,7 +168,7 @@ async fn client_pipelines_batches_and_reads_state() {
         producer: None,
     };
     let good = Client::event::<Fraud>("acct-0", &transaction(1.0, "FR"), None).expect("encodes");
-    match client.submit(vec![good, bad]).await {
+    match client.submit(&[good, bad]).await {
         Err(ClientError::Rejected {
             code: ErrorCode::BadRequest,
             message,
@@ -184,7 +184,7 @@ async fn client_pipelines_batches_and_reads_state() {
         producer: None,
     };
     assert!(matches!(
-        client.submit(vec![unknown]).await,
+        client.submit(&[unknown]).await,
         Err(ClientError::Rejected { .. })
     ));
     let state = client
