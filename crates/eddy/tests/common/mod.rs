@@ -35,8 +35,14 @@ impl NodeProcess {
         for set in sets {
             command.args(["--set", set]);
         }
-        let mut child = command.spawn().expect("eddy binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
+        let child = command.spawn().expect("eddy binary starts");
+        // Guard first: if anything below panics, Drop still kills the child.
+        let mut node = NodeProcess {
+            child,
+            base: String::new(),
+            tcp: String::new(),
+        };
+        let stdout = node.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -46,17 +52,14 @@ impl NodeProcess {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("node prints its address within 20 s");
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("address in first line")
-            .to_owned();
-        let tcp = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("tcp://"))
-            .expect("tcp address in first line")
-            .to_owned();
-        let node = NodeProcess { child, base, tcp };
+        let word = |prefix: &str| {
+            line.split_whitespace()
+                .find(|w| w.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} address in `{line}`"))
+                .to_owned()
+        };
+        node.base = word("http://");
+        node.tcp = word("tcp://").trim_start_matches("tcp://").to_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         while get(&node.url("/readyz")).0 != 200 {
             assert!(Instant::now() < deadline, "node never became ready");
