@@ -118,6 +118,21 @@ fn tail_prints_alerts_as_json_lines() {
     assert_eq!(alert["alert"]["reason"], "impossible_travel");
 }
 
+/// Sum of the `events` counts of accounts acct-0 .. acct-{keys - 1}, read
+/// over the binary protocol.
+async fn total_events(client: &Client, keys: u64) -> u64 {
+    let mut total = 0;
+    for key in 0..keys {
+        let state = client
+            .get_state("account", &format!("acct-{key}"))
+            .await
+            .expect("state")
+            .expect("exists");
+        total += json(&state)["events"].as_u64().expect("count");
+    }
+    total
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_pipelines_batches_and_reads_state() {
     let node = tokio::task::spawn_blocking(|| NodeProcess::start(&[]))
@@ -146,16 +161,7 @@ async fn client_pipelines_batches_and_reads_state() {
         accepted += result.expect("task").expect("acked").accepted;
     }
     assert_eq!(accepted, 1000);
-    let mut total = 0;
-    for key in 0..10 {
-        let state = client
-            .get_state("account", &format!("acct-{key}"))
-            .await
-            .expect("state")
-            .expect("exists");
-        total += json(&state)["events"].as_u64().expect("count");
-    }
-    assert_eq!(total, 1000);
+    assert_eq!(total_events(&client, 10).await, 1000);
     assert_eq!(
         client.get_state("account", "never").await.expect("answer"),
         None
@@ -216,16 +222,7 @@ async fn batcher_coalesces_concurrent_single_sends() {
     while let Some(sent) = sends.join_next().await {
         sent.expect("task").expect("applied");
     }
-    let mut total = 0;
-    for key in 0..7 {
-        let state = client
-            .get_state("account", &format!("acct-{key}"))
-            .await
-            .expect("state")
-            .expect("exists");
-        total += json(&state)["events"].as_u64().expect("count");
-    }
-    assert_eq!(total, 500);
+    assert_eq!(total_events(&client, 7).await, 500);
     let (_, metrics, _) = tokio::task::spawn_blocking({
         let url = node.url("/metrics");
         move || get(&url)
