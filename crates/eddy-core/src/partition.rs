@@ -225,10 +225,10 @@ impl Partition {
         input: EventRef<'_>,
         out: &mut Outputs,
     ) -> Result<Submitted, ApplyError> {
-        if let Some(producer) = &input.producer {
-            if self.is_duplicate(producer.producer, producer.seq) {
-                return Ok(Submitted::Duplicate);
-            }
+        if let Some(producer) = &input.producer
+            && self.is_duplicate(producer.producer, producer.seq)
+        {
+            return Ok(Submitted::Duplicate);
         }
         let entry = EntryView {
             epoch: self.epoch,

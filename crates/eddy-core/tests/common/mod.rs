@@ -71,7 +71,7 @@ impl Behaviour for Counter {
             at: ctx.now().as_millis(),
         });
         // Re-arming from a timer exercises timers set during firings.
-        if tag % 3 == 0 {
+        if tag.is_multiple_of(3) {
             ctx.set_timer(ctx.now().plus_ms(25), tag + 1);
         }
     }
