@@ -16,19 +16,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use eddy_core::wire::{
-    DEFAULT_MAX_FRAME_BYTES, ErrorCode, Request, Response, SubmitRef, WireError, WireEvent,
-    decode_frame, encode_frame,
+    DEFAULT_MAX_FRAME_BYTES, ErrorCode, Request, Response, RouteTable, SubmitRef, WireError,
+    WireEvent, encode_frame,
 };
 use eddy_core::{Behaviour, CodecError, ProducerRef, encode_event};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::mpsc;
+
+mod batcher;
+pub mod pipeline;
+
+pub use batcher::{Batcher, SendError};
+pub use pipeline::{Answer, Pipeline};
 
 /// A request failed.
 #[derive(Debug, Error)]
@@ -77,6 +80,8 @@ pub struct Ack {
     pub duplicates: u32,
     /// (index, reason) of events refused while applying.
     pub rejected: Vec<(u32, String)>,
+    /// Events the node did not own and forwarded to their owner.
+    pub misrouted: u32,
 }
 
 /// Client limits.
@@ -100,76 +105,54 @@ impl Default for ClientConfig {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
-
 /// A connection to one node.
 pub struct Client {
-    frames: mpsc::Sender<Vec<u8>>,
-    waiters: Waiters,
-    next_id: AtomicU64,
-    in_flight: Arc<Semaphore>,
-    alerts: Mutex<Option<mpsc::Receiver<String>>>,
+    pipeline: Pipeline<Response>,
+    alerts: Mutex<Option<mpsc::Receiver<Response>>>,
+}
+
+impl Answer for Response {
+    fn request_id(&self) -> Option<u64> {
+        match self {
+            Response::Ack { request_id, .. }
+            | Response::Rejected { request_id, .. }
+            | Response::Overloaded { request_id, .. }
+            | Response::State { request_id, .. }
+            | Response::Table { request_id, .. } => Some(*request_id),
+            Response::Alert { .. } | Response::ProtocolError { .. } => None,
+        }
+    }
+
+    fn is_fatal(&self) -> bool {
+        if let Response::ProtocolError { message } = self {
+            tracing::warn!(%message, "node reported a protocol error");
+            return true;
+        }
+        false
+    }
 }
 
 impl Client {
-    /// Connects with default limits.
+    /// Connects with the default [`ClientConfig`].
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
         Client::connect_with(addr, ClientConfig::default()).await
     }
 
-    /// Connects with `config`.
+    /// Connects to a node's binary-protocol address.
     pub async fn connect_with(
         addr: impl ToSocketAddrs,
         config: ClientConfig,
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
-        let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(config.max_in_flight.max(1));
-        let waiters: Waiters = Arc::default();
         let (alert_tx, alert_rx) = mpsc::channel(config.alert_buffer.max(1));
-
-        tokio::spawn(async move {
-            while let Some(frame) = outgoing.recv().await {
-                if writer.write_all(&frame).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let reader_waiters = waiters.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                loop {
-                    match decode_frame::<Response>(&buf, config.max_frame_bytes) {
-                        Ok(Some((response, used))) => {
-                            buf.drain(..used);
-                            dispatch(response, &reader_waiters, &alert_tx).await;
-                        }
-                        Ok(None) => break,
-                        Err(err) => {
-                            tracing::warn!(%err, "bad frame from node; closing");
-                            reader_waiters.lock().map(|mut w| w.clear()).ok();
-                            return;
-                        }
-                    }
-                }
-                match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => {
-                        // Dropping the waiters tells every caller: Closed.
-                        reader_waiters.lock().map(|mut w| w.clear()).ok();
-                        return;
-                    }
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        });
         Ok(Client {
-            frames,
-            waiters,
-            next_id: AtomicU64::new(1),
-            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            pipeline: Pipeline::start(
+                stream,
+                config.max_frame_bytes,
+                config.max_in_flight,
+                Some(alert_tx),
+            ),
             alerts: Mutex::new(Some(alert_rx)),
         })
     }
@@ -202,11 +185,13 @@ impl Client {
                 accepted,
                 duplicates,
                 rejected,
+                misrouted,
                 ..
             } => Ok(Ack {
                 accepted,
                 duplicates,
                 rejected,
+                misrouted,
             }),
             other => Err(refusal(other)),
         }
@@ -233,6 +218,17 @@ impl Client {
         }
     }
 
+    /// The partition table as the node sees it, for routing.
+    pub async fn get_table(&self) -> Result<RouteTable, ClientError> {
+        match self
+            .request(|request_id, frame| encode_frame(&Request::GetTable { request_id }, frame))
+            .await?
+        {
+            Response::Table { table, .. } => Ok(table),
+            other => Err(refusal(other)),
+        }
+    }
+
     /// Starts the alert stream (JSON text per alert). Only the first call gets
     /// the receiver; later calls get `None`.
     pub async fn subscribe(
@@ -242,58 +238,28 @@ impl Client {
     ) -> Result<Option<mpsc::Receiver<String>>, ClientError> {
         let mut frame = Vec::new();
         encode_frame(&Request::Subscribe { kind, key }, &mut frame)?;
-        self.frames
-            .send(frame)
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        Ok(self.alerts.lock().ok().and_then(|mut a| a.take()))
+        self.pipeline.send(frame).await?;
+        let Some(mut answers) = self.alerts.lock().ok().and_then(|mut a| a.take()) else {
+            return Ok(None);
+        };
+        let (tx, rx) = mpsc::channel(answers.max_capacity());
+        tokio::spawn(async move {
+            while let Some(answer) = answers.recv().await {
+                if let Response::Alert { json } = answer
+                    && tx.send(json).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     async fn request(
         &self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<Response, ClientError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::new();
-        encode(request_id, &mut frame)?;
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .map_err(|_| ClientError::Closed)?
-            .insert(request_id, tx);
-        self.frames
-            .send(frame)
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        rx.await.map_err(|_| ClientError::Closed)
-    }
-}
-
-async fn dispatch(response: Response, waiters: &Waiters, alerts: &mpsc::Sender<String>) {
-    let request_id = match &response {
-        Response::Ack { request_id, .. }
-        | Response::Rejected { request_id, .. }
-        | Response::Overloaded { request_id, .. }
-        | Response::State { request_id, .. } => *request_id,
-        Response::Alert { json } => {
-            let _ = alerts.send(json.clone()).await;
-            return;
-        }
-        Response::ProtocolError { message } => {
-            tracing::warn!(%message, "node reported a protocol error");
-            // Every waiter learns the connection is gone.
-            waiters.lock().map(|mut w| w.clear()).ok();
-            return;
-        }
-    };
-    let waiter = waiters.lock().ok().and_then(|mut w| w.remove(&request_id));
-    if let Some(waiter) = waiter {
-        let _ = waiter.send(response);
+        self.pipeline.call(encode).await
     }
 }
 
@@ -303,87 +269,5 @@ fn refusal(answer: Response) -> ClientError {
         Response::Overloaded { retry_after_ms, .. } => ClientError::Overloaded { retry_after_ms },
         Response::ProtocolError { message } => ClientError::Protocol(message),
         other => ClientError::Unexpected(format!("{other:?}")),
-    }
-}
-
-/// Why one event sent through a [`Batcher`] was not applied.
-#[derive(Debug, Error)]
-pub enum SendError {
-    /// The batch holding the event failed as a whole.
-    #[error(transparent)]
-    Batch(Arc<ClientError>),
-    /// The node refused this event while applying its batch.
-    #[error("event refused: {0}")]
-    Refused(String),
-    /// The batcher stopped (its client is gone).
-    #[error("batcher stopped")]
-    Stopped,
-}
-
-type Pending = (WireEvent, oneshot::Sender<Result<(), SendError>>);
-
-/// Coalesces single events from many callers into batches: a batch goes out
-/// when it holds `max_events` or `linger` after its first event, whichever
-/// comes first. Each caller's future resolves with its own event's outcome
-/// (applied, or skipped as a producer retry of an applied one: both `Ok`).
-/// Batches go out one after another per batcher, so per-key order is the
-/// order of `send` calls; use several batchers for more parallelism. The node
-/// validates a batch whole, so an event it cannot parse (unknown kind, bad
-/// payload) fails the batchmates that shared its batch too: encode events with
-/// [`Client::event`] so that cannot happen.
-#[derive(Clone)]
-pub struct Batcher {
-    queue: mpsc::Sender<Pending>,
-}
-
-impl Batcher {
-    /// Starts a batcher over `client`. Its queue holds `max_events * 2`
-    /// events; beyond that `send` waits (backpressure).
-    pub fn new(client: Arc<Client>, max_events: usize, linger: std::time::Duration) -> Batcher {
-        let max_events = max_events.max(1);
-        let (queue, mut incoming) = mpsc::channel::<Pending>(max_events * 2);
-        tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + linger;
-                while batch.len() < max_events {
-                    match tokio::time::timeout_at(deadline, incoming.recv()).await {
-                        Ok(Some(next)) => batch.push(next),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                let (events, waiters): (Vec<WireEvent>, Vec<_>) = batch.into_iter().unzip();
-                match client.submit(&events).await {
-                    Ok(ack) => {
-                        let refused: HashMap<u32, String> = ack.rejected.into_iter().collect();
-                        for (index, waiter) in waiters.into_iter().enumerate() {
-                            let outcome =
-                                match u32::try_from(index).ok().and_then(|i| refused.get(&i)) {
-                                    Some(reason) => Err(SendError::Refused(reason.clone())),
-                                    None => Ok(()),
-                                };
-                            let _ = waiter.send(outcome);
-                        }
-                    }
-                    Err(err) => {
-                        let err = Arc::new(err);
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(SendError::Batch(err.clone())));
-                        }
-                    }
-                }
-            }
-        });
-        Batcher { queue }
-    }
-
-    /// Queues one event; resolves once its batch is acknowledged.
-    pub async fn send(&self, event: WireEvent) -> Result<(), SendError> {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((event, tx))
-            .await
-            .map_err(|_| SendError::Stopped)?;
-        rx.await.map_err(|_| SendError::Stopped)?
     }
 }

@@ -38,6 +38,8 @@
 pub mod config;
 pub mod identity;
 pub mod membership;
+pub mod peer;
+pub mod placement;
 pub mod ring;
 pub mod sim;
 pub mod table;
@@ -53,6 +55,10 @@ pub use membership::{
     Datagram, MAX_SEEDS, Membership, MembershipError, MembershipEvent, MembershipTimer,
     ScheduledTimer,
 };
+pub use peer::{
+    ForwardOutcome, PeerFailure, PeerRequest, PeerRequestRef, PeerResponse, check_hello,
+};
+pub use placement::Placement;
 pub use ring::{DEFAULT_VNODES, MAX_VNODES, Ring};
 pub use table::{PartitionMove, PartitionTable, Role};
 pub use view::{MemberEntry, MemberStatus, MembershipView};

@@ -71,6 +71,11 @@ pub enum Request {
         /// Only this key.
         key: Option<String>,
     },
+    /// Ask for the partition table, to route batches straight to owners.
+    GetTable {
+        /// Echoed in the answer.
+        request_id: u64,
+    },
 }
 
 /// A `Request::Submit` built from a borrowed batch: encodes to exactly the
@@ -113,6 +118,9 @@ pub enum Response {
         duplicates: u32,
         /// Events refused while applying: (index in batch, reason).
         rejected: Vec<(u32, String)>,
+        /// Events this node does not own and forwarded to their owner: the
+        /// client's table is stale, a routing client should refresh it.
+        misrouted: u32,
     },
     /// The request was refused as a whole.
     Rejected {
@@ -151,6 +159,27 @@ pub enum Response {
         /// Why.
         message: String,
     },
+    /// The partition table as this node sees it.
+    Table {
+        /// The request's id.
+        request_id: u64,
+        /// The table.
+        table: RouteTable,
+    },
+}
+
+/// Where each partition's owner takes client connections: what a routing
+/// client needs, and nothing of the cluster's internals.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RouteTable {
+    /// Rises with every change of the table on the answering node.
+    pub version: u64,
+    /// Partition count `P`.
+    pub partitions: u32,
+    /// Nodes: name and binary-protocol address (`host:port`).
+    pub nodes: Vec<(CompactString, String)>,
+    /// For partition `p`, the index in `nodes` of its owner.
+    pub owners: Vec<u32>,
 }
 
 /// A frame could not be read. The connection cannot be trusted after any of

@@ -22,6 +22,15 @@ pub struct NodeArgs {
     /// Binary protocol listen address (port 0 picks a free one).
     #[arg(long)]
     pub tcp_addr: Option<String>,
+    /// UDP gossip address (port 0 picks a free one).
+    #[arg(long)]
+    pub gossip_addr: Option<String>,
+    /// Peer-link TCP address (port 0 picks a free one).
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// Gossip address of a node to join (repeatable); replaces `seeds`.
+    #[arg(long = "seed", value_name = "HOST:PORT")]
+    pub seeds: Vec<String>,
     /// Log format: human or json.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -51,6 +60,16 @@ impl NodeArgs {
         }
         if let Some(addr) = &self.tcp_addr {
             overrides.push(format!("tcp_addr=\"{addr}\""));
+        }
+        if let Some(addr) = &self.gossip_addr {
+            overrides.push(format!("gossip_addr=\"{addr}\""));
+        }
+        if let Some(addr) = &self.peer_addr {
+            overrides.push(format!("peer_addr=\"{addr}\""));
+        }
+        if !self.seeds.is_empty() {
+            let quoted: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
+            overrides.push(format!("seeds=[{}]", quoted.join(",")));
         }
         if let Some(format) = &self.log_format {
             overrides.push(format!("log_format=\"{format}\""));

@@ -33,6 +33,23 @@ pub struct NodeConfig {
     pub http_addr: SocketAddr,
     /// Address of the binary protocol (`eddy-client`, `eddy send`, `eddy tail`).
     pub tcp_addr: SocketAddr,
+    /// UDP address of the SWIM gossip socket (membership).
+    pub gossip_addr: SocketAddr,
+    /// TCP address of the peer link (forwarding between nodes).
+    pub peer_addr: SocketAddr,
+    /// Gossip addresses (`host:port`) of nodes to join; empty starts a new cluster.
+    pub seeds: Vec<String>,
+    /// Copies of each partition: the owner plus `replication_factor - 1` backups.
+    pub replication_factor: usize,
+    /// SWIM probe period; detection of a dead node takes a few periods.
+    pub probe_period_ms: u32,
+    /// How long a probe waits for a direct ack before asking others to probe.
+    pub probe_rtt_ms: u32,
+    /// How long a suspected node has to refute before it is declared down.
+    pub suspect_to_down_ms: u32,
+    /// Delay between a membership change and recomputing the partition table,
+    /// so a burst of changes moves partitions once.
+    pub settle_ms: u64,
     /// Largest binary-protocol frame accepted; a larger one closes the connection.
     pub max_frame_bytes: usize,
     /// Requests of one binary-protocol connection processed at once.
@@ -65,6 +82,14 @@ impl Default for NodeConfig {
             name: "node-1".into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tcp_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            seeds: Vec::new(),
+            replication_factor: 2,
+            probe_period_ms: 500,
+            probe_rtt_ms: 200,
+            suspect_to_down_ms: 1000,
+            settle_ms: 300,
             max_frame_bytes: 16 * 1024 * 1024,
             max_pending_requests: 64,
             partitions: eddy_core::DEFAULT_PARTITIONS,
@@ -179,16 +204,44 @@ impl NodeConfig {
             ("max_active_keys", self.max_active_keys),
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_pending_requests", self.max_pending_requests),
+            ("replication_factor", self.replication_factor),
+            ("probe_period_ms", self.probe_period_ms as usize),
+            ("probe_rtt_ms", self.probe_rtt_ms as usize),
+            ("suspect_to_down_ms", self.suspect_to_down_ms as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{key}: must be at least 1")));
             }
         }
-        if self.name.is_empty() {
-            return Err(ConfigError::Invalid("name: must not be empty".into()));
+        if self.name.is_empty() || self.name.len() > eddy_cluster::MAX_NAME_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "name: must be 1 to {} bytes",
+                eddy_cluster::MAX_NAME_LEN
+            )));
+        }
+        if let Err(err) = self.membership().validate() {
+            return Err(ConfigError::Invalid(err.to_string()));
+        }
+        for seed in &self.seeds {
+            if std::net::ToSocketAddrs::to_socket_addrs(seed.as_str()).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "seeds: `{seed}` is not a host:port address"
+                )));
+            }
         }
         Ok(())
+    }
+
+    /// SWIM settings: LAN defaults with this file's timings.
+    pub fn membership(&self) -> eddy_cluster::MembershipConfig {
+        let ms = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+        eddy_cluster::MembershipConfig {
+            probe_period_ms: ms(self.probe_period_ms),
+            probe_rtt_ms: ms(self.probe_rtt_ms),
+            suspect_to_down_after_ms: ms(self.suspect_to_down_ms),
+            ..eddy_cluster::MembershipConfig::default()
+        }
     }
 
     /// Worker count with 0 resolved to the number of cores.

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +13,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use eddy_core::ProducerRef;
+use eddy_cluster::MemberStatus;
+use eddy_core::{PartitionId, ProducerRef};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
@@ -28,8 +28,6 @@ use crate::ingress::{Ingress, IngressError, IngressEvent};
 pub struct AppState {
     /// Where events go.
     pub ingress: Ingress,
-    /// This node's name, reported as the owner.
-    pub node_name: Arc<str>,
     /// `max_batch_events` from the config.
     pub max_batch_events: usize,
     /// Turns true when the node stops; ends alert streams.
@@ -42,6 +40,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/events", post(post_events))
         .route("/v1/actors/{kind}/{key}", get(get_actor))
         .route("/v1/alerts", get(get_alerts))
+        .route("/v1/cluster", get(get_cluster))
+        .route("/v1/partitions", get(get_partitions))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -261,15 +261,15 @@ async fn get_actor(
                 "kind": kind_name,
                 "key": key,
                 "partition": actor.partition.0,
-                "owner": &*app.node_name,
-                "replicas": [&*app.node_name],
+                "owner": actor.owner,
+                "replicas": actor.replicas,
                 "epoch": actor.epoch.0,
                 "state": state,
             }))
             .into_response(),
             None => error(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("{kind_name}/{key} has no state"), "partition": actor.partition.0, "owner": &*app.node_name}),
+                json!({"error": format!("{kind_name}/{key} has no state"), "partition": actor.partition.0, "owner": actor.owner}),
             ),
         },
         Err(err) => ingress_error(&err),
@@ -320,6 +320,73 @@ async fn get_alerts(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Members as this node sees them.
+async fn get_cluster(State(app): State<AppState>) -> Response {
+    let cluster = app.ingress.cluster();
+    let members: Vec<_> = cluster
+        .members
+        .iter()
+        .map(|m| {
+            let id = &m.identity;
+            json!({
+                "name": id.name.as_str(),
+                "status": match m.status {
+                    MemberStatus::Up => "up",
+                    MemberStatus::Suspect => "suspect",
+                    MemberStatus::Down => "down",
+                },
+                "generation": id.generation,
+                "gossip_addr": id.gossip_addr.to_string(),
+                "peer_addr": id.peer_addr.to_string(),
+                "http_addr": id.http_addr.to_string(),
+                "tcp_addr": id.tcp_addr.to_string(),
+                "local": cluster.is_local(&id.name),
+            })
+        })
+        .collect();
+    Json(json!({
+        "node": cluster.local.name.as_str(),
+        "view_version": cluster.view_version,
+        "members": members,
+    }))
+    .into_response()
+}
+
+/// The partition table with epochs, and how many partitions each node owns.
+async fn get_partitions(State(app): State<AppState>) -> Response {
+    let cluster = app.ingress.cluster();
+    let placement = &cluster.placement;
+    let table = placement.table();
+    let partitions: Vec<_> = (0..table.partitions())
+        .map(PartitionId)
+        .map(|p| {
+            let replicas: Vec<&str> = table.replicas(p).map(|n| n.as_str()).collect();
+            json!({
+                "partition": p.0,
+                "owner": replicas.first(),
+                "replicas": replicas,
+                "epoch": placement.epoch(p).0,
+            })
+        })
+        .collect();
+    let owned: serde_json::Map<String, serde_json::Value> = table
+        .nodes()
+        .iter()
+        .zip(table.owned_counts())
+        .map(|(node, count)| (node.to_string(), json!(count)))
+        .collect();
+    Json(json!({
+        "node": cluster.local.name.as_str(),
+        "version": placement.version(),
+        "fingerprint": format!("{:016x}", table.fingerprint()),
+        "partition_count": table.partitions(),
+        "replication_factor": placement.rf(),
+        "owned": owned,
+        "partitions": partitions,
+    }))
+    .into_response()
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

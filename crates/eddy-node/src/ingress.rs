@@ -1,33 +1,50 @@
-//! The ingress handle: how HTTP (and later the binary protocol and peer links)
-//! hand events to partition workers.
+//! The ingress handle: how HTTP, the binary protocol and peer links hand
+//! events to partition workers, here or on the owner node.
 //!
-//! A batch is split by worker, keeping each key's events in order, and sent to
-//! every worker involved at once. Each worker has a fixed budget of in-flight
-//! events (ractor mailboxes are unbounded, so the bound lives here): a batch
-//! that does not fit is refused whole with [`IngressError::Overloaded`], which
-//! HTTP turns into 429 + `Retry-After`. The reply comes once every event is
-//! applied — the acknowledgement (replication joins it in a later issue).
+//! A batch is split by owner (the current partition table): events of local
+//! partitions are split by worker, keeping each key's events in order, and
+//! sent to every worker involved at once; events owned elsewhere are forwarded
+//! over the peer link, one batch per owner, concurrently. Each worker has a
+//! fixed budget of in-flight events (ractor mailboxes are unbounded, so the
+//! bound lives here): a batch that does not fit is refused with
+//! [`IngressError::Overloaded`], which HTTP turns into 429 + `Retry-After`.
+//! The reply comes once every event is applied — the acknowledgement
+//! (replication joins it in a later issue).
+//!
+//! A forwarded batch is applied only where the receiver owns the partition;
+//! the rest comes back as `not_owner` and the origin re-routes it after a
+//! short wait (tables converge within the settle delay), a bounded number of
+//! times. Nothing is ever forwarded twice, so two disagreeing tables cannot
+//! make a loop.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use eddy_cluster::{ClusterParams, MemberStatus, NodeIdentity, PeerFailure};
+use eddy_core::wire::WireEvent;
 use eddy_core::{
     ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Submitted, partition_of,
 };
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::alerts::AlertHub;
+use crate::cluster::ClusterState;
+use crate::peer::{PeerError, PeerLinks};
 use crate::worker::WorkerMsg;
 
 /// How long a worker may take to answer before the request fails.
 const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an overloaded client is told to wait.
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
+/// Routing rounds for events a peer says it does not own.
+const MAX_ROUTE_ATTEMPTS: usize = 4;
+/// Wait between routing rounds: about the settle delay, so tables converge.
+const ROUTE_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// A validated event on its way to its partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +78,11 @@ pub struct BatchReply {
     /// Events refused while applying (handler panic, limits); the rest of the
     /// batch was applied.
     pub rejected: Vec<Rejected>,
+    /// Events forwarded to another owner (a routing client's table is stale).
+    pub misrouted: u32,
+    /// Only for forwarded batches: positions of events whose partition this
+    /// node does not own; nothing was done with them.
+    pub not_owner: Vec<usize>,
 }
 
 /// The batch was not processed at all.
@@ -90,6 +112,10 @@ pub struct ActorState {
     pub epoch: Epoch,
     /// State as JSON, `None` if the key has none.
     pub state: Option<serde_json::Value>,
+    /// Name of the node that answered as owner.
+    pub owner: String,
+    /// The partition's replica set in the table, owner first.
+    pub replicas: Vec<String>,
 }
 
 struct Inner {
@@ -99,6 +125,8 @@ struct Inner {
     budgets: Vec<Arc<Semaphore>>,
     alerts: AlertHub,
     ready: AtomicBool,
+    cluster: watch::Receiver<Arc<ClusterState>>,
+    peers: PeerLinks,
 }
 
 /// Cloneable handle to the node's workers.
@@ -114,6 +142,8 @@ impl Ingress {
         worker_names: Vec<String>,
         max_inflight_events: usize,
         alerts: AlertHub,
+        cluster: watch::Receiver<Arc<ClusterState>>,
+        peers: PeerLinks,
     ) -> Self {
         let budgets = worker_names
             .iter()
@@ -127,6 +157,8 @@ impl Ingress {
                 budgets,
                 alerts,
                 ready: AtomicBool::new(false),
+                cluster,
+                peers,
             }),
         }
     }
@@ -139,6 +171,72 @@ impl Ingress {
     /// Partition count.
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
+    }
+
+    /// The cluster as this node sees it now.
+    pub fn cluster(&self) -> Arc<ClusterState> {
+        self.inner.cluster.borrow().clone()
+    }
+
+    /// A receiver of cluster changes.
+    pub fn watch_cluster(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.inner.cluster.clone()
+    }
+
+    /// `P` and protocol version, checked in every peer handshake.
+    pub fn cluster_params(&self) -> ClusterParams {
+        ClusterParams::new(self.inner.partitions)
+    }
+
+    /// Turns binary-protocol events into ingress events: known kind, non-empty
+    /// key, payload that decodes as the kind's event. The error names the
+    /// event's position and field.
+    pub fn validate_wire(&self, events: Vec<WireEvent>) -> Result<Vec<IngressEvent>, String> {
+        let registry = &self.inner.registry;
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let kind = registry
+                    .kind_id(&event.kind)
+                    .ok_or_else(|| format!("event {index}: kind: unknown kind `{}`", event.kind))?;
+                if event.key.is_empty() {
+                    return Err(format!("event {index}: key: must not be empty"));
+                }
+                registry
+                    .check_event(kind, &event.payload)
+                    .map_err(|err| format!("event {index}: event: {err}"))?;
+                Ok(IngressEvent {
+                    kind,
+                    key: event.key,
+                    payload: event.payload,
+                    producer: event.producer,
+                })
+            })
+            .collect()
+    }
+
+    fn ingress_to_wire(&self, event: IngressEvent) -> WireEvent {
+        WireEvent {
+            kind: self
+                .inner
+                .registry
+                .kind_name(event.kind)
+                .unwrap_or_default()
+                .into(),
+            key: event.key,
+            payload: event.payload,
+            producer: event.producer,
+        }
+    }
+
+    fn wire_to_ingress(&self, event: WireEvent) -> Option<IngressEvent> {
+        Some(IngressEvent {
+            kind: self.inner.registry.kind_id(&event.kind)?,
+            key: event.key,
+            payload: event.payload,
+            producer: event.producer,
+        })
     }
 
     /// A subscriber to every alert published from now on.
@@ -173,22 +271,143 @@ impl Ingress {
             .ok_or_else(|| IngressError::Unavailable(format!("{name} is not running")))
     }
 
-    /// Applies a batch; resolves when every event is applied or refused.
+    /// Applies a batch on the owners of its partitions; resolves when every
+    /// event is applied or refused. With several owners involved a failure
+    /// can leave part of the batch applied: retry with producer ids to stay
+    /// exactly-once.
     pub async fn submit(&self, batch: Vec<IngressEvent>) -> Result<BatchReply, IngressError> {
+        self.route(batch, false).await
+    }
+
+    /// Applies a batch a peer forwarded: only events of partitions this node
+    /// owns; the others come back in [`BatchReply::not_owner`].
+    pub async fn submit_forwarded(
+        &self,
+        batch: Vec<IngressEvent>,
+    ) -> Result<BatchReply, IngressError> {
+        self.route(batch, true).await
+    }
+
+    async fn route(
+        &self,
+        batch: Vec<IngressEvent>,
+        forwarded: bool,
+    ) -> Result<BatchReply, IngressError> {
         if !self.is_ready() {
             return Err(IngressError::NotReady);
         }
         let started = Instant::now();
+        let mut reply = BatchReply::default();
+        let mut pending: Vec<(usize, IngressEvent)> = batch.into_iter().enumerate().collect();
+        for attempt in 0..MAX_ROUTE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(ROUTE_RETRY_DELAY).await;
+            }
+            let state = self.cluster();
+            let mut local = Vec::new();
+            let mut remote: Vec<(NodeIdentity, Vec<usize>, Vec<WireEvent>)> = Vec::new();
+            for (index, event) in pending.drain(..) {
+                let partition = self.partition(event.kind, &event.key);
+                let owner = match state.placement.table().owner(partition) {
+                    Some(owner) if !state.is_local(owner) => owner,
+                    _ => {
+                        local.push((index, partition, event));
+                        continue;
+                    }
+                };
+                if forwarded {
+                    reply.not_owner.push(index);
+                    continue;
+                }
+                let Some(member) = state.members.iter().find(|m| &m.identity.name == owner) else {
+                    return Err(IngressError::Unavailable(format!(
+                        "owner {owner} of partition {} is unknown",
+                        partition.0
+                    )));
+                };
+                if member.status == MemberStatus::Down {
+                    return Err(IngressError::Unavailable(format!(
+                        "owner {owner} of partition {} is down; partitions are moving",
+                        partition.0
+                    )));
+                }
+                let group = match remote.iter().position(|(id, ..)| id.name == *owner) {
+                    Some(position) => &mut remote[position],
+                    None => {
+                        remote.push((member.identity.clone(), Vec::new(), Vec::new()));
+                        let last = remote.len() - 1;
+                        &mut remote[last]
+                    }
+                };
+                group.1.push(index);
+                group.2.push(self.ingress_to_wire(event));
+            }
+            let forwards = remote.iter().map(|(peer, _, events)| async move {
+                (events.len(), self.inner.peers.forward(peer, events).await)
+            });
+            let (local_reply, outcomes) = join(self.apply_local(local), join_all(forwards)).await;
+            let local_reply = local_reply?;
+            reply.accepted += local_reply.accepted;
+            reply.duplicates += local_reply.duplicates;
+            reply.rejected.extend(local_reply.rejected);
+            for ((_, positions, events), (count, outcome)) in remote.into_iter().zip(outcomes) {
+                let outcome = outcome.map_err(forward_error)?;
+                reply.misrouted += u32::try_from(count).unwrap_or(u32::MAX);
+                reply.accepted += outcome.accepted;
+                reply.duplicates += outcome.duplicates;
+                for (at, error) in outcome.rejected {
+                    if let Some(&index) = positions.get(at as usize) {
+                        reply.rejected.push(Rejected {
+                            index,
+                            error: ApplyError::Malformed(error),
+                        });
+                    }
+                }
+                let mut events: Vec<Option<WireEvent>> = events.into_iter().map(Some).collect();
+                for at in outcome.not_owner {
+                    let at = at as usize;
+                    let event = events.get_mut(at).and_then(Option::take);
+                    if let (Some(&index), Some(event)) = (positions.get(at), event)
+                        && let Some(event) = self.wire_to_ingress(event)
+                    {
+                        pending.push((index, event));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            metrics::counter!("eddy_route_retries_total").increment(1);
+        }
+        if !pending.is_empty() {
+            return Err(IngressError::Unavailable(format!(
+                "{} events: owners disagree about their partitions (membership changing); retry",
+                pending.len()
+            )));
+        }
+        reply.rejected.sort_by_key(|r| r.index);
+        reply.not_owner.sort_unstable();
+        metrics::histogram!("eddy_ack_latency_seconds").record(started.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    /// Applies events of local partitions; `index` is the event's position in
+    /// the client's batch, used in rejections.
+    async fn apply_local(
+        &self,
+        batch: Vec<(usize, PartitionId, IngressEvent)>,
+    ) -> Result<BatchReply, IngressError> {
+        if batch.is_empty() {
+            return Ok(BatchReply::default());
+        }
         let workers = self.inner.worker_names.len();
         let mut groups: Vec<Vec<(PartitionId, IngressEvent)>> = vec![Vec::new(); workers];
         let mut positions: Vec<Vec<usize>> = vec![Vec::new(); workers];
-        for (index, event) in batch.into_iter().enumerate() {
-            let partition = self.partition(event.kind, &event.key);
+        for (index, partition, event) in batch {
             let worker = self.worker_of(partition);
             groups[worker].push((partition, event));
             positions[worker].push(index);
         }
-
         // Reserve room in every involved worker first, so a batch is either
         // queued whole or refused whole.
         let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
@@ -252,13 +471,51 @@ impl Ingress {
                 }
             }
         }
-        reply.rejected.sort_by_key(|r| r.index);
-        metrics::histogram!("eddy_ack_latency_seconds").record(started.elapsed().as_secs_f64());
         Ok(reply)
     }
 
-    /// Reads the state of `key` of `kind`.
+    /// Reads the state of `key` of `kind` from its owner, here or remote.
     pub async fn actor_state(&self, kind: KindId, key: &str) -> Result<ActorState, IngressError> {
+        let state = self.cluster();
+        let partition = self.partition(kind, key);
+        let table = state.placement.table();
+        let replicas: Vec<String> = table.replicas(partition).map(|n| n.to_string()).collect();
+        let owner = match table.owner(partition) {
+            Some(owner) if !state.is_local(owner) => owner,
+            _ => return self.local_state(kind, key).await,
+        };
+        let Some(peer) = state.live_member(owner) else {
+            return Err(IngressError::Unavailable(format!(
+                "owner {owner} of partition {} is down; partitions are moving",
+                partition.0
+            )));
+        };
+        let kind_name = self.inner.registry.kind_name(kind).unwrap_or_default();
+        let (json, epoch) = self
+            .inner
+            .peers
+            .get_state(peer, kind_name, key)
+            .await
+            .map_err(forward_error)?;
+        let state =
+            match json {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|err| {
+                    IngressError::Unavailable(format!("owner sent bad JSON: {err}"))
+                })?),
+                None => None,
+            };
+        Ok(ActorState {
+            partition,
+            epoch: Epoch(epoch),
+            state,
+            owner: owner.to_string(),
+            replicas,
+        })
+    }
+
+    /// Reads the state of `key` of `kind` from this node's partition.
+    pub async fn local_state(&self, kind: KindId, key: &str) -> Result<ActorState, IngressError> {
+        let cluster = self.cluster();
         let partition = self.partition(kind, key);
         let actor = self.worker(self.worker_of(partition))?;
         let key = key.to_owned();
@@ -274,13 +531,48 @@ impl Ingress {
             )
             .await;
         match answer {
-            Ok(CallResult::Success(Ok((state, epoch)))) => Ok(ActorState {
+            Ok(CallResult::Success(Ok(state))) => Ok(ActorState {
                 partition,
-                epoch,
+                epoch: cluster.placement.epoch(partition),
                 state,
+                owner: cluster.local.name.to_string(),
+                replicas: cluster
+                    .placement
+                    .table()
+                    .replicas(partition)
+                    .map(|n| n.to_string())
+                    .collect(),
             }),
             Ok(CallResult::Success(Err(err))) => Err(IngressError::Unavailable(err.to_string())),
             _ => Err(IngressError::Unavailable("worker did not answer".into())),
         }
+    }
+
+    /// Drops this node's copy of partitions it no longer holds in the table
+    /// (their new owners start them afresh until handoff exists, issue 6).
+    pub(crate) fn release(&self, partitions: Vec<PartitionId>) {
+        let workers = self.inner.worker_names.len();
+        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); workers];
+        for partition in partitions {
+            groups[self.worker_of(partition)].push(partition);
+        }
+        for (worker, partitions) in groups.into_iter().enumerate() {
+            if partitions.is_empty() {
+                continue;
+            }
+            if let Ok(actor) = self.worker(worker) {
+                let _ = actor.cast(WorkerMsg::Release { partitions });
+            }
+        }
+    }
+}
+
+fn forward_error(err: PeerError) -> IngressError {
+    match err {
+        PeerError::Failed {
+            failure: PeerFailure::Overloaded { retry_after_ms },
+            ..
+        } => IngressError::Overloaded { retry_after_ms },
+        other => IngressError::Unavailable(other.to_string()),
     }
 }

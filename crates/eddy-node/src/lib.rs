@@ -29,12 +29,15 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod framed;
 pub mod http;
 pub mod ingress;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod tcp_ingress;
 pub mod worker;
 

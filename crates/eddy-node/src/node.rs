@@ -6,16 +6,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use eddy_core::{Behaviour, PartitionConfig, RegistryBuilder, RegistryError};
+use std::collections::BTreeSet;
+
+use eddy_cluster::{NodeId, NodeIdentity};
+use eddy_core::{Behaviour, PartitionConfig, PartitionId, RegistryBuilder, RegistryError};
 use ractor::{Actor, ActorRef};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerts::AlertHub;
+use crate::cluster::{Cluster, ClusterState, DriverConfig};
 use crate::config::NodeConfig;
+use crate::framed::FrameLimits;
 use crate::http::{AppState, router};
 use crate::ingress::Ingress;
+use crate::peer::PeerLinks;
 use crate::worker::{Supervisor, SupervisorArgs, WorkerArgs};
 
 /// Starting or running a node failed.
@@ -38,6 +44,9 @@ pub enum NodeError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Http(String),
+    /// The membership driver could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Entry point for programs hosting behaviours:
@@ -100,41 +109,83 @@ impl NodeBuilder {
         )
         .await
         .map_err(|err| NodeError::Workers(err.to_string()))?;
+        let http_listener = bind_tcp(config.http_addr).await?;
+        let tcp_listener = bind_tcp(config.tcp_addr).await?;
+        let peer_listener = bind_tcp(config.peer_addr).await?;
+        let gossip = crate::cluster::bind(config.gossip_addr).await?;
+        let local_addr = |addr: SocketAddr, bound: std::io::Result<SocketAddr>| {
+            bound.map_err(|source| NodeError::Bind { addr, source })
+        };
+        let http_addr = local_addr(config.http_addr, http_listener.local_addr())?;
+        let tcp_addr = local_addr(config.tcp_addr, tcp_listener.local_addr())?;
+        let peer_addr = local_addr(config.peer_addr, peer_listener.local_addr())?;
+        let gossip_addr = local_addr(config.gossip_addr, gossip.local_addr())?;
+        for (key, addr) in [
+            ("http_addr", http_addr),
+            ("tcp_addr", tcp_addr),
+            ("peer_addr", peer_addr),
+            ("gossip_addr", gossip_addr),
+        ] {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(key, %addr, "an unspecified address is advertised to peers as is; they cannot reach it on another machine");
+            }
+        }
+        let identity = NodeIdentity {
+            protocol: eddy_cluster::PROTOCOL_VERSION,
+            partitions: config.partitions,
+            name: NodeId::new(&config.name),
+            // A restarted process is a new member: its generation is newer.
+            generation: crate::worker::now().0,
+            gossip_addr,
+            peer_addr,
+            http_addr,
+            tcp_addr,
+        };
+        let cluster = Cluster::start(
+            gossip,
+            DriverConfig {
+                identity: identity.clone(),
+                membership: config.membership().with_seed(random_seed()),
+                seeds: config.seeds.clone(),
+                replication_factor: config.replication_factor,
+                settle: Duration::from_millis(config.settle_ms),
+            },
+        )
+        .await?;
+        let peers = PeerLinks::new(
+            identity.name.clone(),
+            identity.params(),
+            config.max_frame_bytes,
+        );
         let ingress = Ingress::new(
             registry,
             config.partitions,
             names,
             config.max_inflight_events,
             alerts,
+            cluster.watch(),
+            peers,
         );
         // Create the recorder before traffic so early counts are not lost.
         let _ = crate::metrics::handle();
         metrics::gauge!("eddy_partitions_owned").set(f64::from(config.partitions));
         tracing::debug!(partitions_per_worker, workers, "workers started");
 
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
-            addr: config.http_addr,
-            source,
-        })?;
-        let tcp_listener = tokio::net::TcpListener::bind(config.tcp_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.tcp_addr,
-                source,
-            })?;
-        let tcp_addr = tcp_listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind {
-                addr: config.tcp_addr,
-                source,
-            })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let peer_server = tokio::spawn(crate::peer::serve(
+            peer_listener,
+            ingress.clone(),
+            identity.name.clone(),
+            FrameLimits {
+                max_frame_bytes: config.max_frame_bytes,
+                max_pending_requests: config.max_pending_requests,
+            },
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(release_lost_partitions(
+            ingress.clone(),
+            shutdown_rx.clone(),
+        ));
         let tcp = tokio::spawn(crate::tcp_ingress::serve(
             tcp_listener,
             ingress.clone(),
@@ -148,7 +199,6 @@ impl NodeBuilder {
         let app = router(
             AppState {
                 ingress: ingress.clone(),
-                node_name: config.name.as_str().into(),
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),
             },
@@ -156,7 +206,7 @@ impl NodeBuilder {
         );
         let mut stop_http = shutdown_rx;
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(http_listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop_http.wait_for(|stopping| *stopping).await;
                 })
@@ -164,10 +214,14 @@ impl NodeBuilder {
                 .map_err(|err| NodeError::Http(err.to_string()))
         });
         ingress.set_ready(true);
-        tracing::info!(node = %config.name, %http_addr, %tcp_addr, workers, partitions = config.partitions, "node ready");
+        tracing::info!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,
             tcp_addr,
+            gossip_addr,
+            peer_addr,
+            cluster,
+            peer_server,
             tcp,
             ingress,
             shutdown,
@@ -214,10 +268,12 @@ impl NodeBuilder {
             };
             // Tools and tests read the actual address from this line.
             println!(
-                "eddy node {} listening on http://{} tcp://{}",
+                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{}",
                 config.name,
                 node.http_addr(),
-                node.tcp_addr()
+                node.tcp_addr(),
+                node.gossip_addr(),
+                node.peer_addr(),
             );
             wait_for_signal().await;
             tracing::info!("stopping");
@@ -254,6 +310,42 @@ async fn wait_for_signal() {
     }
 }
 
+async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
+}
+
+/// Drops local partitions whenever the table stops listing this node among
+/// their replicas, so memory follows placement. (Until handoff exists the
+/// new owner starts such a partition empty; see docs/ARCHITECTURE.md.)
+async fn release_lost_partitions(ingress: Ingress, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = ingress.watch_cluster();
+    let mut held = held_partitions(&changes.borrow());
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        let now_held = held_partitions(&changes.borrow_and_update());
+        let lost: Vec<PartitionId> = held.difference(&now_held).copied().collect();
+        if !lost.is_empty() {
+            ingress.release(lost);
+        }
+        held = now_held;
+    }
+}
+
+fn held_partitions(state: &ClusterState) -> BTreeSet<PartitionId> {
+    state
+        .placement
+        .table()
+        .partitions_of(&state.local.name)
+        .into_iter()
+        .map(|(partition, _)| partition)
+        .collect()
+}
+
 /// Seeds the key maps' hasher so clients cannot precompute colliding keys.
 /// Not used for anything that must be reproducible.
 fn random_seed() -> u64 {
@@ -265,6 +357,10 @@ fn random_seed() -> u64 {
 pub struct RunningNode {
     http_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    gossip_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    cluster: Cluster,
+    peer_server: JoinHandle<()>,
     tcp: JoinHandle<()>,
     ingress: Ingress,
     shutdown: watch::Sender<bool>,
@@ -284,6 +380,16 @@ impl RunningNode {
         self.tcp_addr
     }
 
+    /// The bound gossip (UDP) address.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+
+    /// The bound peer-link address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
     /// The ingress handle, for in-process use.
     pub fn ingress(&self) -> &Ingress {
         &self.ingress
@@ -292,8 +398,11 @@ impl RunningNode {
     /// Stops taking traffic, finishes open requests, stops the workers.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.ingress.set_ready(false);
+        // Peers stop routing to us at once instead of waiting for detection.
+        self.cluster.leave().await;
         let _ = self.shutdown.send(true);
         let _ = self.tcp.await;
+        let _ = self.peer_server.await;
         let served = match self.server.await {
             Ok(result) => result,
             Err(err) => Err(NodeError::Http(err.to_string())),

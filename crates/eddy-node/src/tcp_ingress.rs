@@ -1,24 +1,17 @@
 //! The binary protocol's server side (frames in `eddy_core::wire`).
 //!
-//! Per connection: a reader decodes frames from a bounded buffer; each request
-//! runs as its own task so requests pipeline, but at most
-//! `max_pending_requests` at once — beyond that the reader stops reading, so a
-//! flooding client sees its acks slow down (TCP backpressure) instead of the
-//! node queueing without bound. One writer task sends responses as they
-//! complete; each carries its request id. Anything that is not a valid frame
-//! of our version gets one `ProtocolError` answer, one log line, and the
-//! connection closed; nothing it carried is applied.
+//! Connections are served by [`crate::framed`] (pipelining, bounded pending
+//! requests, one protocol error then close on a bad frame). This module
+//! validates and answers the requests: submits (forwarded to owners by the
+//! ingress), state reads, the routing table, alert subscriptions.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use eddy_core::wire::{
-    ErrorCode, Request, Response, WireError, WireEvent, decode_frame, encode_frame,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use eddy_core::wire::{ErrorCode, Request, Response, RouteTable, WireEvent};
 use tokio::net::TcpListener;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::watch;
+
+use crate::framed::{self, Answers, FrameLimits, ServerAnswer};
 
 use crate::ingress::{Ingress, IngressError, IngressEvent};
 
@@ -40,18 +33,20 @@ pub async fn serve(
     limits: TcpLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = shutdown.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, peer, ingress.clone(), limits, shutdown.clone()));
-                }
-                Err(err) => tracing::warn!(%err, "accept failed"),
-            },
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        }
+    let stop = shutdown.clone();
+    framed::accept(listener, stop, move |stream, peer| {
+        connection(stream, peer, ingress.clone(), limits, shutdown.clone())
+    })
+    .await;
+}
+
+impl ServerAnswer for Response {
+    fn protocol_error(message: String) -> Response {
+        Response::ProtocolError { message }
+    }
+
+    fn closes(&self) -> bool {
+        matches!(self, Response::ProtocolError { .. })
     }
 }
 
@@ -60,97 +55,26 @@ async fn connection(
     peer: SocketAddr,
     ingress: Ingress,
     limits: TcpLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer) = stream.into_split();
-    // Bounded: at most max_pending answers plus alerts wait here; a full queue
-    // makes their producers wait, which stops the reader via the semaphore.
-    let (answers, queue) = mpsc::channel::<Response>(limits.max_pending_requests.max(1) * 2);
-    let writer_task = tokio::spawn(write_loop(writer, queue));
-    let pending = Arc::new(Semaphore::new(limits.max_pending_requests.max(1)));
-    // Tells alert subscriptions the client is gone, so they drop their sender
-    // and the writer can finish.
-    let (closed, closed_rx) = watch::channel(false);
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    'read: loop {
-        loop {
-            match decode_frame::<Request>(&buf, limits.max_frame_bytes) {
-                Ok(Some((request, used))) => {
-                    buf.drain(..used);
-                    let Ok(permit) = pending.clone().acquire_owned().await else {
-                        break 'read;
-                    };
-                    let (ingress, answers) = (ingress.clone(), answers.clone());
-                    let closed = closed_rx.clone();
-                    tokio::spawn(async move {
-                        handle(request, &ingress, limits, &answers, closed).await;
-                        drop(permit);
-                    });
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    refuse(peer, &err, &answers).await;
-                    break 'read;
-                }
-            }
-        }
-        let read = tokio::select! {
-            read = reader.read(&mut chunk) => read,
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
-        };
-        match read {
-            Ok(0) => {
-                if !buf.is_empty() {
-                    tracing::warn!(%peer, bytes = buf.len(), "connection closed inside a frame; partial frame dropped");
-                }
-                break;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(err) => {
-                tracing::debug!(%peer, %err, "read failed");
-                break;
-            }
-        }
-    }
-    let _ = closed.send(true);
-    drop(answers);
-    let _ = writer_task.await;
-}
-
-async fn refuse(peer: SocketAddr, err: &WireError, answers: &mpsc::Sender<Response>) {
-    tracing::warn!(%peer, %err, "closing connection: bad frame");
-    metrics::counter!("eddy_tcp_protocol_errors_total").increment(1);
-    let _ = answers
-        .send(Response::ProtocolError {
-            message: err.to_string(),
-        })
-        .await;
-}
-
-async fn write_loop(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<Response>) {
-    let mut out = Vec::new();
-    while let Some(first) = queue.recv().await {
-        out.clear();
-        let mut next = Some(first);
-        // Coalesce whatever is already waiting into one write.
-        while let Some(response) = next {
-            let close = matches!(response, Response::ProtocolError { .. });
-            if encode_frame(&response, &mut out).is_err() {
-                tracing::error!("response did not encode");
-            }
-            if close {
-                let _ = writer.write_all(&out).await;
-                let _ = writer.shutdown().await;
-                return;
-            }
-            next = queue.try_recv().ok();
-        }
-        if writer.write_all(&out).await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.shutdown().await;
+    let (reader, writer) = framed::split(stream, limits.max_frame_bytes);
+    let frame_limits = FrameLimits {
+        max_frame_bytes: limits.max_frame_bytes,
+        max_pending_requests: limits.max_pending_requests,
+    };
+    framed::serve(
+        reader,
+        writer,
+        peer,
+        frame_limits,
+        "tcp",
+        move |request: Request, answers: Answers<Response>| {
+            let ingress = ingress.clone();
+            async move { handle(request, &ingress, limits, answers).await }
+        },
+        shutdown,
+    )
+    .await;
 }
 
 fn rejected(request_id: u64, code: ErrorCode, message: String) -> Response {
@@ -180,45 +104,50 @@ fn validate(
             ),
         ));
     }
-    let registry = ingress.registry();
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let kind = registry.kind_id(&event.kind).ok_or_else(|| {
-                (
-                    ErrorCode::BadRequest,
-                    format!("event {index}: kind: unknown kind `{}`", event.kind),
-                )
-            })?;
-            if event.key.is_empty() {
-                return Err((
-                    ErrorCode::BadRequest,
-                    format!("event {index}: key: must not be empty"),
-                ));
-            }
-            registry.check_event(kind, &event.payload).map_err(|err| {
-                (
-                    ErrorCode::BadRequest,
-                    format!("event {index}: event: {err}"),
-                )
-            })?;
-            Ok(IngressEvent {
-                kind,
-                key: event.key,
-                payload: event.payload,
-                producer: event.producer,
-            })
+    ingress
+        .validate_wire(events)
+        .map_err(|message| (ErrorCode::BadRequest, message))
+}
+
+/// The partition table for routing clients: live members' client addresses
+/// and each partition's owner.
+fn route_table(ingress: &Ingress) -> RouteTable {
+    let cluster = ingress.cluster();
+    let table = cluster.placement.table();
+    let nodes: Vec<_> = table
+        .nodes()
+        .iter()
+        .map(|name| {
+            let addr = cluster
+                .live_member(name)
+                .map_or(String::new(), |id| id.tcp_addr.to_string());
+            (name.0.clone(), addr)
         })
-        .collect()
+        .collect();
+    let owners = (0..table.partitions())
+        .map(|p| {
+            table
+                .owner(eddy_core::PartitionId(p))
+                .and_then(|owner| table.nodes().iter().position(|n| n == owner))
+                .map_or(u32::MAX, |i| u32::try_from(i).unwrap_or(u32::MAX))
+        })
+        .collect();
+    RouteTable {
+        version: cluster.placement.version(),
+        partitions: table.partitions(),
+        nodes,
+        owners,
+    }
 }
 
 async fn handle(
     request: Request,
     ingress: &Ingress,
     limits: TcpLimits,
-    answers: &mpsc::Sender<Response>,
-    mut closed: watch::Receiver<bool>,
+    Answers {
+        sender: answers,
+        mut closed,
+    }: Answers<Response>,
 ) {
     let response = match request {
         Request::Submit { request_id, events } => match validate(ingress, events, limits) {
@@ -228,6 +157,7 @@ async fn handle(
                     request_id,
                     accepted: reply.accepted,
                     duplicates: reply.duplicates,
+                    misrouted: reply.misrouted,
                     rejected: reply
                         .rejected
                         .iter()
@@ -270,6 +200,10 @@ async fn handle(
                 },
                 Err(err) => rejected(request_id, ErrorCode::Unavailable, err.to_string()),
             },
+        },
+        Request::GetTable { request_id } => Response::Table {
+            request_id,
+            table: route_table(ingress),
         },
         Request::Subscribe { kind, key } => {
             let mut alerts = ingress.subscribe_alerts();

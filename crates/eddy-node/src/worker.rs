@@ -37,8 +37,13 @@ pub enum WorkerMsg {
         kind: KindId,
         /// The key.
         key: String,
-        /// State as JSON (None: no such key) and the partition's epoch.
-        reply: RpcReplyPort<Result<(Option<serde_json::Value>, Epoch), ApplyError>>,
+        /// State as JSON (None: no such key).
+        reply: RpcReplyPort<Result<Option<serde_json::Value>, ApplyError>>,
+    },
+    /// Drop partitions this node no longer holds.
+    Release {
+        /// The partitions.
+        partitions: Vec<PartitionId>,
     },
     /// Fire due timers, passivate idle keys, refresh gauges.
     Tick,
@@ -166,10 +171,22 @@ impl Actor for Worker {
                     .get(partition.0 as usize)
                     .and_then(Option::as_ref)
                 {
-                    Some(p) => p.state_json(kind, &key).map(|s| (s, p.epoch())),
-                    None => Ok((None, Epoch(1))),
+                    Some(p) => p.state_json(kind, &key),
+                    None => Ok(None),
                 };
                 let _ = reply.send(result);
+            }
+            WorkerMsg::Release { partitions } => {
+                for partition in partitions {
+                    if let Some(slot) = state.partitions.get_mut(partition.0 as usize)
+                        && slot.take().is_some()
+                    {
+                        tracing::info!(
+                            partition = partition.0,
+                            "released a partition this node no longer holds"
+                        );
+                    }
+                }
             }
             WorkerMsg::Tick => {
                 let now = now();

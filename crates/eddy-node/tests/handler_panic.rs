@@ -60,6 +60,8 @@ async fn handler_panic_rejects_the_event_and_keeps_the_key() {
     let config = NodeConfig {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         tcp_addr: "127.0.0.1:0".parse().expect("addr"),
+        gossip_addr: "127.0.0.1:0".parse().expect("addr"),
+        peer_addr: "127.0.0.1:0".parse().expect("addr"),
         workers: 1,
         ..NodeConfig::default()
     };

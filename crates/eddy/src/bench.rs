@@ -60,6 +60,10 @@ fn start_local_node() -> Result<(LocalNode, String), String> {
             "127.0.0.1:0",
             "--tcp-addr",
             "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
         ])
         .args(["--set", "name=\"bench\""])
         .env("RUST_LOG", "error")

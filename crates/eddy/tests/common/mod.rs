@@ -27,6 +27,10 @@ impl NodeProcess {
                 "127.0.0.1:0",
                 "--tcp-addr",
                 "127.0.0.1:0",
+                "--gossip-addr",
+                "127.0.0.1:0",
+                "--peer-addr",
+                "127.0.0.1:0",
             ])
             .args(["--set", "tick_ms=20"])
             .env("RUST_LOG", "warn")

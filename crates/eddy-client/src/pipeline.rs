@@ -1,0 +1,177 @@
+//! One TCP connection carrying pipelined request/answer frames
+//! (`eddy_core::wire`): many requests in flight, answers matched by request
+//! id. Shared by [`crate::Client`] (client protocol) and the node's peer links
+//! (peer protocol), which differ only in their message types.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use eddy_core::wire::{WireError, decode_frame};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::ClientError;
+
+/// An answer type of a pipelined protocol.
+pub trait Answer: DeserializeOwned + Send + 'static {
+    /// The request this answers; `None` for unsolicited messages (alerts),
+    /// which go to the pipeline's unsolicited channel.
+    fn request_id(&self) -> Option<u64>;
+    /// Whether the other side is closing the connection with this message;
+    /// every waiting request then fails with [`ClientError::Closed`].
+    fn is_fatal(&self) -> bool;
+}
+
+type Waiters<A> = Arc<Mutex<HashMap<u64, oneshot::Sender<A>>>>;
+
+/// The sending half of a pipelined connection; the reader and writer run as
+/// tasks that end when the connection does.
+pub struct Pipeline<A: Answer> {
+    frames: mpsc::Sender<Vec<u8>>,
+    waiters: Waiters<A>,
+    next_id: AtomicU64,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<A: Answer> Pipeline<A> {
+    /// Starts reading and writing `stream`. At most `max_in_flight` requests
+    /// wait for answers. Unsolicited messages go to `unsolicited` (dropped
+    /// when it is `None`); when it is full the reader waits, so a slow
+    /// consumer slows the connection down instead of losing messages.
+    pub fn start(
+        stream: TcpStream,
+        max_frame_bytes: usize,
+        max_in_flight: usize,
+        unsolicited: Option<mpsc::Sender<A>>,
+    ) -> Pipeline<A> {
+        let (reader, mut writer) = stream.into_split();
+        let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(max_in_flight.max(1));
+        let waiters: Waiters<A> = Arc::default();
+        tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(read_loop(
+            reader,
+            max_frame_bytes,
+            waiters.clone(),
+            unsolicited,
+        ));
+        Pipeline {
+            frames,
+            waiters,
+            next_id: AtomicU64::new(1),
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+
+    /// Sends the request `encode` writes for a fresh request id and waits for
+    /// its answer.
+    pub async fn call(
+        &self,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<A, ClientError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        encode(request_id, &mut frame)?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .map_err(|_| ClientError::Closed)?
+            .insert(request_id, tx);
+        if self.frames.send(frame).await.is_err() {
+            self.forget(request_id);
+            return Err(ClientError::Closed);
+        }
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends a frame that expects no matched answer (a subscription).
+    pub async fn send(&self, frame: Vec<u8>) -> Result<(), ClientError> {
+        self.frames
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Whether the connection has ended (the writer is gone).
+    pub fn is_closed(&self) -> bool {
+        self.frames.is_closed()
+    }
+
+    fn forget(&self, request_id: u64) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.remove(&request_id);
+        }
+    }
+}
+
+async fn read_loop<A: Answer>(
+    mut reader: OwnedReadHalf,
+    max_frame_bytes: usize,
+    waiters: Waiters<A>,
+    unsolicited: Option<mpsc::Sender<A>>,
+) {
+    // Dropping the waiters' senders tells every caller: Closed.
+    let fail_all = |waiters: &Waiters<A>| {
+        if let Ok(mut w) = waiters.lock() {
+            w.clear();
+        }
+    };
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match decode_frame::<A>(&buf, max_frame_bytes) {
+                Ok(Some((answer, used))) => {
+                    buf.drain(..used);
+                    if answer.is_fatal() {
+                        fail_all(&waiters);
+                        if let Some(sink) = &unsolicited {
+                            let _ = sink.send(answer).await;
+                        }
+                        return;
+                    }
+                    match answer.request_id() {
+                        Some(id) => {
+                            let waiter = waiters.lock().ok().and_then(|mut w| w.remove(&id));
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(answer);
+                            }
+                        }
+                        None => {
+                            if let Some(sink) = &unsolicited {
+                                let _ = sink.send(answer).await;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "bad frame from the other side; closing");
+                    fail_all(&waiters);
+                    return;
+                }
+            }
+        }
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                fail_all(&waiters);
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Messages of the peer link: the one TCP connection between two nodes
+//! (DESIGN §6). Frames are those of `eddy_core::wire` (length, version,
+//! postcard body, xxh3), so the version check, size limit and checksum are
+//! shared with the client protocol; only the bodies differ.
+//!
+//! A link opens with [`PeerRequest::Hello`]; the acceptor answers
+//! [`PeerResponse::Welcome`] or [`PeerResponse::Refused`] (another `P` or
+//! protocol version — see [`check_hello`]) and closes. After that requests
+//! are pipelined and every answer repeats its `request_id`.
+
+use compact_str::CompactString;
+use eddy_core::wire::WireEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{ClusterParams, Incompatible, NodeId};
+
+/// What a node asks a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// First frame of a link: who is calling, with which cluster parameters.
+    Hello {
+        /// The caller's name.
+        from: NodeId,
+        /// The caller's `P` and protocol version.
+        params: ClusterParams,
+    },
+    /// Apply these events, all of partitions the receiver owns according to
+    /// the sender's table. Events the receiver does not own are answered as
+    /// [`ForwardOutcome::not_owner`], never forwarded again (no loops).
+    Forward {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The events, in the order the client sent them.
+        events: Vec<WireEvent>,
+    },
+    /// Read a key's state from its owner.
+    GetState {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// Kind name.
+        kind: CompactString,
+        /// Key.
+        key: CompactString,
+    },
+}
+
+/// [`PeerRequest::Forward`] built from a borrowed batch, so the sender keeps
+/// its events (to re-route those the receiver does not own) without cloning.
+/// Encodes to the bytes of the owned request (pinned by a test).
+#[derive(Debug, Serialize)]
+pub enum PeerRequestRef<'a> {
+    /// Mirrors [`PeerRequest::Hello`] (variant order must match).
+    Hello {
+        /// The caller's name.
+        from: &'a NodeId,
+        /// The caller's parameters.
+        params: ClusterParams,
+    },
+    /// Mirrors [`PeerRequest::Forward`].
+    Forward {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The events.
+        events: &'a [WireEvent],
+    },
+}
+
+/// What a peer answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// The link is accepted.
+    Welcome {
+        /// The acceptor's name.
+        node: NodeId,
+    },
+    /// The link is refused; the acceptor closes it after this frame.
+    Refused {
+        /// Why, for the caller's log.
+        reason: String,
+    },
+    /// Outcome of a [`PeerRequest::Forward`].
+    Forwarded {
+        /// The request's id.
+        request_id: u64,
+        /// Per-event outcomes.
+        outcome: ForwardOutcome,
+    },
+    /// Answer of a [`PeerRequest::GetState`].
+    State {
+        /// The request's id.
+        request_id: u64,
+        /// The state as JSON; `None` if the key has none.
+        state_json: Option<String>,
+        /// Epoch of the key's partition at the owner.
+        epoch: u64,
+    },
+    /// The request was not carried out at all.
+    Failed {
+        /// The request's id.
+        request_id: u64,
+        /// Why.
+        failure: PeerFailure,
+    },
+}
+
+impl PeerResponse {
+    /// The request this answers, `None` for the handshake answers.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            PeerResponse::Forwarded { request_id, .. }
+            | PeerResponse::State { request_id, .. }
+            | PeerResponse::Failed { request_id, .. } => Some(*request_id),
+            PeerResponse::Welcome { .. } | PeerResponse::Refused { .. } => None,
+        }
+    }
+}
+
+/// Per-event outcome of a forwarded batch; indices are positions in the
+/// forwarded batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ForwardOutcome {
+    /// Events applied.
+    pub accepted: u32,
+    /// Producer retries already applied, skipped.
+    pub duplicates: u32,
+    /// Events refused while applying, with the reason.
+    pub rejected: Vec<(u32, String)>,
+    /// Events of partitions the receiver does not own in its table; nothing
+    /// was done with them. The sender's table is stale or the receiver's is.
+    pub not_owner: Vec<u32>,
+}
+
+/// Why a peer request failed whole; mirrors the ingress errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFailure {
+    /// The peer is over its in-flight budget; retry after the delay.
+    Overloaded {
+        /// Suggested wait.
+        retry_after_ms: u64,
+    },
+    /// The peer is starting or stopping.
+    NotReady,
+    /// The peer could not reach its own partition worker.
+    Unavailable(String),
+    /// The request was invalid (unknown kind, bad payload).
+    BadRequest(String),
+}
+
+/// Whether a link from a node with `theirs` may be accepted by a node with
+/// `ours`: same protocol version and partition count.
+pub fn check_hello(ours: ClusterParams, theirs: ClusterParams) -> Result<(), Incompatible> {
+    if theirs.protocol != ours.protocol {
+        return Err(Incompatible::Protocol {
+            theirs: theirs.protocol,
+            ours: ours.protocol,
+        });
+    }
+    if theirs.partitions != ours.partitions {
+        return Err(Incompatible::Partitions {
+            theirs: theirs.partitions,
+            ours: ours.partitions,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_core::wire::{decode_frame, encode_frame};
+
+    use super::*;
+
+    #[test]
+    fn hello_checks_protocol_and_partitions() {
+        let ours = ClusterParams::new(1024);
+        assert_eq!(check_hello(ours, ours), Ok(()));
+        assert!(matches!(
+            check_hello(ours, ClusterParams::new(512)),
+            Err(Incompatible::Partitions {
+                theirs: 512,
+                ours: 1024
+            })
+        ));
+        let future = ClusterParams {
+            protocol: ours.protocol + 1,
+            ..ours
+        };
+        assert!(matches!(
+            check_hello(ours, future),
+            Err(Incompatible::Protocol { .. })
+        ));
+    }
+
+    #[test]
+    fn messages_round_trip_in_frames() {
+        let request = PeerRequest::Forward {
+            request_id: 9,
+            events: vec![WireEvent {
+                kind: "account".into(),
+                key: "acct-7".into(),
+                payload: vec![1, 2],
+                producer: None,
+            }],
+        };
+        let mut frame = Vec::new();
+        encode_frame(&request, &mut frame).expect("encodes");
+        let decoded = decode_frame::<PeerRequest>(&frame, 1024).expect("valid");
+        assert_eq!(decoded, Some((request.clone(), frame.len())));
+        let PeerRequest::Forward { events, .. } = &request else {
+            unreachable!("built as Forward")
+        };
+        let mut borrowed = Vec::new();
+        encode_frame(
+            &PeerRequestRef::Forward {
+                request_id: 9,
+                events,
+            },
+            &mut borrowed,
+        )
+        .expect("encodes");
+        assert_eq!(borrowed, frame, "borrowed and owned Forward are one format");
+        // A client frame is not a peer frame: the body does not decode.
+        let response = PeerResponse::Failed {
+            request_id: 3,
+            failure: PeerFailure::NotReady,
+        };
+        assert_eq!(response.request_id(), Some(3));
+    }
+}

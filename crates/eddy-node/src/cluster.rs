@@ -1,0 +1,373 @@
+//! The membership driver: `eddy_cluster::Membership` wired to a UDP socket,
+//! tokio timers and the node's view of the partition table.
+//!
+//! One task owns the socket and the state machine. Datagrams and due timers go
+//! in with the time; datagrams, timers and events come out and are sent,
+//! scheduled (in order) and logged. When the membership view changes, the
+//! partition table is recomputed after `settle_ms` (DESIGN §11: a burst of
+//! changes moves partitions once) and published as a [`ClusterState`] on a
+//! watch channel that ingress, HTTP and the peer links read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_cluster::{
+    MemberEntry, MemberStatus, Membership, MembershipConfig, MembershipEvent, MembershipTimer,
+    NodeId, NodeIdentity, Placement,
+};
+use eddy_core::Timestamp;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+/// Distinct sources of bad datagrams logged at warn level; later ones are
+/// only counted, so garbage cannot flood the log.
+const MAX_LOGGED_BAD_SOURCES: usize = 64;
+
+/// The cluster as this node sees it, published on every change.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    /// This node.
+    pub local: NodeIdentity,
+    /// Every member known (up, suspect, or recently down), by name.
+    pub members: Vec<MemberEntry>,
+    /// Version of the membership view the members come from.
+    pub view_version: u64,
+    /// Partition table and epochs, recomputed after the settle delay.
+    pub placement: Placement,
+}
+
+impl ClusterState {
+    /// The identity of a live member by name.
+    pub fn live_member(&self, name: &NodeId) -> Option<&NodeIdentity> {
+        self.members
+            .iter()
+            .find(|m| &m.identity.name == name && m.status.is_live())
+            .map(|m| &m.identity)
+    }
+
+    /// Whether `name` is this node.
+    pub fn is_local(&self, name: &NodeId) -> bool {
+        *name == self.local.name
+    }
+}
+
+/// The driver could not start.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// The gossip socket could not be bound.
+    #[error("cannot bind gossip socket {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A seed address did not resolve.
+    #[error("seed `{seed}` does not resolve: {source}")]
+    Seed {
+        /// The seed as configured.
+        seed: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The membership state machine refused its configuration.
+    #[error("membership: {0}")]
+    Membership(#[from] eddy_cluster::MembershipError),
+}
+
+/// What the driver needs to start.
+pub struct DriverConfig {
+    /// This node's identity with `gossip_addr` set to the bound socket.
+    pub identity: NodeIdentity,
+    /// SWIM settings.
+    pub membership: MembershipConfig,
+    /// Seeds as configured (`host:port`).
+    pub seeds: Vec<String>,
+    /// Replication factor of the table.
+    pub replication_factor: usize,
+    /// Settle delay before recomputing the table.
+    pub settle: Duration,
+}
+
+/// Milliseconds since the driver's start: the membership clock. Monotonic,
+/// so wall-clock jumps cannot fire or delay SWIM timers.
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Timestamp {
+        Timestamp(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, at: Timestamp) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0 + Duration::from_millis(at.0))
+    }
+}
+
+/// A running driver: its published state and the way to leave.
+pub struct Cluster {
+    state: watch::Receiver<Arc<ClusterState>>,
+    leave: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds the gossip socket; the identity needs its actual address (port 0).
+pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, ClusterError> {
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| ClusterError::Bind { addr, source })
+}
+
+impl Cluster {
+    /// Starts the driver on `socket` and announces to the seeds.
+    pub async fn start(socket: UdpSocket, config: DriverConfig) -> Result<Cluster, ClusterError> {
+        let clock = Clock(Instant::now());
+        let mut seeds = Vec::new();
+        for seed in &config.seeds {
+            let resolved = tokio::net::lookup_host(seed.as_str())
+                .await
+                .map_err(|source| ClusterError::Seed {
+                    seed: seed.clone(),
+                    source,
+                })?;
+            seeds.extend(resolved.filter(SocketAddr::is_ipv4).take(1));
+        }
+        let mut membership =
+            Membership::new(config.identity.clone(), &config.membership, clock.now())?;
+        let placement = Placement::new(
+            std::slice::from_ref(&config.identity.name),
+            config.identity.partitions,
+            config.replication_factor,
+        );
+        let state = ClusterState {
+            local: config.identity.clone(),
+            members: membership.view().iter().cloned().collect(),
+            view_version: membership.view().version(),
+            placement,
+        };
+        let (publish, state_rx) = watch::channel(Arc::new(state));
+        if let Err(err) = membership.join(&seeds, clock.now()) {
+            // A seed that cannot be announced to now is retried by the
+            // join-retry timer; not fatal.
+            tracing::warn!(%err, "announce to seeds failed");
+        }
+        let (leave, leave_rx) = tokio::sync::oneshot::channel();
+        let driver = Driver {
+            socket,
+            membership,
+            clock,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            publish,
+            settle: config.settle,
+            settle_at: None,
+            bad_sources: BTreeSet::new(),
+        };
+        let task = tokio::spawn(driver.run(leave_rx));
+        Ok(Cluster {
+            state: state_rx,
+            leave: Some(leave),
+            task,
+        })
+    }
+
+    /// A receiver of every published state.
+    pub fn watch(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.clone()
+    }
+
+    /// Tells the cluster we leave (so peers need not wait for the failure
+    /// detector) and stops the driver.
+    pub async fn leave(mut self) {
+        if let Some(leave) = self.leave.take() {
+            let _ = leave.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+struct Driver {
+    socket: UdpSocket,
+    membership: Membership,
+    clock: Clock,
+    timers: BTreeMap<(Timestamp, u64), MembershipTimer>,
+    timer_seq: u64,
+    publish: watch::Sender<Arc<ClusterState>>,
+    settle: Duration,
+    settle_at: Option<tokio::time::Instant>,
+    bad_sources: BTreeSet<SocketAddr>,
+}
+
+impl Driver {
+    async fn run(mut self, mut leave: tokio::sync::oneshot::Receiver<()>) {
+        let mut buf = vec![0u8; 65_536];
+        self.flush().await;
+        loop {
+            let next_timer = self
+                .timers
+                .keys()
+                .next()
+                .map(|(at, _)| self.clock.instant(*at));
+            let timer_due = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let settle_at = self.settle_at;
+            let settled = async {
+                match settle_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => {
+                        let now = self.clock.now();
+                        if let Err(err) = self.membership.handle_datagram(&buf[..len], now) {
+                            self.bad_datagram(from, &err);
+                        }
+                    }
+                    Err(err) => tracing::debug!(%err, "gossip receive failed"),
+                },
+                () = timer_due => {
+                    let now = self.clock.now();
+                    // Due timers in order (DESIGN §6: foca needs them ordered).
+                    while let Some(entry) = self.timers.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        let timer = entry.remove();
+                        if let Err(err) = self.membership.handle_timer(timer, now) {
+                            tracing::debug!(%err, "membership timer");
+                        }
+                    }
+                }
+                () = settled => {
+                    self.settle_at = None;
+                    self.recompute();
+                }
+                _ = &mut leave => {
+                    let now = self.clock.now();
+                    if let Err(err) = self.membership.leave(now) {
+                        tracing::debug!(%err, "leave");
+                    }
+                    self.flush().await;
+                    return;
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    fn bad_datagram(&mut self, from: SocketAddr, err: &eddy_cluster::MembershipError) {
+        metrics::counter!("eddy_gossip_bad_datagrams_total").increment(1);
+        if self.bad_sources.len() < MAX_LOGGED_BAD_SOURCES && self.bad_sources.insert(from) {
+            tracing::warn!(%from, %err, "dropped a datagram on the gossip port (further ones from this source are only counted)");
+        }
+    }
+
+    /// Sends what the state machine produced, schedules its timers, reacts
+    /// to its events.
+    async fn flush(&mut self) {
+        let datagrams: Vec<_> = self.membership.drain_datagrams().collect();
+        for datagram in datagrams {
+            if let Err(err) = self.socket.send_to(&datagram.bytes, datagram.to).await {
+                tracing::debug!(to = %datagram.to, %err, "gossip send failed");
+            }
+        }
+        let timers: Vec<_> = self.membership.drain_timers().collect();
+        for timer in timers {
+            self.timer_seq += 1;
+            self.timers.insert((timer.at, self.timer_seq), timer.timer);
+        }
+        let events: Vec<_> = self.membership.drain_events().collect();
+        let mut changed = false;
+        for event in events {
+            match event {
+                MembershipEvent::Up(id) => {
+                    tracing::info!(member = %id.name, gossip = %id.gossip_addr, "member up");
+                    changed = true;
+                }
+                MembershipEvent::Suspect(id) => {
+                    tracing::info!(member = %id.name, "member suspected");
+                    changed = true;
+                }
+                MembershipEvent::Down(id) => {
+                    tracing::warn!(member = %id.name, "member down");
+                    metrics::counter!("eddy_members_down_total").increment(1);
+                    changed = true;
+                }
+                MembershipEvent::Refused { identity, reason } => {
+                    tracing::warn!(member = %identity.name, gossip = %identity.gossip_addr, %reason, "refused a node: it cannot join this cluster");
+                    metrics::counter!("eddy_members_refused_total").increment(1);
+                }
+                MembershipEvent::Rejoined(id) => {
+                    tracing::warn!(
+                        generation = id.generation,
+                        "the cluster declared this node down; rejoined as a new member"
+                    );
+                    changed = true;
+                }
+                MembershipEvent::Active => tracing::info!("joined the cluster"),
+                MembershipEvent::Idle => tracing::info!("no other members known; retrying seeds"),
+                MembershipEvent::Defunct => tracing::error!("declared down by the cluster"),
+            }
+        }
+        if changed {
+            self.publish_members();
+            if self.settle_at.is_none() {
+                self.settle_at = Some(tokio::time::Instant::now() + self.settle);
+            }
+        }
+    }
+
+    fn publish_members(&mut self) {
+        let view = self.membership.view();
+        let members: Vec<MemberEntry> = view.iter().cloned().collect();
+        let version = view.version();
+        let local = self.membership.identity().clone();
+        self.publish.send_modify(|state| {
+            let state = Arc::make_mut(state);
+            state.members = members;
+            state.view_version = version;
+            state.local = local;
+        });
+    }
+
+    fn recompute(&mut self) {
+        let live = self.membership.view().live_nodes();
+        let mut next = self.publish.borrow().as_ref().clone();
+        let moves = next.placement.update(&live);
+        if moves.is_empty() {
+            return;
+        }
+        let owners_moved = moves.iter().filter(|m| m.owner_changed()).count();
+        tracing::info!(
+            members = live.len(),
+            partitions_changed = moves.len(),
+            owners_moved,
+            version = next.placement.version(),
+            "partition table recomputed"
+        );
+        let owned = next
+            .placement
+            .table()
+            .partitions_of(&next.local.name)
+            .iter()
+            .filter(|(_, role)| *role == eddy_cluster::Role::Owner)
+            .count();
+        metrics::gauge!("eddy_partitions_owned").set(owned as f64);
+        metrics::gauge!("eddy_cluster_members_up").set(
+            next.members
+                .iter()
+                .filter(|m| m.status == MemberStatus::Up)
+                .count() as f64,
+        );
+        self.publish.send_replace(Arc::new(next));
+    }
+}

@@ -1,0 +1,407 @@
+//! Peer links (DESIGN §6): one TCP connection per pair of nodes, frames of
+//! `eddy_core::wire` carrying `eddy_cluster::peer` messages.
+//!
+//! - The server side ([`serve`]) demands a `Hello` first and refuses a peer of
+//!   another `P` or protocol version with a reason, then serves forwarded
+//!   batches and state reads through the local ingress — never forwarding
+//!   again, so a disagreement between two tables cannot make a loop.
+//! - The client side ([`PeerLinks`]) keeps one pipelined connection per peer,
+//!   opened on first use and reopened after it breaks; calls have a deadline
+//!   so a paused peer fails requests instead of hanging them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eddy_client::{Answer, ClientError, Pipeline};
+use eddy_cluster::{
+    ClusterParams, ForwardOutcome, NodeId, NodeIdentity, PeerFailure, PeerRequest, PeerRequestRef,
+    PeerResponse, check_hello,
+};
+use eddy_core::wire::{WireEvent, encode_frame};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::framed::{self, Answers, FrameLimits, ServerAnswer};
+use crate::ingress::{Ingress, IngressError};
+
+/// How long a peer has to answer the handshake or connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a forwarded request may take; beyond it the caller gets 503 and
+/// retries (with producer ids to stay exactly-once).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An answer on the peer link, as the pipelined connection needs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct PeerAnswer(PeerResponse);
+
+impl Answer for PeerAnswer {
+    fn request_id(&self) -> Option<u64> {
+        self.0.request_id()
+    }
+
+    fn is_fatal(&self) -> bool {
+        false
+    }
+}
+
+/// A frame on the peer link from the acceptor's side.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct ServedAnswer(PeerResponse);
+
+impl ServerAnswer for ServedAnswer {
+    fn protocol_error(reason: String) -> Self {
+        ServedAnswer(PeerResponse::Refused { reason })
+    }
+
+    fn closes(&self) -> bool {
+        matches!(self.0, PeerResponse::Refused { .. })
+    }
+}
+
+/// A call to a peer failed.
+#[derive(Debug, Error)]
+pub enum PeerError {
+    /// No connection could be made or the handshake failed.
+    #[error("cannot reach {node} at {addr}: {reason}")]
+    Unreachable {
+        /// The peer.
+        node: NodeId,
+        /// Its peer address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The connection broke or the call timed out.
+    #[error("{node} did not answer: {reason}")]
+    NoAnswer {
+        /// The peer.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// The peer refused the request whole.
+    #[error("{node}: {failure:?}")]
+    Failed {
+        /// The peer.
+        node: NodeId,
+        /// Its reason.
+        failure: PeerFailure,
+    },
+}
+
+type Link = Arc<tokio::sync::Mutex<Option<Arc<Pipeline<PeerAnswer>>>>>;
+
+/// Outgoing links to every peer, opened on demand.
+#[derive(Clone)]
+pub struct PeerLinks {
+    local: NodeId,
+    params: ClusterParams,
+    max_frame_bytes: usize,
+    links: Arc<Mutex<HashMap<NodeId, Link>>>,
+}
+
+impl PeerLinks {
+    /// Links of node `local`, announcing `params` in every handshake.
+    pub fn new(local: NodeId, params: ClusterParams, max_frame_bytes: usize) -> PeerLinks {
+        PeerLinks {
+            local,
+            params,
+            max_frame_bytes,
+            links: Arc::default(),
+        }
+    }
+
+    async fn link(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
+        let slot = {
+            let mut links = self.links.lock().map_err(|_| PeerError::Unreachable {
+                node: peer.name.clone(),
+                addr: peer.peer_addr,
+                reason: "link table poisoned".into(),
+            })?;
+            links.entry(peer.name.clone()).or_default().clone()
+        };
+        // Held while connecting so concurrent callers share one connection.
+        let mut slot = slot.lock().await;
+        if let Some(pipeline) = slot.as_ref().filter(|p| !p.is_closed()) {
+            return Ok(pipeline.clone());
+        }
+        let unreachable = |reason: String| PeerError::Unreachable {
+            node: peer.name.clone(),
+            addr: peer.peer_addr,
+            reason,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.peer_addr))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|err| unreachable(err.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (handshake, mut greeting) = mpsc::channel(1);
+        let pipeline = Pipeline::start(stream, self.max_frame_bytes, 1024, Some(handshake));
+        let mut hello = Vec::new();
+        encode_frame(
+            &PeerRequestRef::Hello {
+                from: &self.local,
+                params: self.params,
+            },
+            &mut hello,
+        )
+        .map_err(|err| unreachable(err.to_string()))?;
+        pipeline
+            .send(hello)
+            .await
+            .map_err(|err| unreachable(err.to_string()))?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, greeting.recv()).await {
+            Ok(Some(PeerAnswer(PeerResponse::Welcome { node }))) if node == peer.name => {}
+            Ok(Some(PeerAnswer(PeerResponse::Welcome { node }))) => {
+                return Err(unreachable(format!(
+                    "{} now belongs to {node}",
+                    peer.peer_addr
+                )));
+            }
+            Ok(Some(PeerAnswer(PeerResponse::Refused { reason }))) => {
+                return Err(unreachable(format!("refused: {reason}")));
+            }
+            Ok(other) => return Err(unreachable(format!("no handshake ({other:?})"))),
+            Err(_) => return Err(unreachable("handshake timed out".into())),
+        }
+        let pipeline = Arc::new(pipeline);
+        *slot = Some(pipeline.clone());
+        Ok(pipeline)
+    }
+
+    async fn call(
+        &self,
+        peer: &NodeIdentity,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+    ) -> Result<PeerResponse, PeerError> {
+        let link = self.link(peer).await?;
+        let no_answer = |reason: String| PeerError::NoAnswer {
+            node: peer.name.clone(),
+            reason,
+        };
+        let call = link.call(encode);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
+                node: peer.name.clone(),
+                failure,
+            }),
+            Ok(Ok(PeerAnswer(answer))) => Ok(answer),
+            Ok(Err(ClientError::Closed)) => Err(no_answer("connection closed".into())),
+            Ok(Err(err)) => Err(no_answer(err.to_string())),
+            Err(_) => Err(no_answer(format!("no answer within {CALL_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Has `peer` apply `events` (all of partitions it owns in our table).
+    pub async fn forward(
+        &self,
+        peer: &NodeIdentity,
+        events: &[WireEvent],
+    ) -> Result<ForwardOutcome, PeerError> {
+        let started = std::time::Instant::now();
+        let answer = self
+            .call(peer, |request_id, frame| {
+                encode_frame(&PeerRequestRef::Forward { request_id, events }, frame)
+            })
+            .await?;
+        metrics::histogram!("eddy_forward_latency_seconds").record(started.elapsed().as_secs_f64());
+        match answer {
+            PeerResponse::Forwarded { outcome, .. } => Ok(outcome),
+            other => Err(PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: format!("unexpected answer {other:?}"),
+            }),
+        }
+    }
+
+    /// Reads a key's state (JSON) and its partition's epoch from `peer`.
+    pub async fn get_state(
+        &self,
+        peer: &NodeIdentity,
+        kind: &str,
+        key: &str,
+    ) -> Result<(Option<String>, u64), PeerError> {
+        let answer = self
+            .call(peer, |request_id, frame| {
+                let request = PeerRequest::GetState {
+                    request_id,
+                    kind: kind.into(),
+                    key: key.into(),
+                };
+                encode_frame(&request, frame)
+            })
+            .await?;
+        match answer {
+            PeerResponse::State {
+                state_json, epoch, ..
+            } => Ok((state_json, epoch)),
+            other => Err(PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: format!("unexpected answer {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Accepts peer links until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Ingress,
+    local: NodeId,
+    limits: FrameLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let stop = shutdown.clone();
+    framed::accept(listener, stop, move |stream, from| {
+        connection(
+            stream,
+            from,
+            ingress.clone(),
+            local.clone(),
+            limits,
+            shutdown.clone(),
+        )
+    })
+    .await;
+}
+
+async fn connection(
+    stream: TcpStream,
+    from: SocketAddr,
+    ingress: Ingress,
+    local: NodeId,
+    limits: FrameLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (mut reader, writer) = framed::split(stream, limits.max_frame_bytes);
+    let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
+    let peer = match greeting {
+        Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {
+            if let Err(reason) = check_hello(ingress.cluster_params(), params) {
+                return refuse(writer, from, format!("{name}: {reason}")).await;
+            }
+            name
+        }
+        Ok(Ok(Some(_))) => {
+            return refuse(writer, from, "the first frame must be Hello".into()).await;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => return refuse(writer, from, err.to_string()).await,
+        Err(_) => {
+            return refuse(writer, from, "no Hello within the handshake timeout".into()).await;
+        }
+    };
+    let mut welcome = Vec::new();
+    if encode_frame(&PeerResponse::Welcome { node: local }, &mut welcome).is_err() {
+        return;
+    }
+    let mut writer = writer;
+    if writer.write_all(&welcome).await.is_err() {
+        return;
+    }
+    tracing::debug!(%peer, %from, "peer link accepted");
+    framed::serve(
+        reader,
+        writer,
+        from,
+        limits,
+        "peer",
+        move |request: PeerRequest, answers: Answers<ServedAnswer>| {
+            let ingress = ingress.clone();
+            async move {
+                let answer = handle(request, &ingress).await;
+                let _ = answers.sender.send(ServedAnswer(answer)).await;
+            }
+        },
+        shutdown,
+    )
+    .await;
+}
+
+/// Answers `Refused` (logged once per connection) and closes.
+async fn refuse(mut writer: OwnedWriteHalf, from: SocketAddr, reason: String) {
+    tracing::warn!(%from, %reason, "refused a peer link");
+    metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
+    let mut frame = Vec::new();
+    if encode_frame(&PeerResponse::Refused { reason }, &mut frame).is_ok() {
+        let _ = writer.write_all(&frame).await;
+        let _ = writer.shutdown().await;
+    }
+}
+
+async fn handle(request: PeerRequest, ingress: &Ingress) -> PeerResponse {
+    match request {
+        PeerRequest::Hello { .. } => PeerResponse::Refused {
+            reason: "Hello twice".into(),
+        },
+        PeerRequest::Forward { request_id, events } => {
+            let failed = |failure| PeerResponse::Failed {
+                request_id,
+                failure,
+            };
+            let batch = match ingress.validate_wire(events) {
+                Ok(batch) => batch,
+                Err(message) => return failed(PeerFailure::BadRequest(message)),
+            };
+            match ingress.submit_forwarded(batch).await {
+                Ok(reply) => PeerResponse::Forwarded {
+                    request_id,
+                    outcome: ForwardOutcome {
+                        accepted: reply.accepted,
+                        duplicates: reply.duplicates,
+                        rejected: reply
+                            .rejected
+                            .iter()
+                            .map(|r| (index32(r.index), r.error.to_string()))
+                            .collect(),
+                        not_owner: reply.not_owner.iter().map(|&i| index32(i)).collect(),
+                    },
+                },
+                Err(err) => failed(peer_failure(err)),
+            }
+        }
+        PeerRequest::GetState {
+            request_id,
+            kind,
+            key,
+        } => {
+            let Some(kind_id) = ingress.registry().kind_id(&kind) else {
+                return PeerResponse::Failed {
+                    request_id,
+                    failure: PeerFailure::BadRequest(format!("unknown kind `{kind}`")),
+                };
+            };
+            match ingress.local_state(kind_id, &key).await {
+                Ok(actor) => PeerResponse::State {
+                    request_id,
+                    state_json: actor.state.map(|s| s.to_string()),
+                    epoch: actor.epoch.0,
+                },
+                Err(err) => PeerResponse::Failed {
+                    request_id,
+                    failure: peer_failure(err),
+                },
+            }
+        }
+    }
+}
+
+fn index32(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+fn peer_failure(err: IngressError) -> PeerFailure {
+    match err {
+        IngressError::Overloaded { retry_after_ms } => PeerFailure::Overloaded { retry_after_ms },
+        IngressError::NotReady => PeerFailure::NotReady,
+        IngressError::Unavailable(message) => PeerFailure::Unavailable(message),
+    }
+}
