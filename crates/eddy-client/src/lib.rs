@@ -29,9 +29,11 @@ use tokio::sync::mpsc;
 
 mod batcher;
 pub mod pipeline;
+mod routed;
 
 pub use batcher::{Batcher, SendError};
 pub use pipeline::{Answer, Pipeline};
+pub use routed::RoutedClient;
 
 /// A request failed.
 #[derive(Debug, Error)]
@@ -216,6 +218,11 @@ impl Client {
             Response::State { state_json, .. } => Ok(state_json),
             other => Err(refusal(other)),
         }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.pipeline.is_closed()
     }
 
     /// The partition table as the node sees it, for routing.

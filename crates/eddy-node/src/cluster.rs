@@ -164,6 +164,7 @@ impl Cluster {
             settle: config.settle,
             settle_at: None,
             bad_sources: BTreeSet::new(),
+            leaving: false,
         };
         let task = tokio::spawn(driver.run(leave_rx));
         Ok(Cluster {
@@ -199,6 +200,7 @@ struct Driver {
     settle: Duration,
     settle_at: Option<tokio::time::Instant>,
     bad_sources: BTreeSet<SocketAddr>,
+    leaving: bool,
 }
 
 impl Driver {
@@ -256,7 +258,9 @@ impl Driver {
                     if let Err(err) = self.membership.leave(now) {
                         tracing::debug!(%err, "leave");
                     }
+                    self.leaving = true;
                     self.flush().await;
+                    tracing::info!("left the cluster");
                     return;
                 }
             }
@@ -315,6 +319,8 @@ impl Driver {
                 }
                 MembershipEvent::Active => tracing::info!("joined the cluster"),
                 MembershipEvent::Idle => tracing::info!("no other members known; retrying seeds"),
+                // Leaving makes foca report us defunct; that is the point.
+                MembershipEvent::Defunct if self.leaving => {}
                 MembershipEvent::Defunct => tracing::error!("declared down by the cluster"),
             }
         }

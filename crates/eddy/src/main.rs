@@ -2,12 +2,13 @@
 //!
 //! `eddy node` runs a node hosting the three example kinds (`account`,
 //! `device`, `patient`); `eddy send` and `eddy tail` speak the binary protocol
-//! to one; `eddy bench` measures one. Other subcommands of DESIGN §7
-//! (status, demo) arrive with their issues.
+//! to one; `eddy status` shows members and partition table; `eddy bench`
+//! measures one node. `eddy demo` arrives with its issue.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod send;
+mod status;
 mod tail;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Send(send::SendArgs),
     /// Print alerts as JSON lines.
     Tail(tail::TailArgs),
+    /// Show the cluster's members and partition table as one node sees them.
+    Status(status::StatusArgs),
     /// Measure throughput and latency of one node with the fraud workload.
     Bench(bench::BenchArgs),
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Tail(args) => tail::run(args),
+        Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run_bench(args),
     }
 }

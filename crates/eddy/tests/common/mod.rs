@@ -13,38 +13,53 @@ pub struct NodeProcess {
     pub base: String,
     /// host:port of the binary protocol.
     pub tcp: String,
+    /// host:port of the gossip (UDP) socket.
+    pub gossip: String,
+    /// host:port of the peer link.
+    pub peer: String,
 }
 
 impl NodeProcess {
-    /// Starts `eddy node` on a free loopback port with extra `--set` pairs and
-    /// waits (bounded) until it prints its address and answers /readyz.
+    /// Starts `eddy node` on free loopback ports with extra `--set` pairs and
+    /// waits (bounded) until it prints its addresses and answers /readyz.
     pub fn start(sets: &[&str]) -> NodeProcess {
+        let mut args: Vec<String> = [
+            "--http-addr",
+            "127.0.0.1:0",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+            "--set",
+            "tick_ms=20",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for set in sets {
+            args.extend(["--set".to_owned(), (*set).to_owned()]);
+        }
+        NodeProcess::launch(&args)
+    }
+
+    /// Starts `eddy node` with exactly these arguments (after `node`).
+    pub fn launch(args: &[String]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
         command
-            .args([
-                "node",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--tcp-addr",
-                "127.0.0.1:0",
-                "--gossip-addr",
-                "127.0.0.1:0",
-                "--peer-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--set", "tick_ms=20"])
+            .arg("node")
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for set in sets {
-            command.args(["--set", set]);
-        }
         let child = command.spawn().expect("eddy binary starts");
         // Guard first: if anything below panics, Drop still kills the child.
         let mut node = NodeProcess {
             child,
             base: String::new(),
             tcp: String::new(),
+            gossip: String::new(),
+            peer: String::new(),
         };
         let stdout = node.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -64,6 +79,8 @@ impl NodeProcess {
         };
         node.base = word("http://");
         node.tcp = word("tcp://").trim_start_matches("tcp://").to_owned();
+        node.gossip = word("gossip://").trim_start_matches("gossip://").to_owned();
+        node.peer = word("peer://").trim_start_matches("peer://").to_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         while get(&node.url("/readyz")).0 != 200 {
             assert!(Instant::now() < deadline, "node never became ready");
@@ -78,6 +95,12 @@ impl NodeProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: the process dies without a word to its peers.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.

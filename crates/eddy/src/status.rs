@@ -1,0 +1,156 @@
+//! `eddy status`: the members and the partition table as one node sees them,
+//! read from its HTTP API (`/v1/cluster`, `/v1/partitions`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+/// Options of `eddy status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// HTTP address of any node.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    /// Print every partition (owner, backups, epoch), not only the counts.
+    #[arg(long)]
+    pub partitions: bool,
+}
+
+fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
+    let url = format!("http://{base}{path}");
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|err| format!("{url}: {err}"))?;
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|err| format!("{url}: {err}"))?;
+    serde_json::from_str(&body).map_err(|err| format!("{url}: not JSON: {err}"))
+}
+
+/// Runs `eddy status`.
+pub fn run(args: StatusArgs) -> ExitCode {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let answers = fetch(&agent, &args.http_addr, "/v1/cluster").and_then(|cluster| {
+        fetch(&agent, &args.http_addr, "/v1/partitions").map(|table| (cluster, table))
+    });
+    match answers {
+        Ok((cluster, table)) => {
+            print!("{}", render(&cluster, &table, args.partitions));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+/// Both tables as text.
+fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    let partitions = table["partitions"].as_array().unwrap_or(&empty);
+    let held = |name: &str, rank: usize| {
+        partitions
+            .iter()
+            .filter(|p| p["replicas"].get(rank).and_then(Value::as_str) == Some(name))
+            .count()
+    };
+    out.push_str(&format!(
+        "members seen by {} (view {})\n",
+        text(&cluster["node"]),
+        cluster["view_version"]
+    ));
+    out.push_str(&format!(
+        "{:<16} {:<8} {:<22} {:<22} {:<22} {:>6} {:>7}\n",
+        "NAME", "STATUS", "HTTP", "TCP", "GOSSIP", "OWNS", "BACKUPS"
+    ));
+    for member in cluster["members"].as_array().unwrap_or(&empty) {
+        let name = text(&member["name"]);
+        let backups: usize = (1..table["replication_factor"].as_u64().unwrap_or(1) as usize)
+            .map(|rank| held(name, rank))
+            .sum();
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<22} {:<22} {:<22} {:>6} {:>7}\n",
+            name,
+            text(&member["status"]),
+            text(&member["http_addr"]),
+            text(&member["tcp_addr"]),
+            text(&member["gossip_addr"]),
+            held(name, 0),
+            backups
+        ));
+    }
+    out.push_str(&format!(
+        "\npartition table version {} fingerprint {} ({} partitions, replication factor {})\n",
+        table["version"],
+        text(&table["fingerprint"]),
+        table["partition_count"],
+        table["replication_factor"]
+    ));
+    if every_partition {
+        out.push_str(&format!(
+            "{:>9} {:<16} {:<32} {:>5}\n",
+            "PARTITION", "OWNER", "BACKUPS", "EPOCH"
+        ));
+        for partition in partitions {
+            let replicas: Vec<&str> = partition["replicas"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(text)
+                .collect();
+            out.push_str(&format!(
+                "{:>9} {:<16} {:<32} {:>5}\n",
+                partition["partition"],
+                replicas.first().copied().unwrap_or("-"),
+                replicas.get(1..).unwrap_or_default().join(","),
+                partition["epoch"]
+            ));
+        }
+    } else {
+        out.push_str("(eddy status --partitions prints every partition)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn renders_members_with_counts_and_every_partition() {
+        let cluster = json!({"node": "a", "view_version": 4, "members": [
+            {"name": "a", "status": "up", "http_addr": "h1", "tcp_addr": "t1", "gossip_addr": "g1"},
+            {"name": "b", "status": "down", "http_addr": "h2", "tcp_addr": "t2", "gossip_addr": "g2"},
+        ]});
+        let table = json!({"version": 2, "fingerprint": "00ff", "partition_count": 2,
+            "replication_factor": 2, "partitions": [
+            {"partition": 0, "replicas": ["a"], "epoch": 1},
+            {"partition": 1, "replicas": ["a"], "epoch": 3},
+        ]});
+        let out = render(&cluster, &table, true);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("members seen by a (view 4)"));
+        let a: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(a, ["a", "up", "h1", "t1", "g1", "2", "0"]);
+        let b: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(b, ["b", "down", "h2", "t2", "g2", "0", "0"]);
+        assert!(out.contains("fingerprint 00ff (2 partitions, replication factor 2)"));
+        let last: Vec<&str> = lines.last().expect("rows").split_whitespace().collect();
+        assert_eq!(last, ["1", "a", "3"]);
+    }
+}

@@ -1,0 +1,419 @@
+//! Three real `eddy node` processes on loopback forming a cluster: routing
+//! from any node, reads from any node, a routed client, a SIGKILLed node
+//! replaced in the table, and refusals of foreign or broken peers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use eddy_client::{Client, ClientConfig, RoutedClient};
+use eddy_cluster::{ClusterParams, NodeId, PeerRequest, PeerResponse};
+use eddy_core::wire::{decode_frame, encode_frame};
+use eddy_fraud::{Country, Fraud, Transaction};
+
+/// Starts `count` nodes named node-1.. ; all but the first join through the
+/// first's gossip address.
+fn start_cluster(count: usize, extra: &[&str]) -> Vec<NodeProcess> {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for i in 1..=count {
+        let name = format!("name=\"node-{i}\"");
+        let mut sets = vec![name.as_str(), "settle_ms=100"];
+        let seeds;
+        if let Some(first) = nodes.first() {
+            seeds = format!("seeds=[\"{}\"]", first.gossip);
+            sets.push(&seeds);
+        }
+        sets.extend_from_slice(extra);
+        nodes.push(NodeProcess::start(&sets));
+    }
+    nodes
+}
+
+fn partitions(node: &NodeProcess) -> serde_json::Value {
+    let (status, body, _) = get(&node.url("/v1/partitions"));
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+fn owners(table: &serde_json::Value) -> BTreeSet<String> {
+    table["owned"]
+        .as_object()
+        .expect("owned map")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Waits (bounded) until every node's table has exactly `names` as owners
+/// and all tables are identical; returns the common table.
+fn wait_for_table(nodes: &[&NodeProcess], names: &[&str]) -> serde_json::Value {
+    let wanted: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tables: Vec<_> = nodes.iter().map(|n| partitions(n)).collect();
+        let agreed = tables
+            .iter()
+            .all(|t| owners(t) == wanted && t["fingerprint"] == tables[0]["fingerprint"]);
+        if agreed {
+            return tables[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tables did not converge to {wanted:?}: {:?}",
+            tables.iter().map(owners).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn member_status(node: &NodeProcess, name: &str) -> Option<String> {
+    let (_, body, _) = get(&node.url("/v1/cluster"));
+    json(&body)["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["status"].as_str().map(str::to_owned))
+}
+
+fn owner_of(node: &NodeProcess, key: &str) -> String {
+    let (status, body, _) = get(&node.url(&format!("/v1/actors/account/{key}")));
+    assert_eq!(status, 200, "{body}");
+    json(&body)["owner"].as_str().expect("owner").to_owned()
+}
+
+#[test]
+fn events_sent_to_any_node_reach_their_owner_and_read_the_same_everywhere() {
+    let nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let table = wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    let owned = table["owned"].as_object().expect("owned");
+    let total: u64 = owned.values().map(|v| v.as_u64().expect("count")).sum();
+    assert_eq!(total, 1024);
+    for (name, count) in owned {
+        let count = count.as_u64().expect("count");
+        assert!(count > 200, "{name} owns only {count} of 1024");
+    }
+
+    // Batches of 5 keys each (several owners per batch), round-robin over nodes.
+    let mut model: BTreeMap<String, u64> = BTreeMap::new();
+    for round in 0..60usize {
+        let keys: Vec<String> = (0..5)
+            .map(|j| format!("acct-{}", (round * 5 + j) % 37))
+            .collect();
+        let body = format!(
+            "[{}]",
+            keys.iter()
+                .map(|k| tx(k, 5.0, "FR"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let node = &nodes[round % 3];
+        let (status, reply, _) = post_json(&node.url("/v1/events"), &body);
+        assert_eq!(status, 200, "round {round} via {}: {reply}", node.base);
+        assert_eq!(json(&reply)["accepted"], 5);
+        for key in keys {
+            *model.entry(key).or_default() += 1;
+        }
+    }
+    let mut owners_seen = BTreeSet::new();
+    for (key, count) in &model {
+        let owner = owner_of(&nodes[0], key);
+        for node in &nodes {
+            assert_eq!(
+                events_of(node, "account", key),
+                Some(*count),
+                "{key} via {}",
+                node.base
+            );
+            assert_eq!(
+                owner_of(node, key),
+                owner,
+                "every node names one owner for {key}"
+            );
+        }
+        owners_seen.insert(owner);
+    }
+    assert_eq!(owners_seen.len(), 3, "37 keys land on all three nodes");
+}
+
+fn transaction() -> Transaction {
+    Transaction {
+        amount: 2.0,
+        country: Country::parse("DE").expect("valid"),
+        merchant: "m-2".into(),
+    }
+}
+
+#[test]
+fn routed_client_sends_each_event_to_its_owner() {
+    let nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let table = wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = RoutedClient::connect(&[nodes[1].tcp.clone()], ClientConfig::default())
+            .await
+            .expect("connects");
+        let routes = client.table();
+        assert_eq!(routes.nodes.len(), 3);
+        assert_eq!(routes.partitions, 1024);
+        for (p, &owner) in routes.owners.iter().enumerate() {
+            let name = &routes.nodes[owner as usize].0;
+            assert_eq!(
+                table["partitions"][p]["owner"],
+                name.as_str(),
+                "partition {p}"
+            );
+        }
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                Client::event::<Fraud>(&format!("acct-{}", i % 50), &transaction(), None)
+                    .expect("encodes")
+            })
+            .collect();
+        let ack = client.submit(&events).await.expect("accepted");
+        assert_eq!(ack.accepted, 300);
+        assert_eq!(
+            ack.misrouted, 0,
+            "a fresh table routes every event to its owner"
+        );
+        assert!(ack.rejected.is_empty());
+
+        // A plain client on one node must have most events forwarded.
+        let single = Client::connect(&nodes[0].tcp).await.expect("connects");
+        let ack = single.submit(&events).await.expect("accepted");
+        assert_eq!(ack.accepted, 300);
+        assert!(
+            ack.misrouted > 0 && ack.misrouted < 300,
+            "misrouted {}",
+            ack.misrouted
+        );
+    });
+    for i in 0..50 {
+        assert_eq!(
+            events_of(&nodes[2], "account", &format!("acct-{i}")),
+            Some(12)
+        );
+    }
+}
+
+#[test]
+fn a_killed_node_is_marked_down_and_its_partitions_get_new_owners() {
+    let mut nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let before = wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    // Epochs are per node: each has seen its own sequence of tables.
+    let before_each: Vec<_> = nodes[..2].iter().map(partitions).collect();
+    let moved: Vec<usize> = (0..1024)
+        .filter(|&p| before["partitions"][p]["owner"] == "node-3")
+        .collect();
+    assert!(!moved.is_empty());
+
+    let killed = Instant::now();
+    nodes[2].kill();
+    let survivors: Vec<&NodeProcess> = nodes[..2].iter().collect();
+    wait_for_table(&survivors, &["node-1", "node-2"]);
+    let took = killed.elapsed();
+    for node in &survivors {
+        assert_eq!(member_status(node, "node-3").as_deref(), Some("down"));
+    }
+    eprintln!("node-3 killed: new table on both survivors after {took:?}");
+    for (node, before) in survivors.iter().zip(&before_each) {
+        let after = partitions(node);
+        for p in 0..1024 {
+            let (old, new) = (&before["partitions"][p], &after["partitions"][p]);
+            assert_ne!(new["owner"], "node-3");
+            let bump = u64::from(moved.contains(&p));
+            assert_eq!(
+                new["epoch"].as_u64(),
+                old["epoch"].as_u64().map(|e| e + bump),
+                "a new owner means the next epoch, the same owner the same (partition {p})"
+            );
+        }
+    }
+    // Keys of moved partitions take events again, through either survivor.
+    let key = (0..)
+        .map(|i| format!("acct-{i}"))
+        .find(|k| {
+            let p = eddy_core::partition_of("account", k, 1024).0 as usize;
+            moved.contains(&p)
+        })
+        .expect("some key maps to a moved partition");
+    for node in &survivors {
+        let (status, body, _) = post_json(&node.url("/v1/events"), &tx(&key, 1.0, "FR"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let count = events_of(&nodes[0], "account", &key).expect("has state");
+    assert!(
+        count >= 2,
+        "both events after the move are applied: {count}"
+    );
+}
+
+#[test]
+fn a_stopping_node_leaves_at_once() {
+    let mut nodes = start_cluster(2, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2"]);
+    let status = nodes.pop().expect("two nodes").terminate();
+    assert!(status.success());
+    // SIGTERM announces the leave; no failure detection needed.
+    wait_for_table(&[&nodes[0]], &["node-1"]);
+    assert_eq!(member_status(&nodes[0], "node-2").as_deref(), Some("down"));
+}
+
+#[test]
+fn a_node_with_another_partition_count_is_refused() {
+    let nodes = start_cluster(1, &[]);
+    let seeds = format!("seeds=[\"{}\"]", nodes[0].gossip);
+    let stranger = NodeProcess::start(&["name=\"stranger\"", "partitions=512", &seeds]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics, _) = get(&nodes[0].url("/metrics"));
+        if metrics.contains("eddy_members_refused_total") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-1 never reported refusing the stranger"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(member_status(&nodes[0], "stranger"), None);
+    assert_eq!(member_status(&stranger, "node-1"), None);
+    assert_eq!(
+        owners(&partitions(&nodes[0])),
+        BTreeSet::from(["node-1".to_owned()])
+    );
+}
+
+#[test]
+fn garbage_on_the_gossip_and_peer_ports_harms_nothing() {
+    let nodes = start_cluster(2, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2"]);
+
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for len in [0usize, 1, 2, 7, 64, 500, 1400, 2000] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        socket.send_to(&bytes, &nodes[0].gossip).expect("sent");
+    }
+    socket
+        .send_to(b"GET / HTTP/1.1\r\n\r\n", &nodes[0].gossip)
+        .expect("sent");
+
+    // Peer port: garbage, then a Hello of another P, then a peer's frame
+    // without a Hello: each is refused and closed.
+    let refused = |bytes: &[u8]| -> String {
+        let mut stream = TcpStream::connect(&nodes[0].peer).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(bytes).expect("writes");
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .expect("node closes the connection");
+        match decode_frame::<PeerResponse>(&answer, 1 << 20) {
+            Ok(Some((PeerResponse::Refused { reason }, _))) => reason,
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    };
+    let reason = refused(b"\xff\xff\xff\x7fnot a frame at all");
+    assert!(reason.contains("frame"), "{reason}");
+    let mut hello = Vec::new();
+    encode_frame(
+        &PeerRequest::Hello {
+            from: NodeId::new("other"),
+            params: ClusterParams::new(512),
+        },
+        &mut hello,
+    )
+    .expect("encodes");
+    let reason = refused(&hello);
+    assert!(reason.contains("partition count 512"), "{reason}");
+    let mut read = Vec::new();
+    encode_frame(
+        &PeerRequest::GetState {
+            request_id: 1,
+            kind: "account".into(),
+            key: "acct-1".into(),
+        },
+        &mut read,
+    )
+    .expect("encodes");
+    assert!(refused(&read).contains("Hello"));
+
+    // The cluster carries on: both still see each other and route.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(member_status(&nodes[0], "node-2").as_deref(), Some("up"));
+    for i in 0..20 {
+        let key = format!("acct-{i}");
+        let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &tx(&key, 1.0, "FR"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(events_of(&nodes[1], "account", &key), Some(1));
+    }
+}
+
+#[test]
+fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/local-3");
+    // Started in reverse order: the seeds list makes any order work.
+    let mut nodes: Vec<NodeProcess> = (1..=3)
+        .rev()
+        .map(|i| {
+            let path = dir.join(format!("node-{i}.toml"));
+            NodeProcess::launch(&["--config".to_owned(), path.display().to_string()])
+        })
+        .collect();
+    nodes.reverse();
+    assert_eq!(nodes[0].base, "http://127.0.0.1:8081");
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["status", "--http-addr", "127.0.0.1:8082"])
+        .output()
+        .expect("eddy status runs");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("members seen by node-2"), "{text}");
+    let mut owned = 0;
+    for name in ["node-1", "node-2", "node-3"] {
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[1], "up", "{text}");
+        owned += row[5].parse::<usize>().expect("owns is a number");
+        assert!(
+            row[6].parse::<usize>().expect("backups") > 0,
+            "rf 2 gives backups"
+        );
+    }
+    assert_eq!(owned, 1024, "{text}");
+
+    let failed = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["status", "--http-addr", "127.0.0.1:1"])
+        .output()
+        .expect("eddy status runs");
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).starts_with("error: "));
+}
