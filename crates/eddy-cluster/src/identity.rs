@@ -196,18 +196,7 @@ pub enum Incompatible {
 /// Pure; symmetric for the parameter checks, so two nodes always agree on
 /// whether they are compatible.
 pub fn check_compatible(ours: ClusterParams, peer: &NodeIdentity) -> Result<(), Incompatible> {
-    if peer.protocol != ours.protocol {
-        return Err(Incompatible::Protocol {
-            theirs: peer.protocol,
-            ours: ours.protocol,
-        });
-    }
-    if peer.partitions != ours.partitions {
-        return Err(Incompatible::Partitions {
-            theirs: peer.partitions,
-            ours: ours.partitions,
-        });
-    }
+    crate::peer::check_hello(ours, peer.params())?;
     let len = peer.name.as_str().len();
     if len == 0 || len > MAX_NAME_LEN {
         return Err(Incompatible::BadName { len });

@@ -28,20 +28,6 @@ fn transaction(amount: f64, country: &str) -> Transaction {
     }
 }
 
-/// Writes raw bytes and reads until the node closes; returns what it sent.
-fn raw_exchange(node: &NodeProcess, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(&node.tcp).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(bytes).expect("writes");
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("node closes the connection");
-    answer
-}
-
 fn protocol_error(answer: &[u8]) -> String {
     match decode_frame::<Response>(answer, 1 << 20) {
         Ok(Some((Response::ProtocolError { message }, _))) => message,
@@ -251,7 +237,7 @@ fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_onl
     );
 
     // Another protocol entirely.
-    let answer = raw_exchange(&node, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = raw_exchange(&node.tcp, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(!protocol_error(&answer).is_empty());
 
     // A frame of a future version.
@@ -266,10 +252,10 @@ fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_onl
     )
     .expect("encodes");
     frame[4..6].copy_from_slice(&99u16.to_le_bytes());
-    assert!(protocol_error(&raw_exchange(&node, &frame)).contains("version 99"));
+    assert!(protocol_error(&raw_exchange(&node.tcp, &frame)).contains("version 99"));
 
     // A length prefix over the limit: refused before the body is buffered.
-    let answer = raw_exchange(&node, &(1u32 << 30).to_le_bytes());
+    let answer = raw_exchange(&node.tcp, &(1u32 << 30).to_le_bytes());
     assert!(protocol_error(&answer).contains("outside the allowed range"));
 
     // A corrupted frame.
@@ -286,7 +272,7 @@ fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_onl
     let mut corrupt = frame.clone();
     let middle = corrupt.len() / 2;
     corrupt[middle] ^= 0x40;
-    assert!(protocol_error(&raw_exchange(&node, &corrupt)).contains("checksum"));
+    assert!(protocol_error(&raw_exchange(&node.tcp, &corrupt)).contains("checksum"));
 
     // A truncated frame, then the client hangs up.
     {

@@ -199,3 +199,19 @@ pub fn tx(key: &str, amount: f64, country: &str) -> String {
         r#"{{"kind":"account","key":"{key}","event":{{"amount":{amount},"country":"{country}","merchant":"m-1"}}}}"#
     )
 }
+
+/// Writes raw bytes to `addr` and reads until the node closes the
+/// connection; returns what it sent back.
+pub fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("writes");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("node closes the connection");
+    answer
+}
