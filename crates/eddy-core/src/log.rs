@@ -83,6 +83,12 @@ impl EntryBatch {
         self.bytes.len()
     }
 
+    /// All entries back-to-back: what a backup receives and hands to
+    /// [`crate::Partition::apply_replicated`].
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Each entry's encoding, in order (what [`crate::Partition::apply_encoded`] takes).
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());

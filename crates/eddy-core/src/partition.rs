@@ -113,6 +113,31 @@ pub enum Submitted {
     Duplicate,
 }
 
+/// What a backup did with entries its owner shipped
+/// ([`Partition::apply_replicated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Replicated {
+    /// Every entry is applied (or was already); the replica holds the log
+    /// through this position.
+    Applied {
+        /// Last position held.
+        through: Seq,
+    },
+    /// The entries do not follow the replica's last position (a gap: entries
+    /// lost in transit, or the replica is new or diverged); nothing after
+    /// `have` was applied. The owner sends a snapshot.
+    NeedSnapshot {
+        /// Last position held.
+        have: Seq,
+    },
+    /// The sender's epoch is below the highest this replica has seen: it is a
+    /// deposed owner. Nothing was applied (fencing, DESIGN §6).
+    Stale {
+        /// Highest epoch seen.
+        current: Epoch,
+    },
+}
+
 /// Counters describing a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PartitionStats {
@@ -303,6 +328,51 @@ impl Partition {
             postcard::from_bytes(bytes).map_err(|err| ApplyError::Malformed(err.to_string()))?;
         self.apply_entry(&entry, &mut out.alerts)?;
         Ok(entry.seq)
+    }
+
+    /// Backup path: applies entries shipped by the owner of `epoch`, encoded
+    /// back-to-back ([`crate::EntryBatch::as_bytes`]; empty is a barrier that
+    /// only reports the position). Entries at or below the last position are
+    /// resends and skipped, so shipping is idempotent. Alerts the entries
+    /// raise are dropped: only the owner publishes. Entries before a failure
+    /// stay applied, and the answer says how far the replica got.
+    pub fn apply_replicated(&mut self, epoch: Epoch, entries: &[u8]) -> Replicated {
+        if epoch < self.epoch {
+            return Replicated::Stale {
+                current: self.epoch,
+            };
+        }
+        self.epoch = epoch;
+        let mut rest = entries;
+        let mut alerts = Vec::new();
+        while !rest.is_empty() {
+            let (entry, tail) = match postcard::take_from_bytes::<EntryView<'_>>(rest) {
+                Ok(decoded) => decoded,
+                Err(_) => {
+                    return Replicated::NeedSnapshot {
+                        have: self.last_seq,
+                    };
+                }
+            };
+            rest = tail;
+            if entry.seq <= self.last_seq {
+                continue;
+            }
+            match self.apply_entry(&entry, &mut alerts) {
+                Ok(()) => alerts.clear(),
+                Err(ApplyError::StaleEpoch { current, .. }) => {
+                    return Replicated::Stale { current };
+                }
+                Err(_) => {
+                    return Replicated::NeedSnapshot {
+                        have: self.last_seq,
+                    };
+                }
+            }
+        }
+        Replicated::Applied {
+            through: self.last_seq,
+        }
     }
 
     fn is_duplicate(&self, producer: &str, seq: u64) -> bool {

@@ -1,0 +1,130 @@
+//! The backup side of replication: `Partition::apply_replicated` keeps a
+//! replica equal to its owner, skips resends, asks for a snapshot on a gap and
+//! fences a deposed owner.
+
+mod common;
+
+use common::*;
+use eddy_core::{Epoch, Partition, PartitionConfig, Replicated, Seq};
+
+fn owner_with(events: u32) -> (Partition, Vec<Vec<u8>>) {
+    let mut owner = partition(PartitionConfig::default());
+    owner.set_epoch(Epoch(3));
+    let mut shipped = Vec::new();
+    for i in 0..events {
+        let out = submit(
+            &mut owner,
+            1_000 + u64::from(i),
+            cmd(&format!("k{}", i % 4), Cmd::Add(i)),
+        );
+        shipped.push(out.log.as_bytes().to_vec());
+    }
+    (owner, shipped)
+}
+
+#[test]
+fn a_backup_fed_every_batch_equals_its_owner_and_skips_resends() {
+    let (owner, shipped) = owner_with(20);
+    let mut backup = partition(PartitionConfig::default());
+    for batch in &shipped {
+        assert!(matches!(
+            backup.apply_replicated(Epoch(3), batch),
+            Replicated::Applied { .. }
+        ));
+    }
+    // A resend of everything (a reconnect) changes nothing.
+    for batch in &shipped {
+        assert_eq!(
+            backup.apply_replicated(Epoch(3), batch),
+            Replicated::Applied { through: Seq(20) }
+        );
+    }
+    assert_eq!(
+        backup.apply_replicated(Epoch(3), &[]),
+        Replicated::Applied { through: Seq(20) }
+    );
+    assert_eq!(backup.dump().expect("dump"), owner.dump().expect("dump"));
+    assert_eq!(backup.epoch(), Epoch(3));
+}
+
+#[test]
+fn a_gap_asks_for_a_snapshot_and_applies_nothing_past_it() {
+    let (owner, shipped) = owner_with(5);
+    let mut backup = partition(PartitionConfig::default());
+    backup.apply_replicated(Epoch(3), &shipped[0]);
+    assert_eq!(
+        backup.apply_replicated(Epoch(3), &shipped[2]),
+        Replicated::NeedSnapshot { have: Seq(1) }
+    );
+    assert_eq!(backup.last_seq(), Seq(1));
+    // The snapshot brings it up to date; later entries follow on.
+    let chunks = owner.snapshot_chunks(256).expect("snapshot");
+    let mut restored = Partition::restore(
+        registry(),
+        PartitionConfig::default(),
+        chunks.iter().map(Vec::as_slice),
+    )
+    .expect("restores");
+    assert_eq!(
+        restored.apply_replicated(Epoch(3), &shipped[4]),
+        Replicated::Applied { through: Seq(5) }
+    );
+    assert_eq!(restored.dump().expect("dump"), owner.dump().expect("dump"));
+}
+
+#[test]
+fn a_deposed_owner_is_fenced_and_a_promoted_one_continues_the_log() {
+    let (_, shipped) = owner_with(4);
+    let mut backup = partition(PartitionConfig::default());
+    for batch in &shipped[..3] {
+        backup.apply_replicated(Epoch(3), batch);
+    }
+    // The backup is promoted: next epoch, continuing from its position.
+    backup.set_epoch(Epoch(4));
+    let mut new_backup = Partition::restore(
+        registry(),
+        PartitionConfig::default(),
+        backup
+            .snapshot_chunks(1024)
+            .expect("snapshot")
+            .iter()
+            .map(Vec::as_slice),
+    )
+    .expect("restores");
+    let out = submit(&mut backup, 5_000, cmd("k9", Cmd::Add(1)));
+    assert_eq!(
+        new_backup.apply_replicated(Epoch(4), out.log.as_bytes()),
+        Replicated::Applied { through: Seq(4) }
+    );
+    // The old owner's entry 4 (epoch 3) arrives late: refused whole.
+    assert_eq!(
+        new_backup.apply_replicated(Epoch(3), &shipped[3]),
+        Replicated::Stale { current: Epoch(4) }
+    );
+    assert_eq!(
+        new_backup.dump().expect("dump"),
+        backup.dump().expect("dump")
+    );
+    // A stale entry smuggled under a current epoch is refused by its stamp.
+    let mut fresh = partition(PartitionConfig::default());
+    fresh.set_epoch(Epoch(4));
+    assert_eq!(
+        fresh.apply_replicated(Epoch(4), &shipped[0]),
+        Replicated::Stale { current: Epoch(4) }
+    );
+}
+
+#[test]
+fn garbage_entries_ask_for_a_snapshot_instead_of_panicking() {
+    let mut backup = partition(PartitionConfig::default());
+    for bytes in [
+        &[0xffu8; 3][..],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+        b"not postcard at all",
+    ] {
+        assert!(matches!(
+            backup.apply_replicated(Epoch(1), bytes),
+            Replicated::NeedSnapshot { .. } | Replicated::Stale { .. }
+        ));
+    }
+}
