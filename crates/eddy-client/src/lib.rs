@@ -32,7 +32,7 @@ pub mod pipeline;
 mod routed;
 
 pub use batcher::{Batcher, SendError};
-pub use pipeline::{Answer, Pipeline};
+pub use pipeline::{Answer, Pending, Pipeline};
 pub use routed::RoutedClient;
 
 /// A request failed.

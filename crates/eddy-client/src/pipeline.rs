@@ -78,9 +78,21 @@ impl<A: Answer> Pipeline<A> {
         &self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<A, ClientError> {
-        let _permit = self
+        self.send_request(encode).await?.answer().await
+    }
+
+    /// Sends the request `encode` writes and returns once it is queued for
+    /// the wire, without waiting for the answer. Requests started one after
+    /// another by one caller go out in that order, which is what ordered
+    /// streams (replication) rely on.
+    pub async fn send_request(
+        &self,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<Pending<A>, ClientError> {
+        let permit = self
             .in_flight
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ClientError::Closed)?;
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +107,10 @@ impl<A: Answer> Pipeline<A> {
             self.forget(request_id);
             return Err(ClientError::Closed);
         }
-        rx.await.map_err(|_| ClientError::Closed)
+        Ok(Pending {
+            answer: rx,
+            _permit: permit,
+        })
     }
 
     /// Sends a frame that expects no matched answer (a subscription).
@@ -115,6 +130,20 @@ impl<A: Answer> Pipeline<A> {
         if let Ok(mut waiters) = self.waiters.lock() {
             waiters.remove(&request_id);
         }
+    }
+}
+
+/// A request on the wire whose answer has not been awaited yet; it holds
+/// its in-flight slot until then.
+pub struct Pending<A> {
+    answer: oneshot::Receiver<A>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<A> Pending<A> {
+    /// The answer; [`ClientError::Closed`] if the connection ended first.
+    pub async fn answer(self) -> Result<A, ClientError> {
+        self.answer.await.map_err(|_| ClientError::Closed)
     }
 }
 

@@ -56,7 +56,7 @@ pub use membership::{
     ScheduledTimer,
 };
 pub use peer::{
-    ForwardOutcome, PeerFailure, PeerRequest, PeerRequestRef, PeerResponse, check_hello,
+    ForwardOutcome, Held, PeerFailure, PeerRequest, PeerRequestRef, PeerResponse, check_hello,
 };
 pub use placement::Placement;
 pub use ring::{DEFAULT_VNODES, MAX_VNODES, Ring};

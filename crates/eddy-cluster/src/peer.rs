@@ -9,6 +9,7 @@
 //! are pipelined and every answer repeats its `request_id`.
 
 use compact_str::CompactString;
+use eddy_core::Replicated;
 use eddy_core::wire::WireEvent;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,35 @@ pub enum PeerRequest {
         /// The events, in the order the client sent them.
         events: Vec<WireEvent>,
     },
+    /// Entries of `partition` logged by its owner at `epoch`, encoded
+    /// back-to-back; empty is a barrier. Answered by `Replicated`.
+    Replicate {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The partition.
+        partition: u32,
+        /// The sender's epoch for it.
+        epoch: u64,
+        /// The entries.
+        entries: Vec<u8>,
+    },
+    /// One chunk of a snapshot of `partition`. `owner` says the receiver
+    /// becomes its owner at `epoch` once the last chunk is in (handoff),
+    /// otherwise it holds it as a backup. Answered by `Replicated`.
+    Snapshot {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The partition.
+        partition: u32,
+        /// Epoch the receiver takes (owner) or the sender's (backup).
+        epoch: u64,
+        /// Whether the receiver becomes the owner.
+        owner: bool,
+        /// A chunk of `eddy_core::snapshot`, in order.
+        chunk: Vec<u8>,
+        /// Whether this is the last chunk.
+        last: bool,
+    },
     /// Read a key's state from its owner.
     GetState {
         /// Echoed in the answer.
@@ -41,6 +71,25 @@ pub enum PeerRequest {
         kind: CompactString,
         /// Key.
         key: CompactString,
+    },
+    /// Which of these partitions the receiver holds, at which epoch and
+    /// position. A new owner asks every live member before taking over.
+    Survey {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// Partitions asked about.
+        partitions: Vec<u32>,
+    },
+    /// Hand `partition` over: the receiver stops acting as its owner and
+    /// streams it to the sender as `Snapshot { owner: true, epoch }`.
+    /// Answered by `Replicated` once the sender installed it.
+    Pull {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The partition.
+        partition: u32,
+        /// The epoch the new owner takes.
+        epoch: u64,
     },
 }
 
@@ -62,6 +111,32 @@ pub enum PeerRequestRef<'a> {
         request_id: u64,
         /// The events.
         events: &'a [WireEvent],
+    },
+    /// Mirrors [`PeerRequest::Replicate`].
+    Replicate {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The partition.
+        partition: u32,
+        /// The sender's epoch.
+        epoch: u64,
+        /// The entries.
+        entries: &'a [u8],
+    },
+    /// Mirrors [`PeerRequest::Snapshot`].
+    Snapshot {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The partition.
+        partition: u32,
+        /// See [`PeerRequest::Snapshot`].
+        epoch: u64,
+        /// See [`PeerRequest::Snapshot`].
+        owner: bool,
+        /// The chunk.
+        chunk: &'a [u8],
+        /// Whether this is the last chunk.
+        last: bool,
     },
 }
 
@@ -94,6 +169,20 @@ pub enum PeerResponse {
         /// Epoch of the key's partition at the owner.
         epoch: u64,
     },
+    /// Outcome of `Replicate`, `Snapshot` or `Pull`.
+    Replicated {
+        /// The request's id.
+        request_id: u64,
+        /// What the replica did.
+        outcome: Replicated,
+    },
+    /// Answer of `Survey`: the partitions held, with epoch and position.
+    Surveyed {
+        /// The request's id.
+        request_id: u64,
+        /// The partitions held among those asked.
+        held: Vec<Held>,
+    },
     /// The request was not carried out at all.
     Failed {
         /// The request's id.
@@ -108,6 +197,8 @@ impl PeerResponse {
     pub fn request_id(&self) -> Option<u64> {
         match self {
             PeerResponse::Forwarded { request_id, .. }
+            | PeerResponse::Replicated { request_id, .. }
+            | PeerResponse::Surveyed { request_id, .. }
             | PeerResponse::State { request_id, .. }
             | PeerResponse::Failed { request_id, .. } => Some(*request_id),
             PeerResponse::Welcome { .. } | PeerResponse::Refused { .. } => None,
@@ -128,6 +219,17 @@ pub struct ForwardOutcome {
     /// Events of partitions the receiver does not own in its table; nothing
     /// was done with them. The sender's table is stale or the receiver's is.
     pub not_owner: Vec<u32>,
+}
+
+/// A copy of a partition a node holds ([`PeerResponse::Surveyed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The partition.
+    pub partition: u32,
+    /// Highest epoch the copy has seen.
+    pub epoch: u64,
+    /// Its last applied position.
+    pub last_seq: u64,
 }
 
 /// Why a peer request failed whole; mirrors the ingress errors.
@@ -219,6 +321,48 @@ mod tests {
         )
         .expect("encodes");
         assert_eq!(borrowed, frame, "borrowed and owned Forward are one format");
+        let owned = |request: &PeerRequest| {
+            let mut frame = Vec::new();
+            encode_frame(request, &mut frame).expect("encodes");
+            frame
+        };
+        let borrowed = |request: &PeerRequestRef<'_>| {
+            let mut frame = Vec::new();
+            encode_frame(request, &mut frame).expect("encodes");
+            frame
+        };
+        assert_eq!(
+            owned(&PeerRequest::Replicate {
+                request_id: 1,
+                partition: 2,
+                epoch: 3,
+                entries: vec![4, 5]
+            }),
+            borrowed(&PeerRequestRef::Replicate {
+                request_id: 1,
+                partition: 2,
+                epoch: 3,
+                entries: &[4, 5]
+            })
+        );
+        assert_eq!(
+            owned(&PeerRequest::Snapshot {
+                request_id: 1,
+                partition: 2,
+                epoch: 3,
+                owner: true,
+                chunk: vec![6],
+                last: false
+            }),
+            borrowed(&PeerRequestRef::Snapshot {
+                request_id: 1,
+                partition: 2,
+                epoch: 3,
+                owner: true,
+                chunk: &[6],
+                last: false
+            })
+        );
         // A client frame is not a peer frame: the body does not decode.
         let response = PeerResponse::Failed {
             request_id: 3,

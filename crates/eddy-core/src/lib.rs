@@ -57,6 +57,8 @@ pub use partition::{
     Submitted,
 };
 pub use registry::{Registry, RegistryBuilder, encode_event};
-pub use snapshot::{DEFAULT_CHUNK_BYTES, SNAPSHOT_VERSION, SnapshotReader, SnapshotWriteError};
+pub use snapshot::{
+    DEFAULT_CHUNK_BYTES, SNAPSHOT_VERSION, SnapshotReader, SnapshotWriteError, chunk_index,
+};
 pub use time::Timestamp;
 pub use workload::Workload;

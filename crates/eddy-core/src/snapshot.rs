@@ -241,6 +241,13 @@ impl Partition {
     }
 }
 
+/// The index a chunk claims in its header (unverified), so a receiver can
+/// tell the first chunk of a new stream; `None` if it has no header.
+pub fn chunk_index(chunk: &[u8]) -> Option<u32> {
+    let bytes = chunk.get(6..10)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
 /// Incremental snapshot decoder: feed chunks in order with [`push`](Self::push),
 /// then [`finish`](Self::finish). Any error leaves nothing restored.
 pub struct SnapshotReader {

@@ -22,6 +22,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AckPolicy {
+    /// After every backup in the partition's replica set holds it.
+    #[default]
+    #[serde(rename = "all")]
+    All,
+    /// After the owner applied it; backups follow. Faster; a write
+    /// acknowledged just before the owner dies can be lost.
+    #[serde(rename = "1")]
+    One,
+}
+
 /// Everything a node needs to start. See `config/node.toml` for the meaning
 /// of each field and sensible values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +54,10 @@ pub struct NodeConfig {
     pub seeds: Vec<String>,
     /// Copies of each partition: the owner plus `replication_factor - 1` backups.
     pub replication_factor: usize,
+    /// `all`: acknowledge once every backup holds the write; `1`: once the owner has.
+    pub acks: AckPolicy,
+    /// With seeds: how long to wait for another member before forming a cluster alone.
+    pub join_timeout_ms: u64,
     /// SWIM probe period; detection of a dead node takes a few periods.
     pub probe_period_ms: u32,
     /// How long a probe waits for a direct ack before asking others to probe.
@@ -86,6 +103,8 @@ impl Default for NodeConfig {
             peer_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
             seeds: Vec::new(),
             replication_factor: 2,
+            acks: AckPolicy::All,
+            join_timeout_ms: 3000,
             probe_period_ms: 500,
             probe_rtt_ms: 200,
             suspect_to_down_ms: 1000,

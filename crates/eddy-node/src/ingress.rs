@@ -21,21 +21,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_cluster::{ClusterParams, MemberStatus, NodeIdentity, PeerFailure};
+use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeIdentity, PeerFailure};
 use eddy_core::wire::WireEvent;
 use eddy_core::{
-    ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Submitted, partition_of,
+    ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Submitted,
+    partition_of,
 };
 use futures_util::future::{join, join_all};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::alerts::AlertHub;
 use crate::cluster::ClusterState;
 use crate::peer::{PeerError, PeerLinks};
-use crate::worker::WorkerMsg;
+use crate::worker::{ReplicaAck, WorkerMsg};
 
 /// How long a worker may take to answer before the request fails.
 const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,6 +128,7 @@ struct Inner {
     ready: AtomicBool,
     cluster: watch::Receiver<Arc<ClusterState>>,
     peers: PeerLinks,
+    wait_for_backups: bool,
 }
 
 /// Cloneable handle to the node's workers.
@@ -144,6 +146,7 @@ impl Ingress {
         alerts: AlertHub,
         cluster: watch::Receiver<Arc<ClusterState>>,
         peers: PeerLinks,
+        wait_for_backups: bool,
     ) -> Self {
         let budgets = worker_names
             .iter()
@@ -159,6 +162,7 @@ impl Ingress {
                 ready: AtomicBool::new(false),
                 cluster,
                 peers,
+                wait_for_backups,
             }),
         }
     }
@@ -346,7 +350,14 @@ impl Ingress {
                 (events.len(), self.inner.peers.forward(peer, events).await)
             });
             let (local_reply, outcomes) = join(self.apply_local(local), join_all(forwards)).await;
-            let local_reply = local_reply?;
+            let (local_reply, returned) = local_reply?;
+            if forwarded {
+                reply
+                    .not_owner
+                    .extend(returned.into_iter().map(|(index, _)| index));
+            } else {
+                pending.extend(returned);
+            }
             reply.accepted += local_reply.accepted;
             reply.duplicates += local_reply.duplicates;
             reply.rejected.extend(local_reply.rejected);
@@ -396,20 +407,18 @@ impl Ingress {
     async fn apply_local(
         &self,
         batch: Vec<(usize, PartitionId, IngressEvent)>,
-    ) -> Result<BatchReply, IngressError> {
+    ) -> Result<(BatchReply, Vec<(usize, IngressEvent)>), IngressError> {
         if batch.is_empty() {
-            return Ok(BatchReply::default());
+            return Ok((BatchReply::default(), Vec::new()));
         }
         let workers = self.inner.worker_names.len();
-        let mut groups: Vec<Vec<(PartitionId, IngressEvent)>> = vec![Vec::new(); workers];
-        let mut positions: Vec<Vec<usize>> = vec![Vec::new(); workers];
+        let mut groups: Vec<Vec<(usize, PartitionId, IngressEvent)>> = vec![Vec::new(); workers];
         for (index, partition, event) in batch {
-            let worker = self.worker_of(partition);
-            groups[worker].push((partition, event));
-            positions[worker].push(index);
+            groups[self.worker_of(partition)].push((index, partition, event));
         }
         // Reserve room in every involved worker first, so a batch is either
-        // queued whole or refused whole.
+        // queued whole or refused whole. Held until the backups answered, so
+        // the bound covers events waiting for replication too.
         let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
         for (worker, group) in groups.iter().enumerate() {
             if group.is_empty() {
@@ -445,7 +454,7 @@ impl Ingress {
                     )
                     .await;
                 match sent {
-                    Ok(CallResult::Success(outcomes)) => Ok((worker, outcomes)),
+                    Ok(CallResult::Success(applied)) => Ok(applied),
                     Ok(CallResult::Timeout) => Err(IngressError::Unavailable(format!(
                         "worker {worker} did not answer within {WORKER_CALL_TIMEOUT:?}"
                     ))),
@@ -455,23 +464,194 @@ impl Ingress {
                 }
             });
         let results = join_all(calls).await;
-        drop(permits);
 
         let mut reply = BatchReply::default();
+        let mut returned = Vec::new();
+        let mut acks = Vec::new();
+        let mut alerts = Vec::new();
         for result in results {
-            let (worker, outcomes) = result?;
-            for (position, outcome) in positions[worker].iter().zip(outcomes) {
+            let mut applied = result?;
+            for (index, outcome) in applied.outcomes {
                 match outcome {
                     Ok(Submitted::Applied(_)) => reply.accepted += 1,
                     Ok(Submitted::Duplicate) => reply.duplicates += 1,
-                    Err(error) => reply.rejected.push(Rejected {
-                        index: *position,
-                        error,
-                    }),
+                    Err(error) => reply.rejected.push(Rejected { index, error }),
                 }
             }
+            returned.append(&mut applied.returned);
+            acks.append(&mut applied.acks);
+            alerts.append(&mut applied.alerts);
         }
-        Ok(reply)
+        if self.inner.wait_for_backups {
+            let started = Instant::now();
+            let settled = join_all(acks.into_iter().map(|ack| self.confirm(ack))).await;
+            metrics::histogram!("eddy_replication_latency_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if let Some(Err(err)) = settled.into_iter().find(Result::is_err) {
+                // Applied on this owner, not on every backup: not acknowledged,
+                // and its alerts are not published (DESIGN §4). A retry with
+                // the same producer id is a duplicate, acknowledged once the
+                // backups hold it.
+                return Err(err);
+            }
+        }
+        drop(permits);
+        for alert in alerts {
+            self.inner.alerts.publish(alert);
+        }
+        Ok((reply, returned))
+    }
+
+    /// Waits for one backup's answer; a backup that lost track is sent a
+    /// snapshot and waited for once more, a backup that serves a newer
+    /// owner demotes this one.
+    async fn confirm(&self, ack: ReplicaAck) -> Result<(), IngressError> {
+        let (partition, backup) = (ack.partition, ack.backup.clone());
+        let failure = match settle_ack(ack).await {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
+        };
+        let worker = self.worker(self.worker_of(partition))?;
+        match failure {
+            AckFailure::Stale => {
+                let _ = worker.cast(WorkerMsg::Deposed { partition });
+                Err(IngressError::Unavailable(format!(
+                    "partition {} has a newer owner; retry",
+                    partition.0
+                )))
+            }
+            AckFailure::Behind | AckFailure::Failed(_) => {
+                let resent = worker
+                    .call(
+                        |reply| WorkerMsg::Resync {
+                            partition,
+                            backup: backup.clone(),
+                            reply,
+                        },
+                        Some(WORKER_CALL_TIMEOUT),
+                    )
+                    .await;
+                let retry = match resent {
+                    Ok(CallResult::Success(Some(ack))) => settle_ack(ack).await,
+                    _ => Err(failure),
+                };
+                retry.map_err(|err| {
+                    IngressError::Unavailable(format!(
+                        "backup {backup} of partition {} did not confirm: {err}",
+                        partition.0
+                    ))
+                })
+            }
+        }
+    }
+
+    fn worker_of_partition(&self, partition: PartitionId) -> Option<ActorRef<WorkerMsg>> {
+        self.worker(self.worker_of(partition)).ok()
+    }
+
+    /// Hands shipped entries to the partition's worker now, so messages of
+    /// one link keep their arrival order; the outcome comes on the receiver
+    /// (dropped if the worker is gone).
+    pub(crate) fn replicate_now(
+        &self,
+        partition: PartitionId,
+        epoch: Epoch,
+        entries: Vec<u8>,
+    ) -> oneshot::Receiver<Replicated> {
+        let (reply, answer) = oneshot::channel();
+        if let Some(worker) = self.worker_of_partition(partition) {
+            let _ = worker.cast(WorkerMsg::Replicate {
+                partition,
+                epoch,
+                entries,
+                reply,
+            });
+        }
+        answer
+    }
+
+    /// [`replicate_now`](Self::replicate_now) for a snapshot chunk.
+    pub(crate) fn snapshot_now(
+        &self,
+        partition: PartitionId,
+        epoch: Epoch,
+        owner: bool,
+        chunk: Vec<u8>,
+        last: bool,
+    ) -> oneshot::Receiver<Replicated> {
+        let (reply, answer) = oneshot::channel();
+        if let Some(worker) = self.worker_of_partition(partition) {
+            let _ = worker.cast(WorkerMsg::Snapshot {
+                partition,
+                epoch,
+                owner,
+                chunk,
+                last,
+                reply,
+            });
+        }
+        answer
+    }
+
+    /// Copies of `partitions` this node holds.
+    pub(crate) async fn survey(&self, partitions: &[PartitionId]) -> Vec<Held> {
+        let workers = self.inner.worker_names.len();
+        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); workers];
+        for &partition in partitions {
+            groups[self.worker_of(partition)].push(partition);
+        }
+        let asks = groups.into_iter().enumerate().map(|(worker, partitions)| async move {
+            if partitions.is_empty() {
+                return Vec::new();
+            }
+            let (reply, answer) = oneshot::channel();
+            match self.worker(worker) {
+                Ok(actor) if actor.cast(WorkerMsg::Survey { partitions, reply }).is_ok() => {
+                    answer.await.unwrap_or_default()
+                }
+                _ => Vec::new(),
+            }
+        });
+        join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Hands `partition` over to `to` at `epoch`; resolves when `to` installed it.
+    pub(crate) async fn pull(
+        &self,
+        partition: PartitionId,
+        epoch: Epoch,
+        to: NodeIdentity,
+    ) -> Result<Replicated, String> {
+        let worker = self
+            .worker_of_partition(partition)
+            .ok_or("partition worker not running")?;
+        let (reply, answer) = oneshot::channel();
+        worker
+            .cast(WorkerMsg::Pull {
+                partition,
+                epoch,
+                to,
+                reply,
+            })
+            .map_err(|err| err.to_string())?;
+        let pending = answer.await.map_err(|_| "worker stopped".to_owned())??;
+        pending.replicated().await.map_err(|err| err.to_string())
+    }
+
+    /// Makes this node the owner of `partition` from its own copy (or empty).
+    pub(crate) fn take(&self, partition: PartitionId, epoch: Epoch) {
+        if let Some(worker) = self.worker_of_partition(partition) {
+            let _ = worker.cast(WorkerMsg::Take { partition, epoch });
+        }
+    }
+
+    /// Tells every worker the table changed.
+    pub(crate) fn placement_changed(&self, state: &Arc<ClusterState>) {
+        for worker in 0..self.inner.worker_names.len() {
+            if let Ok(actor) = self.worker(worker) {
+                let _ = actor.cast(WorkerMsg::Placement(state.clone()));
+            }
+        }
     }
 
     /// Reads the state of `key` of `kind` from its owner, here or remote.
@@ -548,23 +728,6 @@ impl Ingress {
         }
     }
 
-    /// Drops this node's copy of partitions it no longer holds in the table
-    /// (their new owners start them afresh until handoff exists, issue 6).
-    pub(crate) fn release(&self, partitions: Vec<PartitionId>) {
-        let workers = self.inner.worker_names.len();
-        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); workers];
-        for partition in partitions {
-            groups[self.worker_of(partition)].push(partition);
-        }
-        for (worker, partitions) in groups.into_iter().enumerate() {
-            if partitions.is_empty() {
-                continue;
-            }
-            if let Ok(actor) = self.worker(worker) {
-                let _ = actor.cast(WorkerMsg::Release { partitions });
-            }
-        }
-    }
 }
 
 fn forward_error(err: PeerError) -> IngressError {
@@ -574,5 +737,37 @@ fn forward_error(err: PeerError) -> IngressError {
             ..
         } => IngressError::Overloaded { retry_after_ms },
         other => IngressError::Unavailable(other.to_string()),
+    }
+}
+
+/// Why a backup did not confirm entries.
+#[derive(Debug)]
+pub enum AckFailure {
+    /// It lacks entries before these (gap): it needs a snapshot.
+    Behind,
+    /// It serves a newer owner: this node is deposed.
+    Stale,
+    /// No answer (link broken, timeout) or a refusal.
+    Failed(String),
+}
+
+impl std::fmt::Display for AckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckFailure::Behind => f.write_str("it is behind and needs a snapshot"),
+            AckFailure::Stale => f.write_str("it serves a newer owner"),
+            AckFailure::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Waits for a backup's answer and checks it holds the log far enough.
+pub async fn settle_ack(ack: ReplicaAck) -> Result<(), AckFailure> {
+    let pending = ack.answer.map_err(|err| AckFailure::Failed(err.to_string()))?;
+    match pending.replicated().await {
+        Ok(Replicated::Applied { through }) if through >= ack.required => Ok(()),
+        Ok(Replicated::Applied { .. } | Replicated::NeedSnapshot { .. }) => Err(AckFailure::Behind),
+        Ok(Replicated::Stale { .. }) => Err(AckFailure::Stale),
+        Err(err) => Err(AckFailure::Failed(err.to_string())),
     }
 }

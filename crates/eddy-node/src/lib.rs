@@ -37,7 +37,9 @@ pub mod ingress;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod ownership;
 pub mod peer;
+pub mod slot;
 pub mod tcp_ingress;
 pub mod worker;
 

@@ -6,18 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::collections::BTreeSet;
-
 use eddy_cluster::{NodeId, NodeIdentity};
-use eddy_core::{Behaviour, PartitionConfig, PartitionId, RegistryBuilder, RegistryError};
+use eddy_core::{Behaviour, PartitionConfig, RegistryBuilder, RegistryError};
 use ractor::{Actor, ActorRef};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerts::AlertHub;
-use crate::cluster::{Cluster, ClusterState, DriverConfig};
-use crate::config::NodeConfig;
+use crate::cluster::{Cluster, DriverConfig};
+use crate::config::{AckPolicy, NodeConfig};
 use crate::framed::FrameLimits;
 use crate::http::{AppState, router};
 use crate::ingress::Ingress;
@@ -86,29 +84,6 @@ impl NodeBuilder {
             .map(|i| format!("eddy-{}-{instance}-worker-{i}", config.name))
             .collect();
         let alerts = AlertHub::new(config.alert_buffer);
-        let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
-        let worker = WorkerArgs {
-            registry: registry.clone(),
-            partition_config: PartitionConfig {
-                idle_timeout_ms: config.idle_timeout_ms,
-                max_active_keys: (config.max_active_keys / config.partitions as usize).max(1),
-                hash_seed: random_seed(),
-                ..PartitionConfig::default()
-            },
-            alerts: alerts.clone(),
-            tick: Duration::from_millis(config.tick_ms),
-            index: 0,
-        };
-        let (supervisor, supervisor_task) = Actor::spawn(
-            None,
-            Supervisor,
-            SupervisorArgs {
-                worker,
-                names: names.clone(),
-            },
-        )
-        .await
-        .map_err(|err| NodeError::Workers(err.to_string()))?;
         let http_listener = bind_tcp(config.http_addr).await?;
         let tcp_listener = bind_tcp(config.tcp_addr).await?;
         let peer_listener = bind_tcp(config.peer_addr).await?;
@@ -157,6 +132,33 @@ impl NodeBuilder {
             identity.params(),
             config.max_frame_bytes,
         );
+        let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
+        let worker = WorkerArgs {
+            registry: registry.clone(),
+            partition_config: PartitionConfig {
+                idle_timeout_ms: config.idle_timeout_ms,
+                max_active_keys: (config.max_active_keys / config.partitions as usize).max(1),
+                hash_seed: random_seed(),
+                ..PartitionConfig::default()
+            },
+            alerts: alerts.clone(),
+            tick: Duration::from_millis(config.tick_ms),
+            index: 0,
+            workers,
+            cluster: cluster.watch(),
+            links: peers.clone(),
+            wait_for_backups: config.acks == AckPolicy::All,
+        };
+        let (supervisor, supervisor_task) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                worker,
+                names: names.clone(),
+            },
+        )
+        .await
+        .map_err(|err| NodeError::Workers(err.to_string()))?;
         let ingress = Ingress::new(
             registry,
             config.partitions,
@@ -164,7 +166,8 @@ impl NodeBuilder {
             config.max_inflight_events,
             alerts,
             cluster.watch(),
-            peers,
+            peers.clone(),
+            config.acks == AckPolicy::All,
         );
         // Create the recorder before traffic so early counts are not lost.
         let _ = crate::metrics::handle();
@@ -182,8 +185,13 @@ impl NodeBuilder {
             },
             shutdown_rx.clone(),
         ));
-        tokio::spawn(release_lost_partitions(
-            ingress.clone(),
+        tokio::spawn(crate::ownership::run(
+            crate::ownership::OwnershipArgs {
+                ingress: ingress.clone(),
+                links: peers,
+                has_seeds: !config.seeds.is_empty(),
+                join_timeout: Duration::from_millis(config.join_timeout_ms),
+            },
             shutdown_rx.clone(),
         ));
         let tcp = tokio::spawn(crate::tcp_ingress::serve(
@@ -213,7 +221,6 @@ impl NodeBuilder {
                 .await
                 .map_err(|err| NodeError::Http(err.to_string()))
         });
-        ingress.set_ready(true);
         tracing::info!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,
@@ -222,6 +229,7 @@ impl NodeBuilder {
             peer_addr,
             cluster,
             peer_server,
+            drain: Duration::from_millis(config.settle_ms + 500),
             tcp,
             ingress,
             shutdown,
@@ -316,36 +324,6 @@ async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, NodeError
         .map_err(|source| NodeError::Bind { addr, source })
 }
 
-/// Drops local partitions whenever the table stops listing this node among
-/// their replicas, so memory follows placement. (Until handoff exists the
-/// new owner starts such a partition empty; see docs/ARCHITECTURE.md.)
-async fn release_lost_partitions(ingress: Ingress, mut shutdown: watch::Receiver<bool>) {
-    let mut changes = ingress.watch_cluster();
-    let mut held = held_partitions(&changes.borrow());
-    loop {
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-        }
-        let now_held = held_partitions(&changes.borrow_and_update());
-        let lost: Vec<PartitionId> = held.difference(&now_held).copied().collect();
-        if !lost.is_empty() {
-            ingress.release(lost);
-        }
-        held = now_held;
-    }
-}
-
-fn held_partitions(state: &ClusterState) -> BTreeSet<PartitionId> {
-    state
-        .placement
-        .table()
-        .partitions_of(&state.local.name)
-        .into_iter()
-        .map(|(partition, _)| partition)
-        .collect()
-}
-
 /// Seeds the key maps' hasher so clients cannot precompute colliding keys.
 /// Not used for anything that must be reproducible.
 fn random_seed() -> u64 {
@@ -361,6 +339,7 @@ pub struct RunningNode {
     peer_addr: SocketAddr,
     cluster: Cluster,
     peer_server: JoinHandle<()>,
+    drain: Duration,
     tcp: JoinHandle<()>,
     ingress: Ingress,
     shutdown: watch::Sender<bool>,
@@ -395,11 +374,13 @@ impl RunningNode {
         &self.ingress
     }
 
-    /// Stops taking traffic, finishes open requests, stops the workers.
+    /// Leaves the cluster, lets the others take over (they promote the
+    /// backups of our partitions) while open requests finish, then stops.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.ingress.set_ready(false);
-        // Peers stop routing to us at once instead of waiting for detection.
+        // Peers re-place our partitions at once instead of after detection.
         self.cluster.leave().await;
+        tokio::time::sleep(self.drain).await;
         let _ = self.shutdown.send(true);
         let _ = self.tcp.await;
         let _ = self.peer_server.await;

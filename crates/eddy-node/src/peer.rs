@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use eddy_client::{Answer, ClientError, Pipeline};
 use eddy_cluster::{
-    ClusterParams, ForwardOutcome, NodeId, NodeIdentity, PeerFailure, PeerRequest, PeerRequestRef,
+    ClusterParams, ForwardOutcome, Held, NodeId, NodeIdentity, PeerFailure, PeerRequest, PeerRequestRef,
     PeerResponse, check_hello,
 };
+use eddy_core::{Epoch, PartitionId, Replicated};
 use eddy_core::wire::{WireEvent, encode_frame};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -99,6 +100,41 @@ pub enum PeerError {
 
 type Link = Arc<tokio::sync::Mutex<Option<Arc<Pipeline<PeerAnswer>>>>>;
 
+/// After a failed connection attempt, calls to that peer fail at once for
+/// this long instead of each waiting for a connect or handshake timeout.
+const RETRY_LINK_AFTER: Duration = Duration::from_millis(300);
+
+/// An answer on its way from a peer (a request already on the wire).
+pub struct PeerPending {
+    node: NodeId,
+    pending: eddy_client::Pending<PeerAnswer>,
+}
+
+impl PeerPending {
+    /// The replica's outcome of a `Replicate`, `Snapshot` or `Pull`.
+    pub async fn replicated(self) -> Result<Replicated, PeerError> {
+        let node = self.node;
+        match tokio::time::timeout(CALL_TIMEOUT, self.pending.answer()).await {
+            Ok(Ok(PeerAnswer(PeerResponse::Replicated { outcome, .. }))) => Ok(outcome),
+            Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => {
+                Err(PeerError::Failed { node, failure })
+            }
+            Ok(Ok(PeerAnswer(other))) => Err(PeerError::NoAnswer {
+                node,
+                reason: format!("unexpected answer {other:?}"),
+            }),
+            Ok(Err(err)) => Err(PeerError::NoAnswer {
+                node,
+                reason: err.to_string(),
+            }),
+            Err(_) => Err(PeerError::NoAnswer {
+                node,
+                reason: format!("no answer within {CALL_TIMEOUT:?}"),
+            }),
+        }
+    }
+}
+
 /// Outgoing links to every peer, opened on demand.
 #[derive(Clone)]
 pub struct PeerLinks {
@@ -106,6 +142,7 @@ pub struct PeerLinks {
     params: ClusterParams,
     max_frame_bytes: usize,
     links: Arc<Mutex<HashMap<NodeId, Link>>>,
+    failed: Arc<Mutex<HashMap<NodeId, std::time::Instant>>>,
 }
 
 impl PeerLinks {
@@ -116,10 +153,35 @@ impl PeerLinks {
             params,
             max_frame_bytes,
             links: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
     async fn link(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
+        let recently_failed = self
+            .failed
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&peer.name).copied())
+            .is_some_and(|at| at.elapsed() < RETRY_LINK_AFTER);
+        if recently_failed {
+            return Err(PeerError::Unreachable {
+                node: peer.name.clone(),
+                addr: peer.peer_addr,
+                reason: "unreachable moments ago".into(),
+            });
+        }
+        let linked = self.connect(peer).await;
+        if let Ok(mut failed) = self.failed.lock() {
+            match &linked {
+                Ok(_) => failed.remove(&peer.name),
+                Err(_) => failed.insert(peer.name.clone(), std::time::Instant::now()),
+            };
+        }
+        linked
+    }
+
+    async fn connect(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
         let slot = {
             let mut links = self.links.lock().map_err(|_| PeerError::Unreachable {
                 node: peer.name.clone(),
@@ -198,6 +260,124 @@ impl PeerLinks {
             Ok(Err(err)) => Err(no_answer(err.to_string())),
             Err(_) => Err(no_answer(format!("no answer within {CALL_TIMEOUT:?}"))),
         }
+    }
+
+    async fn start(
+        &self,
+        peer: &NodeIdentity,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+    ) -> Result<PeerPending, PeerError> {
+        let link = self.link(peer).await?;
+        let pending = link
+            .send_request(encode)
+            .await
+            .map_err(|err| PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: err.to_string(),
+            })?;
+        Ok(PeerPending {
+            node: peer.name.clone(),
+            pending,
+        })
+    }
+
+    /// Ships entries of `partition` to backup `peer`; the frame is queued
+    /// behind every frame this caller queued before (ordered replication).
+    pub async fn replicate(
+        &self,
+        peer: &NodeIdentity,
+        partition: u32,
+        epoch: u64,
+        entries: &[u8],
+    ) -> Result<PeerPending, PeerError> {
+        self.start(peer, |request_id, frame| {
+            encode_frame(
+                &PeerRequestRef::Replicate {
+                    request_id,
+                    partition,
+                    epoch,
+                    entries,
+                },
+                frame,
+            )
+        })
+        .await
+    }
+
+    /// Ships one snapshot chunk of `partition` to `peer`.
+    pub async fn snapshot_chunk(
+        &self,
+        peer: &NodeIdentity,
+        partition: u32,
+        epoch: u64,
+        owner: bool,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<PeerPending, PeerError> {
+        metrics::counter!("eddy_snapshot_bytes_sent_total").increment(chunk.len() as u64);
+        self.start(peer, |request_id, frame| {
+            encode_frame(
+                &PeerRequestRef::Snapshot {
+                    request_id,
+                    partition,
+                    epoch,
+                    owner,
+                    chunk,
+                    last,
+                },
+                frame,
+            )
+        })
+        .await
+    }
+
+    /// Which of `partitions` `peer` holds.
+    pub async fn survey(
+        &self,
+        peer: &NodeIdentity,
+        partitions: Vec<u32>,
+    ) -> Result<Vec<Held>, PeerError> {
+        let answer = self
+            .call(peer, |request_id, frame| {
+                encode_frame(
+                    &PeerRequest::Survey {
+                        request_id,
+                        partitions,
+                    },
+                    frame,
+                )
+            })
+            .await?;
+        match answer {
+            PeerResponse::Surveyed { held, .. } => Ok(held),
+            other => Err(PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: format!("unexpected answer {other:?}"),
+            }),
+        }
+    }
+
+    /// Asks `peer` to hand `partition` over to us at `epoch`; resolves once
+    /// the snapshot it streamed to us is installed.
+    pub async fn pull(
+        &self,
+        peer: &NodeIdentity,
+        partition: u32,
+        epoch: u64,
+    ) -> Result<Replicated, PeerError> {
+        let pending = self
+            .start(peer, |request_id, frame| {
+                encode_frame(
+                    &PeerRequest::Pull {
+                        request_id,
+                        partition,
+                        epoch,
+                    },
+                    frame,
+                )
+            })
+            .await?;
+        pending.replicated().await
     }
 
     /// Has `peer` apply `events` (all of partitions it owns in our table).
@@ -316,8 +496,24 @@ async fn connection(
         "peer",
         move |request: PeerRequest, answers: Answers<ServedAnswer>| {
             let ingress = ingress.clone();
+            let peer = peer.clone();
+            // Replication reaches the worker here, in arrival order; only
+            // the wait for its outcome runs concurrently.
+            let ordered = ordered(&request, &ingress);
             async move {
-                let answer = handle(request, &ingress).await;
+                let answer = match ordered {
+                    Some((request_id, outcome)) => match outcome.await {
+                        Ok(outcome) => PeerResponse::Replicated {
+                            request_id,
+                            outcome,
+                        },
+                        Err(_) => PeerResponse::Failed {
+                            request_id,
+                            failure: PeerFailure::Unavailable("partition worker stopped".into()),
+                        },
+                    },
+                    None => handle(request, &ingress, &peer).await,
+                };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
             }
         },
@@ -337,8 +533,84 @@ async fn refuse(mut writer: OwnedWriteHalf, from: SocketAddr, reason: String) {
     }
 }
 
-async fn handle(request: PeerRequest, ingress: &Ingress) -> PeerResponse {
+/// Replication messages handed to their worker at once (order matters).
+fn ordered(
+    request: &PeerRequest,
+    ingress: &Ingress,
+) -> Option<(u64, tokio::sync::oneshot::Receiver<Replicated>)> {
     match request {
+        PeerRequest::Replicate {
+            request_id,
+            partition,
+            epoch,
+            entries,
+        } => Some((
+            *request_id,
+            ingress.replicate_now(PartitionId(*partition), Epoch(*epoch), entries.clone()),
+        )),
+        PeerRequest::Snapshot {
+            request_id,
+            partition,
+            epoch,
+            owner,
+            chunk,
+            last,
+        } => Some((
+            *request_id,
+            ingress.snapshot_now(
+                PartitionId(*partition),
+                Epoch(*epoch),
+                *owner,
+                chunk.clone(),
+                *last,
+            ),
+        )),
+        _ => None,
+    }
+}
+
+async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerResponse {
+    match request {
+        PeerRequest::Replicate { request_id, .. } | PeerRequest::Snapshot { request_id, .. } => {
+            // Served by `ordered`; never reaches here.
+            PeerResponse::Failed {
+                request_id,
+                failure: PeerFailure::BadRequest("misdirected replication frame".into()),
+            }
+        }
+        PeerRequest::Survey {
+            request_id,
+            partitions,
+        } => {
+            let asked: Vec<PartitionId> = partitions.into_iter().map(PartitionId).collect();
+            PeerResponse::Surveyed {
+                request_id,
+                held: ingress.survey(&asked).await,
+            }
+        }
+        PeerRequest::Pull {
+            request_id,
+            partition,
+            epoch,
+        } => {
+            let failed = |failure| PeerResponse::Failed {
+                request_id,
+                failure,
+            };
+            let cluster = ingress.cluster();
+            let Some(to) = cluster.live_member(from).cloned() else {
+                return failed(PeerFailure::Unavailable(format!(
+                    "{from} is not a live member here"
+                )));
+            };
+            match ingress.pull(PartitionId(partition), Epoch(epoch), to).await {
+                Ok(outcome) => PeerResponse::Replicated {
+                    request_id,
+                    outcome,
+                },
+                Err(reason) => failed(PeerFailure::Unavailable(reason)),
+            }
+        }
         PeerRequest::Hello { .. } => PeerResponse::Refused {
             reason: "Hello twice".into(),
         },

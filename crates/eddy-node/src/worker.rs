@@ -1,35 +1,74 @@
-//! Partition workers: ractor actors, each owning every partition `p` with
-//! `p % workers == index`, and a supervisor that restarts a failed worker.
+//! Partition workers: ractor actors, each holding every partition `p` with
+//! `p % workers == index` in whatever role this node has for it (owner,
+//! backup, incoming, retiring — see [`crate::slot`]), and a supervisor that
+//! restarts a failed worker.
 //!
 //! One actor per partition would be 1024 actors of ~7.6 KiB that mostly sit
 //! idle (DESIGN §5); one per core keeps every core busy with no locks shared
 //! between partitions, since a partition is only ever touched by its worker.
-//! Partitions are created on first use. Time enters here: the worker stamps
-//! events with the wall clock and ticks its partitions every `tick_ms`.
+//! Time enters here: the worker stamps events with the wall clock and ticks
+//! its partitions every `tick_ms`.
+//!
+//! Replication starts here too, because order matters: after applying a
+//! batch the worker queues each touched partition's new entries on the peer
+//! link of every backup before it handles its next message, so entries reach
+//! a backup in log order. A backup not known to hold the log gets a snapshot
+//! first. The answers are awaited by the caller (the ingress), never here.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use eddy_cluster::{Held, NodeId, NodeIdentity};
 use eddy_core::{
-    ApplyError, Epoch, EventRef, KindId, Outputs, Partition, PartitionConfig, PartitionId,
-    Registry, Submitted, Timestamp,
+    AlertRecord, ApplyError, DEFAULT_CHUNK_BYTES, Epoch, EventRef, KindId, Outputs, Partition,
+    PartitionConfig, PartitionId, Registry, Replicated, Seq, SnapshotReader, Submitted, Timestamp,
+    chunk_index,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{oneshot, watch};
 
 use crate::alerts::AlertHub;
+use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
+use crate::peer::{PeerError, PeerLinks, PeerPending};
+use crate::slot::{Role, Slot, role_after_table};
+
+/// A backup's answer to come for entries shipped by this owner.
+pub struct ReplicaAck {
+    /// The partition.
+    pub partition: PartitionId,
+    /// The backup.
+    pub backup: NodeId,
+    /// The backup must hold the log through this position.
+    pub required: Seq,
+    /// The request on the wire, or why it could not be sent.
+    pub answer: Result<PeerPending, PeerError>,
+}
+
+/// The result of an `Apply`.
+#[derive(Default)]
+pub struct Applied {
+    /// (position in the client's batch, outcome).
+    pub outcomes: Vec<(usize, Result<Submitted, ApplyError>)>,
+    /// Events of partitions this node does not serve as owner right now (not,
+    /// no longer, or not yet): given back untouched, to be re-routed.
+    pub returned: Vec<(usize, IngressEvent)>,
+    /// Replication answers to await before acknowledging.
+    pub acks: Vec<ReplicaAck>,
+    /// Alerts to publish once acknowledged.
+    pub alerts: Vec<AlertRecord>,
+}
 
 /// What a worker is asked to do.
 pub enum WorkerMsg {
-    /// Apply events (all owned by this worker) in order; reply with one
-    /// outcome per event.
+    /// Apply events (all of partitions of this worker) in order.
     Apply {
-        /// Events with their partitions.
-        events: Vec<(PartitionId, IngressEvent)>,
-        /// Where the outcomes go.
-        reply: RpcReplyPort<Vec<Result<Submitted, ApplyError>>>,
+        /// (position in the client's batch, partition, event).
+        events: Vec<(usize, PartitionId, IngressEvent)>,
+        /// Where the result goes.
+        reply: RpcReplyPort<Applied>,
     },
-    /// Read a key's state.
+    /// Read a key's state (owner only).
     State {
         /// The key's partition.
         partition: PartitionId,
@@ -37,16 +76,78 @@ pub enum WorkerMsg {
         kind: KindId,
         /// The key.
         key: String,
-        /// State as JSON (None: no such key).
-        reply: RpcReplyPort<Result<Option<serde_json::Value>, ApplyError>>,
+        /// State as JSON (None: no such key), or why it cannot be read here.
+        reply: RpcReplyPort<Result<Option<serde_json::Value>, String>>,
     },
-    /// Drop partitions this node no longer holds.
-    Release {
-        /// The partitions.
-        partitions: Vec<PartitionId>,
-    },
-    /// Fire due timers, passivate idle keys, refresh gauges.
+    /// Fire due timers, passivate idle keys, drop retired copies, refresh gauges.
     Tick,
+    /// The table changed: demote, mark incoming, retire (never promote).
+    Placement(Arc<ClusterState>),
+    /// Backup side: entries from the owner.
+    Replicate {
+        /// The partition.
+        partition: PartitionId,
+        /// The sender's epoch.
+        epoch: Epoch,
+        /// Entries back-to-back.
+        entries: Vec<u8>,
+        /// The outcome.
+        reply: oneshot::Sender<Replicated>,
+    },
+    /// Receiving side of a snapshot stream (backup sync or handoff).
+    Snapshot {
+        /// The partition.
+        partition: PartitionId,
+        /// Epoch to take (owner) or the sender's.
+        epoch: Epoch,
+        /// Whether we become the owner.
+        owner: bool,
+        /// The chunk.
+        chunk: Vec<u8>,
+        /// Whether it is the last.
+        last: bool,
+        /// The outcome (`Applied { through: 0 }` until the last chunk).
+        reply: oneshot::Sender<Replicated>,
+    },
+    /// Which of these partitions this worker holds a copy of.
+    Survey {
+        /// Partitions asked about.
+        partitions: Vec<PartitionId>,
+        /// Copies held.
+        reply: oneshot::Sender<Vec<Held>>,
+    },
+    /// Hand a partition over to `to`: stop owning it, stream it.
+    Pull {
+        /// The partition.
+        partition: PartitionId,
+        /// Epoch the new owner takes.
+        epoch: Epoch,
+        /// The new owner.
+        to: NodeIdentity,
+        /// The answer of the last chunk, or why nothing was sent.
+        reply: oneshot::Sender<Result<PeerPending, String>>,
+    },
+    /// Become the owner of a partition from the local copy (or empty).
+    Take {
+        /// The partition.
+        partition: PartitionId,
+        /// The epoch to take (at least).
+        epoch: Epoch,
+    },
+    /// A backup lost track (gap, broken link): send it a snapshot now.
+    Resync {
+        /// The partition.
+        partition: PartitionId,
+        /// The backup.
+        backup: NodeId,
+        /// The snapshot's answer to come, if one was sent.
+        reply: RpcReplyPort<Option<ReplicaAck>>,
+    },
+    /// A backup refused our epoch: another node owns the partition now.
+    Deposed {
+        /// The partition.
+        partition: PartitionId,
+    },
 }
 
 /// Everything a worker needs to start.
@@ -56,12 +157,20 @@ pub struct WorkerArgs {
     pub registry: Arc<Registry>,
     /// Per-partition limits.
     pub partition_config: PartitionConfig,
-    /// Where alerts go.
+    /// Where timer alerts go once replicated.
     pub alerts: AlertHub,
     /// Tick period.
     pub tick: Duration,
-    /// This worker's index, for metrics labels.
+    /// This worker's index.
     pub index: usize,
+    /// Number of workers.
+    pub workers: usize,
+    /// The cluster as this node sees it (replica sets).
+    pub cluster: watch::Receiver<Arc<ClusterState>>,
+    /// Links to backups.
+    pub links: PeerLinks,
+    /// Whether timer alerts wait for every backup (`acks = all`).
+    pub wait_for_backups: bool,
 }
 
 /// The worker actor.
@@ -70,9 +179,9 @@ pub struct Worker;
 /// A worker's partitions and reusable buffers.
 pub struct WorkerState {
     args: WorkerArgs,
-    /// Indexed by partition id; `None` until first used. A vector, not a map:
-    /// the lookup is on the per-event path and P is small.
-    partitions: Vec<Option<Partition>>,
+    /// Indexed by partition id. A vector, not a map: the lookup is on the
+    /// per-event path and P is small.
+    slots: Vec<Option<Slot>>,
     out: Outputs,
 }
 
@@ -85,29 +194,392 @@ pub(crate) fn now() -> Timestamp {
 }
 
 impl WorkerState {
-    fn partition(&mut self, id: PartitionId) -> &mut Partition {
+    fn slot(&mut self, id: PartitionId) -> &mut Option<Slot> {
         let index = id.0 as usize;
-        if self.partitions.len() <= index {
-            self.partitions.resize_with(index + 1, || None);
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
         }
-        let args = &self.args;
-        self.partitions[index].get_or_insert_with(|| {
-            let mut partition =
-                Partition::new(args.registry.clone(), id, args.partition_config.clone());
-            // Single node: this node owns every partition from epoch 1.
-            partition.set_epoch(Epoch(1));
-            partition
+        &mut self.slots[index]
+    }
+
+    fn fresh(&self, id: PartitionId) -> Partition {
+        Partition::new(
+            self.args.registry.clone(),
+            id,
+            self.args.partition_config.clone(),
+        )
+    }
+
+    /// Applies events; returns the outcome and, for every partition touched,
+    /// the entries it logged (empty if it only saw duplicates: a barrier).
+    fn apply(
+        &mut self,
+        events: Vec<(usize, PartitionId, IngressEvent)>,
+    ) -> (Applied, Vec<(PartitionId, Vec<u8>)>) {
+        let now = now();
+        let mut applied = Applied {
+            outcomes: Vec::with_capacity(events.len()),
+            ..Applied::default()
+        };
+        let mut counts = Counts::default();
+        let mut touched: Vec<(PartitionId, Vec<u8>)> = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
+        for (index, partition, event) in events {
+            let Some(owned) = self.slot(partition).as_mut().and_then(Slot::owned) else {
+                applied.returned.push((index, event));
+                continue;
+            };
+            let input = EventRef {
+                kind: event.kind,
+                key: &event.key,
+                payload: &event.payload,
+                producer: event.producer.as_ref().map(|p| eddy_core::ProducerView {
+                    producer: &p.producer,
+                    seq: p.seq,
+                }),
+            };
+            let outcome = owned.submit(now, input, &mut out);
+            counts.record(&outcome);
+            applied.outcomes.push((index, outcome));
+            let position = match touched.iter().rposition(|(p, _)| *p == partition) {
+                Some(position) => position,
+                None => {
+                    touched.push((partition, Vec::new()));
+                    touched.len() - 1
+                }
+            };
+            touched[position].1.extend_from_slice(out.log.as_bytes());
+            out.log.clear();
+        }
+        counts.flush();
+        applied.alerts.append(&mut out.alerts);
+        self.out = out;
+        (applied, touched)
+    }
+
+    /// Queues `entries` of `partition` on every backup's link (a snapshot
+    /// first for a backup not known to hold the log).
+    async fn ship(&mut self, partition: PartitionId, entries: &[u8]) -> Vec<ReplicaAck> {
+        let cluster = self.args.cluster.borrow().clone();
+        let links = self.args.links.clone();
+        let Some(slot) = self.slot(partition).as_mut() else {
+            return Vec::new();
+        };
+        let Some((required, epoch)) = slot.partition.as_mut().map(|p| (p.last_seq(), p.epoch())) else {
+            return Vec::new();
+        };
+        let mut acks = Vec::new();
+        for backup in cluster.placement.table().replicas(partition).skip(1) {
+            let Some(peer) = cluster.live_member(backup) else {
+                continue;
+            };
+            let answer = if slot.synced.contains(backup) {
+                links.replicate(peer, partition.0, epoch.0, entries).await
+            } else {
+                let chunks = slot.partition.as_mut().map_or(Err("no copy".into()), |p| chunks_of(p));
+                let sent = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
+                if sent.is_ok() {
+                    slot.synced.push(backup.clone());
+                }
+                sent
+            };
+            if answer.is_err() {
+                slot.synced.retain(|b| b != backup);
+            }
+            acks.push(ReplicaAck {
+                partition,
+                backup: backup.clone(),
+                required,
+                answer,
+            });
+        }
+        acks
+    }
+
+    async fn ship_all(&mut self, touched: Vec<(PartitionId, Vec<u8>)>, acks: &mut Vec<ReplicaAck>) {
+        for (partition, entries) in touched {
+            let mut shipped = self.ship(partition, &entries).await;
+            acks.append(&mut shipped);
+        }
+    }
+
+    fn placement(&mut self, state: &ClusterState) {
+        let table = state.placement.table();
+        let now = Instant::now();
+        let workers = self.args.workers.max(1);
+        let index = self.args.index;
+        for p in (0..table.partitions()).filter(|p| *p as usize % workers == index) {
+            let partition = PartitionId(p);
+            let current = self.slot(partition).as_ref().map(|s| s.role);
+            let next = role_after_table(current, table, partition, &state.local.name, now);
+            let slot = self.slot(partition);
+            match (slot.as_mut(), next) {
+                (Some(slot), Some(role)) => {
+                    if slot.role == Role::Owner && role != Role::Owner {
+                        tracing::info!(partition = p, ?role, "no longer the owner");
+                    }
+                    slot.role = role;
+                }
+                (None, Some(role)) => *slot = Some(Slot::new(role)),
+                (_, None) => {}
+            }
+        }
+    }
+
+    fn survey(&mut self, partitions: &[PartitionId]) -> Vec<Held> {
+        partitions
+            .iter()
+            .filter_map(|p| {
+                let slot = self.slots.get(p.0 as usize)?.as_ref()?;
+                let copy = slot.partition.as_ref()?;
+                Some(Held {
+                    partition: p.0,
+                    epoch: copy.epoch().0,
+                    last_seq: copy.last_seq().0,
+                })
+            })
+            .collect()
+    }
+
+    fn replicate(&mut self, partition: PartitionId, epoch: Epoch, entries: &[u8]) -> Replicated {
+        let Some(slot) = self.slot(partition).as_mut() else {
+            return Replicated::NeedSnapshot { have: Seq(0) };
+        };
+        let Some(copy) = slot.partition.as_mut() else {
+            return Replicated::NeedSnapshot { have: Seq(0) };
+        };
+        if slot.role == Role::Owner {
+            if epoch <= copy.epoch() {
+                return Replicated::Stale {
+                    current: copy.epoch(),
+                };
+            }
+            tracing::warn!(partition = partition.0, "an owner of a newer epoch exists; demoted");
+            slot.role = Role::Backup;
+        }
+        copy.apply_replicated(epoch, entries)
+    }
+
+    fn snapshot_chunk(
+        &mut self,
+        partition: PartitionId,
+        epoch: Epoch,
+        owner: bool,
+        chunk: &[u8],
+        last: bool,
+    ) -> Replicated {
+        let registry = self.args.registry.clone();
+        let config = self.args.partition_config.clone();
+        let slot = self.slot(partition).get_or_insert_with(|| Slot::new(Role::Backup));
+        if chunk_index(chunk) == Some(0) {
+            slot.receiving = Some(SnapshotReader::new(registry, config));
+        }
+        let Some(reader) = slot.receiving.as_mut() else {
+            return Replicated::NeedSnapshot { have: Seq(0) };
+        };
+        if let Err(err) = reader.push(chunk) {
+            tracing::warn!(partition = partition.0, %err, "bad snapshot chunk; stream dropped");
+            slot.receiving = None;
+            return Replicated::NeedSnapshot { have: Seq(0) };
+        }
+        if !last {
+            return Replicated::Applied { through: Seq(0) };
+        }
+        let restored = match slot.receiving.take().map(SnapshotReader::finish) {
+            Some(Ok(restored)) => restored,
+            Some(Err(err)) => {
+                tracing::warn!(partition = partition.0, %err, "incomplete snapshot stream");
+                return Replicated::NeedSnapshot { have: Seq(0) };
+            }
+            None => return Replicated::NeedSnapshot { have: Seq(0) },
+        };
+        let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
+        if slot.role == Role::Owner && held_epoch >= epoch.max(restored.epoch()) {
+            // We serve a newer ownership than the sender knows of.
+            return Replicated::Stale {
+                current: held_epoch,
+            };
+        }
+        let through = restored.last_seq();
+        if owner {
+            tracing::info!(partition = partition.0, epoch = epoch.0, seq = through.0, "partition handed over; now its owner");
+            metrics::counter!("eddy_handoffs_received_total").increment(1);
+            slot.promote(restored, epoch);
+        } else {
+            slot.partition = Some(restored);
+            if slot.role == Role::Owner {
+                slot.role = Role::Backup;
+            }
+        }
+        Replicated::Applied { through }
+    }
+
+    fn take(&mut self, partition: PartitionId, epoch: Epoch) {
+        let fresh = self.fresh(partition);
+        let slot = self.slot(partition).get_or_insert_with(|| Slot::new(Role::Incoming));
+        let had_copy = slot.partition.is_some();
+        let copy = slot.partition.take().unwrap_or(fresh);
+        tracing::info!(partition = partition.0, epoch = epoch.0, seq = copy.last_seq().0, had_copy, "taking ownership");
+        if had_copy {
+            metrics::counter!("eddy_promotions_total").increment(1);
+        }
+        slot.promote(copy, epoch);
+    }
+
+    async fn pull(
+        &mut self,
+        partition: PartitionId,
+        epoch: Epoch,
+        to: &NodeIdentity,
+    ) -> Result<PeerPending, String> {
+        let cluster = self.args.cluster.borrow().clone();
+        let links = self.args.links.clone();
+        let Some(slot) = self.slot(partition).as_mut() else {
+            return Err("no copy held".into());
+        };
+        let Some(chunks) = slot.partition.as_mut().map(|p| chunks_of(p)) else {
+            return Err("no copy held".into());
+        };
+        if slot.role == Role::Owner {
+            // The fence: from here on this node refuses writes for the
+            // partition, so the snapshot holds every write it acknowledged.
+            let backup = cluster
+                .placement
+                .table()
+                .replicas(partition)
+                .skip(1)
+                .any(|n| cluster.is_local(n));
+            slot.role = if backup {
+                Role::Backup
+            } else {
+                Role::Retiring {
+                    until: Instant::now() + crate::slot::RETIRE_AFTER,
+                }
+            };
+            tracing::info!(partition = partition.0, to = %to.name, "handing the partition over");
+        }
+        metrics::counter!("eddy_handoffs_sent_total").increment(1);
+        send_snapshot(&links, to, partition, chunks, true, epoch)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    async fn resync(&mut self, partition: PartitionId, backup: &NodeId) -> Option<ReplicaAck> {
+        let cluster = self.args.cluster.borrow().clone();
+        let links = self.args.links.clone();
+        let slot = self.slot(partition).as_mut()?;
+        slot.synced.retain(|b| b != backup);
+        let owned = slot.owned()?;
+        let (required, epoch, chunks) = (owned.last_seq(), owned.epoch(), chunks_of(owned));
+        let peer = cluster.live_member(backup)?;
+        let answer = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
+        if answer.is_ok() {
+            slot.synced.push(backup.clone());
+        }
+        Some(ReplicaAck {
+            partition,
+            backup: backup.clone(),
+            required,
+            answer,
         })
     }
 
-    fn publish(&mut self) {
-        for alert in self.out.alerts.drain(..) {
-            self.args.alerts.publish(alert);
+    async fn tick(&mut self) {
+        let now_ts = now();
+        let now = Instant::now();
+        let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
+        let mut out = std::mem::take(&mut self.out);
+        let mut fired_in: Vec<(PartitionId, Vec<u8>)> = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(held) = slot.as_mut() else {
+                continue;
+            };
+            if let Role::Retiring { until } = held.role
+                && now >= until
+            {
+                tracing::debug!(partition = index, "dropped a retired copy");
+                *slot = None;
+                continue;
+            }
+            let role = held.role;
+            let Some(partition) = held.partition.as_mut() else {
+                continue;
+            };
+            if role == Role::Owner {
+                fired += partition.tick(now_ts, &mut out);
+                if !out.log.is_empty() {
+                    fired_in.push((partition.id(), out.log.as_bytes().to_vec()));
+                    out.log.clear();
+                }
+            } else {
+                partition.passivate_idle(now_ts);
+            }
+            let stats = partition.stats();
+            active += stats.keys_active;
+            passive += stats.keys_passive;
+            timers += stats.timers_pending;
         }
-        // No backups yet: the entries need no shipping, and without a data_dir
-        // there is no log to append to (see docs/ARCHITECTURE.md).
-        self.out.log.clear();
+        let alerts = std::mem::take(&mut out.alerts);
+        self.out = out;
+        if !fired_in.is_empty() || !alerts.is_empty() {
+            let mut acks = Vec::new();
+            self.ship_all(fired_in, &mut acks).await;
+            let hub = self.args.alerts.clone();
+            let wait = self.args.wait_for_backups;
+            // Timer alerts, like event alerts, are published once the
+            // firing is on every backup.
+            tokio::spawn(async move {
+                if wait {
+                    for ack in acks {
+                        if let Err(reason) = crate::ingress::settle_ack(ack).await {
+                            tracing::debug!(%reason, "timer firing not replicated yet");
+                        }
+                    }
+                }
+                for alert in alerts {
+                    hub.publish(alert);
+                }
+            });
+        }
+        let worker = self.args.index.to_string();
+        metrics::counter!("eddy_timers_fired_total").increment(fired as u64);
+        metrics::gauge!("eddy_keys_active", "worker" => worker.clone()).set(active as f64);
+        metrics::gauge!("eddy_keys_passive", "worker" => worker.clone()).set(passive as f64);
+        metrics::gauge!("eddy_timers_pending", "worker" => worker).set(timers as f64);
     }
+}
+
+/// The snapshot of `copy` as chunks, taken in one pass before any await
+/// (a partition is not `Sync`, and must not change while it is taken).
+fn chunks_of(copy: &Partition) -> Result<Vec<Vec<u8>>, String> {
+    copy.snapshot_chunks(DEFAULT_CHUNK_BYTES)
+        .map_err(|err| format!("snapshot did not encode: {err}"))
+}
+
+/// Streams snapshot `chunks` of `partition` to `peer`; the answer to come is
+/// the last chunk's.
+async fn send_snapshot(
+    links: &PeerLinks,
+    peer: &NodeIdentity,
+    partition: PartitionId,
+    chunks: Result<Vec<Vec<u8>>, String>,
+    owner: bool,
+    epoch: Epoch,
+) -> Result<PeerPending, PeerError> {
+    let no_answer = |reason: String| PeerError::NoAnswer {
+        node: peer.name.clone(),
+        reason,
+    };
+    let chunks = chunks.map_err(no_answer)?;
+    let count = chunks.len();
+    let mut last = None;
+    for (index, chunk) in chunks.iter().enumerate() {
+        let pending = links
+            .snapshot_chunk(peer, partition.0, epoch.0, owner, chunk, index + 1 == count)
+            .await?;
+        last = Some(pending);
+    }
+    last.ok_or_else(|| no_answer("empty snapshot".into()))
 }
 
 impl Actor for Worker {
@@ -121,11 +593,14 @@ impl Actor for Worker {
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
         myself.send_interval(args.tick, || WorkerMsg::Tick);
-        Ok(WorkerState {
+        let mut state = WorkerState {
             args,
-            partitions: Vec::new(),
+            slots: Vec::new(),
             out: Outputs::default(),
-        })
+        };
+        let cluster = state.args.cluster.borrow().clone();
+        state.placement(&cluster);
+        Ok(state)
     }
 
     async fn handle(
@@ -136,29 +611,10 @@ impl Actor for Worker {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             WorkerMsg::Apply { events, reply } => {
-                let now = now();
-                let mut outcomes = Vec::with_capacity(events.len());
-                let mut counts = Counts::default();
-                for (partition, event) in &events {
-                    let input = EventRef {
-                        kind: event.kind,
-                        key: &event.key,
-                        payload: &event.payload,
-                        producer: event.producer.as_ref().map(|p| eddy_core::ProducerView {
-                            producer: &p.producer,
-                            seq: p.seq,
-                        }),
-                    };
-                    let mut out = std::mem::take(&mut state.out);
-                    let outcome = state.partition(*partition).submit(now, input, &mut out);
-                    state.out = out;
-                    counts.record(&outcome);
-                    outcomes.push(outcome);
-                }
-                counts.flush();
-                state.publish();
+                let (mut applied, touched) = state.apply(events);
+                state.ship_all(touched, &mut applied.acks).await;
                 // The caller may have given up (timeout); nothing to undo then.
-                let _ = reply.send(outcomes);
+                let _ = reply.send(applied);
             }
             WorkerMsg::State {
                 partition,
@@ -166,47 +622,69 @@ impl Actor for Worker {
                 key,
                 reply,
             } => {
-                let result = match state
-                    .partitions
-                    .get(partition.0 as usize)
-                    .and_then(Option::as_ref)
-                {
-                    Some(p) => p.state_json(kind, &key),
-                    None => Ok(None),
+                let result = match state.slot(partition).as_mut() {
+                    Some(slot) => match slot.owned() {
+                        Some(p) => p.state_json(kind, &key).map_err(|e| e.to_string()),
+                        None => Err("this node does not serve the partition right now".into()),
+                    },
+                    None => Err("this node does not serve the partition right now".into()),
                 };
                 let _ = reply.send(result);
             }
-            WorkerMsg::Release { partitions } => {
-                for partition in partitions {
-                    if let Some(slot) = state.partitions.get_mut(partition.0 as usize)
-                        && slot.take().is_some()
-                    {
-                        tracing::info!(
-                            partition = partition.0,
-                            "released a partition this node no longer holds"
-                        );
-                    }
+            WorkerMsg::Tick => state.tick().await,
+            WorkerMsg::Placement(cluster) => state.placement(&cluster),
+            WorkerMsg::Replicate {
+                partition,
+                epoch,
+                entries,
+                reply,
+            } => {
+                let _ = reply.send(state.replicate(partition, epoch, &entries));
+            }
+            WorkerMsg::Snapshot {
+                partition,
+                epoch,
+                owner,
+                chunk,
+                last,
+                reply,
+            } => {
+                let outcome = state.snapshot_chunk(partition, epoch, owner, &chunk, last);
+                let _ = reply.send(outcome);
+                if owner && last {
+                    // A new owner brings its backups up to date at once.
+                    let _ = state.ship(partition, &[]).await;
                 }
             }
-            WorkerMsg::Tick => {
-                let now = now();
-                let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
-                let mut out = std::mem::take(&mut state.out);
-                for partition in state.partitions.iter_mut().flatten() {
-                    fired += partition.tick(now, &mut out);
-                    let stats = partition.stats();
-                    active += stats.keys_active;
-                    passive += stats.keys_passive;
-                    timers += stats.timers_pending;
+            WorkerMsg::Survey { partitions, reply } => {
+                let _ = reply.send(state.survey(&partitions));
+            }
+            WorkerMsg::Pull {
+                partition,
+                epoch,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(state.pull(partition, epoch, &to).await);
+            }
+            WorkerMsg::Take { partition, epoch } => {
+                state.take(partition, epoch);
+                let _ = state.ship(partition, &[]).await;
+            }
+            WorkerMsg::Resync {
+                partition,
+                backup,
+                reply,
+            } => {
+                let _ = reply.send(state.resync(partition, &backup).await);
+            }
+            WorkerMsg::Deposed { partition } => {
+                if let Some(slot) = state.slot(partition).as_mut()
+                    && slot.role == Role::Owner
+                {
+                    tracing::warn!(partition = partition.0, "a backup serves a newer owner; demoted");
+                    slot.role = Role::Backup;
                 }
-                state.out = out;
-                state.publish();
-                let worker = state.args.index.to_string();
-                metrics::counter!("eddy_timers_fired_total").increment(fired as u64);
-                metrics::gauge!("eddy_keys_active", "worker" => worker.clone()).set(active as f64);
-                metrics::gauge!("eddy_keys_passive", "worker" => worker.clone())
-                    .set(passive as f64);
-                metrics::gauge!("eddy_timers_pending", "worker" => worker).set(timers as f64);
             }
         }
         Ok(())
@@ -254,9 +732,9 @@ impl Counts {
     }
 }
 
-/// Starts workers and restarts any that fails. Restarting loses the failed
-/// worker's partitions (single node, no replicas yet): it is logged as an
-/// error and counted, and the node keeps serving the other partitions.
+/// Starts workers and restarts any that fails. A restarted worker holds
+/// nothing; its owned partitions come back through the ownership task's
+/// next survey (from backups), see docs/ARCHITECTURE.md.
 pub struct Supervisor;
 
 /// The supervisor's view: how to start worker `i` again.

@@ -1,0 +1,280 @@
+//! The ownership task: turns partition-table changes into safe ownership.
+//!
+//! For every partition the new table gives this node, it asks every live
+//! member which copy they hold (`Survey`: epoch and last position), picks
+//! the most caught-up copy (highest epoch, then highest position — DESIGN
+//! §11) and
+//! - takes it over locally if that copy is ours (failover: a backup
+//!   promotes) or nobody has one (a new partition),
+//! - else pulls it from its holder (`Pull`): the holder stops acting as
+//!   owner first (the fence), then streams a snapshot; join, leave and a
+//!   stale local copy all go this way.
+//! Either way the new owner takes the epoch one above the highest seen, so
+//! backups refuse anything a deposed owner still sends. Until a partition is
+//! taken over its events are re-routed (the ingress retries), never applied.
+//!
+//! A node configured with seeds waits to join (or `join_timeout_ms`) before
+//! taking anything, so a joining node does not found a cluster of its own
+//! and serve partitions others hold.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_cluster::{Held, NodeId, NodeIdentity};
+use eddy_core::{Epoch, PartitionId, Replicated};
+use futures_util::future::join_all;
+use tokio::sync::watch;
+
+use crate::cluster::ClusterState;
+use crate::ingress::Ingress;
+use crate::peer::PeerLinks;
+
+/// Partitions taken over at once; bounds the snapshot traffic of a rebalance.
+const CONCURRENT_TAKEOVERS: usize = 16;
+/// Wait before retrying partitions whose takeover failed.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Rounds a partition's takeover is retried while a live holder of a better
+/// copy does not answer, before this node takes its own copy (or an empty
+/// one) so the partition serves again. Logged loudly when it happens.
+const MAX_ROUNDS: u32 = 20;
+
+/// What the task needs.
+pub struct OwnershipArgs {
+    /// The local ingress (workers, survey, take).
+    pub ingress: Ingress,
+    /// Links to peers (survey, pull).
+    pub links: PeerLinks,
+    /// Whether the node was configured with seeds (then it waits to join).
+    pub has_seeds: bool,
+    /// How long a node with seeds waits for another member before it forms
+    /// a cluster of its own.
+    pub join_timeout: Duration,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = args.ingress.watch_cluster();
+    if args.has_seeds {
+        let deadline = tokio::time::Instant::now() + args.join_timeout;
+        loop {
+            let joined = changes
+                .borrow()
+                .members
+                .iter()
+                .filter(|m| m.status.is_live())
+                .count()
+                > 1;
+            if joined {
+                break;
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("no seed answered within join_timeout_ms; forming a cluster of one");
+                    break;
+                }
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+        }
+        // Let the joined view settle into a table before acting on it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), wait_for_table(&mut changes)).await;
+    }
+    let mut previous: Option<Arc<ClusterState>> = None;
+    let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
+    loop {
+        let current = changes.borrow_and_update().clone();
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.placement.version() != current.placement.version());
+        if changed {
+            args.ingress.placement_changed(&current);
+            for p in gained(previous.as_deref(), &current) {
+                if !waiting.iter().any(|(w, _)| *w == p) {
+                    waiting.push((p, 0));
+                }
+            }
+            if previous.is_none() {
+                args.ingress.set_ready(true);
+            }
+            previous = Some(current.clone());
+        }
+        if !waiting.is_empty() {
+            waiting = take_over(&args, waiting).await;
+        }
+        let retry = async {
+            if waiting.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = retry => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}
+
+/// Waits for the next table (a placement version change).
+async fn wait_for_table(changes: &mut watch::Receiver<Arc<ClusterState>>) {
+    let version = changes.borrow().placement.version();
+    let _ = changes
+        .wait_for(|state| state.placement.version() != version)
+        .await;
+}
+
+/// Partitions the table now gives this node as owner that it did not own in
+/// the previous table (all it owns, for the first table).
+fn gained(previous: Option<&ClusterState>, current: &ClusterState) -> Vec<PartitionId> {
+    let me = &current.local.name;
+    let table = current.placement.table();
+    (0..table.partitions())
+        .map(PartitionId)
+        .filter(|&p| table.owner(p) == Some(me))
+        .filter(|&p| previous.is_none_or(|prev| prev.placement.table().owner(p) != Some(me)))
+        .collect()
+}
+
+/// One copy of a partition somewhere.
+#[derive(Debug, Clone)]
+struct Copy {
+    holder: Option<NodeIdentity>,
+    epoch: u64,
+    last_seq: u64,
+}
+
+/// Tries to take over `waiting` partitions; returns those to retry.
+async fn take_over(
+    args: &OwnershipArgs,
+    waiting: Vec<(PartitionId, u32)>,
+) -> Vec<(PartitionId, u32)> {
+    let started = Instant::now();
+    let cluster = args.ingress.cluster();
+    let me = cluster.local.name.clone();
+    // Still ours in the latest table?
+    let waiting: Vec<(PartitionId, u32)> = waiting
+        .into_iter()
+        .filter(|(p, _)| cluster.placement.table().owner(*p) == Some(&me))
+        .collect();
+    if waiting.is_empty() {
+        return waiting;
+    }
+    let asked: Vec<PartitionId> = waiting.iter().map(|(p, _)| *p).collect();
+    let others: Vec<NodeIdentity> = cluster
+        .members
+        .iter()
+        .filter(|m| m.status.is_live() && m.identity.name != me)
+        .map(|m| m.identity.clone())
+        .collect();
+    let ids: Vec<u32> = asked.iter().map(|p| p.0).collect();
+    let surveys = join_all(others.iter().map(|peer| {
+        let ids = ids.clone();
+        async move { (peer, args.links.survey(peer, ids).await) }
+    }))
+    .await;
+    let local = args.ingress.survey(&asked).await;
+    let mut copies: Vec<(u32, Copy)> = local
+        .into_iter()
+        .map(|held| (held.partition, copy(None, held)))
+        .collect();
+    let mut unanswered: BTreeSet<NodeId> = BTreeSet::new();
+    for (peer, answer) in surveys {
+        match answer {
+            Ok(held) => copies.extend(
+                held.into_iter()
+                    .map(|h| (h.partition, copy(Some(peer.clone()), h))),
+            ),
+            Err(err) => {
+                tracing::warn!(peer = %peer.name, %err, "survey unanswered");
+                unanswered.insert(peer.name.clone());
+            }
+        }
+    }
+    let mut retry = Vec::new();
+    let mut done = 0usize;
+    for chunk in waiting.chunks(CONCURRENT_TAKEOVERS) {
+        let results = join_all(chunk.iter().map(|&(partition, round)| {
+            let found: Vec<&Copy> = copies
+                .iter()
+                .filter(|(p, _)| *p == partition.0)
+                .map(|(_, c)| c)
+                .collect();
+            let unsure = !unanswered.is_empty() && round < MAX_ROUNDS;
+            let table_epoch = cluster.placement.epoch(partition).0;
+            async move {
+                let ok = take_one(args, partition, &found, unsure, table_epoch, round).await;
+                (partition, round, ok)
+            }
+        }))
+        .await;
+        for (partition, round, ok) in results {
+            if ok {
+                done += 1;
+            } else {
+                retry.push((partition, round + 1));
+            }
+        }
+    }
+    tracing::info!(
+        taken = done,
+        retrying = retry.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "took over partitions"
+    );
+    retry
+}
+
+fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
+    Copy {
+        holder,
+        epoch: held.epoch,
+        last_seq: held.last_seq,
+    }
+}
+
+/// Takes one partition over from the best copy; false to retry later.
+async fn take_one(
+    args: &OwnershipArgs,
+    partition: PartitionId,
+    found: &[&Copy],
+    unsure: bool,
+    table_epoch: u64,
+    round: u32,
+) -> bool {
+    let best = found
+        .iter()
+        // Ties go to the local copy (no transfer).
+        .max_by_key(|c| (c.epoch, c.last_seq, c.holder.is_none()));
+    let max_epoch = found.iter().map(|c| c.epoch).max().unwrap_or(0);
+    let epoch = Epoch((max_epoch + 1).max(table_epoch));
+    match best.and_then(|c| c.holder.as_ref()) {
+        None => {
+            if unsure {
+                // A member that did not answer may hold a better copy.
+                return false;
+            }
+            if round >= MAX_ROUNDS && !found.is_empty() {
+                tracing::error!(partition = partition.0, "members did not answer the survey; taking the local copy");
+            }
+            args.ingress.take(partition, epoch);
+            true
+        }
+        Some(holder) => match args.links.pull(holder, partition.0, epoch.0).await {
+            Ok(Replicated::Applied { .. }) => true,
+            Ok(other) => {
+                tracing::warn!(partition = partition.0, holder = %holder.name, ?other, "handoff refused");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(partition = partition.0, holder = %holder.name, %err, "handoff failed");
+                if round >= MAX_ROUNDS {
+                    tracing::error!(partition = partition.0, holder = %holder.name, "the holder of the best copy does not hand over; taking the local copy");
+                    args.ingress.take(partition, epoch);
+                    return true;
+                }
+                false
+            }
+        },
+    }
+}

@@ -1,0 +1,147 @@
+//! What a node holds of one partition and in which role.
+//!
+//! The role a worker gives a partition follows the partition table with one
+//! rule that makes ownership safe: a node never *becomes* owner by reading
+//! the table. The table only demotes (owner → backup or retiring) or marks a
+//! partition `Incoming`; promotion happens when the ownership task
+//! ([`crate::ownership`]) has found the most caught-up copy in the cluster
+//! and either took it over locally or had it handed over (DESIGN §6).
+
+use std::time::{Duration, Instant};
+
+use eddy_cluster::{NodeId, PartitionTable};
+use eddy_core::{Partition, PartitionId, SnapshotReader};
+
+/// How long a copy the table no longer gives us is kept: a new owner may
+/// still pull it (it may be the most caught-up copy), then it is dropped.
+pub const RETIRE_AFTER: Duration = Duration::from_secs(30);
+
+/// What this node does with a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes, logs, replicates to the backups.
+    Owner,
+    /// Applies what the owner ships.
+    Backup,
+    /// The table says we own it; we wait for the ownership task to promote
+    /// our copy or to receive the handoff. Writes are refused (re-routed).
+    Incoming,
+    /// The table gives it to others; kept until `until` in case a new owner
+    /// pulls it.
+    Retiring {
+        /// When the copy is dropped.
+        until: Instant,
+    },
+}
+
+/// One partition as held by this node.
+pub struct Slot {
+    /// The copy; `None` while incoming without one.
+    pub partition: Option<Partition>,
+    /// The role.
+    pub role: Role,
+    /// Backups known to hold this owner's log up to the last shipped entry
+    /// (they got a snapshot at some point, then every entry). A backup not in
+    /// here is sent a snapshot before anything else.
+    pub synced: Vec<NodeId>,
+    /// A snapshot stream being received.
+    pub receiving: Option<SnapshotReader>,
+}
+
+impl Slot {
+    /// An empty slot in `role`.
+    pub fn new(role: Role) -> Slot {
+        Slot {
+            partition: None,
+            role,
+            synced: Vec::new(),
+            receiving: None,
+        }
+    }
+
+    /// The partition if this node is its serving owner.
+    pub fn owned(&mut self) -> Option<&mut Partition> {
+        match self.role {
+            Role::Owner => self.partition.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Becomes the owner at `epoch` (at least), with no backup synced yet.
+    pub fn promote(&mut self, partition: Partition, epoch: eddy_core::Epoch) {
+        let mut partition = partition;
+        partition.set_epoch(epoch);
+        self.partition = Some(partition);
+        self.role = Role::Owner;
+        self.synced.clear();
+    }
+}
+
+/// The role the table gives `local` for `partition`, applied to a slot:
+/// returns the slot's new role, or `None` if no slot is needed.
+pub fn role_after_table(
+    current: Option<Role>,
+    table: &PartitionTable,
+    partition: PartitionId,
+    local: &NodeId,
+    now: Instant,
+) -> Option<Role> {
+    let rank = table.replicas(partition).position(|n| n == local);
+    match (rank, current) {
+        // Owner by the table: keep serving if we already do, else wait for
+        // the ownership task.
+        (Some(0), Some(Role::Owner)) => Some(Role::Owner),
+        (Some(0), _) => Some(Role::Incoming),
+        (Some(_), None) => None,
+        (Some(_), Some(_)) => Some(Role::Backup),
+        (None, None) => None,
+        (None, Some(Role::Retiring { until })) => Some(Role::Retiring { until }),
+        (None, Some(_)) => Some(Role::Retiring {
+            until: now + RETIRE_AFTER,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(nodes: &[&str]) -> PartitionTable {
+        let names: Vec<NodeId> = nodes.iter().map(|n| NodeId::new(n)).collect();
+        PartitionTable::compute(&names, 64, 2)
+    }
+
+    #[test]
+    fn the_table_demotes_but_never_promotes() {
+        let t = table(&["a", "b", "c"]);
+        let now = Instant::now();
+        let a = NodeId::new("a");
+        for p in (0..64).map(PartitionId) {
+            let rank = t.replicas(p).position(|n| *n == a);
+            for current in [
+                None,
+                Some(Role::Owner),
+                Some(Role::Backup),
+                Some(Role::Incoming),
+            ] {
+                let next = role_after_table(current, &t, p, &a, now);
+                if next == Some(Role::Owner) {
+                    assert_eq!(current, Some(Role::Owner), "only an owner stays owner");
+                    assert_eq!(rank, Some(0));
+                }
+                match rank {
+                    Some(0) if current != Some(Role::Owner) => {
+                        assert_eq!(next, Some(Role::Incoming));
+                    }
+                    Some(0) => {}
+                    Some(_) => assert_eq!(next, current.map(|_| Role::Backup)),
+                    None => assert_eq!(
+                        next.is_some(),
+                        current.is_some(),
+                        "a held copy retires, none is created"
+                    ),
+                }
+            }
+        }
+    }
+}
