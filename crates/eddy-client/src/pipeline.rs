@@ -4,7 +4,7 @@
 //! (peer protocol), which differ only in their message types.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eddy_core::wire::{WireError, decode_frame};
@@ -33,6 +33,8 @@ type Waiters<A> = Arc<Mutex<HashMap<u64, oneshot::Sender<A>>>>;
 pub struct Pipeline<A: Answer> {
     frames: mpsc::Sender<Vec<u8>>,
     waiters: Waiters<A>,
+    /// Set by the reader when the connection ended: nothing will be answered.
+    ended: Arc<AtomicBool>,
     next_id: AtomicU64,
     in_flight: Arc<Semaphore>,
 }
@@ -58,15 +60,18 @@ impl<A: Answer> Pipeline<A> {
                 }
             }
         });
+        let ended = Arc::new(AtomicBool::new(false));
         tokio::spawn(read_loop(
             reader,
             max_frame_bytes,
             waiters.clone(),
             unsolicited,
+            ended.clone(),
         ));
         Pipeline {
             frames,
             waiters,
+            ended,
             next_id: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
@@ -99,10 +104,15 @@ impl<A: Answer> Pipeline<A> {
         let mut frame = Vec::new();
         encode(request_id, &mut frame)?;
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .map_err(|_| ClientError::Closed)?
-            .insert(request_id, tx);
+        {
+            let mut waiters = self.waiters.lock().map_err(|_| ClientError::Closed)?;
+            // Checked under the lock the reader clears waiters with, so a
+            // request is either refused here or failed by the reader.
+            if self.ended.load(Ordering::Acquire) {
+                return Err(ClientError::Closed);
+            }
+            waiters.insert(request_id, tx);
+        }
         if self.frames.send(frame).await.is_err() {
             self.forget(request_id);
             return Err(ClientError::Closed);
@@ -123,7 +133,7 @@ impl<A: Answer> Pipeline<A> {
 
     /// Whether the connection has ended (the writer is gone).
     pub fn is_closed(&self) -> bool {
-        self.frames.is_closed()
+        self.ended.load(Ordering::Acquire) || self.frames.is_closed()
     }
 
     fn forget(&self, request_id: u64) {
@@ -152,10 +162,13 @@ async fn read_loop<A: Answer>(
     max_frame_bytes: usize,
     waiters: Waiters<A>,
     unsolicited: Option<mpsc::Sender<A>>,
+    ended: Arc<AtomicBool>,
 ) {
-    // Dropping the waiters' senders tells every caller: Closed.
+    // Dropping the waiters' senders tells every caller: Closed. Every exit
+    // of this loop ends the connection.
     let fail_all = |waiters: &Waiters<A>| {
         if let Ok(mut w) = waiters.lock() {
+            ended.store(true, Ordering::Release);
             w.clear();
         }
     };

@@ -2,6 +2,8 @@
 //! replica equal to its owner, skips resends, asks for a snapshot on a gap and
 //! fences a deposed owner.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -43,7 +43,12 @@ const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an overloaded client is told to wait.
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 /// Routing rounds for events a peer says it does not own.
-const MAX_ROUTE_ATTEMPTS: usize = 4;
+const MAX_ROUTE_ATTEMPTS: usize = 12;
+/// How long an owner keeps trying to get a write onto every current backup
+/// (covers detecting a dead backup and re-placing its partitions).
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(6);
+/// Pause between such tries.
+const CONFIRM_RETRY: Duration = Duration::from_millis(200);
 /// Wait between routing rounds: about the settle delay, so tables converge.
 const ROUTE_RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -131,6 +136,19 @@ struct Inner {
     wait_for_backups: bool,
 }
 
+/// What an ingress is built from.
+pub(crate) struct IngressParts {
+    pub registry: Arc<Registry>,
+    pub partitions: u32,
+    pub worker_names: Vec<String>,
+    pub max_inflight_events: usize,
+    pub alerts: AlertHub,
+    pub cluster: watch::Receiver<Arc<ClusterState>>,
+    pub peers: PeerLinks,
+    /// `acks = all`.
+    pub wait_for_backups: bool,
+}
+
 /// Cloneable handle to the node's workers.
 #[derive(Clone)]
 pub struct Ingress {
@@ -138,16 +156,17 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    pub(crate) fn new(
-        registry: Arc<Registry>,
-        partitions: u32,
-        worker_names: Vec<String>,
-        max_inflight_events: usize,
-        alerts: AlertHub,
-        cluster: watch::Receiver<Arc<ClusterState>>,
-        peers: PeerLinks,
-        wait_for_backups: bool,
-    ) -> Self {
+    pub(crate) fn new(parts: IngressParts) -> Self {
+        let IngressParts {
+            registry,
+            partitions,
+            worker_names,
+            max_inflight_events,
+            alerts,
+            cluster,
+            peers,
+            wait_for_backups,
+        } = parts;
         let budgets = worker_names
             .iter()
             .map(|_| Arc::new(Semaphore::new(max_inflight_events)))
@@ -310,6 +329,7 @@ impl Ingress {
             let state = self.cluster();
             let mut local = Vec::new();
             let mut remote: Vec<(NodeIdentity, Vec<usize>, Vec<WireEvent>)> = Vec::new();
+            let mut deferred = Vec::new();
             for (index, event) in pending.drain(..) {
                 let partition = self.partition(event.kind, &event.key);
                 let owner = match state.placement.table().owner(partition) {
@@ -330,10 +350,9 @@ impl Ingress {
                     )));
                 };
                 if member.status == MemberStatus::Down {
-                    return Err(IngressError::Unavailable(format!(
-                        "owner {owner} of partition {} is down; partitions are moving",
-                        partition.0
-                    )));
+                    // Its partitions move within the settle delay.
+                    deferred.push((index, event));
+                    continue;
                 }
                 let group = match remote.iter().position(|(id, ..)| id.name == *owner) {
                     Some(position) => &mut remote[position],
@@ -346,6 +365,7 @@ impl Ingress {
                 group.1.push(index);
                 group.2.push(self.ingress_to_wire(event));
             }
+            pending.append(&mut deferred);
             let forwards = remote.iter().map(|(peer, _, events)| async move {
                 (events.len(), self.inner.peers.forward(peer, events).await)
             });
@@ -362,7 +382,19 @@ impl Ingress {
             reply.duplicates += local_reply.duplicates;
             reply.rejected.extend(local_reply.rejected);
             for ((_, positions, events), (count, outcome)) in remote.into_iter().zip(outcomes) {
-                let outcome = outcome.map_err(forward_error)?;
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    // Nothing was applied there (no connection, or the peer
+                    // is stopping): route again once the table moved on.
+                    Err(err) if err.nothing_applied() => {
+                        tracing::debug!(%err, "re-routing a batch its owner did not take");
+                        pending.extend(positions.into_iter().zip(events).filter_map(
+                            |(index, event)| Some((index, self.wire_to_ingress(event)?)),
+                        ));
+                        continue;
+                    }
+                    Err(err) => return Err(forward_error(err)),
+                };
                 reply.misrouted += u32::try_from(count).unwrap_or(u32::MAX);
                 reply.accepted += outcome.accepted;
                 reply.duplicates += outcome.duplicates;
@@ -502,47 +534,75 @@ impl Ingress {
         Ok((reply, returned))
     }
 
-    /// Waits for one backup's answer; a backup that lost track is sent a
-    /// snapshot and waited for once more, a backup that serves a newer
-    /// owner demotes this one.
+    /// Waits for one backup's answer. If it does not confirm — it lost
+    /// track, or it died — the write still counts once every backup of the
+    /// *current* replica set holds it: the worker sends a snapshot to those
+    /// that lost track and a barrier to the others, and this repeats while
+    /// the table drops a dead backup (DESIGN §6: acks over the current
+    /// replica set), up to a deadline. A backup serving a newer owner
+    /// deposes this one.
     async fn confirm(&self, ack: ReplicaAck) -> Result<(), IngressError> {
-        let (partition, backup) = (ack.partition, ack.backup.clone());
-        let failure = match settle_ack(ack).await {
+        let partition = ack.partition;
+        let mut resync = vec![ack.backup.clone()];
+        match settle_ack(ack).await {
             Ok(()) => return Ok(()),
-            Err(failure) => failure,
-        };
-        let worker = self.worker(self.worker_of(partition))?;
-        match failure {
-            AckFailure::Stale => {
-                let _ = worker.cast(WorkerMsg::Deposed { partition });
-                Err(IngressError::Unavailable(format!(
-                    "partition {} has a newer owner; retry",
-                    partition.0
-                )))
-            }
-            AckFailure::Behind | AckFailure::Failed(_) => {
-                let resent = worker
-                    .call(
-                        |reply| WorkerMsg::Resync {
-                            partition,
-                            backup: backup.clone(),
-                            reply,
-                        },
-                        Some(WORKER_CALL_TIMEOUT),
-                    )
-                    .await;
-                let retry = match resent {
-                    Ok(CallResult::Success(Some(ack))) => settle_ack(ack).await,
-                    _ => Err(failure),
-                };
-                retry.map_err(|err| {
-                    IngressError::Unavailable(format!(
-                        "backup {backup} of partition {} did not confirm: {err}",
-                        partition.0
-                    ))
-                })
+            Err(AckFailure::Stale) => return Err(self.deposed(partition)),
+            Err(failure) => {
+                tracing::debug!(partition = partition.0, %failure, "backup did not confirm")
             }
         }
+        let worker = self.worker(self.worker_of(partition))?;
+        let deadline = Instant::now() + CONFIRM_DEADLINE;
+        loop {
+            let barrier = worker
+                .call(
+                    |reply| WorkerMsg::Barrier {
+                        partition,
+                        resync: std::mem::take(&mut resync),
+                        reply,
+                    },
+                    Some(WORKER_CALL_TIMEOUT),
+                )
+                .await;
+            let Ok(CallResult::Success(Some(acks))) = barrier else {
+                return Err(IngressError::Unavailable(format!(
+                    "partition {} changed owner before its backups confirmed; retry",
+                    partition.0
+                )));
+            };
+            let mut last = None;
+            for ack in acks {
+                let backup = ack.backup.clone();
+                match settle_ack(ack).await {
+                    Ok(()) => {}
+                    Err(AckFailure::Stale) => return Err(self.deposed(partition)),
+                    Err(failure) => {
+                        resync.push(backup.clone());
+                        last = Some(format!("{backup}: {failure}"));
+                    }
+                }
+            }
+            let Some(reason) = last else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(IngressError::Unavailable(format!(
+                    "backup of partition {} did not confirm: {reason}",
+                    partition.0
+                )));
+            }
+            tokio::time::sleep(CONFIRM_RETRY).await;
+        }
+    }
+
+    fn deposed(&self, partition: PartitionId) -> IngressError {
+        if let Ok(worker) = self.worker(self.worker_of(partition)) {
+            let _ = worker.cast(WorkerMsg::Deposed { partition });
+        }
+        IngressError::Unavailable(format!(
+            "partition {} has a newer owner; retry",
+            partition.0
+        ))
     }
 
     fn worker_of_partition(&self, partition: PartitionId) -> Option<ActorRef<WorkerMsg>> {
@@ -600,18 +660,21 @@ impl Ingress {
         for &partition in partitions {
             groups[self.worker_of(partition)].push(partition);
         }
-        let asks = groups.into_iter().enumerate().map(|(worker, partitions)| async move {
-            if partitions.is_empty() {
-                return Vec::new();
-            }
-            let (reply, answer) = oneshot::channel();
-            match self.worker(worker) {
-                Ok(actor) if actor.cast(WorkerMsg::Survey { partitions, reply }).is_ok() => {
-                    answer.await.unwrap_or_default()
+        let asks = groups
+            .into_iter()
+            .enumerate()
+            .map(|(worker, partitions)| async move {
+                if partitions.is_empty() {
+                    return Vec::new();
                 }
-                _ => Vec::new(),
-            }
-        });
+                let (reply, answer) = oneshot::channel();
+                match self.worker(worker) {
+                    Ok(actor) if actor.cast(WorkerMsg::Survey { partitions, reply }).is_ok() => {
+                        answer.await.unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                }
+            });
         join_all(asks).await.into_iter().flatten().collect()
     }
 
@@ -643,6 +706,20 @@ impl Ingress {
         if let Some(worker) = self.worker_of_partition(partition) {
             let _ = worker.cast(WorkerMsg::Take { partition, epoch });
         }
+    }
+
+    /// Partitions the table gives this node that no worker serves yet.
+    pub(crate) async fn incoming(&self) -> Vec<PartitionId> {
+        let asks = (0..self.inner.worker_names.len()).map(|worker| async move {
+            let (reply, answer) = oneshot::channel();
+            match self.worker(worker) {
+                Ok(actor) if actor.cast(WorkerMsg::Incoming { reply }).is_ok() => {
+                    answer.await.unwrap_or_default()
+                }
+                _ => Vec::new(),
+            }
+        });
+        join_all(asks).await.into_iter().flatten().collect()
     }
 
     /// Tells every worker the table changed.
@@ -727,7 +804,6 @@ impl Ingress {
             _ => Err(IngressError::Unavailable("worker did not answer".into())),
         }
     }
-
 }
 
 fn forward_error(err: PeerError) -> IngressError {
@@ -763,7 +839,9 @@ impl std::fmt::Display for AckFailure {
 
 /// Waits for a backup's answer and checks it holds the log far enough.
 pub async fn settle_ack(ack: ReplicaAck) -> Result<(), AckFailure> {
-    let pending = ack.answer.map_err(|err| AckFailure::Failed(err.to_string()))?;
+    let pending = ack
+        .answer
+        .map_err(|err| AckFailure::Failed(err.to_string()))?;
     match pending.replicated().await {
         Ok(Replicated::Applied { through }) if through >= ack.required => Ok(()),
         Ok(Replicated::Applied { .. } | Replicated::NeedSnapshot { .. }) => Err(AckFailure::Behind),

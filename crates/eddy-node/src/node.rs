@@ -159,16 +159,16 @@ impl NodeBuilder {
         )
         .await
         .map_err(|err| NodeError::Workers(err.to_string()))?;
-        let ingress = Ingress::new(
+        let ingress = Ingress::new(crate::ingress::IngressParts {
             registry,
-            config.partitions,
-            names,
-            config.max_inflight_events,
+            partitions: config.partitions,
+            worker_names: names,
+            max_inflight_events: config.max_inflight_events,
             alerts,
-            cluster.watch(),
-            peers.clone(),
-            config.acks == AckPolicy::All,
-        );
+            cluster: cluster.watch(),
+            peers: peers.clone(),
+            wait_for_backups: config.acks == AckPolicy::All,
+        });
         // Create the recorder before traffic so early counts are not lost.
         let _ = crate::metrics::handle();
         metrics::gauge!("eddy_partitions_owned").set(f64::from(config.partitions));

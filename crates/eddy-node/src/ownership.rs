@@ -9,6 +9,7 @@
 //! - else pulls it from its holder (`Pull`): the holder stops acting as
 //!   owner first (the fence), then streams a snapshot; join, leave and a
 //!   stale local copy all go this way.
+//!
 //! Either way the new owner takes the epoch one above the highest seen, so
 //! backups refuse anything a deposed owner still sends. Until a partition is
 //! taken over its events are re-routed (the ingress retries), never applied.
@@ -34,6 +35,8 @@ use crate::peer::PeerLinks;
 const CONCURRENT_TAKEOVERS: usize = 16;
 /// Wait before retrying partitions whose takeover failed.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How often partitions nobody serves are looked for without a table change.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// Rounds a partition's takeover is retried while a live holder of a better
 /// copy does not answer, before this node takes its own copy (or an empty
 /// one) so the partition serves again. Logged loudly when it happens.
@@ -99,15 +102,21 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             }
             previous = Some(current.clone());
         }
+        // Reconcile: anything the table gives us that no worker serves
+        // (deposed, a rejoin under a new generation, a restarted worker).
+        for p in args.ingress.incoming().await {
+            if !waiting.iter().any(|(w, _)| *w == p) {
+                waiting.push((p, 0));
+            }
+        }
         if !waiting.is_empty() {
             waiting = take_over(&args, waiting).await;
         }
-        let retry = async {
-            if waiting.is_empty() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(RETRY_AFTER).await;
-        };
+        let retry = tokio::time::sleep(if waiting.is_empty() {
+            RECONCILE_EVERY
+        } else {
+            RETRY_AFTER
+        });
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             () = retry => {}
@@ -255,7 +264,10 @@ async fn take_one(
                 return false;
             }
             if round >= MAX_ROUNDS && !found.is_empty() {
-                tracing::error!(partition = partition.0, "members did not answer the survey; taking the local copy");
+                tracing::error!(
+                    partition = partition.0,
+                    "members did not answer the survey; taking the local copy"
+                );
             }
             args.ingress.take(partition, epoch);
             true
@@ -263,12 +275,15 @@ async fn take_one(
         Some(holder) => match args.links.pull(holder, partition.0, epoch.0).await {
             Ok(Replicated::Applied { .. }) => true,
             Ok(other) => {
-                tracing::warn!(partition = partition.0, holder = %holder.name, ?other, "handoff refused");
+                // The holder's table still names it owner: retry once the
+                // tables agree.
+                tracing::debug!(partition = partition.0, holder = %holder.name, ?other, "handoff refused");
                 false
             }
             Err(err) => {
                 tracing::warn!(partition = partition.0, holder = %holder.name, %err, "handoff failed");
-                if round >= MAX_ROUNDS {
+                if round >= MAX_ROUNDS && matches!(err, crate::peer::PeerError::Unreachable { .. })
+                {
                     tracing::error!(partition = partition.0, holder = %holder.name, "the holder of the best copy does not hand over; taking the local copy");
                     args.ingress.take(partition, epoch);
                     return true;

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use eddy_client::{Answer, ClientError, Pipeline};
 use eddy_cluster::{
-    ClusterParams, ForwardOutcome, Held, NodeId, NodeIdentity, PeerFailure, PeerRequest, PeerRequestRef,
-    PeerResponse, check_hello,
+    ClusterParams, ForwardOutcome, Held, NodeId, NodeIdentity, PeerFailure, PeerRequest,
+    PeerRequestRef, PeerResponse, check_hello,
 };
-use eddy_core::{Epoch, PartitionId, Replicated};
 use eddy_core::wire::{WireEvent, encode_frame};
+use eddy_core::{Epoch, PartitionId, Replicated};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
@@ -96,6 +96,21 @@ pub enum PeerError {
         /// Its reason.
         failure: PeerFailure,
     },
+}
+
+impl PeerError {
+    /// Whether the peer certainly applied nothing of the request, so it may
+    /// be sent again without producer ids.
+    pub fn nothing_applied(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Unreachable { .. }
+                | PeerError::Failed {
+                    failure: PeerFailure::NotReady,
+                    ..
+                }
+        )
+    }
 }
 
 type Link = Arc<tokio::sync::Mutex<Option<Arc<Pipeline<PeerAnswer>>>>>;
@@ -598,6 +613,18 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
                 failure,
             };
             let cluster = ingress.cluster();
+            if cluster
+                .placement
+                .table()
+                .owner(PartitionId(partition))
+                .is_some_and(|o| cluster.is_local(o))
+            {
+                // Our table says we own it: hand over only once the tables agree.
+                return PeerResponse::Replicated {
+                    request_id,
+                    outcome: Replicated::Stale { current: Epoch(0) },
+                };
+            }
             let Some(to) = cluster.live_member(from).cloned() else {
                 return failed(PeerFailure::Unavailable(format!(
                     "{from} is not a live member here"

@@ -134,14 +134,22 @@ pub enum WorkerMsg {
         /// The epoch to take (at least).
         epoch: Epoch,
     },
-    /// A backup lost track (gap, broken link): send it a snapshot now.
-    Resync {
+    /// Make sure every current backup holds the log so far: a snapshot to
+    /// those in `resync` (they lost track) and to new ones, an empty barrier
+    /// to the rest. `None` if this node no longer owns the partition.
+    Barrier {
         /// The partition.
         partition: PartitionId,
-        /// The backup.
-        backup: NodeId,
-        /// The snapshot's answer to come, if one was sent.
-        reply: RpcReplyPort<Option<ReplicaAck>>,
+        /// Backups to send a snapshot whatever we believed of them.
+        resync: Vec<NodeId>,
+        /// The answers to come.
+        reply: RpcReplyPort<Option<Vec<ReplicaAck>>>,
+    },
+    /// Partitions waiting to be taken over (`Incoming`), for the ownership
+    /// task's reconciliation.
+    Incoming {
+        /// Their ids.
+        reply: oneshot::Sender<Vec<PartitionId>>,
     },
     /// A backup refused our epoch: another node owns the partition now.
     Deposed {
@@ -265,7 +273,8 @@ impl WorkerState {
         let Some(slot) = self.slot(partition).as_mut() else {
             return Vec::new();
         };
-        let Some((required, epoch)) = slot.partition.as_mut().map(|p| (p.last_seq(), p.epoch())) else {
+        let Some((required, epoch)) = slot.partition.as_mut().map(|p| (p.last_seq(), p.epoch()))
+        else {
             return Vec::new();
         };
         let mut acks = Vec::new();
@@ -276,7 +285,10 @@ impl WorkerState {
             let answer = if slot.synced.contains(backup) {
                 links.replicate(peer, partition.0, epoch.0, entries).await
             } else {
-                let chunks = slot.partition.as_mut().map_or(Err("no copy".into()), |p| chunks_of(p));
+                let chunks = slot
+                    .partition
+                    .as_mut()
+                    .map_or(Err("no copy".into()), |p| chunks_of(p));
                 let sent = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
                 if sent.is_ok() {
                     slot.synced.push(backup.clone());
@@ -326,6 +338,27 @@ impl WorkerState {
         }
     }
 
+    /// Stops serving a partition someone else owns at a newer epoch. If our
+    /// table still names us, it becomes `Incoming`, so the ownership task
+    /// takes it back properly (survey, pull) once the tables agree.
+    fn deposed(&mut self, partition: PartitionId) {
+        let cluster = self.args.cluster.borrow().clone();
+        let ours = cluster
+            .placement
+            .table()
+            .owner(partition)
+            .is_some_and(|o| cluster.is_local(o));
+        if let Some(slot) = self.slot(partition).as_mut()
+            && slot.role == Role::Owner
+        {
+            tracing::warn!(
+                partition = partition.0,
+                "another node owns the partition at a newer epoch; stopped serving it"
+            );
+            slot.role = if ours { Role::Incoming } else { Role::Backup };
+        }
+    }
+
     fn survey(&mut self, partitions: &[PartitionId]) -> Vec<Held> {
         partitions
             .iter()
@@ -354,8 +387,8 @@ impl WorkerState {
                     current: copy.epoch(),
                 };
             }
-            tracing::warn!(partition = partition.0, "an owner of a newer epoch exists; demoted");
-            slot.role = Role::Backup;
+            self.deposed(partition);
+            return self.replicate(partition, epoch, entries);
         }
         copy.apply_replicated(epoch, entries)
     }
@@ -370,7 +403,9 @@ impl WorkerState {
     ) -> Replicated {
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
-        let slot = self.slot(partition).get_or_insert_with(|| Slot::new(Role::Backup));
+        let slot = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Backup));
         if chunk_index(chunk) == Some(0) {
             slot.receiving = Some(SnapshotReader::new(registry, config));
         }
@@ -402,7 +437,12 @@ impl WorkerState {
         }
         let through = restored.last_seq();
         if owner {
-            tracing::info!(partition = partition.0, epoch = epoch.0, seq = through.0, "partition handed over; now its owner");
+            tracing::info!(
+                partition = partition.0,
+                epoch = epoch.0,
+                seq = through.0,
+                "partition handed over; now its owner"
+            );
             metrics::counter!("eddy_handoffs_received_total").increment(1);
             slot.promote(restored, epoch);
         } else {
@@ -416,10 +456,18 @@ impl WorkerState {
 
     fn take(&mut self, partition: PartitionId, epoch: Epoch) {
         let fresh = self.fresh(partition);
-        let slot = self.slot(partition).get_or_insert_with(|| Slot::new(Role::Incoming));
+        let slot = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Incoming));
         let had_copy = slot.partition.is_some();
         let copy = slot.partition.take().unwrap_or(fresh);
-        tracing::info!(partition = partition.0, epoch = epoch.0, seq = copy.last_seq().0, had_copy, "taking ownership");
+        tracing::info!(
+            partition = partition.0,
+            epoch = epoch.0,
+            seq = copy.last_seq().0,
+            had_copy,
+            "taking ownership"
+        );
         if had_copy {
             metrics::counter!("eddy_promotions_total").increment(1);
         }
@@ -443,18 +491,18 @@ impl WorkerState {
         if slot.role == Role::Owner {
             // The fence: from here on this node refuses writes for the
             // partition, so the snapshot holds every write it acknowledged.
-            let backup = cluster
+            let rank = cluster
                 .placement
                 .table()
                 .replicas(partition)
-                .skip(1)
-                .any(|n| cluster.is_local(n));
-            slot.role = if backup {
-                Role::Backup
-            } else {
-                Role::Retiring {
+                .position(|n| cluster.is_local(n));
+            slot.role = match rank {
+                // Our table still names us: take it back properly later.
+                Some(0) => Role::Incoming,
+                Some(_) => Role::Backup,
+                None => Role::Retiring {
                     until: Instant::now() + crate::slot::RETIRE_AFTER,
-                }
+                },
             };
             tracing::info!(partition = partition.0, to = %to.name, "handing the partition over");
         }
@@ -464,24 +512,15 @@ impl WorkerState {
             .map_err(|err| err.to_string())
     }
 
-    async fn resync(&mut self, partition: PartitionId, backup: &NodeId) -> Option<ReplicaAck> {
-        let cluster = self.args.cluster.borrow().clone();
-        let links = self.args.links.clone();
+    async fn barrier(
+        &mut self,
+        partition: PartitionId,
+        resync: &[NodeId],
+    ) -> Option<Vec<ReplicaAck>> {
         let slot = self.slot(partition).as_mut()?;
-        slot.synced.retain(|b| b != backup);
-        let owned = slot.owned()?;
-        let (required, epoch, chunks) = (owned.last_seq(), owned.epoch(), chunks_of(owned));
-        let peer = cluster.live_member(backup)?;
-        let answer = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
-        if answer.is_ok() {
-            slot.synced.push(backup.clone());
-        }
-        Some(ReplicaAck {
-            partition,
-            backup: backup.clone(),
-            required,
-            answer,
-        })
+        slot.owned()?;
+        slot.synced.retain(|b| !resync.contains(b));
+        Some(self.ship(partition, &[]).await)
     }
 
     async fn tick(&mut self) {
@@ -671,20 +710,23 @@ impl Actor for Worker {
                 state.take(partition, epoch);
                 let _ = state.ship(partition, &[]).await;
             }
-            WorkerMsg::Resync {
+            WorkerMsg::Barrier {
                 partition,
-                backup,
+                resync,
                 reply,
             } => {
-                let _ = reply.send(state.resync(partition, &backup).await);
+                let _ = reply.send(state.barrier(partition, &resync).await);
             }
-            WorkerMsg::Deposed { partition } => {
-                if let Some(slot) = state.slot(partition).as_mut()
-                    && slot.role == Role::Owner
-                {
-                    tracing::warn!(partition = partition.0, "a backup serves a newer owner; demoted");
-                    slot.role = Role::Backup;
-                }
+            WorkerMsg::Deposed { partition } => state.deposed(partition),
+            WorkerMsg::Incoming { reply } => {
+                let incoming = state
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.role == Role::Incoming))
+                    .map(|(p, _)| PartitionId(p as u32))
+                    .collect();
+                let _ = reply.send(incoming);
             }
         }
         Ok(())

@@ -163,6 +163,29 @@ fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Rep
     (status, body, retry)
 }
 
+/// Like [`reply`], but a failed connection is status 0 (a killed node).
+fn try_reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    match response {
+        Ok(_) => reply(response),
+        Err(err) => (0, err.to_string(), None),
+    }
+}
+
+/// GET that reports a dead node as status 0 instead of panicking.
+pub fn try_get(url: &str) -> Reply {
+    try_reply(agent().get(url).call())
+}
+
+/// JSON POST that reports a dead node as status 0 instead of panicking.
+pub fn try_post(url: &str, body: &str) -> Reply {
+    try_reply(
+        agent()
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body),
+    )
+}
+
 pub fn get(url: &str) -> Reply {
     reply(agent().get(url).call())
 }
