@@ -342,7 +342,9 @@ impl Partition {
                 current: self.epoch,
             };
         }
-        self.epoch = epoch;
+        // The epoch is learnt from applied entries only: a copy must never
+        // claim an epoch whose log it does not hold, or a takeover comparing
+        // (epoch, position) could prefer it over a copy with more writes.
         let mut rest = entries;
         let mut alerts = Vec::new();
         while !rest.is_empty() {
@@ -356,10 +358,20 @@ impl Partition {
             };
             rest = tail;
             if entry.seq <= self.last_seq {
+                if entry.epoch > self.epoch {
+                    // A new owner's entry at a position we hold from an older
+                    // owner: our tail may differ from the new log.
+                    return Replicated::NeedSnapshot {
+                        have: self.last_seq,
+                    };
+                }
                 continue;
             }
             match self.apply_entry(&entry, &mut alerts) {
-                Ok(()) => alerts.clear(),
+                Ok(()) => {
+                    alerts.clear();
+                    self.epoch = self.epoch.max(entry.epoch);
+                }
                 Err(ApplyError::StaleEpoch { current, .. }) => {
                     return Replicated::Stale { current };
                 }

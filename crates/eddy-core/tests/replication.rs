@@ -130,3 +130,50 @@ fn garbage_entries_ask_for_a_snapshot_instead_of_panicking() {
         ));
     }
 }
+
+#[test]
+fn a_copy_only_claims_an_epoch_whose_entries_it_applied() {
+    let (_, shipped) = owner_with(3);
+    let mut promoted = partition(PartitionConfig::default());
+    for batch in &shipped[..2] {
+        promoted.apply_replicated(Epoch(3), batch);
+    }
+    promoted.set_epoch(Epoch(4));
+    let next = submit(&mut promoted, 9_000, cmd("k1", Cmd::Add(5)));
+    // A lagging copy (position 1, epoch 3) gets the new owner's entry 3: a
+    // gap. It must not start calling itself epoch 4.
+    let mut lagging = partition(PartitionConfig::default());
+    lagging.apply_replicated(Epoch(3), &shipped[0]);
+    assert_eq!(
+        lagging.apply_replicated(Epoch(4), next.log.as_bytes()),
+        Replicated::NeedSnapshot { have: Seq(1) }
+    );
+    assert_eq!(lagging.epoch(), Epoch(3));
+    // A barrier of a newer owner does not raise it either.
+    assert_eq!(
+        lagging.apply_replicated(Epoch(4), &[]),
+        Replicated::Applied { through: Seq(1) }
+    );
+    assert_eq!(lagging.epoch(), Epoch(3));
+}
+
+#[test]
+fn a_tail_from_a_deposed_owner_is_replaced_not_skipped() {
+    let (_, shipped) = owner_with(3);
+    // `ahead` holds entries 1..=3 of epoch 3; the new owner only had 1..=2.
+    let mut ahead = partition(PartitionConfig::default());
+    for batch in &shipped {
+        ahead.apply_replicated(Epoch(3), batch);
+    }
+    let mut promoted = partition(PartitionConfig::default());
+    for batch in &shipped[..2] {
+        promoted.apply_replicated(Epoch(3), batch);
+    }
+    promoted.set_epoch(Epoch(4));
+    let next = submit(&mut promoted, 9_000, cmd("k1", Cmd::Add(5)));
+    // The new entry 3 is not the one `ahead` holds: a snapshot, not a skip.
+    assert_eq!(
+        ahead.apply_replicated(Epoch(4), next.log.as_bytes()),
+        Replicated::NeedSnapshot { have: Seq(3) }
+    );
+}

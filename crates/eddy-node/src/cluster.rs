@@ -37,9 +37,28 @@ pub struct ClusterState {
     pub view_version: u64,
     /// Partition table and epochs, recomputed after the settle delay.
     pub placement: Placement,
+    /// Live members of the last membership that held still for
+    /// [`STABLE_AFTER`]; the base of the keep-majority rule.
+    pub stable_members: usize,
 }
 
+/// A membership unchanged this long becomes the base of the majority rule.
+pub const STABLE_AFTER: Duration = Duration::from_secs(5);
+
 impl ClusterState {
+    /// Live members in this view.
+    pub fn live_count(&self) -> usize {
+        self.members.iter().filter(|m| m.status.is_live()).count()
+    }
+
+    /// Keep-majority (DESIGN §6): whether this node sees more than half of
+    /// the last stable membership. A node that does not stops acknowledging
+    /// writes, so the minority side of a network split cannot accept writes
+    /// the majority side will never see.
+    pub fn has_quorum(&self) -> bool {
+        self.live_count() * 2 > self.stable_members
+    }
+
     /// The identity of a live member by name.
     pub fn live_member(&self, name: &NodeId) -> Option<&NodeIdentity> {
         self.members
@@ -146,6 +165,7 @@ impl Cluster {
             members: membership.view().iter().cloned().collect(),
             view_version: membership.view().version(),
             placement,
+            stable_members: 1,
         };
         let (publish, state_rx) = watch::channel(Arc::new(state));
         if let Err(err) = membership.join(&seeds, clock.now()) {
@@ -165,6 +185,7 @@ impl Cluster {
             settle_at: None,
             bad_sources: BTreeSet::new(),
             leaving: false,
+            live_since: Instant::now(),
         };
         let task = tokio::spawn(driver.run(leave_rx));
         Ok(Cluster {
@@ -201,12 +222,15 @@ struct Driver {
     settle_at: Option<tokio::time::Instant>,
     bad_sources: BTreeSet<SocketAddr>,
     leaving: bool,
+    /// When the live member count last changed.
+    live_since: Instant,
 }
 
 impl Driver {
     async fn run(mut self, mut leave: tokio::sync::oneshot::Receiver<()>) {
         let mut buf = vec![0u8; 65_536];
         self.flush().await;
+        let mut stability = tokio::time::interval(Duration::from_secs(1));
         loop {
             let next_timer = self
                 .timers
@@ -253,6 +277,7 @@ impl Driver {
                     self.settle_at = None;
                     self.recompute();
                 }
+                _ = stability.tick() => self.note_stability(),
                 _ = &mut leave => {
                     let now = self.clock.now();
                     if let Err(err) = self.membership.leave(now) {
@@ -332,7 +357,23 @@ impl Driver {
         }
     }
 
+    /// Makes the current live membership the majority base once it held
+    /// still for [`STABLE_AFTER`] — growing always, shrinking only while this
+    /// node has a majority: a minority never adopts its own small view, or
+    /// both sides of a split would accept writes after a while.
+    fn note_stability(&mut self) {
+        let state = self.publish.borrow().clone();
+        let live = state.live_count();
+        let may_move = live > state.stable_members || state.has_quorum();
+        if may_move && live != state.stable_members && self.live_since.elapsed() >= STABLE_AFTER {
+            tracing::info!(members = live, "membership stable; majority base updated");
+            self.publish
+                .send_modify(|state| Arc::make_mut(state).stable_members = live);
+        }
+    }
+
     fn publish_members(&mut self) {
+        let before = self.publish.borrow().live_count();
         let view = self.membership.view();
         let members: Vec<MemberEntry> = view.iter().cloned().collect();
         let version = view.version();
@@ -343,6 +384,18 @@ impl Driver {
             state.view_version = version;
             state.local = local;
         });
+        let after = self.publish.borrow().live_count();
+        if after != before {
+            self.live_since = Instant::now();
+            let state = self.publish.borrow().clone();
+            if !state.has_quorum() {
+                tracing::error!(
+                    live = after,
+                    stable = state.stable_members,
+                    "this node sees no majority of the last stable membership; it stops acknowledging writes"
+                );
+            }
+        }
     }
 
     fn recompute(&mut self) {

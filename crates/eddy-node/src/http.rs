@@ -349,6 +349,8 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
     Json(json!({
         "node": cluster.local.name.as_str(),
         "view_version": cluster.view_version,
+        "stable_members": cluster.stable_members,
+        "quorum": cluster.has_quorum(),
         "members": members,
     }))
     .into_response()

@@ -47,6 +47,10 @@ const MAX_ROUTE_ATTEMPTS: usize = 12;
 /// How long an owner keeps trying to get a write onto every current backup
 /// (covers detecting a dead backup and re-placing its partitions).
 const CONFIRM_DEADLINE: Duration = Duration::from_secs(6);
+/// How long a backup's answer is waited for before the owner re-checks the
+/// replica set (a paused backup must not hold writes for the full call
+/// timeout; the table drops it within the failure-detection time).
+const REPLICA_PATIENCE: Duration = Duration::from_secs(2);
 /// Pause between such tries.
 const CONFIRM_RETRY: Duration = Duration::from_millis(200);
 /// Wait between routing rounds: about the settle delay, so tables converge.
@@ -319,6 +323,15 @@ impl Ingress {
         if !self.is_ready() {
             return Err(IngressError::NotReady);
         }
+        let cluster = self.cluster();
+        if !cluster.has_quorum() {
+            metrics::counter!("eddy_no_quorum_refusals_total").increment(1);
+            return Err(IngressError::Unavailable(format!(
+                "this node sees {} of the last stable {} members, no majority: writes are refused until it does",
+                cluster.live_count(),
+                cluster.stable_members
+            )));
+        }
         let started = Instant::now();
         let mut reply = BatchReply::default();
         let mut pending: Vec<(usize, IngressEvent)> = batch.into_iter().enumerate().collect();
@@ -583,6 +596,16 @@ impl Ingress {
                 }
             }
             let Some(reason) = last else {
+                let cluster = self.cluster();
+                if !cluster.has_quorum() {
+                    // The replica set shrank because this node lost sight of
+                    // the majority: the write is not safe anywhere else.
+                    return Err(IngressError::Unavailable(format!(
+                        "this node sees {} of the last stable {} members, no majority",
+                        cluster.live_count(),
+                        cluster.stable_members
+                    )));
+                }
                 return Ok(());
             };
             if Instant::now() >= deadline {
@@ -842,7 +865,10 @@ pub async fn settle_ack(ack: ReplicaAck) -> Result<(), AckFailure> {
     let pending = ack
         .answer
         .map_err(|err| AckFailure::Failed(err.to_string()))?;
-    match pending.replicated().await {
+    let answer = tokio::time::timeout(REPLICA_PATIENCE, pending.replicated())
+        .await
+        .map_err(|_| AckFailure::Failed(format!("no answer within {REPLICA_PATIENCE:?}")))?;
+    match answer {
         Ok(Replicated::Applied { through }) if through >= ack.required => Ok(()),
         Ok(Replicated::Applied { .. } | Replicated::NeedSnapshot { .. }) => Err(AckFailure::Behind),
         Ok(Replicated::Stale { .. }) => Err(AckFailure::Stale),

@@ -221,6 +221,17 @@ impl NodeBuilder {
                 .await
                 .map_err(|err| NodeError::Http(err.to_string()))
         });
+        // Serve only once partitions are taken (join, survey, takeover); the
+        // HTTP and TCP ports answer 503 meanwhile.
+        let ready_by = tokio::time::Instant::now()
+            + Duration::from_millis(config.join_timeout_ms)
+            + Duration::from_secs(10);
+        while !ingress.is_ready() && tokio::time::Instant::now() < ready_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !ingress.is_ready() {
+            tracing::warn!("not ready yet: partitions not taken over; serving 503 until they are");
+        }
         tracing::info!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,

@@ -85,6 +85,7 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     }
     let mut previous: Option<Arc<ClusterState>> = None;
     let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
+    let mut serving = false;
     loop {
         let current = changes.borrow_and_update().clone();
         let changed = previous
@@ -97,9 +98,6 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                     waiting.push((p, 0));
                 }
             }
-            if previous.is_none() {
-                args.ingress.set_ready(true);
-            }
             previous = Some(current.clone());
         }
         // Reconcile: anything the table gives us that no worker serves
@@ -111,6 +109,11 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
         }
         if !waiting.is_empty() {
             waiting = take_over(&args, waiting).await;
+        }
+        if !serving {
+            // First round done: the partitions this node owns are served.
+            serving = true;
+            args.ingress.set_ready(true);
         }
         let retry = tokio::time::sleep(if waiting.is_empty() {
             RECONCILE_EVERY
