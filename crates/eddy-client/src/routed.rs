@@ -5,9 +5,10 @@
 //! batch by owner and sends the parts concurrently, one connection per node.
 //! Any node accepts any event (it forwards what it does not own), so a stale
 //! table costs a hop, never an error: the node's ack counts the events it had
-//! to forward (`misrouted`), and the client then refreshes its table. A node
-//! that cannot be reached is dropped from the table until the next refresh
-//! and its part goes to another node.
+//! to forward (`misrouted`), and the client then refreshes its table.
+//! [`RoutedClient::submit_retrying`] rides out failover and rebalancing: it
+//! re-sends only the parts that failed transiently, after refreshing the
+//! table, until a deadline.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,10 @@ use std::sync::{Arc, Mutex};
 use eddy_core::partition_of;
 use eddy_core::wire::{RouteTable, WireEvent};
 use futures_util::future::join_all;
+
+use std::time::{Duration, Instant};
+
+use eddy_core::wire::ErrorCode;
 
 use crate::{Ack, Client, ClientConfig, ClientError};
 
@@ -111,12 +116,64 @@ impl RoutedClient {
     /// Submits a batch, each event to its owner; the ack sums the parts and
     /// `rejected` indices refer to `events`. If a part fails, the error is
     /// returned and other parts may have been applied: retry with producer
-    /// ids to stay exactly-once.
+    /// ids to stay exactly-once, or use [`submit_retrying`](Self::submit_retrying).
     pub async fn submit(&self, events: &[WireEvent]) -> Result<Ack, ClientError> {
+        let all: Vec<usize> = (0..events.len()).collect();
+        let (ack, failed) = self.attempt(events, &all).await;
+        match failed {
+            Some((_, err)) => Err(err),
+            None => Ok(ack),
+        }
+    }
+
+    /// [`submit`](Self::submit), re-sending the parts that failed with a
+    /// transient error (owner unreachable, stopping, overloaded, partition
+    /// moving) to wherever the refreshed table routes them, with backoff,
+    /// until `patience` has passed. Parts that were acknowledged are not
+    /// sent again. Exactly-once across such retries needs producer ids on the
+    /// events (a part whose connection broke mid-request may have been
+    /// applied); without them delivery is at-least-once.
+    pub async fn submit_retrying(
+        &self,
+        events: &[WireEvent],
+        patience: Duration,
+    ) -> Result<Ack, ClientError> {
+        let deadline = Instant::now() + patience;
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut total = empty_ack();
+        let mut backoff = Duration::from_millis(25);
+        loop {
+            let (ack, failed) = self.attempt(events, &pending).await;
+            merge(&mut total, ack, &(0..events.len()).collect::<Vec<_>>());
+            let Some((failed, err)) = failed else {
+                total.rejected.sort_by_key(|(index, _)| *index);
+                return Ok(total);
+            };
+            if !transient(&err) || Instant::now() + backoff > deadline {
+                return Err(err);
+            }
+            tracing::debug!(%err, events = failed.len(), "retrying part of a batch");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+            let _ = self.refresh().await;
+            pending = failed;
+        }
+    }
+
+    /// Sends `events[indices]` split by owner; returns the summed ack (indices
+    /// of `events`) and, if parts failed, their indices and the last error.
+    async fn attempt(
+        &self,
+        events: &[WireEvent],
+        indices: &[usize],
+    ) -> (Ack, Option<(Vec<usize>, ClientError)>) {
         let table = self.table();
         let fallback = self.lock().addrs.first().cloned().unwrap_or_default();
         let mut parts: Vec<(String, Vec<usize>, Vec<WireEvent>)> = Vec::new();
-        for (index, event) in events.iter().enumerate() {
+        for &index in indices {
+            let Some(event) = events.get(index) else {
+                continue;
+            };
             let addr = self
                 .route(&table, event)
                 .unwrap_or_else(|| fallback.clone());
@@ -138,66 +195,53 @@ impl RoutedClient {
             }
         });
         let results = join_all(sends).await;
-        let mut total = Ack {
-            accepted: 0,
-            duplicates: 0,
-            rejected: Vec::new(),
-            misrouted: 0,
-        };
+        let mut total = empty_ack();
         let mut stale = false;
-        let mut failure = None;
-        for ((addr, positions, part), result) in parts.iter().zip(results) {
+        let mut failed: Option<(Vec<usize>, ClientError)> = None;
+        for ((addr, positions, _), result) in parts.iter().zip(results) {
             match result {
                 Ok(ack) => {
                     stale |= ack.misrouted > 0;
                     merge(&mut total, ack, positions);
                 }
-                Err(ClientError::Io(_) | ClientError::Closed) => {
-                    // The owner is gone: any other node forwards the part.
-                    self.lock().clients.remove(addr);
-                    stale = true;
-                    match self.resend_elsewhere(addr, part).await {
-                        Ok(ack) => merge(&mut total, ack, positions),
-                        Err(err) => failure = Some(err),
+                Err(err) => {
+                    if matches!(err, ClientError::Io(_) | ClientError::Closed) {
+                        // Reconnect next time (the node may be back, or the
+                        // refreshed table routes elsewhere).
+                        self.lock().clients.remove(addr);
                     }
+                    stale = true;
+                    let entry = failed.get_or_insert_with(|| (Vec::new(), ClientError::Closed));
+                    entry.0.extend_from_slice(positions);
+                    entry.1 = err;
                 }
-                Err(err) => failure = Some(err),
             }
         }
         if stale {
-            // Best effort: the next batch routes better; this one is done.
+            // Best effort: the next attempt routes better.
             let _ = self.refresh().await;
         }
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        total.rejected.sort_by_key(|(index, _)| *index);
-        Ok(total)
+        (total, failed)
     }
+}
 
-    async fn resend_elsewhere(&self, dead: &str, part: &[WireEvent]) -> Result<Ack, ClientError> {
-        let others: Vec<String> = self
-            .lock()
-            .addrs
-            .iter()
-            .filter(|a| *a != dead)
-            .cloned()
-            .collect();
-        let mut last = ClientError::Closed;
-        for addr in others {
-            match self.client(&addr).await {
-                Ok(client) => match client.submit(part).await {
-                    Ok(ack) => return Ok(ack),
-                    Err(err @ (ClientError::Io(_) | ClientError::Closed)) => {
-                        self.lock().clients.remove(&addr);
-                        last = err;
-                    }
-                    Err(err) => return Err(err),
-                },
-                Err(err) => last = err,
-            }
+fn empty_ack() -> Ack {
+    Ack {
+        accepted: 0,
+        duplicates: 0,
+        rejected: Vec::new(),
+        misrouted: 0,
+    }
+}
+
+/// Errors after which sending the same events again can succeed.
+fn transient(err: &ClientError) -> bool {
+    match err {
+        ClientError::Io(_) | ClientError::Closed | ClientError::Overloaded { .. } => true,
+        ClientError::Rejected { code, .. } => {
+            matches!(code, ErrorCode::NotReady | ErrorCode::Unavailable)
         }
-        Err(last)
+        _ => false,
     }
 }
 

@@ -228,6 +228,7 @@ async fn take_over(
             }
         }
     }
+    metrics::gauge!("eddy_last_takeover_ms").set(started.elapsed().as_secs_f64() * 1000.0);
     tracing::info!(
         taken = done,
         retrying = retry.len(),

@@ -365,10 +365,7 @@ impl PeerLinks {
             .await?;
         match answer {
             PeerResponse::Surveyed { held, .. } => Ok(held),
-            other => Err(PeerError::NoAnswer {
-                node: peer.name.clone(),
-                reason: format!("unexpected answer {other:?}"),
-            }),
+            other => Err(unexpected(peer, &other)),
         }
     }
 
@@ -410,10 +407,7 @@ impl PeerLinks {
         metrics::histogram!("eddy_forward_latency_seconds").record(started.elapsed().as_secs_f64());
         match answer {
             PeerResponse::Forwarded { outcome, .. } => Ok(outcome),
-            other => Err(PeerError::NoAnswer {
-                node: peer.name.clone(),
-                reason: format!("unexpected answer {other:?}"),
-            }),
+            other => Err(unexpected(peer, &other)),
         }
     }
 
@@ -438,11 +432,15 @@ impl PeerLinks {
             PeerResponse::State {
                 state_json, epoch, ..
             } => Ok((state_json, epoch)),
-            other => Err(PeerError::NoAnswer {
-                node: peer.name.clone(),
-                reason: format!("unexpected answer {other:?}"),
-            }),
+            other => Err(unexpected(peer, &other)),
         }
+    }
+}
+
+fn unexpected(peer: &NodeIdentity, answer: &PeerResponse) -> PeerError {
+    PeerError::NoAnswer {
+        node: peer.name.clone(),
+        reason: format!("unexpected answer {answer:?}"),
     }
 }
 

@@ -26,46 +26,76 @@ pub struct BenchArgs {
     addr: Option<String>,
     /// Events per run.
     #[arg(long, default_value_t = 1_000_000)]
-    events: usize,
+    pub(crate) events: usize,
     /// Distinct accounts.
     #[arg(long, default_value_t = 100_000)]
-    keys: u64,
+    pub(crate) keys: u64,
     /// Client connections.
     #[arg(long, default_value_t = 4)]
-    connections: usize,
+    pub(crate) connections: usize,
     /// Events per batch.
     #[arg(long, default_value_t = 1_000)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Batches in flight per connection.
     #[arg(long, default_value_t = 8)]
-    pipeline: usize,
+    pub(crate) pipeline: usize,
+    /// Instead: peak throughput of a local 3-node cluster with
+    /// replication_factor 1, then 2 (acks = all), and their ratio.
+    #[arg(long, conflicts_with = "failovers")]
+    replication: bool,
+    /// Instead: kill a node of a local 3-node cluster this many times (a
+    /// different one each time, restarted after): time from kill to the first
+    /// acknowledged write on a moved partition, and handoff throughput when
+    /// the restarted node takes its partitions back.
+    #[arg(long)]
+    failovers: Option<usize>,
 }
 
 /// A node started by the bench, killed when dropped.
-struct LocalNode(Child);
+pub(crate) struct LocalNode(Child);
 
-impl Drop for LocalNode {
-    fn drop(&mut self) {
+impl LocalNode {
+    /// SIGKILL.
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn start_local_node() -> Result<(LocalNode, String), String> {
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Addresses a started node printed.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeAddrs {
+    pub http: String,
+    pub tcp: String,
+    pub gossip: String,
+}
+
+/// Starts `eddy node` on free loopback ports with `--set` pairs; returns
+/// once it printed its addresses (it is then ready).
+pub(crate) fn start_node(sets: &[String]) -> Result<(LocalNode, NodeAddrs), String> {
     let exe = std::env::current_exe().map_err(|err| err.to_string())?;
-    let mut child = Command::new(exe)
-        .args([
-            "node",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--peer-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--set", "name=\"bench\""])
+    let mut command = Command::new(exe);
+    command.args([
+        "node",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--tcp-addr",
+        "127.0.0.1:0",
+        "--gossip-addr",
+        "127.0.0.1:0",
+        "--peer-addr",
+        "127.0.0.1:0",
+    ]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let mut child = command
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -76,12 +106,41 @@ fn start_local_node() -> Result<(LocalNode, String), String> {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
         .map_err(|err| err.to_string())?;
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("tcp://"))
-        .ok_or_else(|| format!("unexpected node output: {line}"))?
-        .to_owned();
-    Ok((guard, addr))
+    let word = |prefix: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("unexpected node output: {line}"))
+    };
+    let addrs = NodeAddrs {
+        http: word("http://")?,
+        tcp: word("tcp://")?,
+        gossip: word("gossip://")?,
+    };
+    Ok((guard, addrs))
+}
+
+fn start_local_node() -> Result<(LocalNode, String), String> {
+    let (node, addrs) = start_node(&["name=\"bench\"".to_owned()])?;
+    Ok((node, addrs.tcp))
+}
+
+/// Where a bench sends batches: connections to one node, or a routing
+/// client of a cluster (internally concurrent, shared by all senders).
+#[derive(Clone)]
+pub(crate) enum Target {
+    Node(Arc<Client>),
+    Cluster(Arc<eddy_client::RoutedClient>),
+}
+
+impl Target {
+    async fn submit(&self, batch: &[WireEvent]) -> Result<eddy_client::Ack, String> {
+        match self {
+            Target::Node(client) => client.submit(batch).await,
+            Target::Cluster(client) => client.submit(batch).await,
+        }
+        .map_err(|err| err.to_string())
+    }
 }
 
 fn now_ms() -> u64 {
@@ -90,7 +149,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-struct RunResult {
+pub(crate) struct RunResult {
     events: usize,
     elapsed: Duration,
     ack_us: Histogram<u64>,
@@ -98,8 +157,8 @@ struct RunResult {
 
 /// Sends `batches` over `clients`, at most `pipeline` in flight per client,
 /// spaced `interval` apart per client when pacing.
-async fn run(
-    clients: &[Arc<Client>],
+pub(crate) async fn run(
+    clients: &[Target],
     batches: &[Arc<Vec<WireEvent>>],
     pipeline: usize,
     interval: Option<Duration>,
@@ -133,7 +192,7 @@ async fn run(
                 let client = client.clone();
                 in_flight.spawn(async move {
                     let sent = Instant::now();
-                    let ack = client.submit(&batch).await.map_err(|err| err.to_string())?;
+                    let ack = client.submit(&batch).await?;
                     if !ack.rejected.is_empty() {
                         return Err(format!("{} events rejected", ack.rejected.len()));
                     }
@@ -173,7 +232,7 @@ async fn run(
     })
 }
 
-fn report(label: &str, result: &RunResult) -> f64 {
+pub(crate) fn report(label: &str, result: &RunResult) -> f64 {
     let rate = result.events as f64 / result.elapsed.as_secs_f64();
     let ms = |q: f64| result.ack_us.value_at_quantile(q) as f64 / 1000.0;
     println!(
@@ -200,7 +259,34 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     }
 }
 
+/// The fraud workload as batches.
+pub(crate) fn batches(
+    events: usize,
+    keys: u64,
+    batch: usize,
+) -> Result<Vec<Arc<Vec<WireEvent>>>, String> {
+    eprintln!("generating {events} fraud events over {keys} accounts…");
+    let mut workload = FraudWorkload::new(42, keys);
+    let events: Vec<WireEvent> = (0..events)
+        .map(|_| {
+            let (key, event) = workload.next_event();
+            Client::event::<Fraud>(&key, &event, None)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|err| err.to_string())?;
+    Ok(events
+        .chunks(batch.max(1))
+        .map(|chunk| Arc::new(chunk.to_vec()))
+        .collect())
+}
+
 async fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.replication {
+        return crate::bench_cluster::replication(&args).await;
+    }
+    if let Some(kills) = args.failovers {
+        return crate::bench_cluster::failovers(&args, kills).await;
+    }
     let (_local, addr) = match &args.addr {
         Some(addr) => (None, addr.clone()),
         None => {
@@ -210,28 +296,13 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     };
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
-        clients.push(Arc::new(
+        clients.push(Target::Node(Arc::new(
             Client::connect(&addr)
                 .await
                 .map_err(|err| err.to_string())?,
-        ));
+        )));
     }
-    eprintln!(
-        "generating {} fraud events over {} accounts…",
-        args.events, args.keys
-    );
-    let mut workload = FraudWorkload::new(42, args.keys);
-    let events: Vec<WireEvent> = (0..args.events)
-        .map(|_| {
-            let (key, event) = workload.next_event();
-            Client::event::<Fraud>(&key, &event, None)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|err| err.to_string())?;
-    let batches: Vec<Arc<Vec<WireEvent>>> = events
-        .chunks(args.batch.max(1))
-        .map(|chunk| Arc::new(chunk.to_vec()))
-        .collect();
+    let batches = batches(args.events, args.keys, args.batch)?;
 
     // Alerts carry the owner's timestamp; their arrival here gives the
     // ingest→alert latency (same machine, same clock; ms resolution).

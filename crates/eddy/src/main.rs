@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_cluster;
 mod send;
 mod status;
 mod tail;

@@ -7,8 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -320,15 +319,7 @@ fn garbage_on_the_gossip_and_peer_ports_harms_nothing() {
     // Peer port: garbage, then a Hello of another P, then a peer's frame
     // without a Hello: each is refused and closed.
     let refused = |bytes: &[u8]| -> String {
-        let mut stream = TcpStream::connect(&nodes[0].peer).expect("connects");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream.write_all(bytes).expect("writes");
-        let mut answer = Vec::new();
-        stream
-            .read_to_end(&mut answer)
-            .expect("node closes the connection");
+        let answer = raw_exchange(&nodes[0].peer, bytes);
         match decode_frame::<PeerResponse>(&answer, 1 << 20) {
             Ok(Some((PeerResponse::Refused { reason }, _))) => reason,
             other => panic!("expected Refused, got {other:?}"),

@@ -336,3 +336,58 @@ fn a_node_that_sees_no_majority_stops_acknowledging() {
         sender.check(node);
     }
 }
+
+#[test]
+fn routed_client_retries_transparently_across_a_kill() {
+    use eddy_client::{Client, ClientConfig, RoutedClient};
+    use eddy_core::ProducerRef;
+    use eddy_fraud::{Country, Fraud, Transaction};
+
+    let mut nodes = start_cluster(3);
+    let keys = keys_with_some_on(&nodes[0], "node-3");
+    let seeds: Vec<String> = nodes.iter().map(|n| n.tcp.clone()).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime
+        .block_on(RoutedClient::connect(&seeds, ClientConfig::default()))
+        .expect("connects");
+    let transaction = Transaction {
+        amount: 3.0,
+        country: Country::parse("DE").expect("valid"),
+        merchant: "m".into(),
+    };
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    for round in 0..60u64 {
+        if round == 20 {
+            nodes[2].kill();
+        }
+        let seq = round + 1;
+        let events: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let producer = Some(ProducerRef {
+                    producer: format!("client-{key}"),
+                    seq,
+                });
+                Client::event::<Fraud>(key, &transaction, producer).expect("encodes")
+            })
+            .collect();
+        let ack = runtime
+            .block_on(client.submit_retrying(&events, Duration::from_secs(20)))
+            .unwrap_or_else(|err| panic!("round {round}: the client saw an error: {err}"));
+        assert_eq!(ack.accepted + ack.duplicates, keys.len() as u32);
+        for key in &keys {
+            *acked.entry(key.clone()).or_default() += 1;
+        }
+    }
+    let survivors: Vec<&NodeProcess> = nodes[..2].iter().collect();
+    wait_for_owners(&survivors, 2);
+    let sender = Sender {
+        seqs: BTreeMap::new(),
+        acked,
+        next: 0,
+        failures: 0,
+    };
+    for node in &survivors {
+        sender.check(node);
+    }
+}

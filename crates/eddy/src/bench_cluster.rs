@@ -1,0 +1,248 @@
+//! `eddy bench --replication` and `eddy bench --failovers N`: the figures of
+//! replication on local 3-node clusters (child processes on loopback).
+//!
+//! - Replication cost: the same workload at peak through a routing client,
+//!   on a fresh cluster with `replication_factor = 1`, then `2` with
+//!   `acks = all`; the ratio is the price of never losing an acknowledged
+//!   write.
+//! - Failover: SIGKILL one node (a different one each time), measure the time
+//!   from the kill to the first acknowledged write on a partition the dead
+//!   node owned, then restart it under the same name and measure how fast it
+//!   takes its partitions back (handoff bytes / takeover time).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_client::{ClientConfig, RoutedClient};
+
+use crate::bench::{BenchArgs, LocalNode, NodeAddrs, Target, batches, report, run, start_node};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// A blocking HTTP GET, off the async threads.
+async fn http_get(url: String) -> Result<(u16, String), String> {
+    tokio::task::spawn_blocking(move || {
+        let mut response = agent().get(&url).call().map_err(|err| err.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|err| err.to_string())?;
+        Ok((status, body))
+    })
+    .await
+    .map_err(|err| err.to_string())?
+}
+
+/// A blocking HTTP POST of a JSON body; status 0 if the node is gone.
+async fn http_post(url: String, body: String) -> u16 {
+    tokio::task::spawn_blocking(move || {
+        agent()
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(&body)
+            .map_or(0, |r| r.status().as_u16())
+    })
+    .await
+    .unwrap_or(0)
+}
+
+async fn json(url: String) -> Result<serde_json::Value, String> {
+    let (status, body) = http_get(url.clone()).await?;
+    if status != 200 {
+        return Err(format!("{url}: {status} {body}"));
+    }
+    serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"))
+}
+
+/// A metric's value from a node's `/metrics` (0 if absent).
+async fn metric(addrs: &NodeAddrs, name: &str) -> f64 {
+    let Ok((_, text)) = http_get(format!("http://{}/metrics", addrs.http)).await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until every node's table lists `owners` owners and all agree.
+async fn wait_converged(nodes: &[&NodeAddrs], owners: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tables = Vec::new();
+        for node in nodes {
+            tables.push(json(format!("http://{}/v1/partitions", node.http)).await?);
+        }
+        let agreed = tables.iter().all(|t| {
+            t["owned"].as_object().map(serde_json::Map::len) == Some(owners)
+                && t["fingerprint"] == tables[0]["fingerprint"]
+        });
+        if agreed {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the cluster did not converge within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn node_sets(index: usize, rf: usize, seeds: &[&NodeAddrs]) -> Vec<String> {
+    let mut sets = vec![
+        format!("name=\"node-{}\"", index + 1),
+        format!("replication_factor={rf}"),
+    ];
+    if !seeds.is_empty() {
+        let list: Vec<String> = seeds.iter().map(|s| format!("\"{}\"", s.gossip)).collect();
+        sets.push(format!("seeds=[{}]", list.join(",")));
+    }
+    sets
+}
+
+async fn start_cluster(rf: usize) -> Result<Vec<(LocalNode, NodeAddrs)>, String> {
+    let mut nodes: Vec<(LocalNode, NodeAddrs)> = Vec::new();
+    for index in 0..3 {
+        let seeds: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).take(1).collect();
+        let sets = node_sets(index, rf, &seeds);
+        nodes.push(
+            tokio::task::spawn_blocking(move || start_node(&sets))
+                .await
+                .map_err(|err| err.to_string())??,
+        );
+    }
+    let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
+    wait_converged(&addrs, 3).await?;
+    Ok(nodes)
+}
+
+async fn routed(nodes: &[&NodeAddrs]) -> Result<Arc<RoutedClient>, String> {
+    let seeds: Vec<String> = nodes.iter().map(|n| n.tcp.clone()).collect();
+    RoutedClient::connect(&seeds, ClientConfig::default())
+        .await
+        .map(Arc::new)
+        .map_err(|err| err.to_string())
+}
+
+/// `eddy bench --replication`.
+pub async fn replication(args: &BenchArgs) -> Result<(), String> {
+    let batches = batches(args.events, args.keys, args.batch)?;
+    println!(
+        "eddy bench --replication: 3 local nodes, {} events, {} accounts, {} senders, batches of {}, {} in flight each",
+        args.events, args.keys, args.connections, args.batch, args.pipeline
+    );
+    let mut rates = Vec::new();
+    for (rf, label) in [(1, "rf=1"), (2, "rf=2 acks=all")] {
+        let nodes = start_cluster(rf).await?;
+        let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
+        let client = routed(&addrs).await?;
+        let targets = vec![Target::Cluster(client); args.connections.max(1)];
+        let result = run(&targets, &batches, args.pipeline, None, label).await?;
+        rates.push(report(label, &result));
+    }
+    if let [one, two] = rates[..] {
+        println!(
+            "rf=2 acks=all runs at {:.2}× the throughput of rf=1 (same workload, same run)",
+            two / one
+        );
+    }
+    Ok(())
+}
+
+/// A key of the fraud workload whose partition `owner` owns in `table`.
+fn key_owned_by(table: &serde_json::Value, owner: &str) -> Option<String> {
+    (0..100_000).map(|i| format!("acct-{i}")).find(|key| {
+        let p = eddy_core::partition_of("account", key, 1024).0 as usize;
+        table["partitions"][p]["owner"] == owner
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `eddy bench --failovers N`.
+pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
+    let mut nodes: Vec<(LocalNode, NodeAddrs)> = start_cluster(2).await?;
+    {
+        let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
+        let client = routed(&addrs).await?;
+        let targets = vec![Target::Cluster(client); args.connections.max(1)];
+        let load = batches(args.events, args.keys, args.batch)?;
+        let result = run(&targets, &load, args.pipeline, None, "loading").await?;
+        report("loaded at", &result);
+    }
+    println!(
+        "eddy bench --failovers {kills}: 3 local nodes, rf=2, acks=all, {} accounts loaded",
+        args.keys
+    );
+    let mut failover_ms = Vec::new();
+    let mut handoff_mbps = Vec::new();
+    for round in 0..kills {
+        let victim = round % nodes.len();
+        let name = format!("node-{}", victim + 1);
+        let survivor = nodes[(victim + 1) % nodes.len()].1.clone();
+        let table = json(format!("http://{}/v1/partitions", survivor.http)).await?;
+        let key = key_owned_by(&table, &name).ok_or("no key owned by the victim")?;
+        let body = format!(
+            r#"{{"kind":"account","key":"{key}","event":{{"amount":1.0,"country":"FR","merchant":"m"}}}}"#
+        );
+        nodes[victim].0.kill();
+        let killed = Instant::now();
+        loop {
+            if http_post(format!("http://{}/v1/events", survivor.http), body.clone()).await == 200 {
+                break;
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "no acknowledged write for {key} within 60 s of killing {name}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = killed.elapsed().as_secs_f64() * 1000.0;
+        failover_ms.push(took);
+        // Restart it under its name: it takes its partitions back by handoff.
+        let seeds: Vec<&NodeAddrs> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .map(|(_, (_, a))| a)
+            .collect();
+        let sets = node_sets(victim, 2, &seeds);
+        let restarted = tokio::task::spawn_blocking(move || start_node(&sets))
+            .await
+            .map_err(|err| err.to_string())??;
+        nodes[victim] = restarted;
+        let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
+        wait_converged(&addrs, 3).await?;
+        let back = &nodes[victim].1;
+        let bytes = metric(back, "eddy_snapshot_bytes_received_total").await;
+        let ms = metric(back, "eddy_last_takeover_ms").await;
+        let mbps = if ms > 0.0 {
+            bytes / 1e6 / (ms / 1000.0)
+        } else {
+            0.0
+        };
+        handoff_mbps.push(mbps);
+        println!(
+            "kill {:>2}: {name:<7} first ack on a moved partition after {took:>6.0} ms; restarted, took back {:.1} MB in {ms:.0} ms ({mbps:.0} MB/s)",
+            round + 1,
+            bytes / 1e6
+        );
+    }
+    let max = failover_ms.iter().copied().fold(0.0, f64::max);
+    println!(
+        "failover over {kills} kills: p50 {:.0} ms, max {max:.0} ms; handoff median {:.0} MB/s",
+        median(&mut failover_ms),
+        median(&mut handoff_mbps)
+    );
+    Ok(())
+}
