@@ -56,7 +56,8 @@ pub use membership::{
     ScheduledTimer,
 };
 pub use peer::{
-    ForwardOutcome, Held, PeerFailure, PeerRequest, PeerRequestRef, PeerResponse, check_hello,
+    ForwardOutcome, Held, PeerFailure, PeerRequest, PeerRequestRef, PeerResponse, ReplicaPart,
+    ReplicaPartRef, check_hello,
 };
 pub use placement::Placement;
 pub use ring::{DEFAULT_VNODES, MAX_VNODES, Ring};

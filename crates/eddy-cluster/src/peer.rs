@@ -34,17 +34,13 @@ pub enum PeerRequest {
         /// The events, in the order the client sent them.
         events: Vec<WireEvent>,
     },
-    /// Entries of `partition` logged by its owner at `epoch`, encoded
-    /// back-to-back; empty is a barrier. Answered by `Replicated`.
+    /// Entries of several partitions the sender owns, one part per
+    /// partition; answered by `Replicated` with one outcome per part, in order.
     Replicate {
         /// Echoed in the answer.
         request_id: u64,
-        /// The partition.
-        partition: u32,
-        /// The sender's epoch for it.
-        epoch: u64,
-        /// The entries.
-        entries: Vec<u8>,
+        /// The parts.
+        parts: Vec<ReplicaPart>,
     },
     /// One chunk of a snapshot of `partition`. `owner` says the receiver
     /// becomes its owner at `epoch` once the last chunk is in (handoff),
@@ -116,12 +112,8 @@ pub enum PeerRequestRef<'a> {
     Replicate {
         /// Echoed in the answer.
         request_id: u64,
-        /// The partition.
-        partition: u32,
-        /// The sender's epoch.
-        epoch: u64,
-        /// The entries.
-        entries: &'a [u8],
+        /// The parts.
+        parts: &'a [ReplicaPartRef<'a>],
     },
     /// Mirrors [`PeerRequest::Snapshot`].
     Snapshot {
@@ -169,12 +161,12 @@ pub enum PeerResponse {
         /// Epoch of the key's partition at the owner.
         epoch: u64,
     },
-    /// Outcome of `Replicate`, `Snapshot` or `Pull`.
+    /// Outcome of `Replicate` (one per part), `Snapshot` or `Pull` (one).
     Replicated {
         /// The request's id.
         request_id: u64,
         /// What the replica did.
-        outcome: Replicated,
+        outcomes: Vec<Replicated>,
     },
     /// Answer of `Survey`: the partitions held, with epoch and position.
     Surveyed {
@@ -219,6 +211,28 @@ pub struct ForwardOutcome {
     /// Events of partitions the receiver does not own in its table; nothing
     /// was done with them. The sender's table is stale or the receiver's is.
     pub not_owner: Vec<u32>,
+}
+
+/// Entries of one partition in a [`PeerRequest::Replicate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaPart {
+    /// The partition.
+    pub partition: u32,
+    /// The sender's epoch for it.
+    pub epoch: u64,
+    /// Entries encoded back-to-back; empty is a barrier.
+    pub entries: Vec<u8>,
+}
+
+/// [`ReplicaPart`] over borrowed entries; the same bytes on the wire.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReplicaPartRef<'a> {
+    /// The partition.
+    pub partition: u32,
+    /// The sender's epoch for it.
+    pub epoch: u64,
+    /// Entries encoded back-to-back; empty is a barrier.
+    pub entries: &'a [u8],
 }
 
 /// A copy of a partition a node holds ([`PeerResponse::Surveyed`]).
@@ -334,15 +348,19 @@ mod tests {
         assert_eq!(
             owned(&PeerRequest::Replicate {
                 request_id: 1,
-                partition: 2,
-                epoch: 3,
-                entries: vec![4, 5]
+                parts: vec![ReplicaPart {
+                    partition: 2,
+                    epoch: 3,
+                    entries: vec![4, 5]
+                }]
             }),
             borrowed(&PeerRequestRef::Replicate {
                 request_id: 1,
-                partition: 2,
-                epoch: 3,
-                entries: &[4, 5]
+                parts: &[ReplicaPartRef {
+                    partition: 2,
+                    epoch: 3,
+                    entries: &[4, 5]
+                }]
             })
         );
         assert_eq!(

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeIdentity, PeerFailure};
+use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeId, NodeIdentity, PeerFailure};
 use eddy_core::wire::WireEvent;
 use eddy_core::{
-    ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Submitted,
+    ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Seq, Submitted,
     partition_of,
 };
 use futures_util::future::{join, join_all};
@@ -547,23 +547,31 @@ impl Ingress {
         Ok((reply, returned))
     }
 
-    /// Waits for one backup's answer. If it does not confirm — it lost
-    /// track, or it died — the write still counts once every backup of the
-    /// *current* replica set holds it: the worker sends a snapshot to those
-    /// that lost track and a barrier to the others, and this repeats while
-    /// the table drops a dead backup (DESIGN §6: acks over the current
-    /// replica set), up to a deadline. A backup serving a newer owner
-    /// deposes this one.
+    /// Waits for one backup's answer. For each partition it does not
+    /// confirm — it lost track, or it died — the write still counts once
+    /// every backup of the *current* replica set holds it: the worker sends
+    /// a snapshot to those that lost track and a barrier to the others, and
+    /// this repeats while the table drops a dead backup (DESIGN §6: acks over
+    /// the current replica set), up to a deadline. A backup serving a newer
+    /// owner deposes this one.
     async fn confirm(&self, ack: ReplicaAck) -> Result<(), IngressError> {
-        let partition = ack.partition;
-        let mut resync = vec![ack.backup.clone()];
-        match settle_ack(ack).await {
-            Ok(()) => return Ok(()),
-            Err(AckFailure::Stale) => return Err(self.deposed(partition)),
-            Err(failure) => {
-                tracing::debug!(partition = partition.0, %failure, "backup did not confirm")
+        let backup = ack.backup.clone();
+        for (partition, failure) in settle_ack(ack).await {
+            if matches!(failure, AckFailure::Stale) {
+                return Err(self.deposed(partition));
             }
+            tracing::debug!(partition = partition.0, %backup, %failure, "backup did not confirm");
+            self.confirm_partition(partition, backup.clone()).await?;
         }
+        Ok(())
+    }
+
+    async fn confirm_partition(
+        &self,
+        partition: PartitionId,
+        failed: NodeId,
+    ) -> Result<(), IngressError> {
+        let mut resync = vec![failed];
         let worker = self.worker(self.worker_of(partition))?;
         let deadline = Instant::now() + CONFIRM_DEADLINE;
         loop {
@@ -586,13 +594,12 @@ impl Ingress {
             let mut last = None;
             for ack in acks {
                 let backup = ack.backup.clone();
-                match settle_ack(ack).await {
-                    Ok(()) => {}
-                    Err(AckFailure::Stale) => return Err(self.deposed(partition)),
-                    Err(failure) => {
-                        resync.push(backup.clone());
-                        last = Some(format!("{backup}: {failure}"));
+                for (_, failure) in settle_ack(ack).await {
+                    if matches!(failure, AckFailure::Stale) {
+                        return Err(self.deposed(partition));
                     }
+                    resync.push(backup.clone());
+                    last = Some(format!("{backup}: {failure}"));
                 }
             }
             let Some(reason) = last else {
@@ -860,18 +867,39 @@ impl std::fmt::Display for AckFailure {
     }
 }
 
-/// Waits for a backup's answer and checks it holds the log far enough.
-pub async fn settle_ack(ack: ReplicaAck) -> Result<(), AckFailure> {
-    let pending = ack
-        .answer
-        .map_err(|err| AckFailure::Failed(err.to_string()))?;
-    let answer = tokio::time::timeout(REPLICA_PATIENCE, pending.replicated())
-        .await
-        .map_err(|_| AckFailure::Failed(format!("no answer within {REPLICA_PATIENCE:?}")))?;
-    match answer {
-        Ok(Replicated::Applied { through }) if through >= ack.required => Ok(()),
-        Ok(Replicated::Applied { .. } | Replicated::NeedSnapshot { .. }) => Err(AckFailure::Behind),
-        Ok(Replicated::Stale { .. }) => Err(AckFailure::Stale),
-        Err(err) => Err(AckFailure::Failed(err.to_string())),
-    }
+/// Waits for a backup's answer and checks it holds each shipped
+/// partition's log far enough; returns the partitions it did not confirm.
+pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
+    let ReplicaAck { parts, answer, .. } = ack;
+    let all_failed =
+        |parts: &[(PartitionId, Seq)], reason: String| -> Vec<(PartitionId, AckFailure)> {
+            parts
+                .iter()
+                .map(|(partition, _)| (*partition, AckFailure::Failed(reason.clone())))
+                .collect()
+        };
+    let pending = match answer {
+        Ok(pending) => pending,
+        Err(err) => return all_failed(&parts, err.to_string()),
+    };
+    let outcomes = match tokio::time::timeout(REPLICA_PATIENCE, pending.outcomes()).await {
+        Ok(Ok(outcomes)) if outcomes.len() == parts.len() => outcomes,
+        Ok(Ok(outcomes)) => {
+            let reason = format!("{} outcomes for {} parts", outcomes.len(), parts.len());
+            return all_failed(&parts, reason);
+        }
+        Ok(Err(err)) => return all_failed(&parts, err.to_string()),
+        Err(_) => return all_failed(&parts, format!("no answer within {REPLICA_PATIENCE:?}")),
+    };
+    parts
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(&(partition, required), outcome)| match outcome {
+            Replicated::Applied { through } if through >= required => None,
+            Replicated::Applied { .. } | Replicated::NeedSnapshot { .. } => {
+                Some((partition, AckFailure::Behind))
+            }
+            Replicated::Stale { .. } => Some((partition, AckFailure::Stale)),
+        })
+        .collect()
 }

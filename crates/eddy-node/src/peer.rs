@@ -17,7 +17,7 @@ use std::time::Duration;
 use eddy_client::{Answer, ClientError, Pipeline};
 use eddy_cluster::{
     ClusterParams, ForwardOutcome, Held, NodeId, NodeIdentity, PeerFailure, PeerRequest,
-    PeerRequestRef, PeerResponse, check_hello,
+    PeerRequestRef, PeerResponse, ReplicaPartRef, check_hello,
 };
 use eddy_core::wire::{WireEvent, encode_frame};
 use eddy_core::{Epoch, PartitionId, Replicated};
@@ -126,11 +126,21 @@ pub struct PeerPending {
 }
 
 impl PeerPending {
-    /// The replica's outcome of a `Replicate`, `Snapshot` or `Pull`.
+    /// The replica's outcome of a `Snapshot` or `Pull`.
     pub async fn replicated(self) -> Result<Replicated, PeerError> {
+        let node = self.node.clone();
+        let outcomes = self.outcomes().await?;
+        outcomes.first().copied().ok_or(PeerError::NoAnswer {
+            node,
+            reason: "empty answer".into(),
+        })
+    }
+
+    /// The replica's outcomes, one per part of a `Replicate`.
+    pub async fn outcomes(self) -> Result<Vec<Replicated>, PeerError> {
         let node = self.node;
         match tokio::time::timeout(CALL_TIMEOUT, self.pending.answer()).await {
-            Ok(Ok(PeerAnswer(PeerResponse::Replicated { outcome, .. }))) => Ok(outcome),
+            Ok(Ok(PeerAnswer(PeerResponse::Replicated { outcomes, .. }))) => Ok(outcomes),
             Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => {
                 Err(PeerError::Failed { node, failure })
             }
@@ -221,7 +231,9 @@ impl PeerLinks {
             .map_err(|err| unreachable(err.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (handshake, mut greeting) = mpsc::channel(1);
-        let pipeline = Pipeline::start(stream, self.max_frame_bytes, 1024, Some(handshake));
+        // Requests in flight on a link are bounded upstream (the ingress budget
+        // of events per worker); this bound only caps a runaway.
+        let pipeline = Pipeline::start(stream, self.max_frame_bytes, 65_536, Some(handshake));
         let mut hello = Vec::new();
         encode_frame(
             &PeerRequestRef::Hello {
@@ -296,25 +308,16 @@ impl PeerLinks {
         })
     }
 
-    /// Ships entries of `partition` to backup `peer`; the frame is queued
-    /// behind every frame this caller queued before (ordered replication).
+    /// Ships entries of several partitions to backup `peer` in one frame;
+    /// it is queued behind every frame this caller queued before (ordered
+    /// replication).
     pub async fn replicate(
         &self,
         peer: &NodeIdentity,
-        partition: u32,
-        epoch: u64,
-        entries: &[u8],
+        parts: &[ReplicaPartRef<'_>],
     ) -> Result<PeerPending, PeerError> {
         self.start(peer, |request_id, frame| {
-            encode_frame(
-                &PeerRequestRef::Replicate {
-                    request_id,
-                    partition,
-                    epoch,
-                    entries,
-                },
-                frame,
-            )
+            encode_frame(&PeerRequestRef::Replicate { request_id, parts }, frame)
         })
         .await
     }
@@ -515,16 +518,28 @@ async fn connection(
             let ordered = ordered(&request, &ingress);
             async move {
                 let answer = match ordered {
-                    Some((request_id, outcome)) => match outcome.await {
-                        Ok(outcome) => PeerResponse::Replicated {
-                            request_id,
-                            outcome,
-                        },
-                        Err(_) => PeerResponse::Failed {
-                            request_id,
-                            failure: PeerFailure::Unavailable("partition worker stopped".into()),
-                        },
-                    },
+                    Some((request_id, receivers)) => {
+                        let mut outcomes = Vec::with_capacity(receivers.len());
+                        for receiver in receivers {
+                            match receiver.await {
+                                Ok(outcome) => outcomes.push(outcome),
+                                Err(_) => break,
+                            }
+                        }
+                        if outcomes.len() == outcomes.capacity() {
+                            PeerResponse::Replicated {
+                                request_id,
+                                outcomes,
+                            }
+                        } else {
+                            PeerResponse::Failed {
+                                request_id,
+                                failure: PeerFailure::Unavailable(
+                                    "partition worker stopped".into(),
+                                ),
+                            }
+                        }
+                    }
                     None => handle(request, &ingress, &peer).await,
                 };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
@@ -547,19 +562,22 @@ async fn refuse(mut writer: OwnedWriteHalf, from: SocketAddr, reason: String) {
 }
 
 /// Replication messages handed to their worker at once (order matters).
-fn ordered(
-    request: &PeerRequest,
-    ingress: &Ingress,
-) -> Option<(u64, tokio::sync::oneshot::Receiver<Replicated>)> {
+type Outcomes = Vec<tokio::sync::oneshot::Receiver<Replicated>>;
+
+fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> {
     match request {
-        PeerRequest::Replicate {
-            request_id,
-            partition,
-            epoch,
-            entries,
-        } => Some((
+        PeerRequest::Replicate { request_id, parts } => Some((
             *request_id,
-            ingress.replicate_now(PartitionId(*partition), Epoch(*epoch), entries.clone()),
+            parts
+                .iter()
+                .map(|part| {
+                    ingress.replicate_now(
+                        PartitionId(part.partition),
+                        Epoch(part.epoch),
+                        part.entries.clone(),
+                    )
+                })
+                .collect(),
         )),
         PeerRequest::Snapshot {
             request_id,
@@ -570,13 +588,13 @@ fn ordered(
             last,
         } => Some((
             *request_id,
-            ingress.snapshot_now(
+            vec![ingress.snapshot_now(
                 PartitionId(*partition),
                 Epoch(*epoch),
                 *owner,
                 chunk.clone(),
                 *last,
-            ),
+            )],
         )),
         _ => None,
     }
@@ -620,7 +638,7 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
                 // Our table says we own it: hand over only once the tables agree.
                 return PeerResponse::Replicated {
                     request_id,
-                    outcome: Replicated::Stale { current: Epoch(0) },
+                    outcomes: vec![Replicated::Stale { current: Epoch(0) }],
                 };
             }
             let Some(to) = cluster.live_member(from).cloned() else {
@@ -631,7 +649,7 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
             match ingress.pull(PartitionId(partition), Epoch(epoch), to).await {
                 Ok(outcome) => PeerResponse::Replicated {
                     request_id,
-                    outcome,
+                    outcomes: vec![outcome],
                 },
                 Err(reason) => failed(PeerFailure::Unavailable(reason)),
             }

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eddy_cluster::{Held, NodeId, NodeIdentity};
+use eddy_cluster::{Held, NodeId, NodeIdentity, ReplicaPartRef};
 use eddy_core::{
     AlertRecord, ApplyError, DEFAULT_CHUNK_BYTES, Epoch, EventRef, KindId, Outputs, Partition,
     PartitionConfig, PartitionId, Registry, Replicated, Seq, SnapshotReader, Submitted, Timestamp,
@@ -35,12 +35,11 @@ use crate::slot::{Role, Slot, role_after_table};
 
 /// A backup's answer to come for entries shipped by this owner.
 pub struct ReplicaAck {
-    /// The partition.
-    pub partition: PartitionId,
     /// The backup.
     pub backup: NodeId,
-    /// The backup must hold the log through this position.
-    pub required: Seq,
+    /// Partitions shipped in this request, in the order of its outcomes,
+    /// with the position the backup must hold for each.
+    pub parts: Vec<(PartitionId, Seq)>,
     /// The request on the wire, or why it could not be sent.
     pub answer: Result<PeerPending, PeerError>,
 }
@@ -268,50 +267,83 @@ impl WorkerState {
     /// Queues `entries` of `partition` on every backup's link (a snapshot
     /// first for a backup not known to hold the log).
     async fn ship(&mut self, partition: PartitionId, entries: &[u8]) -> Vec<ReplicaAck> {
+        let mut acks = Vec::new();
+        self.ship_all(vec![(partition, entries.to_vec())], &mut acks)
+            .await;
+        acks
+    }
+
+    /// Queues each touched partition's new entries for its backups: one
+    /// `Replicate` frame per backup carrying every partition it follows, and
+    /// a snapshot to a backup not known to hold a partition's log.
+    async fn ship_all(&mut self, touched: Vec<(PartitionId, Vec<u8>)>, acks: &mut Vec<ReplicaAck>) {
         let cluster = self.args.cluster.borrow().clone();
         let links = self.args.links.clone();
-        let Some(slot) = self.slot(partition).as_mut() else {
-            return Vec::new();
-        };
-        let Some((required, epoch)) = slot.partition.as_mut().map(|p| (p.last_seq(), p.epoch()))
-        else {
-            return Vec::new();
-        };
-        let mut acks = Vec::new();
-        for backup in cluster.placement.table().replicas(partition).skip(1) {
-            let Some(peer) = cluster.live_member(backup) else {
+        // Per backup: its identity and (partition, epoch, index in touched, required).
+        let mut frames: Vec<(NodeIdentity, Vec<(PartitionId, Epoch, usize, Seq)>)> = Vec::new();
+        for (index, (partition, _)) in touched.iter().enumerate() {
+            let partition = *partition;
+            let Some(slot) = self.slot(partition).as_mut() else {
                 continue;
             };
-            let answer = if slot.synced.contains(backup) {
-                links.replicate(peer, partition.0, epoch.0, entries).await
-            } else {
+            let Some((required, epoch)) =
+                slot.partition.as_mut().map(|p| (p.last_seq(), p.epoch()))
+            else {
+                continue;
+            };
+            for backup in cluster.placement.table().replicas(partition).skip(1) {
+                let Some(peer) = cluster.live_member(backup) else {
+                    continue;
+                };
+                if slot.synced.contains(backup) {
+                    let part = (partition, epoch, index, required);
+                    match frames.iter_mut().find(|(id, _)| id.name == peer.name) {
+                        Some((_, parts)) => parts.push(part),
+                        None => frames.push((peer.clone(), vec![part])),
+                    }
+                    continue;
+                }
                 let chunks = slot
                     .partition
                     .as_mut()
                     .map_or(Err("no copy".into()), |p| chunks_of(p));
-                let sent = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
-                if sent.is_ok() {
+                let answer = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
+                if answer.is_ok() {
                     slot.synced.push(backup.clone());
                 }
-                sent
-            };
+                acks.push(ReplicaAck {
+                    backup: backup.clone(),
+                    parts: vec![(partition, required)],
+                    answer,
+                });
+            }
+        }
+        for (peer, parts) in frames {
+            let refs: Vec<ReplicaPartRef<'_>> = parts
+                .iter()
+                .map(|(partition, epoch, index, _)| ReplicaPartRef {
+                    partition: partition.0,
+                    epoch: epoch.0,
+                    entries: &touched[*index].1,
+                })
+                .collect();
+            let answer = links.replicate(&peer, &refs).await;
             if answer.is_err() {
-                slot.synced.retain(|b| b != backup);
+                // Frames may be lost: those partitions get a snapshot next.
+                for (partition, ..) in &parts {
+                    if let Some(slot) = self.slot(*partition).as_mut() {
+                        slot.synced.retain(|b| *b != peer.name);
+                    }
+                }
             }
             acks.push(ReplicaAck {
-                partition,
-                backup: backup.clone(),
-                required,
+                backup: peer.name.clone(),
+                parts: parts
+                    .iter()
+                    .map(|(partition, _, _, required)| (*partition, *required))
+                    .collect(),
                 answer,
             });
-        }
-        acks
-    }
-
-    async fn ship_all(&mut self, touched: Vec<(PartitionId, Vec<u8>)>, acks: &mut Vec<ReplicaAck>) {
-        for (partition, entries) in touched {
-            let mut shipped = self.ship(partition, &entries).await;
-            acks.append(&mut shipped);
         }
     }
 
@@ -570,8 +602,8 @@ impl WorkerState {
             tokio::spawn(async move {
                 if wait {
                     for ack in acks {
-                        if let Err(reason) = crate::ingress::settle_ack(ack).await {
-                            tracing::debug!(%reason, "timer firing not replicated yet");
+                        for (partition, failure) in crate::ingress::settle_ack(ack).await {
+                            tracing::debug!(partition = partition.0, %failure, "timer firing not confirmed by a backup");
                         }
                     }
                 }
