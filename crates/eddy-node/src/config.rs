@@ -108,7 +108,7 @@ impl Default for NodeConfig {
             probe_period_ms: 500,
             probe_rtt_ms: 200,
             suspect_to_down_ms: 1000,
-            settle_ms: 300,
+            settle_ms: 100,
             max_frame_bytes: 16 * 1024 * 1024,
             max_pending_requests: 64,
             partitions: eddy_core::DEFAULT_PARTITIONS,

@@ -43,7 +43,7 @@ const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an overloaded client is told to wait.
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 /// Routing rounds for events a peer says it does not own.
-const MAX_ROUTE_ATTEMPTS: usize = 12;
+const MAX_ROUTE_ATTEMPTS: usize = 30;
 /// How long an owner keeps trying to get a write onto every current backup
 /// (covers detecting a dead backup and re-placing its partitions).
 const CONFIRM_DEADLINE: Duration = Duration::from_secs(6);
@@ -54,7 +54,8 @@ const REPLICA_PATIENCE: Duration = Duration::from_secs(2);
 /// Pause between such tries.
 const CONFIRM_RETRY: Duration = Duration::from_millis(200);
 /// Wait between routing rounds: about the settle delay, so tables converge.
-const ROUTE_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Short, because the first round after a failover is what a client waits for.
+const ROUTE_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// A validated event on its way to its partition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,6 +86,7 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut previous: Option<Arc<ClusterState>> = None;
     let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
     let mut serving = false;
+    let mut timing = TakeoverTiming::default();
     loop {
         let current = changes.borrow_and_update().clone();
         let changed = previous
@@ -108,7 +109,17 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             }
         }
         if !waiting.is_empty() {
-            waiting = take_over(&args, waiting).await;
+            let started = Instant::now();
+            timing.started.get_or_insert(started);
+            let (left, pulled) = take_over(&args, waiting).await;
+            waiting = left;
+            if pulled > 0 {
+                timing.transfer += started.elapsed();
+            }
+            metrics::gauge!("eddy_partitions_waiting").set(waiting.len() as f64);
+            if waiting.is_empty() {
+                timing.finish();
+            }
         }
         if !serving {
             // First round done: the partitions this node owns are served.
@@ -125,6 +136,25 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             () = retry => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
+    }
+}
+
+/// How long the last takeover took: from its first round until nothing was
+/// waiting, and the part of it spent in rounds that moved data (the base of
+/// the handoff throughput `eddy bench --failovers` reports).
+#[derive(Default)]
+struct TakeoverTiming {
+    started: Option<Instant>,
+    transfer: Duration,
+}
+
+impl TakeoverTiming {
+    fn finish(&mut self) {
+        if let Some(started) = self.started.take() {
+            metrics::gauge!("eddy_last_takeover_ms").set(started.elapsed().as_secs_f64() * 1000.0);
+            metrics::gauge!("eddy_last_transfer_ms").set(self.transfer.as_secs_f64() * 1000.0);
+        }
+        self.transfer = Duration::ZERO;
     }
 }
 
@@ -160,7 +190,7 @@ struct Copy {
 async fn take_over(
     args: &OwnershipArgs,
     waiting: Vec<(PartitionId, u32)>,
-) -> Vec<(PartitionId, u32)> {
+) -> (Vec<(PartitionId, u32)>, usize) {
     let started = Instant::now();
     let cluster = args.ingress.cluster();
     let me = cluster.local.name.clone();
@@ -170,7 +200,7 @@ async fn take_over(
         .filter(|(p, _)| cluster.placement.table().owner(*p) == Some(&me))
         .collect();
     if waiting.is_empty() {
-        return waiting;
+        return (waiting, 0);
     }
     let asked: Vec<PartitionId> = waiting.iter().map(|(p, _)| *p).collect();
     let others: Vec<NodeIdentity> = cluster
@@ -205,6 +235,7 @@ async fn take_over(
     }
     let mut retry = Vec::new();
     let mut done = 0usize;
+    let mut pulled = 0usize;
     for chunk in waiting.chunks(CONCURRENT_TAKEOVERS) {
         let results = join_all(chunk.iter().map(|&(partition, round)| {
             let found: Vec<&Copy> = copies
@@ -215,27 +246,39 @@ async fn take_over(
             let unsure = !unanswered.is_empty() && round < MAX_ROUNDS;
             let table_epoch = cluster.placement.epoch(partition).0;
             async move {
-                let ok = take_one(args, partition, &found, unsure, table_epoch, round).await;
-                (partition, round, ok)
+                let outcome = take_one(args, partition, &found, unsure, table_epoch, round).await;
+                (partition, round, outcome)
             }
         }))
         .await;
-        for (partition, round, ok) in results {
-            if ok {
-                done += 1;
-            } else {
-                retry.push((partition, round + 1));
+        for (partition, round, outcome) in results {
+            match outcome {
+                Taken::Locally => done += 1,
+                Taken::Pulled => {
+                    done += 1;
+                    pulled += 1;
+                }
+                Taken::NotYet => retry.push((partition, round + 1)),
             }
         }
     }
-    metrics::gauge!("eddy_last_takeover_ms").set(started.elapsed().as_secs_f64() * 1000.0);
     tracing::info!(
         taken = done,
         retrying = retry.len(),
         took_ms = started.elapsed().as_millis() as u64,
         "took over partitions"
     );
-    retry
+    (retry, pulled)
+}
+
+/// How a partition's takeover went.
+enum Taken {
+    /// From the local copy, or empty.
+    Locally,
+    /// Handed over by its holder.
+    Pulled,
+    /// Retry later.
+    NotYet,
 }
 
 fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
@@ -246,7 +289,7 @@ fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
     }
 }
 
-/// Takes one partition over from the best copy; false to retry later.
+/// Takes one partition over from the best copy.
 async fn take_one(
     args: &OwnershipArgs,
     partition: PartitionId,
@@ -254,7 +297,7 @@ async fn take_one(
     unsure: bool,
     table_epoch: u64,
     round: u32,
-) -> bool {
+) -> Taken {
     let best = found
         .iter()
         // Ties go to the local copy (no transfer).
@@ -265,7 +308,7 @@ async fn take_one(
         None => {
             if unsure {
                 // A member that did not answer may hold a better copy.
-                return false;
+                return Taken::NotYet;
             }
             if round >= MAX_ROUNDS && !found.is_empty() {
                 tracing::error!(
@@ -274,15 +317,15 @@ async fn take_one(
                 );
             }
             args.ingress.take(partition, epoch);
-            true
+            Taken::Locally
         }
         Some(holder) => match args.links.pull(holder, partition.0, epoch.0).await {
-            Ok(Replicated::Applied { .. }) => true,
+            Ok(Replicated::Applied { .. }) => Taken::Pulled,
             Ok(other) => {
                 // The holder's table still names it owner: retry once the
                 // tables agree.
                 tracing::debug!(partition = partition.0, holder = %holder.name, ?other, "handoff refused");
-                false
+                Taken::NotYet
             }
             Err(err) => {
                 tracing::warn!(partition = partition.0, holder = %holder.name, %err, "handoff failed");
@@ -290,9 +333,9 @@ async fn take_one(
                 {
                     tracing::error!(partition = partition.0, holder = %holder.name, "the holder of the best copy does not hand over; taking the local copy");
                     args.ingress.take(partition, epoch);
-                    return true;
+                    return Taken::Locally;
                 }
-                false
+                Taken::NotYet
             }
         },
     }

@@ -41,9 +41,10 @@ pub struct Slot {
     /// The role.
     pub role: Role,
     /// Backups known to hold this owner's log up to the last shipped entry
-    /// (they got a snapshot at some point, then every entry). A backup not in
-    /// here is sent a snapshot before anything else.
-    pub synced: Vec<NodeId>,
+    /// (they got a snapshot at some point, then every entry), by name and
+    /// generation: a restarted backup holds nothing, whatever its name. A
+    /// backup not in here is sent a snapshot before anything else.
+    pub synced: Vec<(NodeId, u64)>,
     /// A snapshot stream being received.
     pub receiving: Option<SnapshotReader>,
 }
@@ -65,6 +66,13 @@ impl Slot {
             Role::Owner => self.partition.as_mut(),
             _ => None,
         }
+    }
+
+    /// Whether `backup` (this incarnation) follows this owner's log.
+    pub fn follows(&self, backup: &eddy_cluster::NodeIdentity) -> bool {
+        self.synced
+            .iter()
+            .any(|(name, generation)| *name == backup.name && *generation == backup.generation)
     }
 
     /// Becomes the owner at `epoch` (at least), with no backup synced yet.

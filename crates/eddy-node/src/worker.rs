@@ -44,6 +44,10 @@ pub struct ReplicaAck {
     pub answer: Result<PeerPending, PeerError>,
 }
 
+/// One partition in a `Replicate` frame being built: partition, epoch,
+/// index of its entries in the batch, position the backup must reach.
+type Shipped = (PartitionId, Epoch, usize, Seq);
+
 /// The result of an `Apply`.
 #[derive(Default)]
 pub struct Applied {
@@ -279,8 +283,7 @@ impl WorkerState {
     async fn ship_all(&mut self, touched: Vec<(PartitionId, Vec<u8>)>, acks: &mut Vec<ReplicaAck>) {
         let cluster = self.args.cluster.borrow().clone();
         let links = self.args.links.clone();
-        // Per backup: its identity and (partition, epoch, index in touched, required).
-        let mut frames: Vec<(NodeIdentity, Vec<(PartitionId, Epoch, usize, Seq)>)> = Vec::new();
+        let mut frames: Vec<(NodeIdentity, Vec<Shipped>)> = Vec::new();
         for (index, (partition, _)) in touched.iter().enumerate() {
             let partition = *partition;
             let Some(slot) = self.slot(partition).as_mut() else {
@@ -295,7 +298,7 @@ impl WorkerState {
                 let Some(peer) = cluster.live_member(backup) else {
                     continue;
                 };
-                if slot.synced.contains(backup) {
+                if slot.follows(peer) {
                     let part = (partition, epoch, index, required);
                     match frames.iter_mut().find(|(id, _)| id.name == peer.name) {
                         Some((_, parts)) => parts.push(part),
@@ -309,7 +312,7 @@ impl WorkerState {
                     .map_or(Err("no copy".into()), |p| chunks_of(p));
                 let answer = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
                 if answer.is_ok() {
-                    slot.synced.push(backup.clone());
+                    slot.synced.push((backup.clone(), peer.generation));
                 }
                 acks.push(ReplicaAck {
                     backup: backup.clone(),
@@ -332,7 +335,7 @@ impl WorkerState {
                 // Frames may be lost: those partitions get a snapshot next.
                 for (partition, ..) in &parts {
                     if let Some(slot) = self.slot(*partition).as_mut() {
-                        slot.synced.retain(|b| *b != peer.name);
+                        slot.synced.retain(|(b, _)| *b != peer.name);
                     }
                 }
             }
@@ -347,7 +350,37 @@ impl WorkerState {
         }
     }
 
-    fn placement(&mut self, state: &ClusterState) {
+    /// Applies a new table to the roles, and returns the owned partitions
+    /// with a backup that does not follow them yet: a new backup must get
+    /// the partition now, not at the next write, or acknowledged writes
+    /// would rest on one copy until then.
+    fn placement(&mut self, state: &ClusterState) -> Vec<PartitionId> {
+        self.apply_roles(state);
+        let table = state.placement.table();
+        let mut behind = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot.as_mut().filter(|s| s.role == Role::Owner) else {
+                continue;
+            };
+            let partition = PartitionId(index as u32);
+            let backups: Vec<&NodeIdentity> = table
+                .replicas(partition)
+                .skip(1)
+                .filter_map(|b| state.live_member(b))
+                .collect();
+            slot.synced.retain(|(name, generation)| {
+                backups
+                    .iter()
+                    .any(|b| b.name == *name && b.generation == *generation)
+            });
+            if backups.iter().any(|b| !slot.follows(b)) {
+                behind.push(partition);
+            }
+        }
+        behind
+    }
+
+    fn apply_roles(&mut self, state: &ClusterState) {
         let table = state.placement.table();
         let now = Instant::now();
         let workers = self.args.workers.max(1);
@@ -433,6 +466,7 @@ impl WorkerState {
         chunk: &[u8],
         last: bool,
     ) -> Replicated {
+        metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
         let slot = self
@@ -551,7 +585,7 @@ impl WorkerState {
     ) -> Option<Vec<ReplicaAck>> {
         let slot = self.slot(partition).as_mut()?;
         slot.owned()?;
-        slot.synced.retain(|b| !resync.contains(b));
+        slot.synced.retain(|(b, _)| !resync.contains(b));
         Some(self.ship(partition, &[]).await)
     }
 
@@ -670,7 +704,7 @@ impl Actor for Worker {
             out: Outputs::default(),
         };
         let cluster = state.args.cluster.borrow().clone();
-        state.placement(&cluster);
+        state.apply_roles(&cluster);
         Ok(state)
     }
 
@@ -703,7 +737,17 @@ impl Actor for Worker {
                 let _ = reply.send(result);
             }
             WorkerMsg::Tick => state.tick().await,
-            WorkerMsg::Placement(cluster) => state.placement(&cluster),
+            WorkerMsg::Placement(cluster) => {
+                let behind = state.placement(&cluster);
+                if !behind.is_empty() {
+                    tracing::debug!(partitions = behind.len(), "bringing new backups up to date");
+                    let touched = behind.into_iter().map(|p| (p, Vec::new())).collect();
+                    // Fire and forget: a backup that misses this gets a
+                    // snapshot with the next write or barrier.
+                    let mut acks = Vec::new();
+                    state.ship_all(touched, &mut acks).await;
+                }
+            }
             WorkerMsg::Replicate {
                 partition,
                 epoch,

@@ -69,7 +69,7 @@ async fn metric(addrs: &NodeAddrs, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 /// Waits until every node's table lists `owners` owners and all agree.
@@ -171,11 +171,15 @@ fn median(values: &mut [f64]) -> f64 {
 /// `eddy bench --failovers N`.
 pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
     let mut nodes: Vec<(LocalNode, NodeAddrs)> = start_cluster(2).await?;
+    let mut expected: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     {
         let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
         let client = routed(&addrs).await?;
         let targets = vec![Target::Cluster(client); args.connections.max(1)];
         let load = batches(args.events, args.keys, args.batch)?;
+        for event in load.iter().flat_map(|b| b.iter()) {
+            *expected.entry(event.key.to_string()).or_default() += 1;
+        }
         let result = run(&targets, &load, args.pipeline, None, "loading").await?;
         report("loaded at", &result);
     }
@@ -191,8 +195,10 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
         let survivor = nodes[(victim + 1) % nodes.len()].1.clone();
         let table = json(format!("http://{}/v1/partitions", survivor.http)).await?;
         let key = key_owned_by(&table, &name).ok_or("no key owned by the victim")?;
+        // Exactly once across the retries: a producer id, one seq per probe.
         let body = format!(
-            r#"{{"kind":"account","key":"{key}","event":{{"amount":1.0,"country":"FR","merchant":"m"}}}}"#
+            r#"{{"kind":"account","key":"{key}","event":{{"amount":1.0,"country":"FR","merchant":"m"}},"producer":"failover-probe","seq":{}}}"#,
+            round + 1
         );
         nodes[victim].0.kill();
         let killed = Instant::now();
@@ -207,6 +213,7 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        *expected.entry(key.clone()).or_default() += 1;
         let took = killed.elapsed().as_secs_f64() * 1000.0;
         failover_ms.push(took);
         // Restart it under its name: it takes its partitions back by handoff.
@@ -223,21 +230,45 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
         nodes[victim] = restarted;
         let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
         wait_converged(&addrs, 3).await?;
-        let back = &nodes[victim].1;
-        let bytes = metric(back, "eddy_snapshot_bytes_received_total").await;
-        let ms = metric(back, "eddy_last_takeover_ms").await;
-        let mbps = if ms > 0.0 {
-            bytes / 1e6 / (ms / 1000.0)
+        let back = nodes[victim].1.clone();
+        // Until every partition it owns is served (pulls refused while the
+        // others' tables catch up are retried).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metric(&back, "eddy_partitions_waiting").await > 0.0
+            || metric(&back, "eddy_last_takeover_ms").await <= 0.0
+        {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} did not take its partitions back within 60 s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let bytes = metric(&back, "eddy_snapshot_bytes_received_total").await;
+        let total_ms = metric(&back, "eddy_last_takeover_ms").await;
+        let transfer_ms = metric(&back, "eddy_last_transfer_ms").await;
+        let mbps = if transfer_ms > 0.0 {
+            bytes / 1e6 / (transfer_ms / 1000.0)
         } else {
             0.0
         };
         handoff_mbps.push(mbps);
         println!(
-            "kill {:>2}: {name:<7} first ack on a moved partition after {took:>6.0} ms; restarted, took back {:.1} MB in {ms:.0} ms ({mbps:.0} MB/s)",
+            "kill {:>2}: {name:<7} first ack on a moved partition after {took:>6.0} ms; restarted: took back {:.1} MB in {total_ms:.0} ms, {transfer_ms:.0} ms of it moving data ({mbps:.0} MB/s)",
             round + 1,
             bytes / 1e6
         );
     }
+    // Every acknowledged event must have survived the kills.
+    let reader = &nodes[0].1;
+    let sample: Vec<(&String, &u64)> = expected.iter().step_by((expected.len() / 2000).max(1)).collect();
+    for (key, count) in &sample {
+        let state = json(format!("http://{}/v1/actors/account/{key}", reader.http)).await?;
+        if state["state"]["events"].as_u64() != Some(**count) {
+            return Err(format!("{key}: {count} events acknowledged, state {state}"));
+        }
+    }
+    println!("after {kills} kills: {} sampled keys hold every acknowledged event", sample.len());
     let max = failover_ms.iter().copied().fold(0.0, f64::max);
     println!(
         "failover over {kills} kills: p50 {:.0} ms, max {max:.0} ms; handoff median {:.0} MB/s",

@@ -391,3 +391,43 @@ fn routed_client_retries_transparently_across_a_kill() {
         sender.check(node);
     }
 }
+
+#[test]
+fn a_restarted_node_is_brought_up_to_date_before_the_next_failure() {
+    let mut nodes = start_cluster(3);
+    let keys: Vec<String> = (0..30).map(|i| format!("acct-{i}")).collect();
+    let mut sender = Sender::new();
+    {
+        let all: Vec<&NodeProcess> = nodes.iter().collect();
+        for _ in 0..3 {
+            sender.send(&all, &keys);
+        }
+    }
+    // node-3 dies and comes back under its name: it is a backup (or owner)
+    // of a third of the partitions again, with no write in between.
+    nodes[2].kill();
+    wait_for_owners(&[&nodes[0], &nodes[1]], 2);
+    let seeds = format!("seeds=[\"{}\",\"{}\"]", nodes[0].gossip, nodes[1].gossip);
+    nodes[2] = NodeProcess::start(&["name=\"node-3\"", "settle_ms=100", &seeds]);
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get(&nodes[2].url("/metrics"))
+        .1
+        .contains("eddy_partitions_waiting 0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node-3 never served its partitions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give owners a moment to stream to their new backups, then lose
+    // another node: every acknowledged event must survive on node-3.
+    std::thread::sleep(Duration::from_millis(500));
+    nodes[0].kill();
+    let survivors = [&nodes[1], &nodes[2]];
+    wait_for_owners(&survivors, 2);
+    for node in survivors {
+        sender.check(node);
+    }
+}
