@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub max_batch_events: usize,
     /// Turns true when the node stops; ends alert streams.
     pub shutdown: watch::Receiver<bool>,
+    /// Rung by `POST /v1/admin/leave`: the node leaves like on SIGTERM.
+    pub leave: Arc<tokio::sync::Notify>,
 }
 
 /// The router with every route and the body limit.
@@ -42,6 +45,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/alerts", get(get_alerts))
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/partitions", get(get_partitions))
+        .route("/v1/admin/leave", post(post_leave))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -320,6 +324,18 @@ async fn get_alerts(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Graceful leave: the node announces it leaves, the others take its
+/// partitions over from their backups while it finishes open requests, then
+/// it exits (as on SIGTERM).
+async fn post_leave(State(app): State<AppState>) -> Response {
+    app.leave.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"leaving": app.ingress.cluster().local.name.as_str()})),
+    )
+        .into_response()
 }
 
 /// Members as this node sees them.

@@ -175,6 +175,7 @@ impl NodeBuilder {
         tracing::debug!(partitions_per_worker, workers, "workers started");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let leave = Arc::new(tokio::sync::Notify::new());
         let peer_server = tokio::spawn(crate::peer::serve(
             peer_listener,
             ingress.clone(),
@@ -209,6 +210,7 @@ impl NodeBuilder {
                 ingress: ingress.clone(),
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),
+                leave: leave.clone(),
             },
             config.max_body_bytes,
         );
@@ -240,6 +242,7 @@ impl NodeBuilder {
             peer_addr,
             cluster,
             peer_server,
+            leave,
             drain: Duration::from_millis(config.settle_ms + 500),
             tcp,
             ingress,
@@ -294,7 +297,10 @@ impl NodeBuilder {
                 node.gossip_addr(),
                 node.peer_addr(),
             );
-            wait_for_signal().await;
+            tokio::select! {
+                () = wait_for_signal() => {}
+                () = node.leave_requested() => {}
+            }
             tracing::info!("stopping");
             match node.stop().await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -350,6 +356,7 @@ pub struct RunningNode {
     peer_addr: SocketAddr,
     cluster: Cluster,
     peer_server: JoinHandle<()>,
+    leave: Arc<tokio::sync::Notify>,
     drain: Duration,
     tcp: JoinHandle<()>,
     ingress: Ingress,
@@ -378,6 +385,11 @@ impl RunningNode {
     /// The bound peer-link address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// Resolves when `POST /v1/admin/leave` asked the node to leave.
+    pub async fn leave_requested(&self) {
+        self.leave.notified().await;
     }
 
     /// The ingress handle, for in-process use.

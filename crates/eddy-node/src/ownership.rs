@@ -32,7 +32,7 @@ use crate::ingress::Ingress;
 use crate::peer::PeerLinks;
 
 /// Partitions taken over at once; bounds the snapshot traffic of a rebalance.
-const CONCURRENT_TAKEOVERS: usize = 16;
+const CONCURRENT_TAKEOVERS: usize = 64;
 /// Wait before retrying partitions whose takeover failed.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How often partitions nobody serves are looked for without a table change.

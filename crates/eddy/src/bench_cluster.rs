@@ -261,14 +261,20 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
     }
     // Every acknowledged event must have survived the kills.
     let reader = &nodes[0].1;
-    let sample: Vec<(&String, &u64)> = expected.iter().step_by((expected.len() / 2000).max(1)).collect();
+    let sample: Vec<(&String, &u64)> = expected
+        .iter()
+        .step_by((expected.len() / 2000).max(1))
+        .collect();
     for (key, count) in &sample {
         let state = json(format!("http://{}/v1/actors/account/{key}", reader.http)).await?;
         if state["state"]["events"].as_u64() != Some(**count) {
             return Err(format!("{key}: {count} events acknowledged, state {state}"));
         }
     }
-    println!("after {kills} kills: {} sampled keys hold every acknowledged event", sample.len());
+    println!(
+        "after {kills} kills: {} sampled keys hold every acknowledged event",
+        sample.len()
+    );
     let max = failover_ms.iter().copied().fold(0.0, f64::max);
     println!(
         "failover over {kills} kills: p50 {:.0} ms, max {max:.0} ms; handoff median {:.0} MB/s",

@@ -269,6 +269,20 @@ fn a_stopping_node_leaves_at_once() {
 }
 
 #[test]
+fn admin_leave_makes_a_node_leave_and_exit() {
+    let mut nodes = start_cluster(2, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2"]);
+    let (status, body, _) = post_json(&nodes[1].url("/v1/admin/leave"), "");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(json(&body)["leaving"], "node-2");
+    let exit = nodes.pop().expect("two nodes").wait_for_exit();
+    assert!(exit.success(), "{exit:?}");
+    wait_for_table(&[&nodes[0]], &["node-1"]);
+    assert_eq!(member_status(&nodes[0], "node-2").as_deref(), Some("down"));
+}
+
+#[test]
 fn a_node_with_another_partition_count_is_refused() {
     let nodes = start_cluster(1, &[]);
     let seeds = format!("seeds=[\"{}\"]", nodes[0].gossip);

@@ -104,18 +104,23 @@ impl NodeProcess {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
+        self.wait_for_exit()
+    }
+
+    /// Waits (bounded) for the process to exit on its own.
+    pub fn wait_for_exit(mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            assert!(Instant::now() < deadline, "node did not stop within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
