@@ -154,7 +154,7 @@ impl RoutedClient {
             }
             tracing::debug!(%err, events = failed.len(), "retrying part of a batch");
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            backoff = (backoff * 2).min(Duration::from_millis(200));
             let _ = self.refresh().await;
             pending = failed;
         }

@@ -53,7 +53,7 @@ async fn http_post(url: String, body: String) -> u16 {
     .unwrap_or(0)
 }
 
-async fn json(url: String) -> Result<serde_json::Value, String> {
+pub(crate) async fn json(url: String) -> Result<serde_json::Value, String> {
     let (status, body) = http_get(url.clone()).await?;
     if status != 200 {
         return Err(format!("{url}: {status} {body}"));
@@ -282,4 +282,50 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
         median(&mut handoff_mbps)
     );
     Ok(())
+}
+
+/// A local cluster of child processes named node-1…; killed when dropped.
+pub(crate) struct LocalCluster {
+    nodes: Vec<(String, Option<LocalNode>, NodeAddrs)>,
+}
+
+impl LocalCluster {
+    /// Starts three nodes with `replication_factor = rf` and waits until
+    /// their tables agree.
+    pub(crate) async fn start(rf: usize) -> Result<LocalCluster, String> {
+        let nodes = start_cluster(rf).await?;
+        Ok(LocalCluster {
+            nodes: nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (node, addrs))| (format!("node-{}", i + 1), Some(node), addrs))
+                .collect(),
+        })
+    }
+
+    /// Names of the running nodes.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, node, _)| node.is_some())
+            .map(|(name, ..)| name.clone())
+            .collect()
+    }
+
+    /// Addresses of the running nodes.
+    pub(crate) fn addrs(&self) -> Vec<NodeAddrs> {
+        self.nodes
+            .iter()
+            .filter(|(_, node, _)| node.is_some())
+            .map(|(.., addrs)| addrs.clone())
+            .collect()
+    }
+
+    /// SIGKILLs node `index`; returns its name.
+    pub(crate) fn kill(&mut self, index: usize) -> Result<String, String> {
+        let (name, node, _) = self.nodes.get_mut(index).ok_or("no such node")?;
+        let mut node = node.take().ok_or("already killed")?;
+        node.kill();
+        Ok(name.clone())
+    }
 }

@@ -3,11 +3,12 @@
 //! `eddy node` runs a node hosting the three example kinds (`account`,
 //! `device`, `patient`); `eddy send` and `eddy tail` speak the binary protocol
 //! to one; `eddy status` shows members and partition table; `eddy bench`
-//! measures one node. `eddy demo` arrives with its issue.
+//! measures a node or a local cluster; `eddy demo` runs the main job.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod bench_cluster;
+mod demo;
 mod send;
 mod status;
 mod tail;
@@ -31,6 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job in one command: a local 3-node cluster, the fraud, iot and
+    /// vitals workloads, one node killed halfway, and a summary of what happened.
+    Demo(demo::DemoArgs),
     /// Run a node hosting the example kinds: account (fraud), device (iot), patient (vitals).
     Node(NodeArgs),
     /// Send NDJSON events from a file or stdin to a node.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
             .kind::<eddy_iot::Iot>()
             .kind::<eddy_vitals::Vitals>()
             .run_with(args),
+        Command::Demo(args) => demo::run(args),
         Command::Send(args) => {
             // Same kinds in the same order as the node, to encode JSON events.
             let registry = eddy_core::Registry::builder()
