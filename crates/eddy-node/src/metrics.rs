@@ -27,41 +27,270 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
+/// Kind of a metric in [`CATALOG`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Distribution (Prometheus summary from the exporter).
+    Histogram,
+}
+
+/// Every metric a node exports: name, kind, labels, meaning. The one list
+/// behind the `# HELP` lines and docs/METRICS.md (a test keeps the code, this
+/// list and the page in step).
+pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
+    (
         "eddy_events_received_total",
-        "Events accepted for processing after validation"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "",
+        "Events accepted for processing after validation",
+    ),
+    (
         "eddy_events_applied_total",
-        "Events applied to their key's state"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "",
+        "Events applied to their key's state on this node (as owner)",
+    ),
+    (
         "eddy_events_duplicate_total",
-        "Events skipped as producer retries"
-    );
-    describe_counter!("eddy_events_rejected_total", "Events refused, by reason");
-    describe_counter!(
+        Kind::Counter,
+        "",
+        "Events skipped as producer retries",
+    ),
+    (
+        "eddy_events_rejected_total",
+        Kind::Counter,
+        "reason",
+        "Events refused while applying, by reason",
+    ),
+    (
         "eddy_handler_panics_total",
-        "Handler panics caught; the key kept its state"
-    );
-    describe_counter!("eddy_timers_fired_total", "Timer firings applied");
-    describe_counter!("eddy_alerts_total", "Alerts emitted, by kind");
-    describe_counter!(
+        Kind::Counter,
+        "",
+        "Handler panics caught; the key kept its state",
+    ),
+    (
+        "eddy_timers_fired_total",
+        Kind::Counter,
+        "",
+        "Timer firings applied",
+    ),
+    (
+        "eddy_alerts_total",
+        Kind::Counter,
+        "kind",
+        "Alerts published, by kind",
+    ),
+    (
         "eddy_overload_rejections_total",
-        "Requests refused with 429 because a worker was full"
-    );
-    describe_gauge!("eddy_keys_active", "Keys with decoded state");
-    describe_gauge!("eddy_keys_passive", "Keys held encoded");
-    describe_gauge!("eddy_timers_pending", "Timers waiting to fire");
-    describe_gauge!("eddy_partitions_owned", "Partitions this node owns");
-    describe_gauge!(
-        "eddy_worker_inflight_events",
-        "Events queued or applying, per worker"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "",
+        "Requests refused with 429 because a worker was full",
+    ),
+    (
+        "eddy_route_retries_total",
+        Kind::Counter,
+        "",
+        "Routing rounds repeated because an owner did not take events",
+    ),
+    (
+        "eddy_no_quorum_refusals_total",
+        Kind::Counter,
+        "",
+        "Writes refused because this node sees no majority",
+    ),
+    (
+        "eddy_protocol_errors_total",
+        Kind::Counter,
+        "port",
+        "Connections closed for a bad frame, by port (tcp, peer)",
+    ),
+    (
+        "eddy_gossip_bad_datagrams_total",
+        Kind::Counter,
+        "",
+        "Datagrams dropped on the gossip port",
+    ),
+    (
+        "eddy_members_down_total",
+        Kind::Counter,
+        "",
+        "Members declared down",
+    ),
+    (
+        "eddy_members_refused_total",
+        Kind::Counter,
+        "",
+        "Nodes refused for another partition count or protocol",
+    ),
+    (
+        "eddy_promotions_total",
+        Kind::Counter,
+        "",
+        "Partitions this node took over from its own copy (failover)",
+    ),
+    (
+        "eddy_handoffs_sent_total",
+        Kind::Counter,
+        "",
+        "Partitions handed over to another node",
+    ),
+    (
+        "eddy_handoffs_received_total",
+        Kind::Counter,
+        "",
+        "Partitions received by handoff",
+    ),
+    (
+        "eddy_snapshot_bytes_sent_total",
+        Kind::Counter,
+        "",
+        "Snapshot bytes sent (backup sync and handoff)",
+    ),
+    (
+        "eddy_snapshot_bytes_received_total",
+        Kind::Counter,
+        "",
+        "Snapshot bytes received",
+    ),
+    (
+        "eddy_worker_restarts_total",
+        Kind::Counter,
+        "",
+        "Partition workers restarted after a failure",
+    ),
+    (
+        "eddy_keys_active",
+        Kind::Gauge,
+        "worker",
+        "Keys with decoded state, per worker",
+    ),
+    (
+        "eddy_keys_passive",
+        Kind::Gauge,
+        "worker",
+        "Keys held encoded, per worker",
+    ),
+    (
+        "eddy_timers_pending",
+        Kind::Gauge,
+        "worker",
+        "Timers waiting to fire, per worker",
+    ),
+    (
+        "eddy_partitions_owned",
+        Kind::Gauge,
+        "",
+        "Partitions the table gives this node as owner",
+    ),
+    (
+        "eddy_partitions_waiting",
+        Kind::Gauge,
+        "",
+        "Partitions the table gives this node that it does not serve yet",
+    ),
+    (
+        "eddy_cluster_members_up",
+        Kind::Gauge,
+        "",
+        "Members up in this node's view",
+    ),
+    (
+        "eddy_last_takeover_ms",
+        Kind::Gauge,
+        "",
+        "Duration of the last takeover, until nothing was waiting",
+    ),
+    (
+        "eddy_last_transfer_ms",
+        Kind::Gauge,
+        "",
+        "Part of the last takeover spent in rounds that moved data",
+    ),
+    (
         "eddy_ack_latency_seconds",
-        "Time from a batch's arrival to its acknowledgement"
-    );
+        Kind::Histogram,
+        "",
+        "Time from a batch's arrival to its acknowledgement",
+    ),
+    (
+        "eddy_forward_latency_seconds",
+        Kind::Histogram,
+        "",
+        "Round trip of a batch forwarded to its owner",
+    ),
+    (
+        "eddy_replication_latency_seconds",
+        Kind::Histogram,
+        "",
+        "Wait for the backups to confirm a batch (acks = all)",
+    ),
+];
+
+fn describe() {
+    for &(name, kind, _, help) in CATALOG {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric recorded anywhere in the node is in the catalog, and
+    /// docs/METRICS.md lists every catalog entry with its kind.
+    #[test]
+    fn catalog_code_and_docs_agree() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut used = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&src).expect("src dir") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+            for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                for (at, _) in text.match_indices(macro_name) {
+                    let rest = text[at + macro_name.len()..].trim_start();
+                    if let Some(name) = rest
+                        .strip_prefix('"')
+                        .and_then(|r| r.split('"').next())
+                        .filter(|n| n.starts_with("eddy_"))
+                    {
+                        used.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        let listed: std::collections::BTreeSet<String> = CATALOG
+            .iter()
+            .map(|(name, ..)| (*name).to_owned())
+            .collect();
+        assert!(used.len() > 20, "the scan finds the metrics: {used:?}");
+        let missing: Vec<_> = used.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "recorded but not in CATALOG: {missing:?}"
+        );
+        let unused: Vec<_> = listed.difference(&used).collect();
+        assert!(
+            unused.is_empty(),
+            "in CATALOG but never recorded: {unused:?}"
+        );
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/METRICS.md"),
+        )
+        .expect("docs/METRICS.md");
+        for (name, kind, ..) in CATALOG {
+            let row = page
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}`")))
+                .unwrap_or_else(|| panic!("docs/METRICS.md lacks {name}"));
+            let kind = format!("{kind:?}").to_lowercase();
+            assert!(row.contains(&kind), "{name} is a {kind}: {row}");
+        }
+    }
 }
