@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub acks: AckPolicy,
     /// With seeds: how long to wait for another member before forming a cluster alone.
     pub join_timeout_ms: u64,
+    /// Where partition copies are kept on disk (WAL + snapshots); none keeps
+    /// state in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
     /// SWIM probe period; detection of a dead node takes a few periods.
     pub probe_period_ms: u32,
     /// How long a probe waits for a direct ack before asking others to probe.
@@ -105,6 +108,7 @@ impl Default for NodeConfig {
             replication_factor: 2,
             acks: AckPolicy::All,
             join_timeout_ms: 3000,
+            data_dir: None,
             probe_period_ms: 500,
             probe_rtt_ms: 200,
             suspect_to_down_ms: 1000,

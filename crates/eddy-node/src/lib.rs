@@ -40,6 +40,7 @@ pub mod node;
 pub mod ownership;
 pub mod peer;
 pub mod slot;
+pub mod storage;
 pub mod tcp_ingress;
 pub mod worker;
 

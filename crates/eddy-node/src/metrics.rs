@@ -163,6 +163,18 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Partition workers restarted after a failure",
     ),
     (
+        "eddy_storage_write_errors_total",
+        Kind::Counter,
+        "",
+        "Failed writes to the data directory",
+    ),
+    (
+        "eddy_storage_damaged_total",
+        Kind::Counter,
+        "",
+        "Damaged or torn files found when loading the data directory",
+    ),
+    (
         "eddy_keys_active",
         Kind::Gauge,
         "worker",

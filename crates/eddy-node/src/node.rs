@@ -42,6 +42,9 @@ pub enum NodeError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Http(String),
+    /// The data directory could not be opened.
+    #[error("data_dir: {0}")]
+    Storage(String),
     /// The membership driver could not start.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
@@ -77,6 +80,8 @@ impl NodeBuilder {
 
     /// Starts the node inside the current tokio runtime.
     pub async fn start(self, config: NodeConfig) -> Result<RunningNode, NodeError> {
+        // Create the recorder first so nothing counted at start is lost.
+        let _ = crate::metrics::handle();
         let registry = Arc::new(self.registry.build()?);
         let workers = config.worker_count();
         let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
@@ -133,14 +138,35 @@ impl NodeBuilder {
             config.max_frame_bytes,
         );
         let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
+        let partition_config = PartitionConfig {
+            idle_timeout_ms: config.idle_timeout_ms,
+            max_active_keys: (config.max_active_keys / config.partitions as usize).max(1),
+            hash_seed: random_seed(),
+            ..PartitionConfig::default()
+        };
+        let (storage, recovered) = match &config.data_dir {
+            None => (None, Vec::new()),
+            Some(dir) => {
+                let storage = crate::storage::Storage::open(dir)
+                    .map_err(|err| NodeError::Storage(err.to_string()))?;
+                let (loaded, damaged) = storage.load_all(&registry, &partition_config);
+                for err in &damaged {
+                    metrics::counter!("eddy_storage_damaged_total").increment(1);
+                    tracing::error!(%err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
+                }
+                for copy in &loaded {
+                    if let Some(err) = &copy.warning {
+                        metrics::counter!("eddy_storage_damaged_total").increment(1);
+                        tracing::warn!(partition = copy.partition.0, %err, "loaded a copy up to a damaged or torn log record");
+                    }
+                }
+                tracing::info!(copies = loaded.len(), dir = %dir.display(), "partition copies loaded from disk");
+                (Some(storage), loaded)
+            }
+        };
         let worker = WorkerArgs {
             registry: registry.clone(),
-            partition_config: PartitionConfig {
-                idle_timeout_ms: config.idle_timeout_ms,
-                max_active_keys: (config.max_active_keys / config.partitions as usize).max(1),
-                hash_seed: random_seed(),
-                ..PartitionConfig::default()
-            },
+            partition_config,
             alerts: alerts.clone(),
             tick: Duration::from_millis(config.tick_ms),
             index: 0,
@@ -148,6 +174,8 @@ impl NodeBuilder {
             cluster: cluster.watch(),
             links: peers.clone(),
             wait_for_backups: config.acks == AckPolicy::All,
+            storage: storage.clone(),
+            recovered: Arc::new(std::sync::Mutex::new(recovered)),
         };
         let (supervisor, supervisor_task) = Actor::spawn(
             None,
@@ -169,8 +197,6 @@ impl NodeBuilder {
             peers: peers.clone(),
             wait_for_backups: config.acks == AckPolicy::All,
         });
-        // Create the recorder before traffic so early counts are not lost.
-        let _ = crate::metrics::handle();
         metrics::gauge!("eddy_partitions_owned").set(f64::from(config.partitions));
         tracing::debug!(partitions_per_worker, workers, "workers started");
 

@@ -47,6 +47,8 @@ pub struct Slot {
     pub synced: Vec<(NodeId, u64)>,
     /// A snapshot stream being received.
     pub receiving: Option<SnapshotReader>,
+    /// Bytes in this copy's write-ahead log on disk (with `data_dir`).
+    pub wal_bytes: u64,
 }
 
 impl Slot {
@@ -57,6 +59,7 @@ impl Slot {
             role,
             synced: Vec::new(),
             receiving: None,
+            wal_bytes: 0,
         }
     }
 

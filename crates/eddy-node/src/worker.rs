@@ -182,6 +182,10 @@ pub struct WorkerArgs {
     pub links: PeerLinks,
     /// Whether timer alerts wait for every backup (`acks = all`).
     pub wait_for_backups: bool,
+    /// The data directory, if configured.
+    pub storage: Option<crate::storage::Storage>,
+    /// Copies loaded from the data directory at start; each worker takes its own.
+    pub recovered: Arc<std::sync::Mutex<Vec<crate::storage::Loaded>>>,
 }
 
 /// The worker actor.
@@ -211,6 +215,49 @@ impl WorkerState {
             self.slots.resize_with(index + 1, || None);
         }
         &mut self.slots[index]
+    }
+
+    /// Appends entries a copy applied to its write-ahead log (with `data_dir`).
+    fn persist(&mut self, partition: PartitionId, entries: &[u8]) {
+        let Some(storage) = self.args.storage.clone() else {
+            return;
+        };
+        match storage.append(partition, entries) {
+            Ok(written) => {
+                if let Some(slot) = self.slot(partition).as_mut() {
+                    slot.wal_bytes += written;
+                }
+            }
+            Err(err) => {
+                metrics::counter!("eddy_storage_write_errors_total").increment(1);
+                tracing::error!(partition = partition.0, %err, "cannot write the write-ahead log");
+            }
+        }
+    }
+
+    /// Writes the copy as the partition's snapshot on disk and empties its
+    /// log (after an install, or when the log grew past the compaction size).
+    fn checkpoint(&mut self, partition: PartitionId) {
+        let Some(storage) = self.args.storage.clone() else {
+            return;
+        };
+        let Some(slot) = self.slot(partition).as_mut() else {
+            return;
+        };
+        let Some(chunks) = slot.partition.as_mut().map(|p| chunks_of(p)) else {
+            return;
+        };
+        let written = chunks.map_err(|reason| crate::storage::StorageError::Damaged {
+            path: std::path::PathBuf::from(format!("p{:04}", partition.0)),
+            reason,
+        });
+        match written.and_then(|chunks| storage.write_snapshot(partition, &chunks)) {
+            Ok(()) => slot.wal_bytes = 0,
+            Err(err) => {
+                metrics::counter!("eddy_storage_write_errors_total").increment(1);
+                tracing::error!(partition = partition.0, %err, "cannot write the snapshot");
+            }
+        }
     }
 
     fn fresh(&self, id: PartitionId) -> Partition {
@@ -265,6 +312,10 @@ impl WorkerState {
         counts.flush();
         applied.alerts.append(&mut out.alerts);
         self.out = out;
+        // On disk before anyone hears yes.
+        for (partition, entries) in &touched {
+            self.persist(*partition, entries);
+        }
         (applied, touched)
     }
 
@@ -455,7 +506,12 @@ impl WorkerState {
             self.deposed(partition);
             return self.replicate(partition, epoch, entries);
         }
-        copy.apply_replicated(epoch, entries)
+        let before = copy.last_seq();
+        let outcome = copy.apply_replicated(epoch, entries);
+        if copy.last_seq() > before {
+            self.persist(partition, entries);
+        }
+        outcome
     }
 
     fn snapshot_chunk(
@@ -502,6 +558,10 @@ impl WorkerState {
             };
         }
         let through = restored.last_seq();
+        let checkpoint = self.args.storage.is_some();
+        let slot = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Backup));
         if owner {
             tracing::info!(
                 partition = partition.0,
@@ -516,6 +576,9 @@ impl WorkerState {
             if slot.role == Role::Owner {
                 slot.role = Role::Backup;
             }
+        }
+        if checkpoint {
+            self.checkpoint(partition);
         }
         Replicated::Applied { through }
     }
@@ -595,6 +658,8 @@ impl WorkerState {
         let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
         let mut out = std::mem::take(&mut self.out);
         let mut fired_in: Vec<(PartitionId, Vec<u8>)> = Vec::new();
+        let mut retired = Vec::new();
+        let mut compact = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(held) = slot.as_mut() else {
                 continue;
@@ -604,7 +669,11 @@ impl WorkerState {
             {
                 tracing::debug!(partition = index, "dropped a retired copy");
                 *slot = None;
+                retired.push(PartitionId(index as u32));
                 continue;
+            }
+            if held.wal_bytes > crate::storage::COMPACT_AFTER_BYTES {
+                compact.push(PartitionId(index as u32));
             }
             let role = held.role;
             let Some(partition) = held.partition.as_mut() else {
@@ -626,6 +695,19 @@ impl WorkerState {
         }
         let alerts = std::mem::take(&mut out.alerts);
         self.out = out;
+        if let Some(storage) = self.args.storage.clone() {
+            for partition in retired {
+                if let Err(err) = storage.remove(partition) {
+                    tracing::warn!(partition = partition.0, %err, "cannot remove a retired copy's files");
+                }
+            }
+        }
+        for partition in compact {
+            self.checkpoint(partition);
+        }
+        for (partition, entries) in &fired_in {
+            self.persist(*partition, entries);
+        }
         if !fired_in.is_empty() || !alerts.is_empty() {
             let mut acks = Vec::new();
             self.ship_all(fired_in, &mut acks).await;
@@ -703,6 +785,24 @@ impl Actor for Worker {
             slots: Vec::new(),
             out: Outputs::default(),
         };
+        let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
+            Ok(mut all) => {
+                let (mine, others) = std::mem::take(&mut *all).into_iter().partition(|l| {
+                    l.partition.0 as usize % state.args.workers.max(1) == state.args.index
+                });
+                *all = others;
+                mine
+            }
+            Err(_) => Vec::new(),
+        };
+        for loaded in recovered {
+            // A candidate for the next takeover survey, like any copy.
+            let slot = state
+                .slot(loaded.partition)
+                .get_or_insert_with(|| Slot::new(Role::Backup));
+            slot.partition = Some(loaded.copy);
+            slot.wal_bytes = loaded.wal_bytes;
+        }
         let cluster = state.args.cluster.borrow().clone();
         state.apply_roles(&cluster);
         Ok(state)

@@ -431,3 +431,165 @@ fn a_restarted_node_is_brought_up_to_date_before_the_next_failure() {
         sender.check(node);
     }
 }
+
+/// A fresh directory under the system temp dir for one test's data dirs.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eddy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn data_dir(root: &std::path::Path, node: usize) -> String {
+    format!(
+        "data_dir=\"{}\"",
+        root.join(format!("node-{node}")).display()
+    )
+}
+
+/// Starts nodes 1..=3 at once with fixed gossip addresses, all seeding each
+/// other, each with its data dir.
+fn start_at(root: &std::path::Path, gossip: &[String]) -> Vec<NodeProcess> {
+    let seeds = format!(
+        "seeds=[{}]",
+        gossip
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let handles: Vec<_> = (1..=3)
+        .map(|i| {
+            let sets = [
+                format!("name=\"node-{i}\""),
+                "settle_ms=100".to_owned(),
+                format!("gossip_addr=\"{}\"", gossip[i - 1]),
+                seeds.clone(),
+                data_dir(root, i),
+            ];
+            std::thread::spawn(move || {
+                let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+                NodeProcess::start(&sets)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("node starts"))
+        .collect()
+}
+
+#[test]
+fn a_whole_cluster_restart_with_data_dir_keeps_every_acknowledged_event() {
+    let root = scratch("restart");
+    // First life: learn the gossip addresses, then reuse them after the crash.
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    let others: Vec<NodeProcess> = (2..=3)
+        .map(|i| {
+            let name = format!("name=\"node-{i}\"");
+            NodeProcess::start(&[&name, "settle_ms=100", &seeds, &data_dir(&root, i)])
+        })
+        .collect();
+    let mut nodes = vec![first];
+    nodes.extend(others);
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let gossip: Vec<String> = nodes.iter().map(|n| n.gossip.clone()).collect();
+    let keys: Vec<String> = (0..40).map(|i| format!("acct-{i}")).collect();
+    let mut sender = Sender::new();
+    {
+        let all: Vec<&NodeProcess> = nodes.iter().collect();
+        for round in 0..15 {
+            let batch: Vec<String> = keys.iter().skip(round % 2).step_by(2).cloned().collect();
+            sender.send(&all, &batch);
+        }
+    }
+    // Every node dies at once, without a word.
+    for node in &mut nodes {
+        node.kill();
+    }
+    drop(nodes);
+    let nodes = start_at(&root, &gossip);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_owners(&all, 3);
+    for node in &nodes {
+        sender.check(node);
+    }
+    // And it keeps serving.
+    for round in 0..5 {
+        let batch: Vec<String> = keys.iter().skip(round % 2).step_by(2).cloned().collect();
+        sender.send(&all, &batch);
+    }
+    sender.check(&nodes[0]);
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
+    let root = scratch("damaged");
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    let mut nodes = vec![first];
+    for i in 2..=3 {
+        let name = format!("name=\"node-{i}\"");
+        nodes.push(NodeProcess::start(&[
+            &name,
+            "settle_ms=100",
+            &seeds,
+            &data_dir(&root, i),
+        ]));
+    }
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let keys: Vec<String> = (0..40).map(|i| format!("acct-{i}")).collect();
+    let mut sender = Sender::new();
+    {
+        let all: Vec<&NodeProcess> = nodes.iter().collect();
+        for _ in 0..6 {
+            sender.send(&all, &keys);
+        }
+    }
+    nodes[2].kill();
+    // Damage node-3's files: a flipped byte in one log, a torn tail in
+    // another, garbage for a snapshot.
+    let dir = root.join("node-3");
+    let mut wals: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("node-3 data dir")
+        .flatten()
+        .map(|e| e.path().join("wal"))
+        .filter(|p| p.exists())
+        .collect();
+    wals.sort();
+    assert!(wals.len() >= 3, "node-3 logged partitions: {wals:?}");
+    let mut bytes = std::fs::read(&wals[0]).expect("wal");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&wals[0], &bytes).expect("damaged");
+    let bytes = std::fs::read(&wals[1]).expect("wal");
+    std::fs::write(&wals[1], &bytes[..bytes.len() - 3]).expect("torn");
+    std::fs::write(wals[2].with_file_name("snapshot"), b"not a snapshot").expect("garbage");
+    let seeds = format!("seeds=[\"{}\",\"{}\"]", nodes[0].gossip, nodes[1].gossip);
+    nodes[2] = NodeProcess::start(&[
+        "name=\"node-3\"",
+        "settle_ms=100",
+        &seeds,
+        &data_dir(&root, 3),
+    ]);
+    let metrics = get(&nodes[2].url("/metrics")).1;
+    let damaged: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("eddy_storage_damaged_total"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(damaged >= 3.0, "three damaged files reported: {damaged}");
+    // The cluster still holds every acknowledged event: the damaged copies
+    // lose the survey to the replicas' or are brought up to date from them.
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_owners(&all, 3);
+    std::thread::sleep(Duration::from_millis(500));
+    for node in &nodes {
+        sender.check(node);
+    }
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,304 @@
+//! `data_dir`: each partition copy this node holds, on disk, so a whole
+//! cluster can restart (DESIGN §6).
+//!
+//! Per partition `p` a directory `p0042/` with
+//! - `snapshot`: the copy at some point, as `eddy_core` snapshot chunks each
+//!   prefixed by its length (the chunks carry their own checksums); written
+//!   to `snapshot.tmp` and renamed, so a crash leaves the old or the new one;
+//! - `wal`: every batch of entries the copy applied since, as records
+//!   `length u32 | xxh3_64 u64 | entries`, appended before the batch is
+//!   acknowledged (owner) or confirmed (backup).
+//!
+//! Loading replays the WAL over the snapshot with the backup rule
+//! (`Partition::apply_replicated`). A torn last record (a crash mid-write) is
+//! reported and the copy loaded up to it; a damaged snapshot is reported and
+//! the copy skipped — never loaded silently. A loaded copy is a candidate in
+//! the next takeover survey like any other; the most caught-up copy in the
+//! cluster wins. Writes are not fsynced: they survive a process kill (the
+//! page cache does), not a machine crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eddy_core::{
+    Epoch, Partition, PartitionConfig, PartitionId, Registry, Replicated, SnapshotReader,
+};
+use thiserror::Error;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Compact a partition's WAL into a snapshot beyond this size.
+pub const COMPACT_AFTER_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A storage operation failed; carries the file.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file's content is damaged.
+    #[error("{path}: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The data directory of this node.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    dir: PathBuf,
+}
+
+/// A copy loaded at start, with what the load had to say about it.
+pub struct Loaded {
+    /// The partition.
+    pub partition: PartitionId,
+    /// The copy.
+    pub copy: Partition,
+    /// WAL bytes on disk (for compaction).
+    pub wal_bytes: u64,
+    /// A problem reported while loading (a torn WAL tail).
+    pub warning: Option<StorageError>,
+}
+
+impl Storage {
+    /// Opens (creating) the directory.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(Storage {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn partition_dir(&self, partition: PartitionId) -> PathBuf {
+        self.dir.join(format!("p{:04}", partition.0))
+    }
+
+    /// Appends a batch of entries (back-to-back) to the partition's WAL;
+    /// returns the bytes written.
+    pub fn append(&self, partition: PartitionId, entries: &[u8]) -> Result<u64, StorageError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let dir = self.partition_dir(partition);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join("wal");
+        let len = u32::try_from(entries.len()).map_err(|_| StorageError::Damaged {
+            path: path.clone(),
+            reason: format!("a batch of {} bytes does not fit a record", entries.len()),
+        })?;
+        let mut record = Vec::with_capacity(12 + entries.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&xxh3_64(entries).to_le_bytes());
+        record.extend_from_slice(entries);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // One write call per record: a kill leaves it whole or torn at the
+        // end, which loading detects.
+        file.write_all(&record).map_err(io(&path))?;
+        Ok(record.len() as u64)
+    }
+
+    /// Replaces the partition's snapshot with `chunks` and empties its WAL.
+    pub fn write_snapshot(
+        &self,
+        partition: PartitionId,
+        chunks: &[Vec<u8>],
+    ) -> Result<(), StorageError> {
+        let dir = self.partition_dir(partition);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join("snapshot.tmp");
+        let mut bytes = Vec::with_capacity(chunks.iter().map(|c| c.len() + 4).sum());
+        for chunk in chunks {
+            let len = u32::try_from(chunk.len()).map_err(|_| StorageError::Damaged {
+                path: tmp.clone(),
+                reason: "snapshot chunk over 4 GiB".into(),
+            })?;
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(chunk);
+        }
+        fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        let path = dir.join("snapshot");
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        let wal = dir.join("wal");
+        match fs::remove_file(&wal) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StorageError::Io { path: wal, source }),
+        }
+    }
+
+    /// Forgets the partition (its copy was dropped).
+    pub fn remove(&self, partition: PartitionId) -> Result<(), StorageError> {
+        let dir = self.partition_dir(partition);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StorageError::Io { path: dir, source }),
+        }
+    }
+
+    /// Loads every partition copy on disk. Copies that cannot be loaded are
+    /// returned as errors (reported by the caller), not skipped silently.
+    pub fn load_all(
+        &self,
+        registry: &Arc<Registry>,
+        config: &PartitionConfig,
+    ) -> (Vec<Loaded>, Vec<StorageError>) {
+        let mut loaded = Vec::new();
+        let mut errors = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(source) => {
+                errors.push(StorageError::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+                return (loaded, errors);
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(number) = name.to_str().and_then(|n| n.strip_prefix('p')) else {
+                continue;
+            };
+            let Ok(partition) = number.parse::<u32>().map(PartitionId) else {
+                continue;
+            };
+            match self.load(partition, registry, config) {
+                Ok(Some(copy)) => loaded.push(copy),
+                Ok(None) => {}
+                Err(err) => errors.push(err),
+            }
+        }
+        (loaded, errors)
+    }
+
+    fn load(
+        &self,
+        partition: PartitionId,
+        registry: &Arc<Registry>,
+        config: &PartitionConfig,
+    ) -> Result<Option<Loaded>, StorageError> {
+        let dir = self.partition_dir(partition);
+        let snapshot = dir.join("snapshot");
+        let mut copy = match fs::read(&snapshot) {
+            Ok(bytes) => read_snapshot(&snapshot, &bytes, registry, config)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Partition::new(registry.clone(), partition, config.clone())
+            }
+            Err(source) => {
+                return Err(StorageError::Io {
+                    path: snapshot,
+                    source,
+                });
+            }
+        };
+        if copy.id() != partition {
+            return Err(StorageError::Damaged {
+                path: snapshot,
+                reason: format!("holds partition {}", copy.id().0),
+            });
+        }
+        let wal = dir.join("wal");
+        let mut bytes = Vec::new();
+        match File::open(&wal) {
+            Ok(mut file) => {
+                file.read_to_end(&mut bytes).map_err(io(&wal))?;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StorageError::Io { path: wal, source }),
+        }
+        let warning = replay(&wal, &bytes, &mut copy);
+        if copy.last_seq().0 == 0 && copy.stats().keys_passive + copy.stats().keys_active == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Loaded {
+            partition,
+            copy,
+            wal_bytes: bytes.len() as u64,
+            warning,
+        }))
+    }
+}
+
+fn read_snapshot(
+    path: &Path,
+    mut bytes: &[u8],
+    registry: &Arc<Registry>,
+    config: &PartitionConfig,
+) -> Result<Partition, StorageError> {
+    let damaged = |reason: String| StorageError::Damaged {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut reader = SnapshotReader::new(registry.clone(), config.clone());
+    while !bytes.is_empty() {
+        let Some(len) = bytes.get(..4) else {
+            return Err(damaged("truncated chunk length".into()));
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(chunk) = bytes.get(4..4 + len) else {
+            return Err(damaged("truncated chunk".into()));
+        };
+        reader.push(chunk).map_err(|err| damaged(err.to_string()))?;
+        bytes = &bytes[4 + len..];
+    }
+    reader.finish().map_err(|err| damaged(err.to_string()))
+}
+
+/// Applies the WAL's records in order; stops at the first damaged or torn
+/// one and says so.
+fn replay(path: &Path, mut bytes: &[u8], copy: &mut Partition) -> Option<StorageError> {
+    let mut offset = 0usize;
+    while !bytes.is_empty() {
+        let damaged = |reason: String| {
+            Some(StorageError::Damaged {
+                path: path.to_owned(),
+                reason: format!(
+                    "{reason} at byte {offset}; {} bytes not replayed",
+                    bytes.len()
+                ),
+            })
+        };
+        let Some(header) = bytes.get(..12) else {
+            return damaged("torn record header".into());
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&header[4..12]);
+        let Some(entries) = bytes.get(12..12 + len) else {
+            return damaged("torn record".into());
+        };
+        if xxh3_64(entries) != u64::from_le_bytes(sum) {
+            return damaged("checksum mismatch".into());
+        }
+        // Replay is the backup rule: each entry's own epoch fences it.
+        match copy.apply_replicated(Epoch(u64::MAX), entries) {
+            Replicated::Applied { .. } => {}
+            other => return damaged(format!("entries do not follow the copy ({other:?})")),
+        }
+        bytes = &bytes[12 + len..];
+        offset += 12 + len;
+    }
+    None
+}
