@@ -593,3 +593,73 @@ fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn device_state(node: &NodeProcess, key: &str) -> Option<serde_json::Value> {
+    let (status, body, _) = try_get(&node.url(&format!("/v1/actors/device/{key}")));
+    (status == 200).then(|| json(&body)["state"].clone())
+}
+
+/// Waits (bounded) until the device's heartbeat fired `n` times, then checks
+/// it stays at `n` (fired once, not twice).
+fn expect_silences(node: &NodeProcess, key: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let silences = device_state(node, key).and_then(|s| s["silences"].as_u64());
+        if silences == Some(n) {
+            break;
+        }
+        assert!(
+            silences.unwrap_or(0) < n && Instant::now() < deadline,
+            "{key}: silences {silences:?}, expected {n}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let silences = device_state(node, key).and_then(|s| s["silences"].as_u64());
+    assert_eq!(silences, Some(n), "{key}: the timer fired again");
+}
+
+#[test]
+fn timers_survive_failover_and_handoff_and_fire_once() {
+    let mut nodes = start_cluster(3);
+    let key = (0..)
+        .map(|i| format!("dev-{i}"))
+        .find(|k| {
+            let p = eddy_core::partition_of("device", k, 1024).0 as usize;
+            let table = json(&get(&nodes[0].url("/v1/partitions")).1);
+            table["partitions"][p]["owner"] == "node-3"
+        })
+        .expect("a device owned by node-3");
+    let reading = |seq: u64| {
+        format!(
+            r#"{{"kind":"device","key":"{key}","event":{{"metric":"temp","value":20.0,"heartbeat_ms":1500}},"producer":"t","seq":{seq}}}"#
+        )
+    };
+    let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &reading(1));
+    assert_eq!(status, 200, "{body}");
+    // The owner dies before the timer is due: its backup fires it, once.
+    nodes[2].kill();
+    expect_silences(&nodes[0], &key, 1);
+
+    // node-3 comes back and takes the device back by handoff; a new reading
+    // arms the timer there; node-3 leaves gracefully before it is due.
+    let seeds = format!("seeds=[\"{}\",\"{}\"]", nodes[0].gossip, nodes[1].gossip);
+    nodes[2] = NodeProcess::start(&["name=\"node-3\"", "settle_ms=100", &seeds]);
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = try_post(&nodes[0].url("/v1/events"), &reading(2));
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leaver = nodes.pop().expect("three nodes");
+    assert!(leaver.terminate().success());
+    expect_silences(&nodes[0], &key, 2);
+    assert_eq!(
+        device_state(&nodes[1], &key).and_then(|s| s["events"].as_u64()),
+        Some(2)
+    );
+}

@@ -62,6 +62,11 @@ pub struct Reading {
     pub metric: CompactString,
     /// The measured value.
     pub value: f64,
+    /// How long (ms) the device may stay silent before a
+    /// `missing_heartbeat` alert; kept for later readings. Default
+    /// [`HEARTBEAT_MS`]; clamped to 100 ms … 24 h.
+    #[serde(default)]
+    pub heartbeat_ms: Option<u64>,
 }
 
 /// Statistics of one metric of one device.
@@ -91,6 +96,10 @@ pub struct DeviceState {
     pub untracked: u64,
     /// Time (ms) of the last reading.
     pub last_seen: u64,
+    /// The device's heartbeat period (ms); 0 means [`HEARTBEAT_MS`].
+    pub heartbeat_ms: u64,
+    /// Heartbeat timers that fired (times the device went silent).
+    pub silences: u64,
 }
 
 /// What a device reports.
@@ -126,7 +135,7 @@ pub enum IotAlert {
         /// Distance in standard deviations.
         z: f64,
     },
-    /// No reading for [`HEARTBEAT_MS`].
+    /// No reading for the device's heartbeat period.
     MissingHeartbeat {
         /// Time (ms) of the last reading.
         last_seen: u64,
@@ -142,7 +151,14 @@ impl Behaviour for Iot {
     fn on_event(state: &mut DeviceState, reading: Reading, ctx: &mut Ctx<'_, Self>) {
         state.events += 1;
         state.last_seen = ctx.now().as_millis();
-        ctx.set_timer(ctx.now().plus_ms(HEARTBEAT_MS), HEARTBEAT_TAG);
+        if let Some(ms) = reading.heartbeat_ms {
+            state.heartbeat_ms = ms.clamp(100, 24 * 60 * 60 * 1000);
+        }
+        let period = match state.heartbeat_ms {
+            0 => HEARTBEAT_MS,
+            ms => ms,
+        };
+        ctx.set_timer(ctx.now().plus_ms(period), HEARTBEAT_TAG);
 
         let index = match state.metrics.iter().position(|m| m.name == reading.metric) {
             Some(index) => index,
@@ -204,6 +220,7 @@ impl Behaviour for Iot {
 
     fn on_timer(state: &mut DeviceState, tag: u64, ctx: &mut Ctx<'_, Self>) {
         if tag == HEARTBEAT_TAG {
+            state.silences += 1;
             ctx.emit(IotAlert::MissingHeartbeat {
                 last_seen: state.last_seen,
             });
@@ -221,6 +238,7 @@ mod tests {
         Reading {
             metric: metric.into(),
             value,
+            heartbeat_ms: None,
         }
     }
 
@@ -315,6 +333,23 @@ mod tests {
         );
         let alerts = key.event(Timestamp(42_000), reading("rpm", 1500.0));
         assert!(matches!(alerts.as_slice(), [IotAlert::Anomaly { z, .. }] if *z > ANOMALY_Z));
+    }
+
+    #[test]
+    fn a_reading_sets_the_devices_heartbeat_period() {
+        let mut key = KeyHarness::<Iot>::new("dev-9");
+        let first = Reading {
+            heartbeat_ms: Some(1_500),
+            ..reading("temp", 20.0)
+        };
+        key.event(Timestamp(0), first);
+        assert!(key.advance(Timestamp(1_499)).is_empty());
+        assert_eq!(key.advance(Timestamp(1_500)).len(), 1);
+        assert_eq!(key.state().silences, 1);
+        // Later readings keep the period.
+        key.event(Timestamp(2_000), reading("temp", 20.0));
+        assert_eq!(key.advance(Timestamp(3_500)).len(), 1);
+        assert_eq!(key.state().silences, 2);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl Workload for IotWorkload {
             Reading {
                 metric: metric.into(),
                 value: (value * 100.0).round() / 100.0,
+                heartbeat_ms: None,
             },
         )
     }
