@@ -686,27 +686,42 @@ impl Ingress {
 
     /// Copies of `partitions` this node holds.
     pub(crate) async fn survey(&self, partitions: &[PartitionId]) -> Vec<Held> {
-        let workers = self.inner.worker_names.len();
-        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); workers];
+        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); self.inner.worker_names.len()];
         for &partition in partitions {
             groups[self.worker_of(partition)].push(partition);
         }
-        let asks = groups
+        self.ask_workers(|worker, reply| {
+            let partitions = std::mem::take(&mut groups[worker]);
+            (!partitions.is_empty()).then_some(WorkerMsg::Survey { partitions, reply })
+        })
+        .await
+    }
+
+    /// Sends each worker the message `ask` builds around a reply channel
+    /// (`None`: that worker is not asked) and gathers the answers; a worker
+    /// that is not running or drops the reply answers nothing.
+    async fn ask_workers<T>(
+        &self,
+        mut ask: impl FnMut(usize, oneshot::Sender<Vec<T>>) -> Option<WorkerMsg>,
+    ) -> Vec<T> {
+        let mut answers = Vec::new();
+        for worker in 0..self.inner.worker_names.len() {
+            let (reply, answer) = oneshot::channel();
+            let Some(message) = ask(worker, reply) else {
+                continue;
+            };
+            if self
+                .worker(worker)
+                .is_ok_and(|actor| actor.cast(message).is_ok())
+            {
+                answers.push(answer);
+            }
+        }
+        join_all(answers)
+            .await
             .into_iter()
-            .enumerate()
-            .map(|(worker, partitions)| async move {
-                if partitions.is_empty() {
-                    return Vec::new();
-                }
-                let (reply, answer) = oneshot::channel();
-                match self.worker(worker) {
-                    Ok(actor) if actor.cast(WorkerMsg::Survey { partitions, reply }).is_ok() => {
-                        answer.await.unwrap_or_default()
-                    }
-                    _ => Vec::new(),
-                }
-            });
-        join_all(asks).await.into_iter().flatten().collect()
+            .flat_map(Result::unwrap_or_default)
+            .collect()
     }
 
     /// Hands `partition` over to `to` at `epoch`; resolves when `to` installed it.
@@ -741,16 +756,8 @@ impl Ingress {
 
     /// Partitions the table gives this node that no worker serves yet.
     pub(crate) async fn incoming(&self) -> Vec<PartitionId> {
-        let asks = (0..self.inner.worker_names.len()).map(|worker| async move {
-            let (reply, answer) = oneshot::channel();
-            match self.worker(worker) {
-                Ok(actor) if actor.cast(WorkerMsg::Incoming { reply }).is_ok() => {
-                    answer.await.unwrap_or_default()
-                }
-                _ => Vec::new(),
-            }
-        });
-        join_all(asks).await.into_iter().flatten().collect()
+        self.ask_workers(|_, reply| Some(WorkerMsg::Incoming { reply }))
+            .await
     }
 
     /// Tells every worker the table changed.

@@ -16,59 +16,11 @@ use eddy_cluster::{ClusterParams, NodeId, PeerRequest, PeerResponse};
 use eddy_core::wire::{decode_frame, encode_frame};
 use eddy_fraud::{Country, Fraud, Transaction};
 
-/// Starts `count` nodes named node-1.. ; all but the first join through the
-/// first's gossip address.
-fn start_cluster(count: usize, extra: &[&str]) -> Vec<NodeProcess> {
-    let mut nodes: Vec<NodeProcess> = Vec::new();
-    for i in 1..=count {
-        let name = format!("name=\"node-{i}\"");
-        let mut sets = vec![name.as_str(), "settle_ms=100"];
-        let seeds;
-        if let Some(first) = nodes.first() {
-            seeds = format!("seeds=[\"{}\"]", first.gossip);
-            sets.push(&seeds);
-        }
-        sets.extend_from_slice(extra);
-        nodes.push(NodeProcess::start(&sets));
-    }
-    nodes
-}
-
-fn partitions(node: &NodeProcess) -> serde_json::Value {
-    let (status, body, _) = get(&node.url("/v1/partitions"));
-    assert_eq!(status, 200, "{body}");
-    json(&body)
-}
-
-fn owners(table: &serde_json::Value) -> BTreeSet<String> {
-    table["owned"]
-        .as_object()
-        .expect("owned map")
-        .keys()
-        .cloned()
-        .collect()
-}
-
 /// Waits (bounded) until every node's table has exactly `names` as owners
 /// and all tables are identical; returns the common table.
 fn wait_for_table(nodes: &[&NodeProcess], names: &[&str]) -> serde_json::Value {
     let wanted: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let tables: Vec<_> = nodes.iter().map(|n| partitions(n)).collect();
-        let agreed = tables
-            .iter()
-            .all(|t| owners(t) == wanted && t["fingerprint"] == tables[0]["fingerprint"]);
-        if agreed {
-            return tables[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tables did not converge to {wanted:?}: {:?}",
-            tables.iter().map(owners).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_agreement(nodes, |owners| *owners == wanted)
 }
 
 fn member_status(node: &NodeProcess, name: &str) -> Option<String> {

@@ -11,40 +11,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Starts `count` nodes named node-1.. joined through node-1.
+/// Starts `count` nodes named node-1.. joined through node-1, and waits
+/// until their tables agree.
 fn start_cluster(count: usize) -> Vec<NodeProcess> {
-    let mut nodes: Vec<NodeProcess> = Vec::new();
-    for i in 1..=count {
-        let name = format!("name=\"node-{i}\"");
-        let mut sets = vec![name.clone(), "settle_ms=100".to_owned()];
-        if let Some(first) = nodes.first() {
-            sets.push(format!("seeds=[\"{}\"]", first.gossip));
-        }
-        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-        nodes.push(NodeProcess::start(&sets));
-    }
+    let nodes = common::start_cluster(count, &[]);
     wait_for_owners(&nodes.iter().collect::<Vec<_>>(), count);
     nodes
 }
 
 /// Waits (bounded) until every node's table has `count` owners and they agree.
 fn wait_for_owners(nodes: &[&NodeProcess], count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let tables: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|n| json(&get(&n.url("/v1/partitions")).1))
-            .collect();
-        let agreed = tables.iter().all(|t| {
-            t["owned"].as_object().map(|o| o.len()) == Some(count)
-                && t["fingerprint"] == tables[0]["fingerprint"]
-        });
-        if agreed {
-            return;
-        }
-        assert!(Instant::now() < deadline, "tables did not converge");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_agreement(nodes, |owners| owners.len() == count);
 }
 
 fn owner_of(node: &NodeProcess, key: &str) -> String {

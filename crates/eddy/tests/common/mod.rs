@@ -243,3 +243,62 @@ pub fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
         .expect("node closes the connection");
     answer
 }
+
+/// Starts `count` nodes named node-1.. ; all but the first join through the
+/// first's gossip address. Returns without waiting for the tables.
+pub fn start_cluster(count: usize, extra: &[&str]) -> Vec<NodeProcess> {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for i in 1..=count {
+        let name = format!("name=\"node-{i}\"");
+        let mut sets = vec![name.as_str(), "settle_ms=100"];
+        let seeds;
+        if let Some(first) = nodes.first() {
+            seeds = format!("seeds=[\"{}\"]", first.gossip);
+            sets.push(&seeds);
+        }
+        sets.extend_from_slice(extra);
+        nodes.push(NodeProcess::start(&sets));
+    }
+    nodes
+}
+
+/// `GET /v1/partitions` of a node.
+pub fn partitions(node: &NodeProcess) -> serde_json::Value {
+    let (status, body, _) = get(&node.url("/v1/partitions"));
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+/// The owners a table names.
+pub fn owners(table: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    table["owned"]
+        .as_object()
+        .expect("owned map")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Waits (bounded) until every node's table is identical and its owners
+/// satisfy `wanted`; returns the common table.
+pub fn wait_for_agreement(
+    nodes: &[&NodeProcess],
+    wanted: impl Fn(&std::collections::BTreeSet<String>) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tables: Vec<_> = nodes.iter().map(|n| partitions(n)).collect();
+        let agreed = tables
+            .iter()
+            .all(|t| wanted(&owners(t)) && t["fingerprint"] == tables[0]["fingerprint"]);
+        if agreed {
+            return tables[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tables did not converge: {:?}",
+            tables.iter().map(owners).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
