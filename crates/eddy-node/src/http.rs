@@ -42,7 +42,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/actors/{kind}/{key}", get(get_actor))
+        .route("/", get(crate::dashboard::page))
         .route("/v1/alerts", get(get_alerts))
+        .route("/v1/alerts/recent", get(get_recent_alerts))
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
@@ -50,7 +52,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // The dashboard served by one node reads the others' alerts and
+        // metrics. Reads only: a cross-origin POST with a JSON body needs a
+        // preflight, which is not answered.
+        .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// A refusal: status and JSON body `{"error": …, "index"?, "field"?}`.
@@ -326,6 +340,28 @@ async fn get_alerts(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+/// Query of `GET /v1/alerts/recent`.
+#[derive(Deserialize)]
+struct RecentQuery {
+    limit: Option<usize>,
+}
+
+/// The latest alerts this node published (up to [`crate::alerts::RECENT`]),
+/// oldest first.
+async fn get_recent_alerts(
+    State(app): State<AppState>,
+    Query(query): Query<RecentQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(crate::alerts::RECENT);
+    let alerts = app.ingress.recent_alerts(limit);
+    let alerts: Vec<&eddy_core::AlertRecord> = alerts.iter().map(|a| &**a).collect();
+    Json(json!({
+        "node": app.ingress.cluster().local.name.as_str(),
+        "alerts": alerts,
+    }))
+    .into_response()
+}
+
 /// Graceful leave: the node announces it leaves, the others take its
 /// partitions over from their backups while it finishes open requests, then
 /// it exits (as on SIGTERM).
@@ -367,6 +403,7 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         "view_version": cluster.view_version,
         "stable_members": cluster.stable_members,
         "quorum": cluster.has_quorum(),
+        "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
         "members": members,
     }))
     .into_response()

@@ -274,6 +274,11 @@ impl Ingress {
         self.inner.alerts.subscribe()
     }
 
+    /// Up to `limit` of the latest alerts this node published, oldest first.
+    pub fn recent_alerts(&self, limit: usize) -> Vec<Arc<eddy_core::AlertRecord>> {
+        self.inner.alerts.recent(limit)
+    }
+
     /// Whether the node takes traffic.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)

@@ -19,11 +19,13 @@
 //! - [`http`]: the API of DESIGN §7; every refusal is a JSON error that names
 //!   the item and field and changes nothing.
 //! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`].
-//!
+//! - [`dashboard`]: the embedded web page at `/`.
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
 //!   pipelined per connection with a bound on pending requests.
-//!
-//! Not yet here (later issues): peer links, replication.
+//! - [`cluster`], [`peer`], [`framed`]: membership over UDP, peer links;
+//!   [`ownership`], [`slot`]: who owns what, takeover and handoff;
+//!   [`storage`]: the optional on-disk copy (docs/PROTOCOL.md explains the
+//!   replication protocol).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod alerts;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod framed;
 pub mod http;
 pub mod ingress;

@@ -34,7 +34,7 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
-    /// Distribution (Prometheus summary from the exporter).
+    /// Distribution (a Prometheus histogram with the buckets above).
     Histogram,
 }
 
@@ -211,13 +211,13 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Members up in this node's view",
     ),
     (
-        "eddy_last_takeover_ms",
+        "eddy_last_takeover_seconds",
         Kind::Gauge,
         "",
         "Duration of the last takeover, until nothing was waiting",
     ),
     (
-        "eddy_last_transfer_ms",
+        "eddy_last_transfer_seconds",
         Kind::Gauge,
         "",
         "Part of the last takeover spent in rounds that moved data",
@@ -263,7 +263,11 @@ mod tests {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut used = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(&src).expect("src dir") {
-            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).expect("source");
             for macro_name in ["counter!(", "gauge!(", "histogram!("] {
                 for (at, _) in text.match_indices(macro_name) {
                     let rest = text[at + macro_name.len()..].trim_start();
@@ -304,5 +308,38 @@ mod tests {
             let kind = format!("{kind:?}").to_lowercase();
             assert!(row.contains(&kind), "{name} is a {kind}: {row}");
         }
+    }
+
+    /// The shipped Grafana dashboard queries only metrics that exist, so a
+    /// rename cannot leave it showing empty panels.
+    #[test]
+    fn grafana_dashboard_uses_catalogued_metrics() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/grafana/eddy.json");
+        let text = std::fs::read_to_string(&path).expect("config/grafana/eddy.json");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut queried = 0;
+        for panel in panels {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let names = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("eddy_"));
+                for name in names {
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .unwrap_or(name);
+                    assert!(
+                        CATALOG.iter().any(|(n, ..)| *n == base),
+                        "panel `{}` queries unknown metric {name}",
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+        assert!(queried >= 10, "the dashboard queries metrics ({queried})");
     }
 }

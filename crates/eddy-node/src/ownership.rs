@@ -151,8 +151,8 @@ struct TakeoverTiming {
 impl TakeoverTiming {
     fn finish(&mut self) {
         if let Some(started) = self.started.take() {
-            metrics::gauge!("eddy_last_takeover_ms").set(started.elapsed().as_secs_f64() * 1000.0);
-            metrics::gauge!("eddy_last_transfer_ms").set(self.transfer.as_secs_f64() * 1000.0);
+            metrics::gauge!("eddy_last_takeover_seconds").set(started.elapsed().as_secs_f64());
+            metrics::gauge!("eddy_last_transfer_seconds").set(self.transfer.as_secs_f64());
         }
         self.transfer = Duration::ZERO;
     }

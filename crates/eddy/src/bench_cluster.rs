@@ -235,7 +235,7 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
         // others' tables catch up are retried).
         let deadline = Instant::now() + Duration::from_secs(60);
         while metric(&back, "eddy_partitions_waiting").await > 0.0
-            || metric(&back, "eddy_last_takeover_ms").await <= 0.0
+            || metric(&back, "eddy_last_takeover_seconds").await <= 0.0
         {
             if Instant::now() > deadline {
                 return Err(format!(
@@ -245,8 +245,8 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let bytes = metric(&back, "eddy_snapshot_bytes_received_total").await;
-        let total_ms = metric(&back, "eddy_last_takeover_ms").await;
-        let transfer_ms = metric(&back, "eddy_last_transfer_ms").await;
+        let total_ms = metric(&back, "eddy_last_takeover_seconds").await * 1000.0;
+        let transfer_ms = metric(&back, "eddy_last_transfer_seconds").await * 1000.0;
         let mbps = if transfer_ms > 0.0 {
             bytes / 1e6 / (transfer_ms / 1000.0)
         } else {
