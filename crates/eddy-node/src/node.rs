@@ -150,9 +150,9 @@ impl NodeBuilder {
                 let storage = crate::storage::Storage::open(dir)
                     .map_err(|err| NodeError::Storage(err.to_string()))?;
                 let (loaded, damaged) = storage.load_all(&registry, &partition_config);
-                for err in &damaged {
+                for (partition, err) in &damaged {
                     metrics::counter!("eddy_storage_damaged_total").increment(1);
-                    tracing::error!(%err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
+                    tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
                 }
                 for copy in &loaded {
                     if let Some(err) = &copy.warning {

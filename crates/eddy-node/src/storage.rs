@@ -163,16 +163,19 @@ impl Storage {
         &self,
         registry: &Arc<Registry>,
         config: &PartitionConfig,
-    ) -> (Vec<Loaded>, Vec<StorageError>) {
+    ) -> (Vec<Loaded>, Vec<(Option<PartitionId>, StorageError)>) {
         let mut loaded = Vec::new();
         let mut errors = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(source) => {
-                errors.push(StorageError::Io {
-                    path: self.dir.clone(),
-                    source,
-                });
+                errors.push((
+                    None,
+                    StorageError::Io {
+                        path: self.dir.clone(),
+                        source,
+                    },
+                ));
                 return (loaded, errors);
             }
         };
@@ -187,7 +190,7 @@ impl Storage {
             match self.load(partition, registry, config) {
                 Ok(Some(copy)) => loaded.push(copy),
                 Ok(None) => {}
-                Err(err) => errors.push(err),
+                Err(err) => errors.push((Some(partition), err)),
             }
         }
         (loaded, errors)

@@ -297,7 +297,7 @@ impl WorkerState {
                 }),
             };
             let outcome = owned.submit(now, input, &mut out);
-            counts.record(&outcome);
+            counts.record(partition, &outcome);
             applied.outcomes.push((index, outcome));
             let position = match touched.iter().rposition(|(p, _)| *p == partition) {
                 Some(position) => position,
@@ -918,7 +918,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn record(&mut self, outcome: &Result<Submitted, ApplyError>) {
+    fn record(&mut self, partition: PartitionId, outcome: &Result<Submitted, ApplyError>) {
         match outcome {
             Ok(Submitted::Applied(_)) => self.applied += 1,
             Ok(Submitted::Duplicate) => self.duplicates += 1,
@@ -927,6 +927,7 @@ impl Counts {
                     ApplyError::HandlerPanicked { kind, key, message } => {
                         metrics::counter!("eddy_handler_panics_total").increment(1);
                         tracing::warn!(
+                            partition = partition.0,
                             kind,
                             key,
                             message,

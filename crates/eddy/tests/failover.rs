@@ -546,12 +546,16 @@ fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
     std::fs::write(&wals[1], &bytes[..bytes.len() - 3]).expect("torn");
     std::fs::write(wals[2].with_file_name("snapshot"), b"not a snapshot").expect("garbage");
     let seeds = format!("seeds=[\"{}\",\"{}\"]", nodes[0].gossip, nodes[1].gossip);
-    nodes[2] = NodeProcess::start(&[
-        "name=\"node-3\"",
-        "settle_ms=100",
-        &seeds,
-        &data_dir(&root, 3),
-    ]);
+    let log = root.join("node-3.log");
+    nodes[2] = NodeProcess::start_logged(
+        &[
+            "name=\"node-3\"",
+            "settle_ms=100",
+            &seeds,
+            &data_dir(&root, 3),
+        ],
+        &log,
+    );
     let metrics = get(&nodes[2].url("/metrics")).1;
     let damaged: f64 = metrics
         .lines()
@@ -566,6 +570,46 @@ fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
     std::thread::sleep(Duration::from_millis(500));
     for node in &nodes {
         sender.check(node);
+    }
+    // Each report names its partition as a field (JSON logs), and every
+    // line about one partition does.
+    let damaged_partitions: std::collections::BTreeSet<u64> = wals[..3]
+        .iter()
+        .map(|wal| {
+            let dir = wal.parent().and_then(|d| d.file_name()).expect("pNNNN");
+            dir.to_str()
+                .and_then(|d| d.strip_prefix('p'))
+                .and_then(|n| n.parse().ok())
+                .expect("number")
+        })
+        .collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("node-3 log")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let reported: std::collections::BTreeSet<u64> = lines
+        .iter()
+        .filter(|l| {
+            l["level"] != "DEBUG"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("damaged"))
+        })
+        .filter_map(|l| l["fields"]["partition"].as_u64())
+        .collect();
+    assert_eq!(
+        reported, damaged_partitions,
+        "damage reports name their partitions"
+    );
+    for line in &lines {
+        let message = line["fields"]["message"].as_str().unwrap_or_default();
+        if message.contains("the partition") || message.contains("a partition copy") {
+            assert!(
+                line["fields"]["partition"].is_u64(),
+                "no partition field: {line}"
+            );
+        }
     }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&root);

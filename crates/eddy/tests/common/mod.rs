@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// Where the next [`NodeProcess::launch`] on this thread writes its logs.
+    static LOG: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+}
+
 /// A running `eddy node` child process.
 pub struct NodeProcess {
     child: Child,
@@ -43,15 +48,24 @@ impl NodeProcess {
         NodeProcess::launch(&args)
     }
 
+    /// Like [`NodeProcess::start`], with JSON logs at debug level written to
+    /// `log`.
+    pub fn start_logged(sets: &[&str], log: &std::path::Path) -> NodeProcess {
+        let mut all = vec!["log_format=\"json\""];
+        all.extend_from_slice(sets);
+        let file = std::fs::File::create(log).expect("log file");
+        LOG.with(|slot| *slot.borrow_mut() = Some(file));
+        NodeProcess::start(&all)
+    }
+
     /// Starts `eddy node` with exactly these arguments (after `node`).
     pub fn launch(args: &[String]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
-        command
-            .arg("node")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        command.arg("node").args(args).stdout(Stdio::piped());
+        match LOG.with(|slot| slot.borrow_mut().take()) {
+            Some(file) => command.env("RUST_LOG", "debug").stderr(file),
+            None => command.env("RUST_LOG", "warn").stderr(Stdio::null()),
+        };
         let child = command.spawn().expect("eddy binary starts");
         // Guard first: if anything below panics, Drop still kills the child.
         let mut node = NodeProcess {
