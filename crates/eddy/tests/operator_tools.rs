@@ -4,6 +4,8 @@
 //! by `.ci/run` and the README's test command; `CHROMIUM` / `PROMTOOL` point
 //! elsewhere.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;
