@@ -184,6 +184,21 @@ pub enum PeerResponse {
     },
 }
 
+impl PeerRequest {
+    /// The request's id, `None` for the handshake.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            PeerRequest::Forward { request_id, .. }
+            | PeerRequest::Replicate { request_id, .. }
+            | PeerRequest::Snapshot { request_id, .. }
+            | PeerRequest::GetState { request_id, .. }
+            | PeerRequest::Survey { request_id, .. }
+            | PeerRequest::Pull { request_id, .. } => Some(*request_id),
+            PeerRequest::Hello { .. } => None,
+        }
+    }
+}
+
 impl PeerResponse {
     /// The request this answers, `None` for the handshake answers.
     pub fn request_id(&self) -> Option<u64> {
@@ -240,8 +255,11 @@ pub struct ReplicaPartRef<'a> {
 pub struct Held {
     /// The partition.
     pub partition: u32,
-    /// Highest epoch the copy has seen.
+    /// Highest epoch the copy has seen (what it fences with).
     pub epoch: u64,
+    /// Epoch of its last applied entry: copies are compared by
+    /// (`last_epoch`, `last_seq`), since a promotion raises `epoch` alone.
+    pub last_epoch: u64,
     /// Its last applied position.
     pub last_seq: u64,
 }

@@ -175,6 +175,10 @@ pub struct Partition {
     pub(crate) id: PartitionId,
     pub(crate) config: PartitionConfig,
     pub(crate) epoch: Epoch,
+    /// Epoch of the last applied entry. Unlike `epoch` a promotion does not
+    /// raise it, so comparing copies by (last_epoch, last_seq) never prefers
+    /// a short copy that was merely promoted.
+    pub(crate) last_epoch: Epoch,
     pub(crate) last_seq: Seq,
     pub(crate) last_ts: Timestamp,
     pub(crate) stores: Vec<Box<dyn KeyStore>>,
@@ -196,6 +200,7 @@ impl Partition {
             id,
             config,
             epoch: Epoch::default(),
+            last_epoch: Epoch::default(),
             last_seq: Seq::default(),
             last_ts: Timestamp::default(),
             stores,
@@ -228,6 +233,13 @@ impl Partition {
         }
         self.epoch = epoch;
         true
+    }
+
+    /// Epoch of the last applied entry: with [`Partition::last_seq`], how
+    /// far this copy's log goes (a promotion raises [`Partition::epoch`],
+    /// not this).
+    pub fn last_epoch(&self) -> Epoch {
+        self.last_epoch
     }
 
     /// Position of the last applied entry.
@@ -503,6 +515,7 @@ impl Partition {
             }
         }
         self.epoch = self.epoch.max(entry.epoch);
+        self.last_epoch = entry.epoch;
         self.last_seq = entry.seq;
         self.last_ts = entry.ts;
         Ok(())

@@ -67,6 +67,11 @@ enum Record<'a> {
         timers: u64,
         producers: u64,
     },
+    /// Epoch of the last entry the copy holds (after the header; a stream
+    /// without it is from before it existed: the header's epoch stands in).
+    Lineage {
+        last_epoch: u64,
+    },
 }
 
 /// Writing a snapshot stopped; what was already handed to the sink is an
@@ -158,6 +163,9 @@ impl Partition {
             last_seq: self.last_seq.0,
             last_ts: self.last_ts.0,
             kinds,
+        })?;
+        writer.push(&Record::Lineage {
+            last_epoch: self.last_epoch.0,
         })?;
         let mut producers = 0u64;
         for (producer, seq) in &self.producers {
@@ -358,6 +366,7 @@ impl SnapshotReader {
                 self.config.clone(),
             );
             restored.epoch = Epoch(epoch);
+            restored.last_epoch = Epoch(epoch);
             restored.last_seq = Seq(last_seq);
             restored.last_ts = Timestamp(last_ts);
             self.partition = Some(restored);
@@ -377,6 +386,15 @@ impl SnapshotReader {
         };
         match record {
             Record::Header { .. } => {}
+            Record::Lineage { last_epoch } => {
+                if Epoch(last_epoch) > partition.epoch {
+                    return Err(SnapshotError::Structure(format!(
+                        "last entry epoch {last_epoch} above the copy's epoch {}",
+                        partition.epoch.0
+                    )));
+                }
+                partition.last_epoch = Epoch(last_epoch);
+            }
             Record::Producer { producer, seq } => {
                 partition.producers.insert(producer.to_owned(), seq);
                 self.producers += 1;

@@ -177,3 +177,30 @@ fn a_tail_from_a_deposed_owner_is_replaced_not_skipped() {
         Replicated::NeedSnapshot { have: Seq(3) }
     );
 }
+
+#[test]
+fn a_promotion_raises_the_epoch_but_not_the_last_entry_epoch() {
+    let (mut owner, shipped) = owner_with(5);
+    assert_eq!(owner.last_epoch(), Epoch(3));
+    // Promoted without writing: it fences at 9, but its log still ends at
+    // epoch 3, so a survey does not mistake it for a longer log.
+    owner.set_epoch(Epoch(9));
+    assert_eq!((owner.epoch(), owner.last_epoch()), (Epoch(9), Epoch(3)));
+    let chunks = owner.snapshot_chunks(1 << 16).unwrap();
+    let restored = Partition::restore(
+        owner.registry().clone(),
+        PartitionConfig::default(),
+        chunks.iter().map(Vec::as_slice),
+    )
+    .unwrap();
+    assert_eq!(
+        (restored.epoch(), restored.last_epoch()),
+        (Epoch(9), Epoch(3))
+    );
+    // A backup learns the epoch of the entries it applies.
+    let mut backup = partition(PartitionConfig::default());
+    for batch in &shipped {
+        backup.apply_replicated(Epoch(3), batch);
+    }
+    assert_eq!((backup.last_epoch(), backup.last_seq()), (Epoch(3), Seq(5)));
+}

@@ -87,8 +87,38 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
     let mut serving = false;
     let mut timing = TakeoverTiming::default();
+    let mut had_quorum = true;
+    // Set when this node came back; until it sees the whole last stable
+    // membership (or the join timeout passes) it takes nothing over: a
+    // survey of a partial view can miss the newest copy.
+    let mut regathering: Option<Instant> = None;
     loop {
         let current = changes.borrow_and_update().clone();
+        // Back from a minority: the majority may have taken this node's
+        // partitions over and written to them meanwhile. What this node still serves may be stale, so
+        // every partition it owns is surveyed again; the best copy wins
+        // (found by eddy-chaos, scenario `partitions`: stale reads after an
+        // isolation healed).
+        let quorum = current.has_quorum();
+        // Not on a renewed generation alone: after a partition heals, the
+        // healed node's down verdicts make healthy nodes renew too, and
+        // re-surveying all of them at once lost more than it saved
+        // (eddy-chaos `smoke`, see chaos/README.md).
+        let rejoined = quorum && !had_quorum;
+        if rejoined {
+            regathering = Some(Instant::now());
+        }
+        if rejoined {
+            let table = current.placement.table();
+            for p in (0..table.partitions()).map(PartitionId) {
+                if table.owner(p) == Some(&current.local.name)
+                    && !waiting.iter().any(|(w, _)| *w == p)
+                {
+                    waiting.push((p, 0));
+                }
+            }
+        }
+        had_quorum = quorum;
         let changed = previous
             .as_ref()
             .is_none_or(|p| p.placement.version() != current.placement.version());
@@ -108,7 +138,16 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                 waiting.push((p, 0));
             }
         }
-        if !waiting.is_empty() {
+        // Whole again once the view *and the table computed from it* hold
+        // the last stable membership (the table lags the view by settle_ms).
+        if let Some(since) = regathering
+            && ((current.live_count() >= current.stable_members
+                && current.placement.table().nodes().len() >= current.stable_members)
+                || since.elapsed() >= args.join_timeout)
+        {
+            regathering = None;
+        }
+        if !waiting.is_empty() && regathering.is_none() {
             let started = Instant::now();
             timing.started.get_or_insert(started);
             let (left, pulled) = take_over(&args, waiting).await;
@@ -183,6 +222,7 @@ fn gained(previous: Option<&ClusterState>, current: &ClusterState) -> Vec<Partit
 struct Copy {
     holder: Option<NodeIdentity>,
     epoch: u64,
+    last_epoch: u64,
     last_seq: u64,
 }
 
@@ -193,6 +233,13 @@ async fn take_over(
 ) -> (Vec<(PartitionId, u32)>, usize) {
     let started = Instant::now();
     let cluster = args.ingress.cluster();
+    if !cluster.has_quorum() {
+        // A node cut off from the majority must not take partitions over:
+        // the promotion would raise its copies' epochs without their
+        // content, and on rejoin those stale copies would win the survey
+        // over the majority's (found by eddy-chaos, scenario `partitions`).
+        return (waiting, 0);
+    }
     let me = cluster.local.name.clone();
     // Still ours in the latest table?
     let waiting: Vec<(PartitionId, u32)> = waiting
@@ -285,6 +332,7 @@ fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
     Copy {
         holder,
         epoch: held.epoch,
+        last_epoch: held.last_epoch,
         last_seq: held.last_seq,
     }
 }
@@ -300,8 +348,11 @@ async fn take_one(
 ) -> Taken {
     let best = found
         .iter()
-        // Ties go to the local copy (no transfer).
-        .max_by_key(|c| (c.epoch, c.last_seq, c.holder.is_none()));
+        // The longest log wins: by the epoch of its last entry, then its
+        // position (not by the copy's epoch, which a promotion raises
+        // without adding entries: found by eddy-chaos). Ties go to the
+        // local copy (no transfer).
+        .max_by_key(|c| (c.last_epoch, c.last_seq, c.holder.is_none()));
     let max_epoch = found.iter().map(|c| c.epoch).max().unwrap_or(0);
     let epoch = Epoch((max_epoch + 1).max(table_epoch));
     match best.and_then(|c| c.holder.as_ref()) {
