@@ -109,6 +109,8 @@ pub struct DriverConfig {
     pub replication_factor: usize,
     /// Settle delay before recomputing the table.
     pub settle: Duration,
+    /// Injected network faults (chaos testing).
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -182,6 +184,7 @@ impl Cluster {
             timer_seq: 0,
             publish,
             settle: config.settle,
+            faults: config.faults,
             settle_at: None,
             bad_sources: BTreeSet::new(),
             leaving: false,
@@ -219,6 +222,7 @@ struct Driver {
     timer_seq: u64,
     publish: watch::Sender<Arc<ClusterState>>,
     settle: Duration,
+    faults: Arc<crate::faults::Faults>,
     settle_at: Option<tokio::time::Instant>,
     bad_sources: BTreeSet<SocketAddr>,
     leaving: bool,
@@ -252,6 +256,7 @@ impl Driver {
             };
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((_, from)) if !self.faults.gossip_in(from) => {}
                     Ok((len, from)) => {
                         let now = self.clock.now();
                         if let Err(err) = self.membership.handle_datagram(&buf[..len], now) {
@@ -305,6 +310,9 @@ impl Driver {
     async fn flush(&mut self) {
         let datagrams: Vec<_> = self.membership.drain_datagrams().collect();
         for datagram in datagrams {
+            if !self.faults.gossip_out(datagram.to) {
+                continue;
+            }
             if let Err(err) = self.socket.send_to(&datagram.bytes, datagram.to).await {
                 tracing::debug!(to = %datagram.to, %err, "gossip send failed");
             }

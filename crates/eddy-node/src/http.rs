@@ -35,6 +35,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Rung by `POST /v1/admin/leave`: the node leaves like on SIGTERM.
     pub leave: Arc<tokio::sync::Notify>,
+    /// Injected network faults; set by `POST /v1/admin/faults` (feature
+    /// `fault-injection` only).
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// The router with every route and the body limit.
@@ -48,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
+        .route("/v1/admin/faults", post(post_faults))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -374,6 +378,41 @@ async fn post_leave(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Injects network faults (chaos testing): `{"drop_to": [names],
+/// "drop_from": [names], "loss": 0-1, "delay_ms": n}`; `{}` heals. Answers
+/// 404 unless built with the `fault-injection` feature.
+async fn post_faults(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    if !cfg!(feature = "fault-injection") {
+        return error(
+            StatusCode::NOT_FOUND,
+            json!({"error": "fault injection is not compiled into this node (feature `fault-injection`)"}),
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => return error(err.status(), json!({"error": err.body_text()})),
+    };
+    let spec: crate::faults::FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("bad fault spec: {err}")}),
+            );
+        }
+    };
+    let cluster = app.ingress.cluster();
+    app.faults.set(&spec, |name| {
+        cluster
+            .members
+            .iter()
+            .find(|m| &m.identity.name == name)
+            .map(|m| m.identity.gossip_addr)
+    });
+    tracing::warn!(?spec, "injected network faults changed");
+    Json(json!({"faults": spec})).into_response()
+}
+
 /// Members as this node sees them.
 async fn get_cluster(State(app): State<AppState>) -> Response {
     let cluster = app.ingress.cluster();
@@ -432,9 +471,27 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
         .zip(table.owned_counts())
         .map(|(node, count)| (node.to_string(), json!(count)))
         .collect();
+    // The copies this node holds: their epoch is the one that fences (the
+    // table's epochs above are this node's observation).
+    let mut copies: Vec<_> = app
+        .ingress
+        .copies()
+        .await
+        .into_iter()
+        .map(|(held, role)| {
+            json!({
+                "partition": held.partition,
+                "role": role,
+                "epoch": held.epoch,
+                "last_seq": held.last_seq,
+            })
+        })
+        .collect();
+    copies.sort_by_key(|c| c["partition"].as_u64());
     Json(json!({
         "node": cluster.local.name.as_str(),
         "version": placement.version(),
+        "copies": copies,
         "fingerprint": format!("{:016x}", table.fingerprint()),
         "partition_count": table.partitions(),
         "replication_factor": placement.rf(),

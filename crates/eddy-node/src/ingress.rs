@@ -689,6 +689,12 @@ impl Ingress {
         answer
     }
 
+    /// Every copy this node holds, with its role.
+    pub async fn copies(&self) -> Vec<(Held, &'static str)> {
+        self.ask_workers(|_, reply| Some(WorkerMsg::Copies { reply }))
+            .await
+    }
+
     /// Copies of `partitions` this node holds.
     pub(crate) async fn survey(&self, partitions: &[PartitionId]) -> Vec<Held> {
         let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); self.inner.worker_names.len()];

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
+pub mod faults;
 pub mod framed;
 pub mod http;
 pub mod ingress;

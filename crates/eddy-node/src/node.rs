@@ -121,9 +121,11 @@ impl NodeBuilder {
             http_addr,
             tcp_addr,
         };
+        let faults = Arc::new(crate::faults::Faults::default());
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
+                faults: faults.clone(),
                 identity: identity.clone(),
                 membership: config.membership().with_seed(random_seed()),
                 seeds: config.seeds.clone(),
@@ -136,6 +138,7 @@ impl NodeBuilder {
             identity.name.clone(),
             identity.params(),
             config.max_frame_bytes,
+            faults.clone(),
         );
         let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
         let partition_config = PartitionConfig {
@@ -210,6 +213,7 @@ impl NodeBuilder {
                 max_frame_bytes: config.max_frame_bytes,
                 max_pending_requests: config.max_pending_requests,
             },
+            faults.clone(),
             shutdown_rx.clone(),
         ));
         tokio::spawn(crate::ownership::run(
@@ -237,6 +241,7 @@ impl NodeBuilder {
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),
                 leave: leave.clone(),
+                faults: faults.clone(),
             },
             config.max_body_bytes,
         );

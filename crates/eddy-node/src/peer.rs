@@ -168,21 +168,48 @@ pub struct PeerLinks {
     max_frame_bytes: usize,
     links: Arc<Mutex<HashMap<NodeId, Link>>>,
     failed: Arc<Mutex<HashMap<NodeId, std::time::Instant>>>,
+    faults: Arc<crate::faults::Faults>,
 }
 
 impl PeerLinks {
     /// Links of node `local`, announcing `params` in every handshake.
-    pub fn new(local: NodeId, params: ClusterParams, max_frame_bytes: usize) -> PeerLinks {
+    pub fn new(
+        local: NodeId,
+        params: ClusterParams,
+        max_frame_bytes: usize,
+        faults: Arc<crate::faults::Faults>,
+    ) -> PeerLinks {
         PeerLinks {
             local,
             params,
             max_frame_bytes,
             links: Arc::default(),
             failed: Arc::default(),
+            faults,
         }
     }
 
+    /// The node's injected faults.
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
+    }
+
     async fn link(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
+        if !self.faults.peer_out(&peer.name) {
+            // An injected fault: the link is down, as if the network were.
+            if let Ok(mut links) = self.links.lock() {
+                links.remove(&peer.name);
+            }
+            return Err(PeerError::Unreachable {
+                node: peer.name.clone(),
+                addr: peer.peer_addr,
+                reason: "unreachable (injected fault)".into(),
+            });
+        }
+        let delay = self.faults.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let recently_failed = self
             .failed
             .lock()
@@ -453,6 +480,7 @@ pub async fn serve(
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
+    faults: Arc<crate::faults::Faults>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -463,6 +491,7 @@ pub async fn serve(
             ingress.clone(),
             local.clone(),
             limits,
+            faults.clone(),
             shutdown.clone(),
         )
     })
@@ -475,6 +504,7 @@ async fn connection(
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
+    faults: Arc<crate::faults::Faults>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (mut reader, writer) = framed::split(stream, limits.max_frame_bytes);
@@ -513,10 +543,21 @@ async fn connection(
         move |request: PeerRequest, answers: Answers<ServedAnswer>| {
             let ingress = ingress.clone();
             let peer = peer.clone();
+            // An injected fault: this peer is not heard. Refused before
+            // anything reaches a worker.
+            let deaf = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
+                request_id: request.request_id().unwrap_or(0),
+                failure: PeerFailure::Unavailable("unreachable (injected fault)".into()),
+            });
+            if let Some(answer) = deaf {
+                return futures_util::future::Either::Left(async move {
+                    let _ = answers.sender.send(ServedAnswer(answer)).await;
+                });
+            }
             // Replication reaches the worker here, in arrival order; only
             // the wait for its outcome runs concurrently.
             let ordered = ordered(&request, &ingress);
-            async move {
+            futures_util::future::Either::Right(async move {
                 let answer = match ordered {
                     Some((request_id, receivers)) => {
                         let mut outcomes = Vec::with_capacity(receivers.len());
@@ -543,7 +584,7 @@ async fn connection(
                     None => handle(request, &ingress, &peer).await,
                 };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
-            }
+            })
         },
         shutdown,
     )

@@ -119,6 +119,11 @@ pub enum WorkerMsg {
         /// Copies held.
         reply: oneshot::Sender<Vec<Held>>,
     },
+    /// Every copy this worker holds, with its role (for `/v1/partitions`).
+    Copies {
+        /// (copy, role).
+        reply: oneshot::Sender<Vec<(Held, &'static str)>>,
+    },
     /// Hand a partition over to `to`: stop owning it, stream it.
     Pull {
         /// The partition.
@@ -332,6 +337,11 @@ impl WorkerState {
     /// `Replicate` frame per backup carrying every partition it follows, and
     /// a snapshot to a backup not known to hold a partition's log.
     async fn ship_all(&mut self, touched: Vec<(PartitionId, Vec<u8>)>, acks: &mut Vec<ReplicaAck>) {
+        if self.args.links.faults().drops_log_entries() {
+            // The injected bug (chaos tests only): backups never see these
+            // entries and nothing waits for them.
+            return;
+        }
         let cluster = self.args.cluster.borrow().clone();
         let links = self.args.links.clone();
         let mut frames: Vec<(NodeIdentity, Vec<Shipped>)> = Vec::new();
@@ -475,6 +485,32 @@ impl WorkerState {
         }
     }
 
+    fn copies(&self) -> Vec<(Held, &'static str)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(p, slot)| {
+                let slot = slot.as_ref()?;
+                let copy = slot.partition.as_ref()?;
+                let role = match slot.role {
+                    Role::Owner => "owner",
+                    Role::Backup => "backup",
+                    Role::Incoming => "incoming",
+                    Role::Retiring { .. } => "retiring",
+                };
+                Some((
+                    Held {
+                        partition: u32::try_from(p).ok()?,
+                        epoch: copy.epoch().0,
+                        last_epoch: copy.last_epoch().0,
+                        last_seq: copy.last_seq().0,
+                    },
+                    role,
+                ))
+            })
+            .collect()
+    }
+
     fn survey(&mut self, partitions: &[PartitionId]) -> Vec<Held> {
         partitions
             .iter()
@@ -484,6 +520,7 @@ impl WorkerState {
                 Some(Held {
                     partition: p.0,
                     epoch: copy.epoch().0,
+                    last_epoch: copy.last_epoch().0,
                     last_seq: copy.last_seq().0,
                 })
             })
@@ -873,6 +910,9 @@ impl Actor for Worker {
             }
             WorkerMsg::Survey { partitions, reply } => {
                 let _ = reply.send(state.survey(&partitions));
+            }
+            WorkerMsg::Copies { reply } => {
+                let _ = reply.send(state.copies());
             }
             WorkerMsg::Pull {
                 partition,
