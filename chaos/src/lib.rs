@@ -13,5 +13,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod harness;
+pub mod report;
+pub mod scenario;
 pub mod sim;
 pub mod tally;

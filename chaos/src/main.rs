@@ -1,10 +1,13 @@
 //! `eddy-chaos`: `run` a scenario against real node processes, or `sim`
 //! a seed campaign of the deterministic simulator.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use eddy_chaos::harness::{self, RunOptions};
+use eddy_chaos::scenario::Scenario;
 use eddy_chaos::sim::{self, Bug, FaultSet, SimOptions};
 
 #[derive(Parser)]
@@ -19,6 +22,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a scenario against real node processes; writes report.json and
+    /// report.html; exits non-zero unless every check passed.
+    Run {
+        /// The scenario file (chaos/scenarios/*.toml).
+        scenario: PathBuf,
+        /// Where logs and reports go [default: target/chaos/<name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The eddy binary [default: $EDDY_BIN, else next to eddy-chaos].
+        #[arg(long)]
+        eddy: Option<PathBuf>,
+        /// Turn on the nodes' injected bug (owners stop replicating): the
+        /// run must fail, proving the checkers work.
+        #[arg(long)]
+        drop_log_entries: bool,
+    },
     /// Deterministic simulation: run seeds, report failures with the command
     /// that reproduces each.
     Sim {
@@ -45,6 +64,12 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run {
+            scenario,
+            out,
+            eddy,
+            drop_log_entries,
+        } => run(&scenario, out, eddy, drop_log_entries),
         Command::Sim {
             seeds,
             first,
@@ -113,5 +138,40 @@ fn simulate(
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn run(
+    path: &Path,
+    out: Option<PathBuf>,
+    eddy: Option<PathBuf>,
+    drop_log_entries: bool,
+) -> ExitCode {
+    let scenario = match Scenario::load(path) {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = RunOptions {
+        binary: eddy.unwrap_or_else(harness::default_binary),
+        out: out.unwrap_or_else(|| PathBuf::from("target/chaos").join(&scenario.name)),
+        drop_log_entries,
+    };
+    match harness::run(&scenario, &options) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            println!("report            {}/report.html", options.out.display());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

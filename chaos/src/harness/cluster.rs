@@ -1,0 +1,406 @@
+//! The node processes of one run: started on loopback with fixed ports (a
+//! restarted node comes back at the same addresses), signalled, restarted,
+//! and always stopped: on drop, on panic (drop runs while unwinding) and on
+//! Ctrl-C/SIGTERM (a signal thread kills every child, then exits).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::http;
+
+/// Why the cluster could not be started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The `eddy` binary could not be found or started.
+    #[error("cannot start {binary}: {reason}")]
+    Spawn {
+        /// Path tried.
+        binary: String,
+        /// Why.
+        reason: String,
+    },
+    /// A node did not come up.
+    #[error("node-{node} did not become ready within {seconds} s (log: {log})")]
+    NotReady {
+        /// 1-based index.
+        node: usize,
+        /// Bound.
+        seconds: u64,
+        /// Its log file.
+        log: String,
+    },
+    /// A free port could not be found.
+    #[error("no free loopback port: {0}")]
+    Ports(std::io::Error),
+    /// The node has no fault hook.
+    #[error(
+        "node-{node} refused the fault ({status}): {body}; network faults need an eddy binary built with --features eddy/fault-injection (any workspace build has it)"
+    )]
+    NoFaultHook {
+        /// 1-based index.
+        node: usize,
+        /// HTTP status.
+        status: u16,
+        /// Its answer.
+        body: String,
+    },
+}
+
+/// Where one node listens.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// HTTP API.
+    pub http: SocketAddr,
+    /// Binary protocol.
+    pub tcp: SocketAddr,
+    /// Gossip (UDP).
+    pub gossip: SocketAddr,
+    /// Peer links.
+    pub peer: SocketAddr,
+}
+
+/// Lifecycle of a node process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Running.
+    Up,
+    /// SIGSTOPped.
+    Stopped,
+    /// SIGKILLed.
+    Killed,
+    /// Left gracefully and exited.
+    Left,
+}
+
+struct NodeProc {
+    child: Option<Child>,
+    ports: Ports,
+    state: State,
+    log: PathBuf,
+    data_dir: Option<PathBuf>,
+}
+
+/// Every child pid of this process, for the signal thread.
+fn registry() -> &'static Mutex<Vec<u32>> {
+    static PIDS: OnceLock<Mutex<Vec<u32>>> = OnceLock::new();
+    PIDS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn register(pid: u32) {
+    if let Ok(mut pids) = registry().lock() {
+        pids.push(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut pids) = registry().lock() {
+        pids.retain(|p| *p != pid);
+    }
+}
+
+/// SIGKILLs (after SIGCONT) every node this process started that is still
+/// registered.
+pub fn kill_all() {
+    let pids = registry().lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        signal(pid, "-CONT");
+        signal(pid, "-KILL");
+        unregister(pid);
+    }
+}
+
+/// Installs (once) a thread that, on SIGINT or SIGTERM, SIGKILLs (after
+/// SIGCONT, so stopped ones die too) every node this process started and
+/// exits with 130.
+pub fn kill_children_on_signal() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        std::thread::spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            kill_all();
+            eprintln!("eddy-chaos: interrupted; every node it started was killed");
+            std::process::exit(130);
+        });
+    });
+}
+
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_tcp() -> Result<SocketAddr, ClusterError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(ClusterError::Ports)
+}
+
+fn free_udp() -> Result<SocketAddr, ClusterError> {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(ClusterError::Ports)
+}
+
+/// The nodes of one run.
+pub struct Cluster {
+    binary: PathBuf,
+    dir: PathBuf,
+    rf: usize,
+    nodes: Vec<NodeProc>,
+}
+
+impl Cluster {
+    /// Starts `count` nodes (each lists every node's gossip address as a
+    /// seed) and waits until each is ready. Logs go to `dir`.
+    pub fn start(
+        binary: PathBuf,
+        dir: PathBuf,
+        count: usize,
+        rf: usize,
+        data_dir: bool,
+    ) -> Result<Cluster, ClusterError> {
+        kill_children_on_signal();
+        let mut nodes = Vec::with_capacity(count);
+        for i in 1..=count {
+            let ports = Ports {
+                http: free_tcp()?,
+                tcp: free_tcp()?,
+                gossip: free_udp()?,
+                peer: free_tcp()?,
+            };
+            nodes.push(NodeProc {
+                child: None,
+                ports,
+                state: State::Killed,
+                log: dir.join(format!("node-{i}.log")),
+                data_dir: data_dir.then(|| dir.join(format!("data-{i}"))),
+            });
+        }
+        let mut cluster = Cluster {
+            binary,
+            dir,
+            rf,
+            nodes,
+        };
+        for i in 1..=count {
+            cluster.spawn(i)?;
+        }
+        for i in 1..=count {
+            cluster.wait_ready(i, Duration::from_secs(30))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True for a cluster of no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s (1-based) ports.
+    pub fn ports(&self, i: usize) -> &Ports {
+        &self.nodes[i - 1].ports
+    }
+
+    /// Node `i`'s state.
+    pub fn state(&self, i: usize) -> State {
+        self.nodes[i - 1].state
+    }
+
+    /// HTTP base URLs of the nodes that are up.
+    pub fn up_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.state == State::Up)
+            .map(|n| format!("http://{}", n.ports.http))
+            .collect()
+    }
+
+    /// 1-based indices of the nodes that are up.
+    pub fn up(&self) -> Vec<usize> {
+        (1..=self.nodes.len())
+            .filter(|&i| self.nodes[i - 1].state == State::Up)
+            .collect()
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.ports.gossip))
+            .collect();
+        let node = &mut self.nodes[i - 1];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| ClusterError::Spawn {
+                binary: self.binary.display().to_string(),
+                reason: format!("log file {}: {e}", node.log.display()),
+            })?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("node")
+            .args(["--http-addr", &node.ports.http.to_string()])
+            .args(["--tcp-addr", &node.ports.tcp.to_string()])
+            .args(["--gossip-addr", &node.ports.gossip.to_string()])
+            .args(["--peer-addr", &node.ports.peer.to_string()])
+            .args(["--set", &format!("name=\"node-{i}\"")])
+            .args(["--set", &format!("seeds=[{}]", seeds.join(","))])
+            .args(["--set", &format!("replication_factor={}", self.rf)])
+            .args(["--set", "settle_ms=100"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(dir) = &node.data_dir {
+            command.args(["--set", &format!("data_dir=\"{}\"", dir.display())]);
+        }
+        let child = command.spawn().map_err(|e| ClusterError::Spawn {
+            binary: self.binary.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        register(child.id());
+        node.child = Some(child);
+        node.state = State::Up;
+        Ok(())
+    }
+
+    /// Waits until node `i` answers `/readyz` with 200.
+    pub fn wait_ready(&self, i: usize, bound: Duration) -> Result<(), ClusterError> {
+        let url = format!("http://{}/readyz", self.ports(i).http);
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if http::get(&url).is_ok_and(|(status, _)| status == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(ClusterError::NotReady {
+            node: i,
+            seconds: bound.as_secs(),
+            log: self.nodes[i - 1].log.display().to_string(),
+        })
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i - 1];
+        if let Some(mut child) = node.child.take() {
+            signal(child.id(), "-CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+            unregister(child.id());
+        }
+        node.state = State::Killed;
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&mut self, i: usize, stop: bool) {
+        let node = &mut self.nodes[i - 1];
+        if let Some(child) = &node.child {
+            let wanted = if stop { State::Stopped } else { State::Up };
+            if node.state != wanted && signal(child.id(), if stop { "-STOP" } else { "-CONT" }) {
+                node.state = wanted;
+            }
+        }
+    }
+
+    /// Starts a killed or departed node again at its addresses.
+    pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
+        if matches!(self.state(i), State::Up | State::Stopped) {
+            return Ok(());
+        }
+        self.spawn(i)
+    }
+
+    /// Graceful leave; waits (bounded) for the process to exit.
+    pub fn leave(&mut self, i: usize) {
+        let url = format!("http://{}/v1/admin/leave", self.ports(i).http);
+        let _ = http::post(&url, "{}");
+        let node = &mut self.nodes[i - 1];
+        if let Some(mut child) = node.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            unregister(child.id());
+        }
+        node.state = State::Left;
+    }
+
+    /// Sets node `i`'s network faults through its hook.
+    pub fn set_faults(&self, i: usize, spec: &serde_json::Value) -> Result<(), ClusterError> {
+        if self.state(i) != State::Up {
+            return Ok(());
+        }
+        let url = format!("http://{}/v1/admin/faults", self.ports(i).http);
+        match http::post(&url, &spec.to_string()) {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(ClusterError::NoFaultHook {
+                node: i,
+                status,
+                body,
+            }),
+            // A node that died meanwhile has no network to break.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Last lines of node `i`'s log, for a failure report.
+    pub fn log_tail(&self, i: usize, lines: usize) -> Vec<String> {
+        let Ok(file) = std::fs::File::open(&self.nodes[i - 1].log) else {
+            return Vec::new();
+        };
+        let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+        all[all.len().saturating_sub(lines)..].to_vec()
+    }
+
+    /// Where the logs are.
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 1..=self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Shared handle: the fault thread and the checker both drive the cluster.
+pub type SharedCluster = Arc<Mutex<Cluster>>;

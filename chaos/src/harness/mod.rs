@@ -1,0 +1,420 @@
+//! The process harness: real `eddy node` processes on loopback, the
+//! journaling workload, the scenario's faults at their times, then healing,
+//! quiescing and the checks ([`check`]), and the report ([`crate::report`]).
+//!
+//! Network faults go through each node's fault hook (`POST /v1/admin/faults`,
+//! feature `fault-injection`), which works without root; network namespaces
+//! with `tc` are not used yet.
+
+pub mod check;
+pub mod cluster;
+pub mod http;
+pub mod network;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::report::{FaultSpan, MemberSample, Report};
+use crate::scenario::{Action, Fault, Scenario};
+use cluster::{Cluster, ClusterError, State};
+use network::Network;
+use workload::{Driver, Entry, Journal};
+
+/// How a run is set up beyond its scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The `eddy` binary.
+    pub binary: PathBuf,
+    /// Where logs and the report go.
+    pub out: PathBuf,
+    /// Turn the injected replication bug on in every node (checker test).
+    pub drop_log_entries: bool,
+}
+
+/// Why a run could not produce a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Starting or driving the nodes failed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The output directory.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Finds the `eddy` binary: `EDDY_BIN`, else next to this executable.
+pub fn default_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("EDDY_BIN") {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("eddy")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("eddy"))
+}
+
+/// Runs `scenario` and returns its report (also written to `options.out`).
+pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    std::fs::create_dir_all(&options.out).map_err(|source| RunError::Output {
+        path: options.out.display().to_string(),
+        source,
+    })?;
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let events = Arc::new(workload::plan(&scenario.workload, scenario.seed, duration));
+    let journal = Arc::new(Journal {
+        entries: Mutex::new(vec![Entry::default(); events.len()]),
+        acks: Mutex::new(Vec::new()),
+        errors: Mutex::new(Vec::new()),
+        rejected: Mutex::new(Vec::new()),
+    });
+    eprintln!(
+        "eddy-chaos: {}: {} nodes, rf {}, {} events over {:.0} s, {} faults",
+        scenario.name,
+        scenario.nodes,
+        scenario.replication_factor,
+        events.len(),
+        scenario.duration_s,
+        scenario.faults.len()
+    );
+    let cluster = Cluster::start(
+        options.binary.clone(),
+        options.out.clone(),
+        scenario.nodes,
+        scenario.replication_factor,
+        scenario.data_dir,
+    )?;
+    let mut network = Network::default();
+    network.drop_log_entries = options.drop_log_entries;
+    if network.is_faulty() {
+        network.apply(&cluster)?;
+    }
+    let cluster = Arc::new(Mutex::new(cluster));
+    // Whatever happens below (an error, a panic), the nodes and the
+    // harness's threads stop when this goes out of scope.
+    let stopper = Stopper::default();
+    let targets = Arc::new(RwLock::new(lock(&cluster).up_urls()));
+    // Let the table settle before traffic: the run measures faults, not
+    // formation.
+    check::wait_converged(&cluster, scenario.nodes, Duration::from_secs(30));
+
+    let started = Instant::now();
+    let driver = Driver {
+        targets: targets.clone(),
+        stop_sending: stopper.stop_sending.clone(),
+        give_up: stopper.give_up.clone(),
+    };
+    let clients = driver.run(events.clone(), journal.clone(), &scenario.workload, started);
+    let members = Arc::new(Mutex::new(Vec::new()));
+    let sampling = stopper.sampling.clone();
+    let sampler = {
+        let (cluster, members, sampling) = (cluster.clone(), members.clone(), sampling.clone());
+        std::thread::spawn(move || sample_members(&cluster, &members, &sampling, started))
+    };
+
+    let mut spans = Vec::new();
+    let fault_result = inject(
+        scenario,
+        &cluster,
+        &targets,
+        &mut network,
+        &mut spans,
+        started,
+    );
+    // The workload's window ends; then everything heals and the clients
+    // finish their last requests.
+    sleep_until(started, duration);
+    driver.stop_sending.store(true, Ordering::Relaxed);
+    let healed_at = started.elapsed();
+    heal_everything(&cluster, &targets, &mut network, &mut spans, started)?;
+    fault_result?;
+    let quiesce = Instant::now() + Duration::from_secs(60);
+    for client in clients {
+        while !client.is_finished() && Instant::now() < quiesce {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !client.is_finished() {
+            driver.give_up.store(true, Ordering::Relaxed);
+        }
+        let _ = client.join();
+    }
+    let converged = check::wait_converged(&cluster, scenario.nodes, Duration::from_secs(60));
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    let converged_after_ms = converged.map(|at| {
+        at.saturating_duration_since(started)
+            .saturating_sub(healed_at)
+            .as_millis() as u64
+    });
+    let findings = check::check(&cluster, &events, &journal, converged_after_ms.is_some());
+    let report = Report::build(
+        scenario,
+        &events,
+        &journal,
+        findings,
+        spans,
+        lock(&members).clone(),
+        converged_after_ms,
+        started.elapsed(),
+    );
+    report
+        .write(&options.out)
+        .map_err(|source| RunError::Output {
+            path: options.out.display().to_string(),
+            source,
+        })?;
+    Ok(report)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sleep_until(started: Instant, at: Duration) {
+    if let Some(wait) = at.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
+/// Stops the run's threads and kills its nodes when dropped.
+struct Stopper {
+    stop_sending: Arc<AtomicBool>,
+    give_up: Arc<AtomicBool>,
+    sampling: Arc<AtomicBool>,
+}
+
+impl Default for Stopper {
+    fn default() -> Stopper {
+        Stopper {
+            stop_sending: Arc::new(AtomicBool::new(false)),
+            give_up: Arc::new(AtomicBool::new(false)),
+            sampling: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop_sending.store(true, Ordering::Relaxed);
+        self.give_up.store(true, Ordering::Relaxed);
+        self.sampling.store(false, Ordering::Relaxed);
+        cluster::kill_all();
+    }
+}
+
+/// A fault's undo, due at a time.
+struct Undo {
+    at: Duration,
+    fault: Fault,
+    span: usize,
+}
+
+/// Applies the schedule; undoes timed faults when due.
+fn inject(
+    scenario: &Scenario,
+    cluster: &Arc<Mutex<Cluster>>,
+    targets: &RwLock<Vec<String>>,
+    network: &mut Network,
+    spans: &mut Vec<FaultSpan>,
+    started: Instant,
+) -> Result<(), ClusterError> {
+    let mut undo: Vec<Undo> = Vec::new();
+    let mut faults = scenario.faults.iter().peekable();
+    loop {
+        let next_fault = faults.peek().map(|f| Duration::from_secs_f64(f.at_s));
+        let next_undo = undo.iter().map(|u| u.at).min();
+        let next = match (next_fault, next_undo) {
+            (None, None) => return Ok(()),
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+        };
+        sleep_until(started, next);
+        let now = started.elapsed();
+        if let Some(pos) = undo.iter().position(|u| u.at <= now) {
+            let u = undo.remove(pos);
+            apply(scenario, cluster, network, &reverse(&u.fault))?;
+            spans[u.span].end_s = Some(now.as_secs_f64());
+        } else if let Some(fault) = faults.next() {
+            apply(scenario, cluster, network, fault)?;
+            eprintln!(
+                "eddy-chaos: {:>6.1} s  {}",
+                now.as_secs_f64(),
+                describe(fault)
+            );
+            spans.push(FaultSpan {
+                start_s: now.as_secs_f64(),
+                end_s: None,
+                label: describe(fault),
+            });
+            if let Some(for_s) = fault.for_s {
+                undo.push(Undo {
+                    at: now + Duration::from_secs_f64(for_s),
+                    fault: fault.clone(),
+                    span: spans.len() - 1,
+                });
+            } else if matches!(fault.action, Action::Cont | Action::Restart | Action::Heal)
+                && let Some(span) = spans.last_mut()
+            {
+                span.end_s = Some(now.as_secs_f64());
+            }
+        }
+        if let Ok(mut t) = targets.write() {
+            *t = lock(cluster).up_urls();
+        }
+    }
+}
+
+fn reverse(fault: &Fault) -> Fault {
+    let action = match fault.action {
+        Action::Kill | Action::Leave => Action::Restart,
+        Action::Stop => Action::Cont,
+        _ => Action::Heal,
+    };
+    Fault {
+        action,
+        for_s: None,
+        ..fault.clone()
+    }
+}
+
+fn describe(fault: &Fault) -> String {
+    let node = fault.node.map(|n| format!(" node-{n}")).unwrap_or_default();
+    let with = if fault.with.is_empty() {
+        String::new()
+    } else {
+        format!(" with {:?}", fault.with)
+    };
+    let degrade = match (fault.loss, fault.delay_ms) {
+        (None, None) => String::new(),
+        (loss, delay) => format!(
+            " loss {:.0}% delay {} ms",
+            loss.unwrap_or(0.0) * 100.0,
+            delay.unwrap_or(0)
+        ),
+    };
+    let dur = fault
+        .for_s
+        .map(|s| format!(" for {s} s"))
+        .unwrap_or_default();
+    format!("{:?}{node}{with}{degrade}{dur}", fault.action).to_lowercase()
+}
+
+fn apply(
+    scenario: &Scenario,
+    cluster: &Arc<Mutex<Cluster>>,
+    network: &mut Network,
+    fault: &Fault,
+) -> Result<(), ClusterError> {
+    let n = scenario.nodes;
+    let node = fault.node.unwrap_or(1);
+    let mut c = lock(cluster);
+    match fault.action {
+        Action::Kill => c.kill(node),
+        Action::Stop => c.pause(node, true),
+        Action::Cont => c.pause(node, false),
+        Action::Leave => c.leave(node),
+        Action::Restart => {
+            c.restart(node)?;
+            // Its hook starts clean: give it the current network.
+            let _ = c.wait_ready(node, Duration::from_secs(30));
+            if network.is_faulty() {
+                network.apply_to(&c, node)?;
+            }
+        }
+        Action::Isolate => {
+            network.isolate(node, n);
+            network.apply(&c)?;
+        }
+        Action::Deafen => {
+            network.deafen(node, n);
+            network.apply(&c)?;
+        }
+        Action::Split => {
+            let mut side = vec![node];
+            side.extend(&fault.with);
+            network.split(&side, n);
+            network.apply(&c)?;
+        }
+        Action::Loss => {
+            network.degrade(fault.loss.unwrap_or(0.0), fault.delay_ms.unwrap_or(0));
+            network.apply(&c)?;
+        }
+        Action::Heal => {
+            network.heal();
+            network.apply(&c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends every fault: network healed, stopped nodes continued, killed and
+/// departed ones restarted.
+fn heal_everything(
+    cluster: &Arc<Mutex<Cluster>>,
+    targets: &RwLock<Vec<String>>,
+    network: &mut Network,
+    spans: &mut [FaultSpan],
+    started: Instant,
+) -> Result<(), ClusterError> {
+    let now = started.elapsed().as_secs_f64();
+    for span in spans.iter_mut().filter(|s| s.end_s.is_none()) {
+        span.end_s = Some(now);
+    }
+    let mut c = lock(cluster);
+    network.heal();
+    network.apply(&c)?;
+    for i in 1..=c.len() {
+        match c.state(i) {
+            State::Stopped => c.pause(i, false),
+            State::Killed | State::Left => {
+                c.restart(i)?;
+                c.wait_ready(i, Duration::from_secs(30))?;
+                network.apply_to(&c, i)?;
+            }
+            State::Up => {}
+        }
+    }
+    if let Ok(mut t) = targets.write() {
+        *t = c.up_urls();
+    }
+    Ok(())
+}
+
+/// Every 500 ms: how many members each running node sees up.
+fn sample_members(
+    cluster: &Mutex<Cluster>,
+    samples: &Mutex<Vec<MemberSample>>,
+    running: &AtomicBool,
+    started: Instant,
+) {
+    while running.load(Ordering::Relaxed) {
+        let urls = lock(cluster).up_urls();
+        let mut seen = Vec::new();
+        for url in urls {
+            if let Ok((200, body)) = http::get(&format!("{url}/v1/cluster"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            {
+                let up = v["members"]
+                    .as_array()
+                    .map(|m| m.iter().filter(|m| m["status"] == "up").count())
+                    .unwrap_or(0);
+                seen.push(up);
+            }
+        }
+        lock(samples).push(MemberSample {
+            t_s: started.elapsed().as_secs_f64(),
+            min_up: seen.iter().copied().min().unwrap_or(0),
+            max_up: seen.iter().copied().max().unwrap_or(0),
+            answering: seen.len(),
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

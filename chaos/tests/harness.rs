@@ -1,0 +1,156 @@
+//! The process harness against real `eddy node` processes: the CI scenario
+//! passes, and the checker catches a node whose owners stop replicating.
+//!
+//! The nodes are the workspace's `eddy` binary (built with the fault hook
+//! by any workspace build, see Cargo.toml); `EDDY_BIN` points elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eddy_chaos::harness::{self, RunOptions};
+use eddy_chaos::scenario::Scenario;
+
+fn eddy_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("EDDY_BIN") {
+        return PathBuf::from(path);
+    }
+    let sibling = Path::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .parent()
+        .expect("bin dir")
+        .join("eddy");
+    assert!(
+        sibling.exists(),
+        "{} is not built: run the workspace tests (cargo nextest run --workspace) or `cargo build -p eddy --features fault-injection`, or set EDDY_BIN",
+        sibling.display()
+    );
+    sibling
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_ci_scenario_passes_and_writes_its_report() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+    let scenario = Scenario::load(&path).unwrap();
+    let out = out_dir("smoke");
+    let options = RunOptions {
+        binary: eddy_binary(),
+        out: out.clone(),
+        drop_log_entries: false,
+    };
+    let report = harness::run(&scenario, &options).unwrap();
+    assert!(report.passed(), "{}", report.summary());
+    let f = &report.figures;
+    assert_eq!(f.lost, 0);
+    assert_eq!(f.duplicated, 0);
+    assert_eq!(f.faults, 3, "kill, stop and isolate were injected");
+    assert!(f.acked > 10_000, "the workload ran: {}", f.acked);
+    assert!(f.acked <= f.applied && f.applied <= f.sent, "{f:?}");
+    assert!(f.takeovers > 0, "partitions changed hands");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["verdict"], "pass");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("kill node-1"),
+        "timeline with faults"
+    );
+}
+
+#[test]
+fn a_node_that_stops_replicating_is_caught() {
+    let text = r#"
+name = "injected-bug"
+nodes = 3
+duration_s = 14
+[workload]
+kinds = ["account"]
+keys = 200
+rate = 600
+[[faults]]
+at_s = 7
+action = "kill"
+node = 1
+for_s = 3
+"#;
+    let out = out_dir("bug");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("bug.toml");
+    std::fs::write(&path, text).unwrap();
+    let scenario = Scenario::load(&path).unwrap();
+    let options = RunOptions {
+        binary: eddy_binary(),
+        out,
+        drop_log_entries: true,
+    };
+    let report = harness::run(&scenario, &options).unwrap();
+    assert!(
+        !report.passed(),
+        "the checker missed the bug:\n{}",
+        report.summary()
+    );
+    assert!(report.figures.lost > 0, "{}", report.summary());
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("acknowledged events lost")),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn a_broken_scenario_is_refused_before_anything_starts() {
+    let out = out_dir("broken");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("broken.toml");
+    std::fs::write(&path, "name = \"x\"\nnodes = 3\nduration_s = 5\n[workload]\nkinds = [\"cart\"]\nkeys = 1\nrate = 1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .args(["run", path.to_str().unwrap(), "--eddy", "/nonexistent/eddy"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown kind `cart`"), "{stderr}");
+}
+
+#[test]
+fn a_failing_seed_prints_the_command_that_reproduces_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .args(["sim", "--seeds", "12", "--bug", "ack-before-replication"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the bug fails some seed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("reproduce: "))
+        .unwrap_or_else(|| panic!("no reproduce line:\n{stdout}"));
+    let command = line.trim_start().trim_start_matches("reproduce: ");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let replay = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        !replay.status.success(),
+        "the printed command fails again: {command}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert!(report["lost"].as_u64().unwrap() > 0, "{report}");
+    let again = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        replay.stdout, again.stdout,
+        "same seed, same report byte for byte"
+    );
+}
