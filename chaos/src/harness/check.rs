@@ -246,7 +246,10 @@ fn read_state(urls: &[String], url: &str, kind: &str, key: &str) -> Option<serde
 
 /// Each partition has exactly one owner: every node's table names the same
 /// one, exactly one node holds the partition's copy in the owner role (that
-/// node), and no copy anywhere has a higher epoch (the epoch that fences).
+/// node), and no copy anywhere holds entries of a newer epoch than the one
+/// it serves at (which would mean another owner wrote after it). A copy's
+/// own epoch may be higher: a survey's promise to a takeover that did not
+/// complete raises it.
 fn check_owners(urls: &[String], findings: &mut Findings) {
     let tables: Vec<(String, serde_json::Value)> = urls
         .iter()
@@ -258,8 +261,8 @@ fn check_owners(urls: &[String], findings: &mut Findings) {
     let Some(partitions) = first["partitions"].as_array() else {
         return;
     };
-    // partition → (node, role, epoch) of every copy.
-    let mut copies: BTreeMap<u64, Vec<(String, String, u64)>> = BTreeMap::new();
+    // partition → (node, role, epoch, last_epoch) of every copy.
+    let mut copies: BTreeMap<u64, Vec<(String, String, u64, u64)>> = BTreeMap::new();
     for (_, table) in &tables {
         let node = table["node"].as_str().unwrap_or_default().to_owned();
         for copy in table["copies"].as_array().into_iter().flatten() {
@@ -270,6 +273,7 @@ fn check_owners(urls: &[String], findings: &mut Findings) {
                     node.clone(),
                     copy["role"].as_str().unwrap_or_default().to_owned(),
                     copy["epoch"].as_u64().unwrap_or(0),
+                    copy["last_epoch"].as_u64().unwrap_or(0),
                 ));
         }
     }
@@ -289,13 +293,14 @@ fn check_owners(urls: &[String], findings: &mut Findings) {
             }
         }
         let held = copies.get(&(p as u64)).cloned().unwrap_or_default();
-        let serving: Vec<&(String, String, u64)> = held.iter().filter(|c| c.1 == "owner").collect();
+        let serving: Vec<&(String, String, u64, u64)> =
+            held.iter().filter(|c| c.1 == "owner").collect();
         match serving.as_slice() {
-            [(node, _, epoch)] if node == owner => {
-                if let Some(higher) = held.iter().find(|c| c.2 > *epoch) {
+            [(node, _, epoch, _)] if node == owner => {
+                if let Some(newer) = held.iter().find(|c| c.3 > *epoch) {
                     bad.push(format!(
-                        "partition {p}: owner {owner} at epoch {epoch}, but {} holds epoch {}",
-                        higher.0, higher.2
+                        "partition {p}: owner {owner} at epoch {epoch}, but {} holds entries of epoch {}",
+                        newer.0, newer.3
                     ));
                 }
             }

@@ -75,6 +75,10 @@ pub enum PeerRequest {
         request_id: u64,
         /// Partitions asked about.
         partitions: Vec<u32>,
+        /// Per partition, the epoch the sender will take it over at: the
+        /// receiver promises to refuse anything older for it from now on
+        /// and stops serving it (a survey fences). Empty: only a question.
+        claims: Vec<u64>,
     },
     /// Hand `partition` over: the receiver stops acting as its owner and
     /// streams it to the sender as `Snapshot { owner: true, epoch }`.
@@ -174,6 +178,9 @@ pub enum PeerResponse {
         request_id: u64,
         /// The partitions held among those asked.
         held: Vec<Held>,
+        /// Claims refused, with the epoch already promised or served there:
+        /// the sender must claim above it.
+        refused: Vec<(u32, u64)>,
     },
     /// The request was not carried out at all.
     Failed {

@@ -483,6 +483,7 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
                 "partition": held.partition,
                 "role": role,
                 "epoch": held.epoch,
+                "last_epoch": held.last_epoch,
                 "last_seq": held.last_seq,
             })
         })

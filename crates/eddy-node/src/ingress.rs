@@ -695,17 +695,35 @@ impl Ingress {
             .await
     }
 
-    /// Copies of `partitions` this node holds.
-    pub(crate) async fn survey(&self, partitions: &[PartitionId]) -> Vec<Held> {
-        let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new(); self.inner.worker_names.len()];
-        for &partition in partitions {
-            groups[self.worker_of(partition)].push(partition);
+    /// Copies of `partitions` this node holds; with `claims` (one epoch per
+    /// partition) also the promise to refuse anything older for each
+    /// (the claims refused come back with the epoch that refused them).
+    pub(crate) async fn survey(
+        &self,
+        partitions: &[PartitionId],
+        claims: &[u64],
+    ) -> crate::peer::Surveyed {
+        let workers = self.inner.worker_names.len();
+        let mut groups: Vec<Vec<(PartitionId, Option<Epoch>)>> = vec![Vec::new(); workers];
+        for (i, &partition) in partitions.iter().enumerate() {
+            let claim = claims.get(i).map(|&e| Epoch(e));
+            groups[self.worker_of(partition)].push((partition, claim));
         }
-        self.ask_workers(|worker, reply| {
-            let partitions = std::mem::take(&mut groups[worker]);
-            (!partitions.is_empty()).then_some(WorkerMsg::Survey { partitions, reply })
-        })
-        .await
+        let answers: Vec<Result<Held, (u32, u64)>> = self
+            .ask_workers(|worker, reply| {
+                let partitions = std::mem::take(&mut groups[worker]);
+                (!partitions.is_empty()).then_some(WorkerMsg::Survey { partitions, reply })
+            })
+            .await;
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        for answer in answers {
+            match answer {
+                Ok(h) => held.push(h),
+                Err(r) => refused.push(r),
+            }
+        }
+        (held, refused)
     }
 
     /// Sends each worker the message `ask` builds around a reply channel

@@ -18,7 +18,7 @@
 //! taking anything, so a joining node does not found a cluster of its own
 //! and serve partitions others hold.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,8 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     // membership (or the join timeout passes) it takes nothing over: a
     // survey of a partial view can miss the newest copy.
     let mut regathering: Option<Instant> = None;
+    // Epochs other takeovers were promised, learnt from refusals.
+    let mut fences: BTreeMap<PartitionId, u64> = BTreeMap::new();
     loop {
         let current = changes.borrow_and_update().clone();
         // Back from a minority: the majority may have taken this node's
@@ -150,7 +152,7 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
         if !waiting.is_empty() && regathering.is_none() {
             let started = Instant::now();
             timing.started.get_or_insert(started);
-            let (left, pulled) = take_over(&args, waiting).await;
+            let (left, pulled) = take_over(&args, waiting, &mut fences).await;
             waiting = left;
             if pulled > 0 {
                 timing.transfer += started.elapsed();
@@ -221,7 +223,6 @@ fn gained(previous: Option<&ClusterState>, current: &ClusterState) -> Vec<Partit
 #[derive(Debug, Clone)]
 struct Copy {
     holder: Option<NodeIdentity>,
-    epoch: u64,
     last_epoch: u64,
     last_seq: u64,
 }
@@ -230,6 +231,7 @@ struct Copy {
 async fn take_over(
     args: &OwnershipArgs,
     waiting: Vec<(PartitionId, u32)>,
+    fences: &mut BTreeMap<PartitionId, u64>,
 ) -> (Vec<(PartitionId, u32)>, usize) {
     let started = Instant::now();
     let cluster = args.ingress.cluster();
@@ -257,12 +259,27 @@ async fn take_over(
         .map(|m| m.identity.clone())
         .collect();
     let ids: Vec<u32> = asked.iter().map(|p| p.0).collect();
+    // The epoch of each takeover is chosen first, above everything known
+    // here; the survey asks every member to promise it (docs/PROTOCOL.md:
+    // a survey fences).
+    let (own, _) = args.ingress.survey(&asked, &[]).await;
+    let claims: Vec<u64> = asked
+        .iter()
+        .map(|p| {
+            let copy = own
+                .iter()
+                .find(|h| h.partition == p.0)
+                .map_or(0, |h| h.epoch);
+            let known = fences.get(p).copied().unwrap_or(0);
+            copy.max(known).max(cluster.placement.epoch(*p).0) + 1
+        })
+        .collect();
+    let (local, mut refused) = args.ingress.survey(&asked, &claims).await;
     let surveys = join_all(others.iter().map(|peer| {
-        let ids = ids.clone();
-        async move { (peer, args.links.survey(peer, ids).await) }
+        let (ids, claims) = (ids.clone(), claims.clone());
+        async move { (peer, args.links.survey(peer, ids, claims).await) }
     }))
     .await;
-    let local = args.ingress.survey(&asked).await;
     let mut copies: Vec<(u32, Copy)> = local
         .into_iter()
         .map(|held| (held.partition, copy(None, held)))
@@ -270,15 +287,24 @@ async fn take_over(
     let mut unanswered: BTreeSet<NodeId> = BTreeSet::new();
     for (peer, answer) in surveys {
         match answer {
-            Ok(held) => copies.extend(
-                held.into_iter()
-                    .map(|h| (h.partition, copy(Some(peer.clone()), h))),
-            ),
+            Ok((held, no)) => {
+                copies.extend(
+                    held.into_iter()
+                        .map(|h| (h.partition, copy(Some(peer.clone()), h))),
+                );
+                refused.extend(no);
+            }
             Err(err) => {
                 tracing::warn!(peer = %peer.name, %err, "survey unanswered");
                 unanswered.insert(peer.name.clone());
             }
         }
+    }
+    // A refused claim: another takeover was promised a higher epoch
+    // meanwhile. Retry above it next round.
+    for &(p, fence) in &refused {
+        let known = fences.entry(PartitionId(p)).or_default();
+        *known = (*known).max(fence);
     }
     let mut retry = Vec::new();
     let mut done = 0usize;
@@ -291,9 +317,17 @@ async fn take_over(
                 .map(|(_, c)| c)
                 .collect();
             let unsure = !unanswered.is_empty() && round < MAX_ROUNDS;
-            let table_epoch = cluster.placement.epoch(partition).0;
+            let claim = asked
+                .iter()
+                .position(|p| *p == partition)
+                .map_or(0, |i| claims[i]);
+            let was_refused = refused.iter().any(|(p, _)| *p == partition.0);
             async move {
-                let outcome = take_one(args, partition, &found, unsure, table_epoch, round).await;
+                let outcome = if was_refused {
+                    Taken::NotYet
+                } else {
+                    take_one(args, partition, &found, unsure, claim, round).await
+                };
                 (partition, round, outcome)
             }
         }))
@@ -331,7 +365,6 @@ enum Taken {
 fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
     Copy {
         holder,
-        epoch: held.epoch,
         last_epoch: held.last_epoch,
         last_seq: held.last_seq,
     }
@@ -343,7 +376,7 @@ async fn take_one(
     partition: PartitionId,
     found: &[&Copy],
     unsure: bool,
-    table_epoch: u64,
+    claim: u64,
     round: u32,
 ) -> Taken {
     let best = found
@@ -353,8 +386,8 @@ async fn take_one(
         // without adding entries: found by eddy-chaos). Ties go to the
         // local copy (no transfer).
         .max_by_key(|c| (c.last_epoch, c.last_seq, c.holder.is_none()));
-    let max_epoch = found.iter().map(|c| c.epoch).max().unwrap_or(0);
-    let epoch = Epoch((max_epoch + 1).max(table_epoch));
+    // The epoch every surveyed member promised (nobody refused it).
+    let epoch = Epoch(claim);
     match best.and_then(|c| c.holder.as_ref()) {
         None => {
             if unsure {

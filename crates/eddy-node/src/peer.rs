@@ -160,6 +160,10 @@ impl PeerPending {
     }
 }
 
+/// A survey's answer: copies held, and claims refused with the epoch that
+/// refused them.
+pub type Surveyed = (Vec<Held>, Vec<(u32, u64)>);
+
 /// Outgoing links to every peer, opened on demand.
 #[derive(Clone)]
 pub struct PeerLinks {
@@ -381,20 +385,22 @@ impl PeerLinks {
         &self,
         peer: &NodeIdentity,
         partitions: Vec<u32>,
-    ) -> Result<Vec<Held>, PeerError> {
+        claims: Vec<u64>,
+    ) -> Result<Surveyed, PeerError> {
         let answer = self
             .call(peer, |request_id, frame| {
                 encode_frame(
                     &PeerRequest::Survey {
                         request_id,
                         partitions,
+                        claims,
                     },
                     frame,
                 )
             })
             .await?;
         match answer {
-            PeerResponse::Surveyed { held, .. } => Ok(held),
+            PeerResponse::Surveyed { held, refused, .. } => Ok((held, refused)),
             other => Err(unexpected(peer, &other)),
         }
     }
@@ -653,11 +659,14 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
         PeerRequest::Survey {
             request_id,
             partitions,
+            claims,
         } => {
             let asked: Vec<PartitionId> = partitions.into_iter().map(PartitionId).collect();
+            let (held, refused) = ingress.survey(&asked, &claims).await;
             PeerResponse::Surveyed {
                 request_id,
-                held: ingress.survey(&asked).await,
+                held,
+                refused,
             }
         }
         PeerRequest::Pull {

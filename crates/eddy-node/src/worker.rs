@@ -114,10 +114,11 @@ pub enum WorkerMsg {
     },
     /// Which of these partitions this worker holds a copy of.
     Survey {
-        /// Partitions asked about.
-        partitions: Vec<PartitionId>,
-        /// Copies held.
-        reply: oneshot::Sender<Vec<Held>>,
+        /// Partitions asked about, each with the epoch a claimant will take
+        /// it over at (a promise is asked for) or `None`.
+        partitions: Vec<(PartitionId, Option<Epoch>)>,
+        /// Copies held (`Ok`), claims refused with the fence (`Err`).
+        reply: oneshot::Sender<Vec<Result<Held, (u32, u64)>>>,
     },
     /// Every copy this worker holds, with its role (for `/v1/partitions`).
     Copies {
@@ -202,6 +203,9 @@ pub struct WorkerState {
     /// Indexed by partition id. A vector, not a map: the lookup is on the
     /// per-event path and P is small.
     slots: Vec<Option<Slot>>,
+    /// Epochs promised to claimants (see [`WorkerState::promise`]), also for
+    /// partitions this node holds no copy of.
+    fences: std::collections::HashMap<u32, Epoch>,
     out: Outputs,
 }
 
@@ -511,23 +515,70 @@ impl WorkerState {
             .collect()
     }
 
-    fn survey(&mut self, partitions: &[PartitionId]) -> Vec<Held> {
-        partitions
-            .iter()
-            .filter_map(|p| {
-                let slot = self.slots.get(p.0 as usize)?.as_ref()?;
-                let copy = slot.partition.as_ref()?;
-                Some(Held {
-                    partition: p.0,
-                    epoch: copy.epoch().0,
-                    last_epoch: copy.last_epoch().0,
-                    last_seq: copy.last_seq().0,
-                })
-            })
-            .collect()
+    /// The epoch below which this node refuses anything for `partition`:
+    /// promised to a claimant, or its copy's.
+    fn fence(&self, partition: PartitionId) -> Epoch {
+        let promised = self.fences.get(&partition.0).copied().unwrap_or_default();
+        let copy = self
+            .slots
+            .get(partition.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|s| s.partition.as_ref())
+            .map_or(Epoch(0), Partition::epoch);
+        promised.max(copy)
+    }
+
+    /// Promises a claimant taking `partition` over at `claim` to refuse
+    /// anything older: raises the fence (and the copy's epoch), stops
+    /// serving. Refused (with the fence) unless `claim` is above it.
+    fn promise(&mut self, partition: PartitionId, claim: Epoch) -> Result<(), Epoch> {
+        let fence = self.fence(partition);
+        if claim <= fence {
+            return Err(fence);
+        }
+        self.fences.insert(partition.0, claim);
+        if let Some(copy) = self
+            .slot(partition)
+            .as_mut()
+            .and_then(|s| s.partition.as_mut())
+        {
+            copy.set_epoch(claim);
+        }
+        self.deposed(partition);
+        Ok(())
+    }
+
+    fn survey(
+        &mut self,
+        partitions: &[(PartitionId, Option<Epoch>)],
+    ) -> Vec<Result<Held, (u32, u64)>> {
+        let mut answers = Vec::new();
+        for &(p, claim) in partitions {
+            if let Some(claim) = claim
+                && let Err(fence) = self.promise(p, claim)
+            {
+                answers.push(Err((p.0, fence.0)));
+            }
+        }
+        answers.extend(partitions.iter().map(|(p, _)| p).filter_map(|p| {
+            let slot = self.slots.get(p.0 as usize)?.as_ref()?;
+            let copy = slot.partition.as_ref()?;
+            Some(Ok(Held {
+                partition: p.0,
+                epoch: copy.epoch().0,
+                last_epoch: copy.last_epoch().0,
+                last_seq: copy.last_seq().0,
+            }))
+        }));
+        answers
     }
 
     fn replicate(&mut self, partition: PartitionId, epoch: Epoch, entries: &[u8]) -> Replicated {
+        let fence = self.fence(partition);
+        if epoch < fence {
+            // Promised to a newer owner: this sender is deposed.
+            return Replicated::Stale { current: fence };
+        }
         let Some(slot) = self.slot(partition).as_mut() else {
             return Replicated::NeedSnapshot { have: Seq(0) };
         };
@@ -588,6 +639,20 @@ impl WorkerState {
             None => return Replicated::NeedSnapshot { have: Seq(0) },
         };
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
+        let promised = self.fences.get(&partition.0).copied().unwrap_or_default();
+        if epoch.max(restored.epoch()) < promised.max(held_epoch) {
+            // From an owner older than one this node promised or follows.
+            return Replicated::Stale {
+                current: promised.max(held_epoch),
+            };
+        }
+        let Some(slot) = self
+            .slots
+            .get_mut(partition.0 as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Replicated::NeedSnapshot { have: Seq(0) };
+        };
         if slot.role == Role::Owner && held_epoch >= epoch.max(restored.epoch()) {
             // We serve a newer ownership than the sender knows of.
             return Replicated::Stale {
@@ -820,6 +885,7 @@ impl Actor for Worker {
         let mut state = WorkerState {
             args,
             slots: Vec::new(),
+            fences: std::collections::HashMap::new(),
             out: Outputs::default(),
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
