@@ -21,9 +21,8 @@ fn campaign(
         .collect()
 }
 
-#[test]
-fn two_hundred_seeds_lose_nothing_acknowledged_and_converge() {
-    let reports = campaign(0..200, FaultSet::Symmetric, None);
+/// Fails listing every failing seed with the command that reproduces it.
+fn assert_all_pass(reports: &[sim::SimReport], faults: FaultSet) {
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -31,11 +30,17 @@ fn two_hundred_seeds_lose_nothing_acknowledged_and_converge() {
             format!(
                 "{}\n  reproduce: {}",
                 r.violations.join("; "),
-                r.reproduce(None, FaultSet::Symmetric)
+                r.reproduce(None, faults)
             )
         })
         .collect();
     assert!(failed.is_empty(), "failing seeds:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn two_hundred_seeds_lose_nothing_acknowledged_and_converge() {
+    let reports = campaign(0..200, FaultSet::Symmetric, None);
+    assert_all_pass(&reports, FaultSet::Symmetric);
     let acked: u64 = reports.iter().map(|r| r.acked).sum();
     let takeovers: u64 = reports.iter().map(|r| r.takeovers).sum();
     let faults: usize = reports.iter().map(|r| r.faults.len()).sum();
@@ -53,18 +58,7 @@ fn two_hundred_seeds_lose_nothing_acknowledged_and_converge() {
 #[test]
 fn one_way_partitions_too() {
     let reports = campaign(1_000..1_100, FaultSet::All, None);
-    let failed: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| {
-            format!(
-                "{}\n  reproduce: {}",
-                r.violations.join("; "),
-                r.reproduce(None, FaultSet::All)
-            )
-        })
-        .collect();
-    assert!(failed.is_empty(), "failing seeds:\n{}", failed.join("\n"));
+    assert_all_pass(&reports, FaultSet::All);
 }
 
 #[test]

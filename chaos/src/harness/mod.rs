@@ -322,10 +322,12 @@ fn apply(
         Action::Cont => c.pause(node, false),
         Action::Leave => c.leave(node),
         Action::Restart => {
+            // Not waiting for it to be ready: nodes restarted together (a
+            // whole-cluster restart) must find each other, as they would.
             c.restart(node)?;
-            // Its hook starts clean: give it the current network.
-            let _ = c.wait_ready(node, Duration::from_secs(30));
             if network.is_faulty() {
+                // Its hook starts clean: give it the current network.
+                let _ = c.wait_ready(node, Duration::from_secs(30));
                 network.apply_to(&c, node)?;
             }
         }
@@ -371,16 +373,20 @@ fn heal_everything(
     let mut c = lock(cluster);
     network.heal();
     network.apply(&c)?;
+    let mut restarted = Vec::new();
     for i in 1..=c.len() {
         match c.state(i) {
             State::Stopped => c.pause(i, false),
             State::Killed | State::Left => {
                 c.restart(i)?;
-                c.wait_ready(i, Duration::from_secs(30))?;
-                network.apply_to(&c, i)?;
+                restarted.push(i);
             }
             State::Up => {}
         }
+    }
+    for i in restarted {
+        c.wait_ready(i, Duration::from_secs(30))?;
+        network.apply_to(&c, i)?;
     }
     if let Ok(mut t) = targets.write() {
         *t = c.up_urls();

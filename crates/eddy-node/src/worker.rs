@@ -33,6 +33,9 @@ use crate::ingress::IngressEvent;
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::slot::{Role, Slot, role_after_table};
 
+/// How often an owner checks that its backups still follow it.
+const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// A backup's answer to come for entries shipped by this owner.
 pub struct ReplicaAck {
     /// The backup.
@@ -206,6 +209,8 @@ pub struct WorkerState {
     /// Epochs promised to claimants (see [`WorkerState::promise`]), also for
     /// partitions this node holds no copy of.
     fences: std::collections::HashMap<u32, Epoch>,
+    /// When the owned partitions' backups were last asked (see `tick`).
+    checked_at: Instant,
     out: Outputs,
 }
 
@@ -754,7 +759,7 @@ impl WorkerState {
         Some(self.ship(partition, &[]).await)
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, myself: &ActorRef<WorkerMsg>) {
         let now_ts = now();
         let now = Instant::now();
         let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
@@ -810,18 +815,40 @@ impl WorkerState {
         for (partition, entries) in &fired_in {
             self.persist(*partition, entries);
         }
+        // Every second an owner asks its backups, with an empty batch,
+        // whether they still follow it: one that promised a newer owner
+        // answers `Stale`, so an owner that slept through a takeover stops
+        // serving (and reading) a stale copy even without writes (found by
+        // the simulator and by eddy-chaos `pause-past-detection`).
+        let check = now.duration_since(self.checked_at) >= OWNER_CHECK_EVERY;
+        if check {
+            self.checked_at = now;
+            let owned: Vec<PartitionId> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == Role::Owner))
+                .filter_map(|(p, _)| u32::try_from(p).ok().map(PartitionId))
+                .filter(|p| !fired_in.iter().any(|(f, _)| f == p))
+                .collect();
+            fired_in.extend(owned.into_iter().map(|p| (p, Vec::new())));
+        }
         if !fired_in.is_empty() || !alerts.is_empty() {
             let mut acks = Vec::new();
             self.ship_all(fired_in, &mut acks).await;
+            let myself = myself.clone();
             let hub = self.args.alerts.clone();
             let wait = self.args.wait_for_backups;
             // Timer alerts, like event alerts, are published once the
             // firing is on every backup.
             tokio::spawn(async move {
-                if wait {
+                if wait || check {
                     for ack in acks {
                         for (partition, failure) in crate::ingress::settle_ack(ack).await {
-                            tracing::debug!(partition = partition.0, %failure, "timer firing not confirmed by a backup");
+                            if matches!(failure, crate::ingress::AckFailure::Stale) {
+                                let _ = myself.cast(WorkerMsg::Deposed { partition });
+                            }
+                            tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
                         }
                     }
                 }
@@ -886,6 +913,7 @@ impl Actor for Worker {
             args,
             slots: Vec::new(),
             fences: std::collections::HashMap::new(),
+            checked_at: Instant::now(),
             out: Outputs::default(),
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
@@ -913,7 +941,7 @@ impl Actor for Worker {
 
     async fn handle(
         &self,
-        _myself: ActorRef<WorkerMsg>,
+        myself: ActorRef<WorkerMsg>,
         message: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
@@ -939,7 +967,7 @@ impl Actor for Worker {
                 };
                 let _ = reply.send(result);
             }
-            WorkerMsg::Tick => state.tick().await,
+            WorkerMsg::Tick => state.tick(&myself).await,
             WorkerMsg::Placement(cluster) => {
                 let behind = state.placement(&cluster);
                 if !behind.is_empty() {
