@@ -70,6 +70,10 @@ pub struct NodeIdentity {
     pub protocol: u16,
     /// Partition count `P` the node was configured with; fixed per cluster.
     pub partitions: u32,
+    /// Fingerprint of the kinds the node hosts, in registration order
+    /// (`Registry::fingerprint`): log entries name kinds by index, so nodes
+    /// with different kinds must not share partitions.
+    pub kinds: u64,
     /// Stable node name, the placement key ([`NodeId`]).
     pub name: NodeId,
     /// Chosen at process start (e.g. wall-clock milliseconds, by the shell)
@@ -94,6 +98,7 @@ impl NodeIdentity {
         NodeIdentity {
             protocol: params.protocol,
             partitions: params.partitions,
+            kinds: params.kinds,
             name: NodeId::new(""),
             generation: 0,
             gossip_addr,
@@ -108,6 +113,7 @@ impl NodeIdentity {
         ClusterParams {
             partitions: self.partitions,
             protocol: self.protocol,
+            kinds: self.kinds,
         }
     }
 }
@@ -147,15 +153,24 @@ pub struct ClusterParams {
     pub partitions: u32,
     /// Cluster protocol version ([`PROTOCOL_VERSION`]).
     pub protocol: u16,
+    /// Fingerprint of the hosted kinds ([`NodeIdentity::kinds`]).
+    pub kinds: u64,
 }
 
 impl ClusterParams {
-    /// Parameters of this build for a cluster of `partitions` shards.
+    /// Parameters of this build for a cluster of `partitions` shards
+    /// hosting kinds of fingerprint 0 (see [`ClusterParams::with_kinds`]).
     pub fn new(partitions: u32) -> ClusterParams {
         ClusterParams {
             partitions,
             protocol: PROTOCOL_VERSION,
+            kinds: 0,
         }
+    }
+
+    /// The same with the fingerprint of the hosted kinds.
+    pub fn with_kinds(self, kinds: u64) -> ClusterParams {
+        ClusterParams { kinds, ..self }
     }
 }
 
@@ -179,6 +194,17 @@ pub enum Incompatible {
         theirs: u32,
         /// Our `P`.
         ours: u32,
+    },
+    /// The peer hosts other kinds (or the same in another order): entries
+    /// name kinds by index, so it would misread ours.
+    #[error(
+        "hosted kinds differ from ours (fingerprint {theirs:016x}, ours {ours:016x}): every node must register the same kinds in the same order"
+    )]
+    Kinds {
+        /// The peer's fingerprint.
+        theirs: u64,
+        /// Ours.
+        ours: u64,
     },
     /// The peer claims the local node's name from another gossip address: two
     /// processes configured with one name would fight over one ring slot.

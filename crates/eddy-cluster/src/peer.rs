@@ -302,6 +302,12 @@ pub fn check_hello(ours: ClusterParams, theirs: ClusterParams) -> Result<(), Inc
             ours: ours.partitions,
         });
     }
+    if theirs.kinds != ours.kinds {
+        return Err(Incompatible::Kinds {
+            theirs: theirs.kinds,
+            ours: ours.kinds,
+        });
+    }
     Ok(())
 }
 
@@ -310,6 +316,16 @@ mod tests {
     use eddy_core::wire::{decode_frame, encode_frame};
 
     use super::*;
+
+    #[test]
+    fn a_peer_hosting_other_kinds_is_refused() {
+        let ours = ClusterParams::new(1024).with_kinds(7);
+        assert_eq!(check_hello(ours, ours), Ok(()));
+        assert_eq!(
+            check_hello(ours, ClusterParams::new(1024).with_kinds(8)),
+            Err(Incompatible::Kinds { theirs: 8, ours: 7 })
+        );
+    }
 
     #[test]
     fn hello_checks_protocol_and_partitions() {

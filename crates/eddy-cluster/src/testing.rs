@@ -22,6 +22,7 @@ pub fn identity(name: &str, index: u16) -> NodeIdentity {
     NodeIdentity {
         protocol: PROTOCOL_VERSION,
         partitions: eddy_core::DEFAULT_PARTITIONS,
+        kinds: 0,
         name: NodeId::new(name),
         generation: 1,
         gossip_addr: gossip,

@@ -160,6 +160,17 @@ impl Registry {
             .map(|(index, k)| (KindId(index as u16), k.name()))
     }
 
+    /// A fingerprint of the hosted kinds' names in registration order: nodes
+    /// that share partitions must agree on it (entries name kinds by index).
+    pub fn fingerprint(&self) -> u64 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for (_, name) in self.kinds() {
+            hasher.update(name.as_bytes());
+            hasher.update(&[0]);
+        }
+        hasher.digest()
+    }
+
     /// Number of kinds.
     pub fn len(&self) -> usize {
         self.kinds.len()

@@ -479,3 +479,24 @@ fn registry_refuses_duplicate_kinds() {
         Some(eddy_core::RegistryError::DuplicateKind("counter"))
     );
 }
+
+#[test]
+fn the_registry_fingerprint_names_the_kinds_and_their_order() {
+    let both = registry();
+    let reversed = eddy_core::Registry::builder()
+        .kind::<Other>()
+        .kind::<Counter>()
+        .build()
+        .unwrap();
+    let one = eddy_core::Registry::builder()
+        .kind::<Counter>()
+        .build()
+        .unwrap();
+    assert_eq!(
+        both.fingerprint(),
+        registry().fingerprint(),
+        "deterministic"
+    );
+    assert_ne!(both.fingerprint(), reversed.fingerprint(), "order matters");
+    assert_ne!(both.fingerprint(), one.fingerprint(), "the set matters");
+}

@@ -213,7 +213,7 @@ impl Ingress {
 
     /// `P` and protocol version, checked in every peer handshake.
     pub fn cluster_params(&self) -> ClusterParams {
-        ClusterParams::new(self.inner.partitions)
+        ClusterParams::new(self.inner.partitions).with_kinds(self.inner.registry.fingerprint())
     }
 
     /// Turns binary-protocol events into ingress events: known kind, non-empty

@@ -113,6 +113,7 @@ impl NodeBuilder {
         let identity = NodeIdentity {
             protocol: eddy_cluster::PROTOCOL_VERSION,
             partitions: config.partitions,
+            kinds: registry.fingerprint(),
             name: NodeId::new(&config.name),
             // A restarted process is a new member: its generation is newer.
             generation: crate::worker::now().0,
