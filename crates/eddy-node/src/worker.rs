@@ -679,10 +679,18 @@ impl WorkerState {
             metrics::counter!("eddy_handoffs_received_total").increment(1);
             slot.promote(restored, epoch);
         } else {
-            slot.partition = Some(restored);
             if slot.role == Role::Owner {
+                // Said out loud: the chaos harness's remaining losses
+                // (scenario `partitions`) may run through here.
+                tracing::warn!(
+                    partition = partition.0,
+                    epoch = epoch.0,
+                    held = held_epoch.0,
+                    "a newer owner's copy replaced ours; stopped serving it"
+                );
                 slot.role = Role::Backup;
             }
+            slot.partition = Some(restored);
         }
         if checkpoint {
             self.checkpoint(partition);
