@@ -366,6 +366,21 @@ impl WorkerState {
             };
             for backup in cluster.placement.table().replicas(partition).skip(1) {
                 let Some(peer) = cluster.live_member(backup) else {
+                    // A backup of the table this node cannot reach now: the
+                    // write is not on it, so it is not acknowledged until
+                    // the table drops it (the ingress retries with a
+                    // barrier), never with fewer copies than the table says
+                    // (found by eddy-chaos `partitions`: acknowledged with
+                    // no backup during membership churn, then lost).
+                    acks.push(ReplicaAck {
+                        backup: backup.clone(),
+                        parts: vec![(partition, required)],
+                        answer: Err(PeerError::Unreachable {
+                            node: backup.clone(),
+                            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                            reason: "not live in this node's view".into(),
+                        }),
+                    });
                     continue;
                 };
                 if slot.follows(peer) {
