@@ -97,20 +97,16 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     loop {
         let current = changes.borrow_and_update().clone();
         // Back from a minority: the majority may have taken this node's
-        // partitions over and written to them meanwhile. What this node still serves may be stale, so
-        // every partition it owns is surveyed again; the best copy wins
-        // (found by eddy-chaos, scenario `partitions`: stale reads after an
-        // isolation healed).
+        // partitions over and written to them meanwhile. What this node
+        // still serves may be stale, so every partition it owns is surveyed
+        // again and the best copy wins (found by eddy-chaos, scenario
+        // `partitions`: stale reads after an isolation healed). Not on a
+        // renewed generation alone: after a partition heals, the healed
+        // node's down verdicts make healthy nodes renew too, and
+        // re-surveying all of them at once lost more than it saved.
         let quorum = current.has_quorum();
-        // Not on a renewed generation alone: after a partition heals, the
-        // healed node's down verdicts make healthy nodes renew too, and
-        // re-surveying all of them at once lost more than it saved
-        // (eddy-chaos `smoke`, see chaos/README.md).
-        let rejoined = quorum && !had_quorum;
-        if rejoined {
+        if quorum && !had_quorum {
             regathering = Some(Instant::now());
-        }
-        if rejoined {
             let table = current.placement.table();
             for p in (0..table.partitions()).map(PartitionId) {
                 if table.owner(p) == Some(&current.local.name)
@@ -263,13 +259,11 @@ async fn take_over(
     // here; the survey asks every member to promise it (docs/PROTOCOL.md:
     // a survey fences).
     let (own, _) = args.ingress.survey(&asked, &[]).await;
+    let own: BTreeMap<u32, u64> = own.into_iter().map(|h| (h.partition, h.epoch)).collect();
     let claims: Vec<u64> = asked
         .iter()
         .map(|p| {
-            let copy = own
-                .iter()
-                .find(|h| h.partition == p.0)
-                .map_or(0, |h| h.epoch);
+            let copy = own.get(&p.0).copied().unwrap_or(0);
             let known = fences.get(p).copied().unwrap_or(0);
             copy.max(known).max(cluster.placement.epoch(*p).0) + 1
         })
@@ -306,6 +300,8 @@ async fn take_over(
         let known = fences.entry(PartitionId(p)).or_default();
         *known = (*known).max(fence);
     }
+    let refused: BTreeSet<u32> = refused.into_iter().map(|(p, _)| p).collect();
+    let claims: BTreeMap<PartitionId, u64> = asked.iter().copied().zip(claims).collect();
     let mut retry = Vec::new();
     let mut done = 0usize;
     let mut pulled = 0usize;
@@ -317,11 +313,8 @@ async fn take_over(
                 .map(|(_, c)| c)
                 .collect();
             let unsure = !unanswered.is_empty() && round < MAX_ROUNDS;
-            let claim = asked
-                .iter()
-                .position(|p| *p == partition)
-                .map_or(0, |i| claims[i]);
-            let was_refused = refused.iter().any(|(p, _)| *p == partition.0);
+            let claim = claims.get(&partition).copied().unwrap_or(0);
+            let was_refused = refused.contains(&partition.0);
             async move {
                 let outcome = if was_refused {
                     Taken::NotYet

@@ -509,28 +509,34 @@ impl WorkerState {
         }
     }
 
+    /// The copy of `partition` this worker holds, as surveys report it.
+    fn held(&self, partition: PartitionId) -> Option<Held> {
+        let copy = self
+            .slots
+            .get(partition.0 as usize)?
+            .as_ref()?
+            .partition
+            .as_ref()?;
+        Some(Held {
+            partition: partition.0,
+            epoch: copy.epoch().0,
+            last_epoch: copy.last_epoch().0,
+            last_seq: copy.last_seq().0,
+        })
+    }
+
     fn copies(&self) -> Vec<(Held, &'static str)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(p, slot)| {
-                let slot = slot.as_ref()?;
-                let copy = slot.partition.as_ref()?;
-                let role = match slot.role {
+                let role = match slot.as_ref()?.role {
                     Role::Owner => "owner",
                     Role::Backup => "backup",
                     Role::Incoming => "incoming",
                     Role::Retiring { .. } => "retiring",
                 };
-                Some((
-                    Held {
-                        partition: u32::try_from(p).ok()?,
-                        epoch: copy.epoch().0,
-                        last_epoch: copy.last_epoch().0,
-                        last_seq: copy.last_seq().0,
-                    },
-                    role,
-                ))
+                Some((self.held(PartitionId(u32::try_from(p).ok()?))?, role))
             })
             .collect()
     }
@@ -580,16 +586,7 @@ impl WorkerState {
                 answers.push(Err((p.0, fence.0)));
             }
         }
-        answers.extend(partitions.iter().map(|(p, _)| p).filter_map(|p| {
-            let slot = self.slots.get(p.0 as usize)?.as_ref()?;
-            let copy = slot.partition.as_ref()?;
-            Some(Ok(Held {
-                partition: p.0,
-                epoch: copy.epoch().0,
-                last_epoch: copy.last_epoch().0,
-                last_seq: copy.last_seq().0,
-            }))
-        }));
+        answers.extend(partitions.iter().filter_map(|&(p, _)| self.held(p)).map(Ok));
         answers
     }
 
@@ -790,6 +787,16 @@ impl WorkerState {
         let mut fired_in: Vec<(PartitionId, Vec<u8>)> = Vec::new();
         let mut retired = Vec::new();
         let mut compact = Vec::new();
+        // Every second an owner asks its backups, with an empty batch,
+        // whether they still follow it: one that promised a newer owner
+        // answers `Stale`, so an owner that slept through a takeover stops
+        // serving (and reading) a stale copy even without writes (found by
+        // the simulator and by eddy-chaos `pause-past-detection`).
+        let check = now.duration_since(self.checked_at) >= OWNER_CHECK_EVERY;
+        if check {
+            self.checked_at = now;
+        }
+        let mut checked: Vec<(PartitionId, Vec<u8>)> = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(held) = slot.as_mut() else {
                 continue;
@@ -814,6 +821,8 @@ impl WorkerState {
                 if !out.log.is_empty() {
                     fired_in.push((partition.id(), out.log.as_bytes().to_vec()));
                     out.log.clear();
+                } else if check {
+                    checked.push((partition.id(), Vec::new()));
                 }
             } else {
                 partition.passivate_idle(now_ts);
@@ -838,24 +847,8 @@ impl WorkerState {
         for (partition, entries) in &fired_in {
             self.persist(*partition, entries);
         }
-        // Every second an owner asks its backups, with an empty batch,
-        // whether they still follow it: one that promised a newer owner
-        // answers `Stale`, so an owner that slept through a takeover stops
-        // serving (and reading) a stale copy even without writes (found by
-        // the simulator and by eddy-chaos `pause-past-detection`).
-        let check = now.duration_since(self.checked_at) >= OWNER_CHECK_EVERY;
-        if check {
-            self.checked_at = now;
-            let owned: Vec<PartitionId> = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == Role::Owner))
-                .filter_map(|(p, _)| u32::try_from(p).ok().map(PartitionId))
-                .filter(|p| !fired_in.iter().any(|(f, _)| f == p))
-                .collect();
-            fired_in.extend(owned.into_iter().map(|p| (p, Vec::new())));
-        }
+        // After persisting: the checks carry no entries.
+        fired_in.append(&mut checked);
         if !fired_in.is_empty() || !alerts.is_empty() {
             let mut acks = Vec::new();
             self.ship_all(fired_in, &mut acks).await;
