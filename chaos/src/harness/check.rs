@@ -34,15 +34,18 @@ pub struct Findings {
     pub violations: Vec<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use super::lock;
+use http::get_json as json;
 
-fn json(url: &str) -> Option<serde_json::Value> {
-    match http::get(url) {
-        Ok((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
+/// How many members the node at `url` sees up, if it answers.
+pub fn members_up(url: &str) -> Option<usize> {
+    let cluster = json(&format!("{url}/v1/cluster"))?;
+    Some(
+        cluster["members"]
+            .as_array()
+            .map(|m| m.iter().filter(|m| m["status"] == "up").count())
+            .unwrap_or(0),
+    )
 }
 
 /// Waits (bounded) until every node is up and ready, sees `nodes` members
@@ -69,11 +72,7 @@ pub fn converged(cluster: &Mutex<Cluster>, nodes: usize) -> Result<(), String> {
         if !http::get(&format!("{url}/readyz")).is_ok_and(|(s, _)| s == 200) {
             return Err(format!("{url} not ready"));
         }
-        let cluster = json(&format!("{url}/v1/cluster")).ok_or(format!("{url}: no /v1/cluster"))?;
-        let up = cluster["members"]
-            .as_array()
-            .map(|m| m.iter().filter(|m| m["status"] == "up").count())
-            .unwrap_or(0);
+        let up = members_up(url).ok_or(format!("{url}: no /v1/cluster"))?;
         if up != nodes {
             return Err(format!("{url} sees {up} members up"));
         }

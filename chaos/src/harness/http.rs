@@ -34,6 +34,14 @@ pub fn get(url: &str) -> Result<(u16, String), String> {
     answer(agent().get(url).call())
 }
 
+/// GET `url` and parse its body, if it answered 200 with JSON.
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    match get(url) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
 /// POST a JSON `body` to `url`: (status, body).
 pub fn post(url: &str, body: &str) -> Result<(u16, String), String> {
     answer(

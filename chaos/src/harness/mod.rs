@@ -174,6 +174,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     Ok(report)
 }
 
+/// Locks `m`; a poisoned lock still holds valid data here (a panicking
+/// thread of the harness leaves nothing half-written that matters).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -403,18 +405,10 @@ fn sample_members(
 ) {
     while running.load(Ordering::Relaxed) {
         let urls = lock(cluster).up_urls();
-        let mut seen = Vec::new();
-        for url in urls {
-            if let Ok((200, body)) = http::get(&format!("{url}/v1/cluster"))
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
-            {
-                let up = v["members"]
-                    .as_array()
-                    .map(|m| m.iter().filter(|m| m["status"] == "up").count())
-                    .unwrap_or(0);
-                seen.push(up);
-            }
-        }
+        let seen: Vec<usize> = urls
+            .iter()
+            .filter_map(|url| check::members_up(url))
+            .collect();
         lock(samples).push(MemberSample {
             t_s: started.elapsed().as_secs_f64(),
             min_up: seen.iter().copied().min().unwrap_or(0),

@@ -134,6 +134,20 @@ struct Slot {
     checked_at: u64,
 }
 
+impl Slot {
+    /// A copy nobody has confirmed or been sent anything for yet.
+    fn new(part: Partition, content: Epoch, serving: bool) -> Slot {
+        Slot {
+            part,
+            content,
+            serving,
+            confirmed: BTreeMap::new(),
+            synced_at: BTreeMap::new(),
+            checked_at: 0,
+        }
+    }
+}
+
 struct Takeover {
     round: u64,
     started: u64,
@@ -513,14 +527,7 @@ impl Node {
             node: self.index,
             generation: self.generation,
         });
-        self.slots[p as usize] = Some(Slot {
-            part,
-            content,
-            serving: true,
-            confirmed: BTreeMap::new(),
-            synced_at: BTreeMap::new(),
-            checked_at: 0,
-        });
+        self.slots[p as usize] = Some(Slot::new(part, content, true));
         self.takeovers.remove(&p);
         self.trace(0, p, format_args!("serves at epoch {}", epoch.0));
     }
@@ -579,14 +586,8 @@ impl Node {
                     }
                     self.fence[p as usize] = epoch;
                     let empty = self.empty_partition(p);
-                    let slot = self.slots[p as usize].get_or_insert_with(|| Slot {
-                        part: empty,
-                        content: Epoch(0),
-                        serving: false,
-                        confirmed: BTreeMap::new(),
-                        synced_at: BTreeMap::new(),
-                        checked_at: 0,
-                    });
+                    let slot = self.slots[p as usize]
+                        .get_or_insert_with(|| Slot::new(empty, Epoch(0), false));
                     let before = slot.part.last_seq();
                     let outcome = slot.part.apply_replicated(epoch, &entries);
                     if slot.part.last_seq() > before {
@@ -616,14 +617,7 @@ impl Node {
                         }
                         _ => {
                             let through = copy.last_seq();
-                            self.slots[p as usize] = Some(Slot {
-                                part: copy,
-                                content,
-                                serving: false,
-                                confirmed: BTreeMap::new(),
-                                synced_at: BTreeMap::new(),
-                                checked_at: 0,
-                            });
+                            self.slots[p as usize] = Some(Slot::new(copy, content, false));
                             Replicated::Applied { through }
                         }
                     }

@@ -410,13 +410,6 @@ fn a_restarted_node_is_brought_up_to_date_before_the_next_failure() {
 }
 
 /// A fresh directory under the system temp dir for one test's data dirs.
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("eddy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 fn data_dir(root: &std::path::Path, node: usize) -> String {
     format!(
         "data_dir=\"{}\"",

@@ -101,7 +101,7 @@ fn dashboard_in_a_headless_browser_shows_members_partitions_alerts_and_a_key() {
     let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &hot_readings(12));
     assert_eq!(status, 200, "{body}");
 
-    let profile = tempdir("chromium-profile");
+    let profile = scratch("chromium-profile");
     // The page on node-2 shows alerts raised on every node, and looks up a
     // key named in the address.
     let dom = chromium(&nodes[1].url("/#device/dev-3"), "--dump-dom", &profile);
@@ -139,13 +139,6 @@ fn dashboard_in_a_headless_browser_shows_members_partitions_alerts_and_a_key() {
         png.len()
     );
     let _ = std::fs::remove_dir_all(&profile);
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 #[test]

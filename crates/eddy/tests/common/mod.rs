@@ -316,3 +316,11 @@ pub fn wait_for_agreement(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An empty directory of this test process, under the system's temp dir.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eddy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
