@@ -40,6 +40,10 @@ pub struct ClusterState {
     /// Live members of the last membership that held still for
     /// [`STABLE_AFTER`]; the base of the keep-majority rule.
     pub stable_members: usize,
+    /// Rises each time this node regains a quorum ([`Self::has_quorum`])
+    /// after losing it. A counter, not a flag, so a reader that was busy
+    /// while the node was cut off still learns that it was.
+    pub quorum_regained: u64,
 }
 
 /// A membership unchanged this long becomes the base of the majority rule.
@@ -55,8 +59,37 @@ impl ClusterState {
     /// the last stable membership. A node that does not stops acknowledging
     /// writes, so the minority side of a network split cannot accept writes
     /// the majority side will never see.
-    pub fn has_quorum(&self) -> bool {
+    pub fn sees_majority(&self) -> bool {
         self.live_count() * 2 > self.stable_members
+    }
+
+    /// Whether this node may acknowledge writes and take partitions over:
+    /// it sees a majority *and* its partition table was computed from one.
+    /// The table lags the view by the settle delay; a node back from a
+    /// minority sees the majority again before its table does, and a table
+    /// of the minority names too few backups (found by eddy-chaos
+    /// `partitions`: an isolated node, healed, acknowledged writes with no
+    /// backup for 100 ms under its one-node table, and lost them).
+    pub fn has_quorum(&self) -> bool {
+        self.sees_majority() && self.placement.table().nodes().len() * 2 > self.stable_members
+    }
+
+    /// Why this node refuses writes now (`None`: it has a quorum).
+    pub fn no_quorum_reason(&self) -> Option<String> {
+        if !self.sees_majority() {
+            return Some(format!(
+                "this node sees {} of the last stable {} members, no majority",
+                self.live_count(),
+                self.stable_members
+            ));
+        }
+        let table = self.placement.table().nodes().len();
+        (!self.has_quorum()).then(|| {
+            format!(
+                "this node's partition table holds {table} of the last stable {} members (computed while it saw no majority); it is being recomputed",
+                self.stable_members
+            )
+        })
     }
 
     /// The identity of a live member by name.
@@ -168,6 +201,7 @@ impl Cluster {
             view_version: membership.view().version(),
             placement,
             stable_members: 1,
+            quorum_regained: 0,
         };
         let (publish, state_rx) = watch::channel(Arc::new(state));
         if let Err(err) = membership.join(&seeds, clock.now()) {
@@ -189,6 +223,7 @@ impl Cluster {
             bad_sources: BTreeSet::new(),
             leaving: false,
             live_since: Instant::now(),
+            had_quorum: true,
         };
         let task = tokio::spawn(driver.run(leave_rx));
         Ok(Cluster {
@@ -228,6 +263,8 @@ struct Driver {
     leaving: bool,
     /// When the live member count last changed.
     live_since: Instant,
+    /// Whether the last published state had a quorum.
+    had_quorum: bool,
 }
 
 impl Driver {
@@ -372,12 +409,25 @@ impl Driver {
     fn note_stability(&mut self) {
         let state = self.publish.borrow().clone();
         let live = state.live_count();
-        let may_move = live > state.stable_members || state.has_quorum();
+        let may_move = live > state.stable_members || state.sees_majority();
         if may_move && live != state.stable_members && self.live_since.elapsed() >= STABLE_AFTER {
             tracing::info!(members = live, "membership stable; majority base updated");
             self.publish
                 .send_modify(|state| Arc::make_mut(state).stable_members = live);
+            self.track_quorum();
         }
+    }
+
+    /// Counts regained quorums (see [`ClusterState::quorum_regained`]);
+    /// called after every change of the published state.
+    fn track_quorum(&mut self) {
+        let quorum = self.publish.borrow().has_quorum();
+        if quorum && !self.had_quorum {
+            tracing::info!("this node has a quorum again");
+            self.publish
+                .send_modify(|state| Arc::make_mut(state).quorum_regained += 1);
+        }
+        self.had_quorum = quorum;
     }
 
     fn publish_members(&mut self) {
@@ -396,7 +446,7 @@ impl Driver {
         if after != before {
             self.live_since = Instant::now();
             let state = self.publish.borrow().clone();
-            if !state.has_quorum() {
+            if !state.sees_majority() {
                 tracing::error!(
                     live = after,
                     stable = state.stable_members,
@@ -404,6 +454,7 @@ impl Driver {
                 );
             }
         }
+        self.track_quorum();
     }
 
     fn recompute(&mut self) {
@@ -436,5 +487,58 @@ impl Driver {
                 .count() as f64,
         );
         self.publish.send_replace(Arc::new(next));
+        self.track_quorum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_cluster::testing::{identity, node_names};
+    use eddy_cluster::{MemberEntry, MemberStatus};
+
+    fn state(live: usize, table_nodes: usize, stable: usize) -> ClusterState {
+        let members = (0..3)
+            .map(|i| MemberEntry {
+                identity: identity(&format!("node-{i}"), i as u16),
+                status: if i < live {
+                    MemberStatus::Up
+                } else {
+                    MemberStatus::Down
+                },
+                since: Timestamp(0),
+            })
+            .collect();
+        ClusterState {
+            local: identity("node-0", 0),
+            members,
+            view_version: 1,
+            placement: Placement::new(&node_names(table_nodes), 64, 2),
+            stable_members: stable,
+            quorum_regained: 0,
+        }
+    }
+
+    #[test]
+    fn quorum_needs_a_majority_in_view_and_in_table() {
+        assert!(state(3, 3, 3).has_quorum());
+        assert!(state(2, 2, 3).has_quorum(), "two of three is a majority");
+        let cut_off = state(1, 1, 3);
+        assert!(!cut_off.sees_majority() && !cut_off.has_quorum());
+        assert!(
+            cut_off
+                .no_quorum_reason()
+                .is_some_and(|r| r.contains("sees 1"))
+        );
+        // Back from a minority: the view is whole, the table not yet.
+        let healed = state(3, 1, 3);
+        assert!(healed.sees_majority());
+        assert!(!healed.has_quorum());
+        assert!(
+            healed
+                .no_quorum_reason()
+                .is_some_and(|r| r.contains("partition table holds 1")),
+        );
+        assert_eq!(state(1, 1, 1).no_quorum_reason(), None, "a cluster of one");
     }
 }

@@ -330,12 +330,10 @@ impl Ingress {
             return Err(IngressError::NotReady);
         }
         let cluster = self.cluster();
-        if !cluster.has_quorum() {
+        if let Some(reason) = cluster.no_quorum_reason() {
             metrics::counter!("eddy_no_quorum_refusals_total").increment(1);
             return Err(IngressError::Unavailable(format!(
-                "this node sees {} of the last stable {} members, no majority: writes are refused until it does",
-                cluster.live_count(),
-                cluster.stable_members
+                "{reason}: writes are refused until it has one"
             )));
         }
         let started = Instant::now();
@@ -609,15 +607,10 @@ impl Ingress {
                 }
             }
             let Some(reason) = last else {
-                let cluster = self.cluster();
-                if !cluster.has_quorum() {
+                if let Some(reason) = self.cluster().no_quorum_reason() {
                     // The replica set shrank because this node lost sight of
                     // the majority: the write is not safe anywhere else.
-                    return Err(IngressError::Unavailable(format!(
-                        "this node sees {} of the last stable {} members, no majority",
-                        cluster.live_count(),
-                        cluster.stable_members
-                    )));
+                    return Err(IngressError::Unavailable(reason));
                 }
                 return Ok(());
             };

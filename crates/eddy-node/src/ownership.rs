@@ -87,7 +87,7 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
     let mut serving = false;
     let mut timing = TakeoverTiming::default();
-    let mut had_quorum = true;
+    let mut regained = changes.borrow().quorum_regained;
     // Set when this node came back; until it sees the whole last stable
     // membership (or the join timeout passes) it takes nothing over: a
     // survey of a partial view can miss the newest copy.
@@ -104,8 +104,10 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
         // renewed generation alone: after a partition heals, the healed
         // node's down verdicts make healthy nodes renew too, and
         // re-surveying all of them at once lost more than it saved.
-        let quorum = current.has_quorum();
-        if quorum && !had_quorum {
+        // A counter the cluster driver raises, not a transition seen here:
+        // this loop may be busy for the whole time the node is cut off.
+        if current.quorum_regained != regained {
+            regained = current.quorum_regained;
             regathering = Some(Instant::now());
             let table = current.placement.table();
             for p in (0..table.partitions()).map(PartitionId) {
@@ -116,7 +118,6 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
-        had_quorum = quorum;
         let changed = previous
             .as_ref()
             .is_none_or(|p| p.placement.version() != current.placement.version());

@@ -406,6 +406,27 @@ impl WorkerState {
                 });
             }
         }
+        if let Some(reason) = cluster.no_quorum_reason() {
+            // Shipped as usual (the backups' logs stay gapless), but not
+            // confirmed: under a table of a minority the backups it names
+            // are too few for a write to survive this node.
+            for (partition, _) in &touched {
+                let required = self
+                    .slots
+                    .get(partition.0 as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|s| s.partition.as_ref())
+                    .map_or(Seq(0), Partition::last_seq);
+                acks.push(ReplicaAck {
+                    backup: cluster.local.name.clone(),
+                    parts: vec![(*partition, required)],
+                    answer: Err(PeerError::NoAnswer {
+                        node: cluster.local.name.clone(),
+                        reason: reason.clone(),
+                    }),
+                });
+            }
+        }
         for (peer, parts) in frames {
             let refs: Vec<ReplicaPartRef<'_>> = parts
                 .iter()
