@@ -22,6 +22,8 @@ use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::remembered::{MembershipFile, Remembered};
+
 /// Distinct sources of bad datagrams logged at warn level; later ones are
 /// only counted, so garbage cannot flood the log.
 const MAX_LOGGED_BAD_SOURCES: usize = 64;
@@ -144,6 +146,10 @@ pub struct DriverConfig {
     pub settle: Duration,
     /// Injected network faults (chaos testing).
     pub faults: Arc<crate::faults::Faults>,
+    /// Where the stable membership is remembered (with `data_dir`).
+    pub remember: Option<MembershipFile>,
+    /// What was remembered there at start.
+    pub remembered: Option<Remembered>,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -200,9 +206,21 @@ impl Cluster {
             members: membership.view().iter().cloned().collect(),
             view_version: membership.view().version(),
             placement,
-            stable_members: 1,
+            // A restarted node counts the majority against the membership
+            // it last saw stable, not against itself alone.
+            stable_members: config
+                .remembered
+                .as_ref()
+                .map_or(1, |r| r.stable_members.max(1)),
             quorum_regained: 0,
         };
+        if let Some(remembered) = &config.remembered {
+            tracing::info!(
+                stable_members = remembered.stable_members,
+                members = ?remembered.members,
+                "remembered the last stable membership; serving once a majority of it is back"
+            );
+        }
         let (publish, state_rx) = watch::channel(Arc::new(state));
         if let Err(err) = membership.join(&seeds, clock.now()) {
             // A seed that cannot be announced to now is retried by the
@@ -224,6 +242,7 @@ impl Cluster {
             leaving: false,
             live_since: Instant::now(),
             had_quorum: true,
+            remember: config.remember,
         };
         let task = tokio::spawn(driver.run(leave_rx));
         Ok(Cluster {
@@ -265,6 +284,8 @@ struct Driver {
     live_since: Instant,
     /// Whether the last published state had a quorum.
     had_quorum: bool,
+    /// Where a new stable membership is written.
+    remember: Option<MembershipFile>,
 }
 
 impl Driver {
@@ -414,6 +435,21 @@ impl Driver {
             tracing::info!(members = live, "membership stable; majority base updated");
             self.publish
                 .send_modify(|state| Arc::make_mut(state).stable_members = live);
+            if let Some(file) = &self.remember {
+                let remembered = Remembered {
+                    stable_members: live,
+                    members: self
+                        .membership
+                        .view()
+                        .live_nodes()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                };
+                if let Err(err) = file.save(&remembered) {
+                    tracing::error!(%err, "cannot remember the stable membership");
+                }
+            }
             self.track_quorum();
         }
     }

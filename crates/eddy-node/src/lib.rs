@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod node;
 pub mod ownership;
 pub mod peer;
+pub mod remembered;
 pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;

@@ -123,6 +123,18 @@ impl NodeBuilder {
             tcp_addr,
         };
         let faults = Arc::new(crate::faults::Faults::default());
+        let remember = config
+            .data_dir
+            .as_deref()
+            .map(crate::remembered::MembershipFile::in_dir);
+        // A damaged file stops the node: starting without it would count
+        // the majority against this node alone (see `remembered`).
+        let remembered = match &remember {
+            Some(file) => file.load().map_err(|err| {
+                NodeError::Storage(format!("{err}; delete it to forget the membership"))
+            })?,
+            None => None,
+        };
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
@@ -132,6 +144,8 @@ impl NodeBuilder {
                 seeds: config.seeds.clone(),
                 replication_factor: config.replication_factor,
                 settle: Duration::from_millis(config.settle_ms),
+                remember,
+                remembered,
             },
         )
         .await?;

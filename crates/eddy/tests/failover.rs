@@ -420,6 +420,16 @@ fn data_dir(root: &std::path::Path, node: usize) -> String {
 /// Starts nodes 1..=3 at once with fixed gossip addresses, all seeding each
 /// other, each with its data dir.
 fn start_at(root: &std::path::Path, gossip: &[String]) -> Vec<NodeProcess> {
+    start_some_at(root, gossip, &[1, 2, 3], &[])
+}
+
+/// Starts nodes `which` of three at once, as [`start_at`], with `extra` sets.
+fn start_some_at(
+    root: &std::path::Path,
+    gossip: &[String],
+    which: &[usize],
+    extra: &[&str],
+) -> Vec<NodeProcess> {
     let seeds = format!(
         "seeds=[{}]",
         gossip
@@ -428,15 +438,17 @@ fn start_at(root: &std::path::Path, gossip: &[String]) -> Vec<NodeProcess> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let handles: Vec<_> = (1..=3)
-        .map(|i| {
-            let sets = [
+    let handles: Vec<_> = which
+        .iter()
+        .map(|&i| {
+            let mut sets = vec![
                 format!("name=\"node-{i}\""),
                 "settle_ms=100".to_owned(),
                 format!("gossip_addr=\"{}\"", gossip[i - 1]),
                 seeds.clone(),
                 data_dir(root, i),
             ];
+            sets.extend(extra.iter().map(|s| (*s).to_owned()));
             std::thread::spawn(move || {
                 let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
                 NodeProcess::start(&sets)
@@ -676,4 +688,75 @@ fn timers_survive_failover_and_handoff_and_fire_once() {
         device_state(&nodes[1], &key).and_then(|s| s["events"].as_u64()),
         Some(2)
     );
+}
+
+#[test]
+fn a_node_restarted_alone_waits_for_a_majority_of_its_remembered_membership() {
+    let root = scratch("alone");
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    let mut nodes = vec![first];
+    for i in 2..=3 {
+        let name = format!("name=\"node-{i}\"");
+        nodes.push(NodeProcess::start(&[
+            &name,
+            "settle_ms=100",
+            &seeds,
+            &data_dir(&root, i),
+        ]));
+    }
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let gossip: Vec<String> = nodes.iter().map(|n| n.gossip.clone()).collect();
+    let keys: Vec<String> = (0..30).map(|i| format!("acct-{i}")).collect();
+    let mut sender = Sender::new();
+    for _ in 0..5 {
+        sender.send(&nodes.iter().collect::<Vec<_>>(), &keys);
+    }
+    // The membership is remembered once it held still (5 s).
+    let file = root.join("node-1").join("membership.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let remembered = std::fs::read_to_string(&file).map(|text| json(&text));
+        if remembered.as_ref().is_ok_and(|r| r["stable_members"] == 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership of three remembered: {remembered:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for node in &mut nodes {
+        node.kill();
+    }
+    drop(nodes);
+    // node-1 alone, past its join timeout: it must not form a cluster of
+    // one and serve its disk copies.
+    let alone = start_some_at(&root, &gossip, &[1], &["join_timeout_ms=300"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let cluster = json(&get(&alone[0].url("/v1/cluster")).1);
+    assert_eq!(cluster["quorum"], false, "{cluster}");
+    assert_eq!(cluster["stable_members"], 3, "{cluster}");
+    let event = r#"[{"kind":"account","key":"acct-0","event":{"amount":1.0,"country":"FR","merchant":"m"}}]"#;
+    let (status, body, _) = try_post(&alone[0].url("/v1/events"), event);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no majority"), "{body}");
+    let (status, body, _) = try_get(&alone[0].url("/v1/actors/account/acct-0"));
+    assert_ne!(
+        status, 200,
+        "no stale read from a copy it has not taken over: {body}"
+    );
+    // The others come back: every acknowledged event is there, and writes
+    // are taken again.
+    let mut nodes = alone;
+    nodes.extend(start_some_at(&root, &gossip, &[2, 3], &[]));
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_owners(&all, 3);
+    for node in &nodes {
+        sender.check(node);
+    }
+    sender.send(&all, &keys);
+    sender.check(&nodes[2]);
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&root);
 }
