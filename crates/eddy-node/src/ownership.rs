@@ -37,10 +37,12 @@ const CONCURRENT_TAKEOVERS: usize = 64;
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How often partitions nobody serves are looked for without a table change.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
-/// Rounds a partition's takeover is retried while a live holder of a better
-/// copy does not answer, before this node takes its own copy (or an empty
-/// one) so the partition serves again. Logged loudly when it happens.
-const MAX_ROUNDS: u32 = 20;
+/// Every this many rounds a partition still waiting for a live member that
+/// does not answer is reported loudly. It keeps waiting: taking the local
+/// copy (or an empty one) instead could drop writes that member holds; the
+/// wait ends when the member answers or the failure detector declares it
+/// down, which removes it from the survey.
+const REPORT_EVERY_ROUNDS: u32 = 20;
 
 /// What the task needs.
 pub struct OwnershipArgs {
@@ -313,7 +315,7 @@ async fn take_over(
                 .filter(|(p, _)| *p == partition.0)
                 .map(|(_, c)| c)
                 .collect();
-            let unsure = !unanswered.is_empty() && round < MAX_ROUNDS;
+            let unsure = !unanswered.is_empty();
             let claim = claims.get(&partition).copied().unwrap_or(0);
             let was_refused = refused.contains(&partition.0);
             async move {
@@ -364,6 +366,11 @@ fn copy(holder: Option<NodeIdentity>, held: Held) -> Copy {
     }
 }
 
+/// Whether a partition that waited `round` rounds is reported now.
+fn report_due(round: u32) -> bool {
+    round > 0 && round.is_multiple_of(REPORT_EVERY_ROUNDS)
+}
+
 /// Takes one partition over from the best copy.
 async fn take_one(
     args: &OwnershipArgs,
@@ -386,13 +393,14 @@ async fn take_one(
         None => {
             if unsure {
                 // A member that did not answer may hold a better copy.
+                if report_due(round) {
+                    tracing::error!(
+                        partition = partition.0,
+                        round,
+                        "a live member does not answer the takeover survey; the partition waits for it (or for it to be declared down)"
+                    );
+                }
                 return Taken::NotYet;
-            }
-            if round >= MAX_ROUNDS && !found.is_empty() {
-                tracing::error!(
-                    partition = partition.0,
-                    "members did not answer the survey; taking the local copy"
-                );
             }
             args.ingress.take(partition, epoch);
             Taken::Locally
@@ -406,12 +414,10 @@ async fn take_one(
                 Taken::NotYet
             }
             Err(err) => {
-                tracing::warn!(partition = partition.0, holder = %holder.name, %err, "handoff failed");
-                if round >= MAX_ROUNDS && matches!(err, crate::peer::PeerError::Unreachable { .. })
-                {
-                    tracing::error!(partition = partition.0, holder = %holder.name, "the holder of the best copy does not hand over; taking the local copy");
-                    args.ingress.take(partition, epoch);
-                    return Taken::Locally;
+                if report_due(round) {
+                    tracing::error!(partition = partition.0, holder = %holder.name, round, %err, "the holder of the best copy does not hand it over; the partition waits for it (or for it to be declared down)");
+                } else {
+                    tracing::warn!(partition = partition.0, holder = %holder.name, %err, "handoff failed");
                 }
                 Taken::NotYet
             }
