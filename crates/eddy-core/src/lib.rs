@@ -53,8 +53,8 @@ pub use error::{ApplyError, CodecError, RegistryError, SnapshotError};
 pub use id::{ActorId, DEFAULT_PARTITIONS, Epoch, KindId, PartitionId, Seq, partition_of};
 pub use log::{EntryBatch, LogError, PartitionLog};
 pub use partition::{
-    AlertRecord, Outputs, Partition, PartitionConfig, PartitionDump, PartitionStats, Replicated,
-    Submitted,
+    AlertCause, AlertRecord, Outputs, Partition, PartitionConfig, PartitionDump, PartitionStats,
+    Replicated, Submitted,
 };
 pub use registry::{Registry, RegistryBuilder, encode_event};
 pub use snapshot::{

@@ -83,6 +83,20 @@ pub struct AlertRecord {
     pub key: String,
     /// The alert rendered as JSON.
     pub alert: serde_json::Value,
+    /// The event that raised it, if it carried a producer id (none for a
+    /// timer's alert): lets a consumer tie an alert to its input, e.g. the
+    /// transaction that looked like fraud.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<AlertCause>,
+}
+
+/// The `(producer, seq)` of the event behind an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertCause {
+    /// The producer id.
+    pub producer: String,
+    /// Its sequence number for the event.
+    pub seq: u64,
 }
 
 /// Effects of calls into a partition; the caller drains them after each call.
@@ -427,7 +441,7 @@ impl Partition {
         let policy = RunPolicy {
             isolate_panics: self.config.isolate_panics,
         };
-        let (kind, key) = match entry.input {
+        let (kind, key, cause) = match entry.input {
             InputView::Event(event) => {
                 if event.key.len() > self.config.max_key_bytes {
                     return Err(ApplyError::KeyTooLong {
@@ -467,7 +481,7 @@ impl Partition {
                         }
                     }
                 }
-                (event.kind, event.key)
+                (event.kind, event.key, event.producer)
             }
             InputView::Timer { kind, key, tag } => {
                 // A firing whose timer is gone (cancelled in between on a lagging
@@ -487,7 +501,7 @@ impl Partition {
                         return Err(err);
                     }
                 }
-                (kind, key)
+                (kind, key, None)
             }
         };
 
@@ -511,6 +525,10 @@ impl Partition {
                     kind: kind_name,
                     key: key.to_owned(),
                     alert,
+                    cause: cause.map(|p| AlertCause {
+                        producer: p.producer.to_owned(),
+                        seq: p.seq,
+                    }),
                 });
             }
         }

@@ -441,6 +441,29 @@ fn alerts_carry_partition_and_seq() {
         (Seq(2), "counter", "a")
     );
     assert_eq!(alert.alert, serde_json::json!({"Crossed": {"sum": 11}}));
+    assert_eq!(alert.cause, None, "the event had no producer id");
+}
+
+#[test]
+fn an_alert_names_the_producer_and_seq_of_its_event() {
+    let mut p = partition(PartitionConfig::default());
+    submit(&mut p, 0, cmd("a", Cmd::Add(4)));
+    let mut input = cmd("a", Cmd::Add(7));
+    input.producer = Some(ProducerRef {
+        producer: "till-9".into(),
+        seq: 42,
+    });
+    let out = submit(&mut p, 0, input);
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(
+        out.alerts[0].cause,
+        Some(eddy_core::AlertCause {
+            producer: "till-9".into(),
+            seq: 42
+        })
+    );
+    let json = serde_json::to_value(&out.alerts[0]).expect("serializes");
+    assert_eq!(json["cause"]["producer"], "till-9");
 }
 
 #[test]

@@ -72,6 +72,7 @@ mod tests {
             kind: "device",
             key: format!("d{n}"),
             alert: serde_json::json!({"n": n}),
+            cause: None,
         }
     }
 
