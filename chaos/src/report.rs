@@ -86,6 +86,8 @@ pub struct Figures {
     pub faults: usize,
     /// Takeovers the nodes counted.
     pub takeovers: u64,
+    /// Alerts seen during the run (all nodes' streams) and their check.
+    pub alerts: crate::harness::alerts::AlertFindings,
     /// Acknowledgement latency (first send to ack) of events: p50, p99, max.
     pub ack_latency_ms: [u64; 3],
     /// From healing to a converged cluster, ms.
@@ -203,6 +205,7 @@ impl Report {
                 model_mismatches: findings.model_mismatches,
                 faults: faults.len(),
                 takeovers: findings.takeovers,
+                alerts: findings.alerts.clone(),
                 ack_latency_ms: [pct(0.5), pct(0.99), latencies.last().copied().unwrap_or(0)],
                 converged_after_ms,
                 wall_s: wall.as_secs_f64(),
@@ -240,6 +243,11 @@ impl Report {
         let _ = writeln!(out, "ambiguous         {}", f.ambiguous);
         let _ = writeln!(out, "model mismatches  {}", f.model_mismatches);
         let _ = writeln!(out, "faults / takeovers {} / {}", f.faults, f.takeovers);
+        let _ = writeln!(
+            out,
+            "alerts seen       {} ({} from timers, {} seen twice, {} dropped for a slow reader)",
+            f.alerts.seen, f.alerts.from_timers, f.alerts.duplicates, f.alerts.lagged
+        );
         let _ = writeln!(
             out,
             "ack latency       p50 {} ms, p99 {} ms, max {} ms",

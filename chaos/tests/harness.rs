@@ -53,6 +53,9 @@ fn the_ci_scenario_passes_and_writes_its_report() {
     assert!(f.acked > 10_000, "the workload ran: {}", f.acked);
     assert!(f.acked <= f.applied && f.applied <= f.sent, "{f:?}");
     assert!(f.takeovers > 0, "partitions changed hands");
+    // Every node's alert stream was read and each alert's event checked.
+    assert!(f.alerts.seen > 100, "alerts collected: {:?}", f.alerts);
+    assert!(f.alerts.violations.is_empty(), "{:?}", f.alerts);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["verdict"], "pass");

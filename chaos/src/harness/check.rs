@@ -30,6 +30,8 @@ pub struct Findings {
     pub model_mismatches: u64,
     /// Takeovers the nodes counted (promotions + handoffs received).
     pub takeovers: u64,
+    /// The alerts seen during the run, checked.
+    pub alerts: super::alerts::AlertFindings,
     /// Every violation, readable.
     pub violations: Vec<String>,
 }

@@ -6,6 +6,7 @@
 //! feature `fault-injection`), which works without root; network namespaces
 //! with `tc` are not used yet.
 
+pub mod alerts;
 pub mod check;
 pub mod cluster;
 pub mod http;
@@ -106,6 +107,17 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     // formation.
     check::wait_converged(&cluster, scenario.nodes, Duration::from_secs(30));
 
+    let alert_log = Arc::new(alerts::AlertLog::default());
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let urls = {
+        let cluster = lock(&cluster);
+        (1..=cluster.len())
+            .map(|i| format!("http://{}", cluster.ports(i).http))
+            .collect()
+    };
+    // Bounded even if a node never closes its stream.
+    let bound = duration + Duration::from_secs(300);
+    alerts::watch(urls, alert_log.clone(), stop_watching.clone(), bound);
     let started = Instant::now();
     let driver = Driver {
         targets: targets.clone(),
@@ -154,7 +166,14 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
             .saturating_sub(healed_at)
             .as_millis() as u64
     });
-    let findings = check::check(&cluster, &events, &journal, converged_after_ms.is_some());
+    // Alerts of the last acknowledgements may still be on their way.
+    std::thread::sleep(Duration::from_millis(500));
+    stop_watching.store(true, Ordering::Relaxed);
+    let mut findings = check::check(&cluster, &events, &journal, converged_after_ms.is_some());
+    findings.alerts = alert_log.check(&events, &lock(&journal.entries));
+    findings
+        .violations
+        .extend(findings.alerts.violations.iter().cloned());
     let report = Report::build(
         scenario,
         &events,

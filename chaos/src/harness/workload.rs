@@ -167,7 +167,7 @@ fn client(
     rate: f64,
     started: Instant,
 ) {
-    let producer = format!("chaos-client-{c}");
+    let producer = format!("{}{c}", super::alerts::PRODUCER_PREFIX);
     let mut next_target = c;
     let mut sent = 0usize;
     for chunk in mine.chunks(batch) {
