@@ -411,12 +411,7 @@ impl WorkerState {
             // confirmed: under a table of a minority the backups it names
             // are too few for a write to survive this node.
             for (partition, _) in &touched {
-                let required = self
-                    .slots
-                    .get(partition.0 as usize)
-                    .and_then(Option::as_ref)
-                    .and_then(|s| s.partition.as_ref())
-                    .map_or(Seq(0), Partition::last_seq);
+                let required = self.copy_of(*partition).map_or(Seq(0), Partition::last_seq);
                 acks.push(ReplicaAck {
                     backup: cluster.local.name.clone(),
                     parts: vec![(*partition, required)],
@@ -530,14 +525,18 @@ impl WorkerState {
         }
     }
 
-    /// The copy of `partition` this worker holds, as surveys report it.
-    fn held(&self, partition: PartitionId) -> Option<Held> {
-        let copy = self
-            .slots
+    /// The copy of `partition` this worker holds.
+    fn copy_of(&self, partition: PartitionId) -> Option<&Partition> {
+        self.slots
             .get(partition.0 as usize)?
             .as_ref()?
             .partition
-            .as_ref()?;
+            .as_ref()
+    }
+
+    /// The copy of `partition` this worker holds, as surveys report it.
+    fn held(&self, partition: PartitionId) -> Option<Held> {
+        let copy = self.copy_of(partition)?;
         Some(Held {
             partition: partition.0,
             epoch: copy.epoch().0,
@@ -566,12 +565,7 @@ impl WorkerState {
     /// promised to a claimant, or its copy's.
     fn fence(&self, partition: PartitionId) -> Epoch {
         let promised = self.fences.get(&partition.0).copied().unwrap_or_default();
-        let copy = self
-            .slots
-            .get(partition.0 as usize)
-            .and_then(Option::as_ref)
-            .and_then(|s| s.partition.as_ref())
-            .map_or(Epoch(0), Partition::epoch);
+        let copy = self.copy_of(partition).map_or(Epoch(0), Partition::epoch);
         promised.max(copy)
     }
 

@@ -417,6 +417,25 @@ fn data_dir(root: &std::path::Path, node: usize) -> String {
     )
 }
 
+/// Three nodes, each with its data dir under `root`, once they agree on
+/// the table.
+fn three_with_data_dirs(root: &std::path::Path) -> Vec<NodeProcess> {
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(root, 1)]);
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    let mut nodes = vec![first];
+    for i in 2..=3 {
+        let name = format!("name=\"node-{i}\"");
+        nodes.push(NodeProcess::start(&[
+            &name,
+            "settle_ms=100",
+            &seeds,
+            &data_dir(root, i),
+        ]));
+    }
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    nodes
+}
+
 /// Starts nodes 1..=3 at once with fixed gossip addresses, all seeding each
 /// other, each with its data dir.
 fn start_at(root: &std::path::Path, gossip: &[String]) -> Vec<NodeProcess> {
@@ -465,17 +484,7 @@ fn start_some_at(
 fn a_whole_cluster_restart_with_data_dir_keeps_every_acknowledged_event() {
     let root = scratch("restart");
     // First life: learn the gossip addresses, then reuse them after the crash.
-    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
-    let seeds = format!("seeds=[\"{}\"]", first.gossip);
-    let others: Vec<NodeProcess> = (2..=3)
-        .map(|i| {
-            let name = format!("name=\"node-{i}\"");
-            NodeProcess::start(&[&name, "settle_ms=100", &seeds, &data_dir(&root, i)])
-        })
-        .collect();
-    let mut nodes = vec![first];
-    nodes.extend(others);
-    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let mut nodes = three_with_data_dirs(&root);
     let gossip: Vec<String> = nodes.iter().map(|n| n.gossip.clone()).collect();
     let keys: Vec<String> = (0..40).map(|i| format!("acct-{i}")).collect();
     let mut sender = Sender::new();
@@ -510,19 +519,7 @@ fn a_whole_cluster_restart_with_data_dir_keeps_every_acknowledged_event() {
 #[test]
 fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
     let root = scratch("damaged");
-    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
-    let seeds = format!("seeds=[\"{}\"]", first.gossip);
-    let mut nodes = vec![first];
-    for i in 2..=3 {
-        let name = format!("name=\"node-{i}\"");
-        nodes.push(NodeProcess::start(&[
-            &name,
-            "settle_ms=100",
-            &seeds,
-            &data_dir(&root, i),
-        ]));
-    }
-    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let mut nodes = three_with_data_dirs(&root);
     let keys: Vec<String> = (0..40).map(|i| format!("acct-{i}")).collect();
     let mut sender = Sender::new();
     {
@@ -693,19 +690,7 @@ fn timers_survive_failover_and_handoff_and_fire_once() {
 #[test]
 fn a_node_restarted_alone_waits_for_a_majority_of_its_remembered_membership() {
     let root = scratch("alone");
-    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", &data_dir(&root, 1)]);
-    let seeds = format!("seeds=[\"{}\"]", first.gossip);
-    let mut nodes = vec![first];
-    for i in 2..=3 {
-        let name = format!("name=\"node-{i}\"");
-        nodes.push(NodeProcess::start(&[
-            &name,
-            "settle_ms=100",
-            &seeds,
-            &data_dir(&root, i),
-        ]));
-    }
-    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let mut nodes = three_with_data_dirs(&root);
     let gossip: Vec<String> = nodes.iter().map(|n| n.gossip.clone()).collect();
     let keys: Vec<String> = (0..30).map(|i| format!("acct-{i}")).collect();
     let mut sender = Sender::new();
