@@ -50,7 +50,7 @@ enum Command {
         /// Run exactly this seed and print its report as JSON.
         #[arg(long)]
         seed: Option<u64>,
-        /// Inject a bug: ack-before-replication.
+        /// Inject a bug: ack-before-replication or view-only-quorum.
         #[arg(long)]
         bug: Option<Bug>,
         /// Fault mix: symmetric (default) or all (adds one-way partitions).

@@ -90,3 +90,25 @@ fn acknowledging_before_replication_is_caught() {
     let clean = sim::run(&SimOptions::new(first.seed));
     assert!(clean.passed(), "{:?}", clean.violations);
 }
+
+#[test]
+fn a_quorum_that_ignores_the_lagging_table_is_caught() {
+    // The bug eddy-chaos `partitions` found in the node: a node back from a
+    // minority acknowledged under the table it computed there.
+    let bug = Some(Bug::ViewOnlyQuorum);
+    let reports = campaign(0..60, FaultSet::Symmetric, bug);
+    let caught: Vec<&sim::SimReport> = reports.iter().filter(|r| r.lost > 0).collect();
+    assert!(
+        caught.len() >= 2,
+        "the view-only quorum lost acknowledged events in only {} of 60 seeds",
+        caught.len()
+    );
+    let first = caught[0];
+    assert!(
+        first
+            .reproduce(bug, FaultSet::Symmetric)
+            .ends_with("--bug view-only-quorum")
+    );
+    let clean = sim::run(&SimOptions::new(first.seed));
+    assert!(clean.passed(), "{:?}", clean.violations);
+}

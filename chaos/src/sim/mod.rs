@@ -30,6 +30,21 @@ pub enum Bug {
     /// The owner acknowledges as soon as it applied an event, without waiting
     /// for its backups (an entry a backup never got is lost with the owner).
     AckBeforeReplication,
+    /// A node acknowledges and takes over once its view holds a majority,
+    /// while its table (recomputed a settle delay later) may still be the
+    /// one it computed in a minority, naming too few backups: the node's
+    /// rule before eddy-chaos `partitions` found it.
+    ViewOnlyQuorum,
+}
+
+impl Bug {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeReplication => "ack-before-replication",
+            Bug::ViewOnlyQuorum => "view-only-quorum",
+        }
+    }
 }
 
 impl std::str::FromStr for Bug {
@@ -37,8 +52,9 @@ impl std::str::FromStr for Bug {
     fn from_str(s: &str) -> Result<Bug, String> {
         match s {
             "ack-before-replication" => Ok(Bug::AckBeforeReplication),
+            "view-only-quorum" => Ok(Bug::ViewOnlyQuorum),
             other => Err(format!(
-                "unknown bug `{other}` (known: ack-before-replication)"
+                "unknown bug `{other}` (known: ack-before-replication, view-only-quorum)"
             )),
         }
     }
@@ -129,8 +145,9 @@ impl SimReport {
     /// The command that reproduces this run.
     pub fn reproduce(&self, bug: Option<Bug>, faults: FaultSet) -> String {
         let mut command = format!("eddy-chaos sim --seed {}", self.seed);
-        if let Some(Bug::AckBeforeReplication) = bug {
-            command.push_str(" --bug ack-before-replication");
+        if let Some(bug) = bug {
+            command.push_str(" --bug ");
+            command.push_str(bug.name());
         }
         if faults == FaultSet::All {
             command.push_str(" --faults all");

@@ -32,6 +32,9 @@ const SURVEY_MS: u64 = 600;
 /// A node that has not seen every configured node serves nothing until this
 /// long after it started (the node's `join_timeout_ms`).
 const JOIN_TIMEOUT_MS: u64 = 3_000;
+/// A node recomputes its table this long after its view changed (the
+/// node's `settle_ms`, as the chaos scenarios set it).
+const SETTLE_MS: u64 = 100;
 /// A client request waiting for backups longer than this is failed (the
 /// client retries; the event may or may not have been applied: ambiguous).
 const ACK_PATIENCE_MS: u64 = 2_000;
@@ -203,6 +206,8 @@ pub struct Node {
     peer_generation: Vec<u32>,
     live: Vec<bool>,
     table: PartitionTable,
+    /// When the table is recomputed from the changed view.
+    settle_at: Option<u64>,
     slots: Vec<Option<Slot>>,
     takeovers: BTreeMap<u32, Takeover>,
     waiting: Vec<Waiting>,
@@ -230,6 +235,7 @@ impl Node {
             peer_generation: vec![0; n],
             live,
             table,
+            settle_at: None,
             slots: (0..shared.partitions).map(|_| None).collect(),
             takeovers: BTreeMap::new(),
             waiting: Vec::new(),
@@ -277,8 +283,12 @@ impl Node {
         }
     }
 
+    /// A majority in the view and, unless the bug is injected, in the table
+    /// (which lags the view by the settle delay).
     fn quorum(&self) -> bool {
-        self.live.iter().filter(|l| **l).count() * 2 > self.live.len()
+        let n = self.live.len();
+        let view = self.live.iter().filter(|l| **l).count() * 2 > n;
+        view && (self.shared.bug == Some(Bug::ViewOnlyQuorum) || self.table.nodes().len() * 2 > n)
     }
 
     fn owner_index(&self, p: u32) -> Option<usize> {
@@ -329,6 +339,10 @@ impl Node {
             self.live[peer] = live;
         }
         if changed {
+            self.settle_at.get_or_insert(now + SETTLE_MS);
+        }
+        if self.settle_at.is_some_and(|at| at <= now) {
+            self.settle_at = None;
             let members: Vec<NodeId> = (0..self.live.len())
                 .filter(|&i| self.live[i])
                 .map(|i| self.shared.names[i].clone())
