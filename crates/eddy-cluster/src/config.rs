@@ -62,9 +62,10 @@ pub struct MembershipConfig {
     /// Period of announcing to members we consider down, so both halves of a
     /// healed network partition find each other again. 65 s.
     pub periodic_announce_down_ms: NonZeroU32,
-    /// While the node knows no live member, how often it announces to its
-    /// seeds again: covers a lost announce, seeds that start later, and a node
-    /// that lost every peer. 1 s.
+    /// While the node is not connected (no live member yet, every peer lost,
+    /// or a rejoin under a renewed identity not answered yet), how often it
+    /// announces to its seeds and known members again: covers a lost
+    /// announce, seeds that start later, and a node that lost every peer. 1 s.
     pub join_retry_ms: NonZeroU32,
     /// Down members kept in the [`crate::MembershipView`] (for status pages);
     /// the oldest are forgotten first. 256.

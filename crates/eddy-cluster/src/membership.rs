@@ -180,6 +180,9 @@ pub struct Membership {
     seeds: Vec<SocketAddr>,
     join_retry_ms: u64,
     retry_scheduled: bool,
+    /// Whether foca is connected (`Active`, not since `Idle` or a rejoin):
+    /// only then does it probe and announce by itself.
+    connected: bool,
 }
 
 impl Membership {
@@ -209,6 +212,7 @@ impl Membership {
             seeds: Vec::new(),
             join_retry_ms: u64::from(config.join_retry_ms.get()),
             retry_scheduled: false,
+            connected: false,
         })
     }
 
@@ -235,9 +239,10 @@ impl Membership {
 
     /// Announces us to seeds known by their gossip addresses (our own address
     /// among them is skipped, so every node can share one seed list). Until
-    /// some member answers — and again whenever we lose every peer — the
-    /// announce is repeated every `join_retry_ms`, so boot order does not
-    /// matter and a lost datagram does not strand the node.
+    /// some member answers — and again whenever we lose every peer or rejoin
+    /// under a renewed identity — the announce is repeated every
+    /// `join_retry_ms`, so boot order does not matter and a lost datagram
+    /// does not strand the node.
     pub fn join(&mut self, seeds: &[SocketAddr], now: Timestamp) -> Result<(), MembershipError> {
         if seeds.len() > MAX_SEEDS {
             return Err(MembershipError::TooManySeeds { given: seeds.len() });
@@ -300,7 +305,7 @@ impl Membership {
             MembershipTimer::Foca(timer) => timer,
             MembershipTimer::RetryJoin => {
                 self.retry_scheduled = false;
-                if self.foca.num_members() > 0 {
+                if self.connected {
                     return Ok(());
                 }
                 let result = self.announce_to_seeds();
@@ -316,9 +321,15 @@ impl Membership {
         result.map_err(MembershipError::Foca)
     }
 
+    /// Announces to the seeds and to every member foca still lists (after a
+    /// rejoin they are the likeliest to answer).
     fn announce_to_seeds(&mut self) -> Result<(), MembershipError> {
         let mut first_error = None;
-        for seed in &self.seeds {
+        let mut targets = self.seeds.clone();
+        targets.extend(self.foca.iter_members().map(|m| m.id().gossip_addr));
+        targets.sort_unstable();
+        targets.dedup();
+        for seed in &targets {
             let placeholder = NodeIdentity::seed_placeholder(*seed, self.params);
             if let Err(error) = self.foca.announce(placeholder, &mut self.outbox) {
                 first_error.get_or_insert(error);
@@ -327,12 +338,18 @@ impl Membership {
         first_error.map_or(Ok(()), |e| Err(MembershipError::Foca(e)))
     }
 
-    /// Schedules one `RetryJoin` if there are seeds and none is pending.
+    /// Schedules one `RetryJoin` if there is anyone to announce to and none
+    /// is pending.
     fn schedule_retry(&mut self, now: Timestamp) {
-        if !self.seeds.is_empty() && !self.retry_scheduled {
+        self.schedule_retry_in(now, self.join_retry_ms);
+    }
+
+    fn schedule_retry_in(&mut self, now: Timestamp, delay_ms: u64) {
+        let anyone = !self.seeds.is_empty() || self.foca.num_members() > 0;
+        if anyone && !self.retry_scheduled {
             self.retry_scheduled = true;
             self.timers.push_back(ScheduledTimer {
-                at: now.plus_ms(self.join_retry_ms),
+                at: now.plus_ms(delay_ms),
                 timer: MembershipTimer::RetryJoin,
             });
         }
@@ -401,6 +418,7 @@ impl Membership {
             });
         }
         let mut renamed = false;
+        let mut rejoined = false;
         while let Some(notification) = self.outbox.notifications.pop_front() {
             match notification {
                 OwnedNotification::MemberUp(id) => self.apply_up(&id, now),
@@ -411,17 +429,38 @@ impl Membership {
                     self.apply_down(&old, now);
                     renamed = true;
                 }
-                OwnedNotification::Active => self.events.push_back(MembershipEvent::Active),
+                OwnedNotification::Active => {
+                    self.connected = true;
+                    self.events.push_back(MembershipEvent::Active);
+                }
                 OwnedNotification::Idle => {
+                    self.connected = false;
                     self.events.push_back(MembershipEvent::Idle);
                     self.schedule_retry(now);
                 }
-                OwnedNotification::Defunct => self.events.push_back(MembershipEvent::Defunct),
+                OwnedNotification::Defunct => {
+                    self.connected = false;
+                    self.events.push_back(MembershipEvent::Defunct);
+                }
                 OwnedNotification::Rejoin(id) => {
+                    // foca renewed our identity and went quiet: it keeps
+                    // its member list but stops probing until a member
+                    // talks to the new identity, which nobody knows of if
+                    // the one gossip announcing it was lost. Announce until
+                    // connected (found by eddy-chaos `partitions`: a node
+                    // sat 53 s unseen after a flaky spell; reproduced in
+                    // the membership simulator).
+                    self.connected = false;
                     self.view.renew_local(&id, now);
                     self.events.push_back(MembershipEvent::Rejoined(id));
+                    rejoined = true;
                 }
             }
+        }
+        if rejoined {
+            // At once, not after `join_retry_ms`: the announce cannot be
+            // sent from here (foca's output was drained above).
+            self.schedule_retry_in(now, 0);
         }
         if may_change_suspicion || renamed {
             self.sync_states(now, renamed);

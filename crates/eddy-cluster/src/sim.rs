@@ -190,6 +190,11 @@ impl Simulation {
         Ok(sim)
     }
 
+    /// Changes the datagram loss from now on (a flaky spell, then healing).
+    pub fn set_loss_ppm(&mut self, loss_ppm: u32) {
+        self.config.loss_ppm = loss_ppm;
+    }
+
     /// Virtual time.
     pub fn now(&self) -> Timestamp {
         self.now

@@ -288,6 +288,31 @@ fn lossy_network_still_converges() {
 }
 
 #[test]
+fn a_flaky_spell_heals_within_seconds_even_when_rejoins_are_lost() {
+    // Heavy loss makes members declare each other down; each then rejoins
+    // under a new generation, and its announce can be lost too. Once the
+    // network heals, views must agree within seconds, not after the minute
+    // of the periodic announce to down members (found by eddy-chaos
+    // `partitions`: 53 s).
+    for seed in 1..=12 {
+        let mut sim = converged_sim(3, seed);
+        // Every node has a seed, as in a deployment.
+        sim.join(0, 1);
+        let start = sim.now().0;
+        sim.set_loss_ppm(400_000);
+        sim.run_until(Timestamp(start + 20_000));
+        sim.set_loss_ppm(0);
+        let healed = sim.now().0;
+        let at = sim.run_until_true(Timestamp(healed + 60_000), Simulation::converged);
+        let took = at.map(|t| t.0 - healed);
+        assert!(
+            took.is_some_and(|ms| ms <= 5_000),
+            "seed {seed}: converged {took:?} ms after the loss stopped"
+        );
+    }
+}
+
+#[test]
 fn join_retries_until_a_seed_answers() {
     // The seed boots three seconds after the joiner.
     let mut sim = Simulation::new(SimConfig::lan(2, 21)).unwrap();
