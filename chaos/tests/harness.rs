@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
 
@@ -43,6 +44,8 @@ fn the_ci_scenario_passes_and_writes_its_report() {
         binary: eddy_binary(),
         out: out.clone(),
         drop_log_entries: false,
+        // What `eddy-chaos run` does by default: namespaces as root (CI).
+        network: NetworkChoice::Auto,
     };
     let report = harness::run(&scenario, &options).unwrap();
     assert!(report.passed(), "{}", report.summary());
@@ -88,6 +91,9 @@ for_s = 3
         binary: eddy_binary(),
         out,
         drop_log_entries: true,
+        // The bug switch goes through the hook with either backend; this
+        // test is about the checker, so it stays on loopback.
+        network: NetworkChoice::Hook,
     };
     let report = harness::run(&scenario, &options).unwrap();
     assert!(
