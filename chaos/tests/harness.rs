@@ -6,34 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
 
-fn eddy_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("EDDY_BIN") {
-        return PathBuf::from(path);
-    }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .parent()
-        .expect("bin dir")
-        .join("eddy");
-    assert!(
-        sibling.exists(),
-        "{} is not built: run the workspace tests (cargo nextest run --workspace) or `cargo build -p eddy --features fault-injection`, or set EDDY_BIN",
-        sibling.display()
-    );
-    sibling
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{eddy_binary, out_dir};
 
 #[test]
 fn the_ci_scenario_passes_and_writes_its_report() {
