@@ -35,7 +35,7 @@ pub enum ClusterError {
         log: String,
     },
     /// A free port could not be found.
-    #[error("no free loopback port: {0}")]
+    #[error("no free port: {0}")]
     Ports(std::io::Error),
     /// The node has no fault hook.
     #[error(
@@ -91,10 +91,10 @@ impl Host {
             });
         }
         Ok(Ports {
-            http: free_tcp()?,
-            tcp: free_tcp()?,
-            gossip: free_udp()?,
-            peer: free_tcp()?,
+            http: free_tcp(self.ip)?,
+            tcp: free_tcp(self.ip)?,
+            gossip: free_udp(self.ip)?,
+            peer: free_tcp(self.ip)?,
         })
     }
 }
@@ -193,14 +193,14 @@ fn signal(pid: u32, sig: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn free_tcp() -> Result<SocketAddr, ClusterError> {
-    TcpListener::bind("127.0.0.1:0")
+fn free_tcp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map_err(ClusterError::Ports)
 }
 
-fn free_udp() -> Result<SocketAddr, ClusterError> {
-    UdpSocket::bind("127.0.0.1:0")
+fn free_udp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
+    UdpSocket::bind((ip, 0))
         .and_then(|s| s.local_addr())
         .map_err(ClusterError::Ports)
 }

@@ -180,6 +180,8 @@ impl Netns {
         if uid != 0 {
             return Err(NetnsError::NotRoot { uid });
         }
+        // Ctrl-C from here on must remove what is created.
+        super::cluster::kill_children_on_signal();
         remove_stale();
         let layout = claim_subnet(nodes)?;
         // From here on, drop removes whatever exists.
