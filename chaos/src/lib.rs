@@ -6,7 +6,8 @@
 //!   minute, each reproducible by its seed.
 //! - [`harness`]: real `eddy node` processes, a journaling workload, faults
 //!   from a TOML scenario (SIGKILL, SIGSTOP/SIGCONT, restart, leave, network
-//!   faults through the nodes' fault hook), a checker, and a JSON + HTML report.
+//!   faults by nftables in per-node network namespaces when root, else
+//!   through the nodes' fault hook), a checker, and a JSON + HTML report.
 //!
 //! Both can be shown to fail: an injected bug (acknowledging before the
 //! backups hold an entry) is caught by each.

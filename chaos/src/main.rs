@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
 use eddy_chaos::sim::{self, Bug, FaultSet, SimOptions};
@@ -37,6 +38,12 @@ enum Command {
         /// run must fail, proving the checkers work.
         #[arg(long)]
         drop_log_entries: bool,
+        /// Who makes network faults real: netns (nftables in per-node
+        /// network namespaces; root), hook (the nodes' fault hook, nodes on
+        /// loopback), or auto (netns when root and namespaces work, else
+        /// hook).
+        #[arg(long, default_value = "auto")]
+        network: NetworkChoice,
     },
     /// Deterministic simulation: run seeds, report failures with the command
     /// that reproduces each.
@@ -69,7 +76,16 @@ fn main() -> ExitCode {
             out,
             eddy,
             drop_log_entries,
-        } => run(&scenario, out, eddy, drop_log_entries),
+            network,
+        } => run(
+            &scenario,
+            RunOptions {
+                binary: eddy.unwrap_or_else(harness::default_binary),
+                out: out.unwrap_or_default(),
+                drop_log_entries,
+                network,
+            },
+        ),
         Command::Sim {
             seeds,
             first,
@@ -141,12 +157,9 @@ fn simulate(
     }
 }
 
-fn run(
-    path: &Path,
-    out: Option<PathBuf>,
-    eddy: Option<PathBuf>,
-    drop_log_entries: bool,
-) -> ExitCode {
+/// Runs the scenario at `path`; an empty `options.out` means the default,
+/// `target/chaos/<name>`.
+fn run(path: &Path, mut options: RunOptions) -> ExitCode {
     let scenario = match Scenario::load(path) {
         Ok(scenario) => scenario,
         Err(err) => {
@@ -154,11 +167,9 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
-    let options = RunOptions {
-        binary: eddy.unwrap_or_else(harness::default_binary),
-        out: out.unwrap_or_else(|| PathBuf::from("target/chaos").join(&scenario.name)),
-        drop_log_entries,
-    };
+    if options.out.as_os_str().is_empty() {
+        options.out = PathBuf::from("target/chaos").join(&scenario.name);
+    }
     match harness::run(&scenario, &options) {
         Ok(report) => {
             print!("{}", report.summary());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::harness::backend::NetworkSummary;
 use crate::harness::check::Findings;
 use crate::harness::workload::{Journal, Planned};
 use crate::scenario::Scenario;
@@ -115,6 +116,8 @@ pub struct Report {
     pub timeline: Vec<Second>,
     /// Membership samples.
     pub members: Vec<MemberSample>,
+    /// Which backend made the network faults real.
+    pub network: NetworkSummary,
 }
 
 impl Report {
@@ -129,6 +132,7 @@ impl Report {
         members: Vec<MemberSample>,
         converged_after_ms: Option<u64>,
         wall: Duration,
+        network: NetworkSummary,
     ) -> Report {
         let entries = journal
             .entries
@@ -214,6 +218,7 @@ impl Report {
             faults,
             timeline,
             members,
+            network,
         }
     }
 
@@ -243,6 +248,16 @@ impl Report {
         let _ = writeln!(out, "ambiguous         {}", f.ambiguous);
         let _ = writeln!(out, "model mismatches  {}", f.model_mismatches);
         let _ = writeln!(out, "faults / takeovers {} / {}", f.faults, f.takeovers);
+        let n = &self.network;
+        let _ = write!(
+            out,
+            "network           {}: links by {}, delay by {}",
+            n.backend, n.links_by, n.delay_by
+        );
+        if let (Some(cut), Some(loss)) = (n.dropped_cut_packets, n.dropped_loss_packets) {
+            let _ = write!(out, "; dropped {cut} packets cut, {loss} lost");
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "alerts seen       {} ({} from timers, {} seen twice, {} dropped for a slow reader)",
@@ -390,6 +405,7 @@ impl Report {
             );
         }
         let figures = serde_json::to_string_pretty(&self.figures).unwrap_or_default();
+        let network = html_escape(&serde_json::to_string_pretty(&self.network).unwrap_or_default());
         let violations: String = self
             .violations
             .iter()
@@ -414,7 +430,8 @@ impl Report {
 <ul>{violations}</ul>
 <svg viewBox="0 0 1000 485" width="100%" style="max-width:1100px;border:1px solid #d0d7de">{svg}</svg>
 <h2>Faults</h2><table><tr><th>start s</th><th>end s</th><th>fault</th></tr>{faults}</table>
-<h2>Figures</h2><pre>{figures}</pre></body></html>
+<h2>Figures</h2><pre>{figures}</pre>
+<h2>Network backend</h2><pre>{network}</pre></body></html>
 "##,
             name = html_escape(&self.scenario),
             verdict = self.verdict,

@@ -113,10 +113,12 @@ pub struct Fault {
     /// heal, kill → restart).
     #[serde(default)]
     pub for_s: Option<f64>,
-    /// For `loss`: probability 0–1 that a datagram or peer call is lost.
+    /// For `loss`: probability 0–1 that a message between nodes is lost (a
+    /// packet with the netns backend, a datagram or peer call with the hook).
     #[serde(default)]
     pub loss: Option<f64>,
-    /// For `loss`/`delay`: milliseconds added to every peer call.
+    /// For `loss`: milliseconds added between nodes (netem on every packet
+    /// where the kernel has it, else the hook, on every peer call).
     #[serde(default)]
     pub delay_ms: Option<u64>,
 }
@@ -148,7 +150,8 @@ pub enum Action {
 }
 
 impl Action {
-    /// Whether the action needs the nodes' fault hook.
+    /// Whether the action changes the network (made real by the run's
+    /// backend: nftables in namespaces, or the nodes' fault hook).
     pub fn is_network(self) -> bool {
         matches!(
             self,

@@ -6,33 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
 
-fn eddy_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("EDDY_BIN") {
-        return PathBuf::from(path);
-    }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .parent()
-        .expect("bin dir")
-        .join("eddy");
-    assert!(
-        sibling.exists(),
-        "{} is not built: run the workspace tests (cargo nextest run --workspace) or `cargo build -p eddy --features fault-injection`, or set EDDY_BIN",
-        sibling.display()
-    );
-    sibling
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{eddy_binary, out_dir};
 
 #[test]
 fn the_ci_scenario_passes_and_writes_its_report() {
@@ -43,6 +26,8 @@ fn the_ci_scenario_passes_and_writes_its_report() {
         binary: eddy_binary(),
         out: out.clone(),
         drop_log_entries: false,
+        // What `eddy-chaos run` does by default: namespaces as root (CI).
+        network: NetworkChoice::Auto,
     };
     let report = harness::run(&scenario, &options).unwrap();
     assert!(report.passed(), "{}", report.summary());
@@ -91,6 +76,9 @@ for_s = 3
         binary: eddy_binary(),
         out,
         drop_log_entries: true,
+        // The bug switch goes through the hook with either backend; this
+        // test is about the checker, so it stays on loopback.
+        network: NetworkChoice::Hook,
     };
     let report = harness::run(&scenario, &options).unwrap();
     assert!(

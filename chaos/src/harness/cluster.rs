@@ -1,10 +1,11 @@
-//! The node processes of one run: started on loopback with fixed ports (a
-//! restarted node comes back at the same addresses), signalled, restarted,
-//! and always stopped: on drop, on panic (drop runs while unwinding) and on
-//! Ctrl-C/SIGTERM (a signal thread kills every child, then exits).
+//! The node processes of one run: started at fixed addresses (a restarted
+//! node comes back at the same ones) on loopback or each in its network
+//! namespace ([`Host`]), signalled, restarted, and always stopped: on drop,
+//! on panic (drop runs while unwinding) and on Ctrl-C/SIGTERM (a signal
+//! thread kills every child and removes the run's namespaces, then exits).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,7 +35,7 @@ pub enum ClusterError {
         log: String,
     },
     /// A free port could not be found.
-    #[error("no free loopback port: {0}")]
+    #[error("no free port: {0}")]
     Ports(std::io::Error),
     /// The node has no fault hook.
     #[error(
@@ -63,6 +64,41 @@ pub struct Ports {
     pub peer: SocketAddr,
 }
 
+/// Where one node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The network namespace it is started in (`ip netns exec`), if any.
+    pub netns: Option<String>,
+    /// The address its four listeners bind: on loopback each gets a free
+    /// port; in a namespace of its own the ports are fixed ([`NETNS_PORTS`]).
+    pub ip: IpAddr,
+}
+
+/// Ports of a node alone in its namespace: http, tcp, gossip, peer (the
+/// node's defaults).
+pub const NETNS_PORTS: [u16; 4] = [8080, 7070, 7946, 7071];
+
+impl Host {
+    fn ports(&self) -> Result<Ports, ClusterError> {
+        if self.netns.is_some() {
+            let at = |port| SocketAddr::new(self.ip, port);
+            let [http, tcp, gossip, peer] = NETNS_PORTS;
+            return Ok(Ports {
+                http: at(http),
+                tcp: at(tcp),
+                gossip: at(gossip),
+                peer: at(peer),
+            });
+        }
+        Ok(Ports {
+            http: free_tcp(self.ip)?,
+            tcp: free_tcp(self.ip)?,
+            gossip: free_udp(self.ip)?,
+            peer: free_tcp(self.ip)?,
+        })
+    }
+}
+
 /// Lifecycle of a node process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -78,6 +114,7 @@ pub enum State {
 
 struct NodeProc {
     child: Option<Child>,
+    host: Host,
     ports: Ports,
     state: State,
     log: PathBuf,
@@ -114,8 +151,8 @@ pub fn kill_all() {
 }
 
 /// Installs (once) a thread that, on SIGINT or SIGTERM, SIGKILLs (after
-/// SIGCONT, so stopped ones die too) every node this process started and
-/// exits with 130.
+/// SIGCONT, so stopped ones die too) every node this process started,
+/// removes its network namespaces, and exits with 130.
 pub fn kill_children_on_signal() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -138,7 +175,10 @@ pub fn kill_children_on_signal() {
                 }
             });
             kill_all();
-            eprintln!("eddy-chaos: interrupted; every node it started was killed");
+            super::netns::remove_all();
+            eprintln!(
+                "eddy-chaos: interrupted; every node it started was killed, its namespaces removed"
+            );
             std::process::exit(130);
         });
     });
@@ -153,14 +193,14 @@ fn signal(pid: u32, sig: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn free_tcp() -> Result<SocketAddr, ClusterError> {
-    TcpListener::bind("127.0.0.1:0")
+fn free_tcp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map_err(ClusterError::Ports)
 }
 
-fn free_udp() -> Result<SocketAddr, ClusterError> {
-    UdpSocket::bind("127.0.0.1:0")
+fn free_udp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
+    UdpSocket::bind((ip, 0))
         .and_then(|s| s.local_addr())
         .map_err(ClusterError::Ports)
 }
@@ -174,27 +214,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `count` nodes (each lists every node's gossip address as a
-    /// seed) and waits until each is ready. Logs go to `dir`.
+    /// Starts a node on each of `hosts` (each lists every node's gossip
+    /// address as a seed) and waits until each is ready. Logs go to `dir`.
     pub fn start(
         binary: PathBuf,
         dir: PathBuf,
-        count: usize,
+        hosts: Vec<Host>,
         rf: usize,
         data_dir: bool,
     ) -> Result<Cluster, ClusterError> {
         kill_children_on_signal();
+        let count = hosts.len();
         let mut nodes = Vec::with_capacity(count);
-        for i in 1..=count {
-            let ports = Ports {
-                http: free_tcp()?,
-                tcp: free_tcp()?,
-                gossip: free_udp()?,
-                peer: free_tcp()?,
-            };
+        for (host, i) in hosts.into_iter().zip(1..) {
             nodes.push(NodeProc {
                 child: None,
-                ports,
+                ports: host.ports()?,
+                host,
                 state: State::Killed,
                 log: dir.join(format!("node-{i}.log")),
                 data_dir: data_dir.then(|| dir.join(format!("data-{i}"))),
@@ -266,7 +302,15 @@ impl Cluster {
                 binary: self.binary.display().to_string(),
                 reason: format!("log file {}: {e}", node.log.display()),
             })?;
-        let mut command = Command::new(&self.binary);
+        // `ip netns exec` execs the binary: the child's pid is the node's.
+        let mut command = match &node.host.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         command
             .arg("node")
             .args(["--http-addr", &node.ports.http.to_string()])

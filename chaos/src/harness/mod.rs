@@ -2,15 +2,20 @@
 //! journaling workload, the scenario's faults at their times, then healing,
 //! quiescing and the checks ([`check`]), and the report ([`crate::report`]).
 //!
-//! Network faults go through each node's fault hook (`POST /v1/admin/faults`,
-//! feature `fault-injection`), which works without root; network namespaces
-//! with `tc` are not used yet.
+//! Network faults are made real by a [`backend::Backend`]: each node's fault
+//! hook (`POST /v1/admin/faults`, feature `fault-injection`), which works
+//! without root, or nftables in per-node network namespaces ([`netns`]),
+//! chosen by `--network` and recorded in the report.
 
 pub mod alerts;
+pub mod backend;
 pub mod check;
 pub mod cluster;
 pub mod http;
+pub mod netns;
 pub mod network;
+pub mod nft;
+mod schedule;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -18,10 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::report::{FaultSpan, MemberSample, Report};
-use crate::scenario::{Action, Fault, Scenario};
-use cluster::{Cluster, ClusterError, State};
+use crate::report::{MemberSample, Report};
+use crate::scenario::Scenario;
+use backend::{Backend, NetworkChoice};
+use cluster::{Cluster, ClusterError};
+use netns::NetnsError;
 use network::Network;
+use schedule::Faults;
 use workload::{Driver, Entry, Journal};
 
 /// How a run is set up beyond its scenario.
@@ -33,6 +41,8 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Turn the injected replication bug on in every node (checker test).
     pub drop_log_entries: bool,
+    /// Which backend makes the network faults real.
+    pub network: NetworkChoice,
 }
 
 /// Why a run could not produce a verdict.
@@ -41,6 +51,9 @@ pub enum RunError {
     /// Starting or driving the nodes failed.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// Setting up the namespaces, or changing their rules, failed.
+    #[error(transparent)]
+    Network(#[from] NetnsError),
     /// The output directory.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -86,17 +99,21 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         scenario.duration_s,
         scenario.faults.len()
     );
+    // Declared before the cluster so that it drops after the nodes are
+    // killed: then their namespaces are really gone.
+    let mut backend = Backend::choose(options.network, scenario.nodes)?;
+    eprintln!("eddy-chaos: network: {}", backend.describe());
     let cluster = Cluster::start(
         options.binary.clone(),
         options.out.clone(),
-        scenario.nodes,
+        backend.hosts(scenario.nodes),
         scenario.replication_factor,
         scenario.data_dir,
     )?;
     let mut network = Network::default();
     network.drop_log_entries = options.drop_log_entries;
     if network.is_faulty() {
-        network.apply(&cluster)?;
+        backend.apply(&network, &cluster)?;
     }
     let cluster = Arc::new(Mutex::new(cluster));
     // Whatever happens below (an error, a panic), the nodes and the
@@ -133,20 +150,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     };
 
     let mut spans = Vec::new();
-    let fault_result = inject(
+    let mut faults = Faults {
         scenario,
-        &cluster,
-        &targets,
-        &mut network,
-        &mut spans,
-        started,
-    );
+        cluster: &cluster,
+        backend: &mut backend,
+        network: &mut network,
+    };
+    let fault_result = faults.inject(&targets, &mut spans, started);
     // The workload's window ends; then everything heals and the clients
     // finish their last requests.
     sleep_until(started, duration);
     driver.stop_sending.store(true, Ordering::Relaxed);
     let healed_at = started.elapsed();
-    heal_everything(&cluster, &targets, &mut network, &mut spans, started)?;
+    faults.heal_everything(&targets, &mut spans, started)?;
     fault_result?;
     let quiesce = Instant::now() + Duration::from_secs(60);
     for client in clients {
@@ -183,6 +199,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         lock(&members).clone(),
         converged_after_ms,
         started.elapsed(),
+        backend.summary(),
     );
     report
         .write(&options.out)
@@ -229,190 +246,6 @@ impl Drop for Stopper {
         self.sampling.store(false, Ordering::Relaxed);
         cluster::kill_all();
     }
-}
-
-/// A fault's undo, due at a time.
-struct Undo {
-    at: Duration,
-    fault: Fault,
-    span: usize,
-}
-
-/// Applies the schedule; undoes timed faults when due.
-fn inject(
-    scenario: &Scenario,
-    cluster: &Arc<Mutex<Cluster>>,
-    targets: &RwLock<Vec<String>>,
-    network: &mut Network,
-    spans: &mut Vec<FaultSpan>,
-    started: Instant,
-) -> Result<(), ClusterError> {
-    let mut undo: Vec<Undo> = Vec::new();
-    let mut faults = scenario.faults.iter().peekable();
-    loop {
-        let next_fault = faults.peek().map(|f| Duration::from_secs_f64(f.at_s));
-        let next_undo = undo.iter().map(|u| u.at).min();
-        let next = match (next_fault, next_undo) {
-            (None, None) => return Ok(()),
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-        };
-        sleep_until(started, next);
-        let now = started.elapsed();
-        if let Some(pos) = undo.iter().position(|u| u.at <= now) {
-            let u = undo.remove(pos);
-            apply(scenario, cluster, network, &reverse(&u.fault))?;
-            spans[u.span].end_s = Some(now.as_secs_f64());
-        } else if let Some(fault) = faults.next() {
-            apply(scenario, cluster, network, fault)?;
-            eprintln!(
-                "eddy-chaos: {:>6.1} s  {}",
-                now.as_secs_f64(),
-                describe(fault)
-            );
-            spans.push(FaultSpan {
-                start_s: now.as_secs_f64(),
-                end_s: None,
-                label: describe(fault),
-            });
-            if let Some(for_s) = fault.for_s {
-                undo.push(Undo {
-                    at: now + Duration::from_secs_f64(for_s),
-                    fault: fault.clone(),
-                    span: spans.len() - 1,
-                });
-            } else if matches!(fault.action, Action::Cont | Action::Restart | Action::Heal)
-                && let Some(span) = spans.last_mut()
-            {
-                span.end_s = Some(now.as_secs_f64());
-            }
-        }
-        if let Ok(mut t) = targets.write() {
-            *t = lock(cluster).up_urls();
-        }
-    }
-}
-
-fn reverse(fault: &Fault) -> Fault {
-    let action = match fault.action {
-        Action::Kill | Action::Leave => Action::Restart,
-        Action::Stop => Action::Cont,
-        _ => Action::Heal,
-    };
-    Fault {
-        action,
-        for_s: None,
-        ..fault.clone()
-    }
-}
-
-fn describe(fault: &Fault) -> String {
-    let node = fault.node.map(|n| format!(" node-{n}")).unwrap_or_default();
-    let with = if fault.with.is_empty() {
-        String::new()
-    } else {
-        format!(" with {:?}", fault.with)
-    };
-    let degrade = match (fault.loss, fault.delay_ms) {
-        (None, None) => String::new(),
-        (loss, delay) => format!(
-            " loss {:.0}% delay {} ms",
-            loss.unwrap_or(0.0) * 100.0,
-            delay.unwrap_or(0)
-        ),
-    };
-    let dur = fault
-        .for_s
-        .map(|s| format!(" for {s} s"))
-        .unwrap_or_default();
-    format!("{:?}{node}{with}{degrade}{dur}", fault.action).to_lowercase()
-}
-
-fn apply(
-    scenario: &Scenario,
-    cluster: &Arc<Mutex<Cluster>>,
-    network: &mut Network,
-    fault: &Fault,
-) -> Result<(), ClusterError> {
-    let n = scenario.nodes;
-    let node = fault.node.unwrap_or(1);
-    let mut c = lock(cluster);
-    match fault.action {
-        Action::Kill => c.kill(node),
-        Action::Stop => c.pause(node, true),
-        Action::Cont => c.pause(node, false),
-        Action::Leave => c.leave(node),
-        Action::Restart => {
-            // Not waiting for it to be ready: nodes restarted together (a
-            // whole-cluster restart) must find each other, as they would.
-            c.restart(node)?;
-            if network.is_faulty() {
-                // Its hook starts clean: give it the current network.
-                let _ = c.wait_ready(node, Duration::from_secs(30));
-                network.apply_to(&c, node)?;
-            }
-        }
-        Action::Isolate => {
-            network.isolate(node, n);
-            network.apply(&c)?;
-        }
-        Action::Deafen => {
-            network.deafen(node, n);
-            network.apply(&c)?;
-        }
-        Action::Split => {
-            let mut side = vec![node];
-            side.extend(&fault.with);
-            network.split(&side, n);
-            network.apply(&c)?;
-        }
-        Action::Loss => {
-            network.degrade(fault.loss.unwrap_or(0.0), fault.delay_ms.unwrap_or(0));
-            network.apply(&c)?;
-        }
-        Action::Heal => {
-            network.heal();
-            network.apply(&c)?;
-        }
-    }
-    Ok(())
-}
-
-/// Ends every fault: network healed, stopped nodes continued, killed and
-/// departed ones restarted.
-fn heal_everything(
-    cluster: &Arc<Mutex<Cluster>>,
-    targets: &RwLock<Vec<String>>,
-    network: &mut Network,
-    spans: &mut [FaultSpan],
-    started: Instant,
-) -> Result<(), ClusterError> {
-    let now = started.elapsed().as_secs_f64();
-    for span in spans.iter_mut().filter(|s| s.end_s.is_none()) {
-        span.end_s = Some(now);
-    }
-    let mut c = lock(cluster);
-    network.heal();
-    network.apply(&c)?;
-    let mut restarted = Vec::new();
-    for i in 1..=c.len() {
-        match c.state(i) {
-            State::Stopped => c.pause(i, false),
-            State::Killed | State::Left => {
-                c.restart(i)?;
-                restarted.push(i);
-            }
-            State::Up => {}
-        }
-    }
-    for i in restarted {
-        c.wait_ready(i, Duration::from_secs(30))?;
-        network.apply_to(&c, i)?;
-    }
-    if let Ok(mut t) = targets.write() {
-        *t = c.up_urls();
-    }
-    Ok(())
 }
 
 /// Every 500 ms: how many members each running node sees up.

@@ -1,0 +1,194 @@
+//! The fault schedule of a run: each scenario fault at its time, its undo
+//! after `for_s`, and at the end of the window everything healed. Process
+//! faults go to the [`Cluster`]; network faults change the [`Network`] model,
+//! which the [`Backend`] then makes real, whichever backend it is.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::backend::Backend;
+use super::cluster::{Cluster, State};
+use super::network::Network;
+use super::{RunError, lock, sleep_until};
+use crate::report::FaultSpan;
+use crate::scenario::{Action, Fault, Scenario};
+
+/// What the schedule drives.
+pub(super) struct Faults<'a> {
+    pub scenario: &'a Scenario,
+    pub cluster: &'a Arc<Mutex<Cluster>>,
+    pub backend: &'a mut Backend,
+    pub network: &'a mut Network,
+}
+
+/// A fault's undo, due at a time.
+struct Undo {
+    at: Duration,
+    fault: Fault,
+    span: usize,
+}
+
+impl Faults<'_> {
+    /// Applies the schedule; undoes timed faults when due.
+    pub fn inject(
+        &mut self,
+        targets: &RwLock<Vec<String>>,
+        spans: &mut Vec<FaultSpan>,
+        started: Instant,
+    ) -> Result<(), RunError> {
+        let mut undo: Vec<Undo> = Vec::new();
+        let mut faults = self.scenario.faults.iter().peekable();
+        loop {
+            let next_fault = faults.peek().map(|f| Duration::from_secs_f64(f.at_s));
+            let next_undo = undo.iter().map(|u| u.at).min();
+            let next = match (next_fault, next_undo) {
+                (None, None) => return Ok(()),
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+            };
+            sleep_until(started, next);
+            let now = started.elapsed();
+            if let Some(pos) = undo.iter().position(|u| u.at <= now) {
+                let u = undo.remove(pos);
+                self.apply(&reverse(&u.fault))?;
+                spans[u.span].end_s = Some(now.as_secs_f64());
+            } else if let Some(fault) = faults.next() {
+                self.apply(fault)?;
+                eprintln!(
+                    "eddy-chaos: {:>6.1} s  {}",
+                    now.as_secs_f64(),
+                    describe(fault)
+                );
+                spans.push(FaultSpan {
+                    start_s: now.as_secs_f64(),
+                    end_s: None,
+                    label: describe(fault),
+                });
+                if let Some(for_s) = fault.for_s {
+                    undo.push(Undo {
+                        at: now + Duration::from_secs_f64(for_s),
+                        fault: fault.clone(),
+                        span: spans.len() - 1,
+                    });
+                } else if matches!(fault.action, Action::Cont | Action::Restart | Action::Heal)
+                    && let Some(span) = spans.last_mut()
+                {
+                    span.end_s = Some(now.as_secs_f64());
+                }
+            }
+            if let Ok(mut t) = targets.write() {
+                *t = lock(self.cluster).up_urls();
+            }
+        }
+    }
+
+    fn apply(&mut self, fault: &Fault) -> Result<(), RunError> {
+        let n = self.scenario.nodes;
+        let node = fault.node.unwrap_or(1);
+        let mut c = lock(self.cluster);
+        let network = &mut *self.network;
+        match fault.action {
+            Action::Kill => c.kill(node),
+            Action::Stop => c.pause(node, true),
+            Action::Cont => c.pause(node, false),
+            Action::Leave => c.leave(node),
+            Action::Restart => {
+                // Not waiting for it to be ready: nodes restarted together (a
+                // whole-cluster restart) must find each other, as they would.
+                c.restart(node)?;
+                if network.is_faulty() {
+                    // Its hook starts clean: give it the current network.
+                    let _ = c.wait_ready(node, Duration::from_secs(30));
+                    self.backend.apply_to(network, &c, node)?;
+                }
+                return Ok(());
+            }
+            Action::Isolate => network.isolate(node, n),
+            Action::Deafen => network.deafen(node, n),
+            Action::Split => {
+                let mut side = vec![node];
+                side.extend(&fault.with);
+                network.split(&side, n);
+            }
+            Action::Loss => {
+                network.degrade(fault.loss.unwrap_or(0.0), fault.delay_ms.unwrap_or(0));
+            }
+            Action::Heal => network.heal(),
+        }
+        if fault.action.is_network() {
+            self.backend.apply(network, &c)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every fault: network healed, stopped nodes continued, killed and
+    /// departed ones restarted.
+    pub fn heal_everything(
+        &mut self,
+        targets: &RwLock<Vec<String>>,
+        spans: &mut [FaultSpan],
+        started: Instant,
+    ) -> Result<(), RunError> {
+        let now = started.elapsed().as_secs_f64();
+        for span in spans.iter_mut().filter(|s| s.end_s.is_none()) {
+            span.end_s = Some(now);
+        }
+        let mut c = lock(self.cluster);
+        self.network.heal();
+        self.backend.apply(self.network, &c)?;
+        let mut restarted = Vec::new();
+        for i in 1..=c.len() {
+            match c.state(i) {
+                State::Stopped => c.pause(i, false),
+                State::Killed | State::Left => {
+                    c.restart(i)?;
+                    restarted.push(i);
+                }
+                State::Up => {}
+            }
+        }
+        for i in restarted {
+            c.wait_ready(i, Duration::from_secs(30))?;
+            self.backend.apply_to(self.network, &c, i)?;
+        }
+        if let Ok(mut t) = targets.write() {
+            *t = c.up_urls();
+        }
+        Ok(())
+    }
+}
+
+fn reverse(fault: &Fault) -> Fault {
+    let action = match fault.action {
+        Action::Kill | Action::Leave => Action::Restart,
+        Action::Stop => Action::Cont,
+        _ => Action::Heal,
+    };
+    Fault {
+        action,
+        for_s: None,
+        ..fault.clone()
+    }
+}
+
+fn describe(fault: &Fault) -> String {
+    let node = fault.node.map(|n| format!(" node-{n}")).unwrap_or_default();
+    let with = if fault.with.is_empty() {
+        String::new()
+    } else {
+        format!(" with {:?}", fault.with)
+    };
+    let degrade = match (fault.loss, fault.delay_ms) {
+        (None, None) => String::new(),
+        (loss, delay) => format!(
+            " loss {:.0}% delay {} ms",
+            loss.unwrap_or(0.0) * 100.0,
+            delay.unwrap_or(0)
+        ),
+    };
+    let dur = fault
+        .for_s
+        .map(|s| format!(" for {s} s"))
+        .unwrap_or_default();
+    format!("{:?}{node}{with}{degrade}{dur}", fault.action).to_lowercase()
+}
