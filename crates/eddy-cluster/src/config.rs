@@ -59,8 +59,11 @@ pub struct MembershipConfig {
     /// Period of re-announcing to random live members; each answer is a feed
     /// of live members, which repairs views that missed updates. 30 s.
     pub periodic_announce_ms: NonZeroU32,
-    /// Period of announcing to members we consider down, so both halves of a
-    /// healed network partition find each other again. 65 s.
+    /// Period of announcing to two members we consider down, so both halves
+    /// of a healed network partition find each other again: neither half is
+    /// alone, so neither retries its seeds, and until they meet each keeps
+    /// the other's partitions (65 s left a healed 2/3 split apart for a
+    /// minute in eddy-chaos `split-brain`). 2 s: two datagrams per node.
     pub periodic_announce_down_ms: NonZeroU32,
     /// While the node is not connected (no live member yet, every peer lost,
     /// or a rejoin under a renewed identity not answered yet), how often it
@@ -149,7 +152,7 @@ impl MembershipConfig {
             periodic_gossip_ms: nz32(200),
             periodic_gossip_members: nz8(3),
             periodic_announce_ms: nz32(30_000),
-            periodic_announce_down_ms: nz32(65_000),
+            periodic_announce_down_ms: nz32(2_000),
             join_retry_ms: nz32(1000),
             max_down_members: nzu(256),
             max_refused_remembered: nzu(64),

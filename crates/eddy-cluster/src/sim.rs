@@ -138,6 +138,8 @@ pub struct Simulation {
     /// Whether the last step changed any view; predicates over views only
     /// need re-checking then.
     view_changed: bool,
+    /// Per node, its side of a network split (all 0: no split).
+    side: Vec<u8>,
 }
 
 impl Simulation {
@@ -185,9 +187,18 @@ impl Simulation {
             alive_count,
             converged_count: 0,
             view_changed: false,
+            side: vec![0; alive_count],
         };
         sim.refresh_convergence();
         Ok(sim)
+    }
+
+    /// Splits the network from now on: `side` (node indices) and the rest
+    /// cannot reach each other. An empty `side` heals.
+    pub fn split(&mut self, side: &[usize]) {
+        for (node, s) in self.side.iter_mut().enumerate() {
+            *s = u8::from(side.contains(&node));
+        }
     }
 
     /// Changes the datagram loss from now on (a flaky spell, then healing).
@@ -455,7 +466,7 @@ impl Simulation {
             let lost = self.config.loss_ppm > 0
                 && self.rng.random_range(0..1_000_000u32) < self.config.loss_ppm;
             match self.by_addr.get(&datagram.to) {
-                Some(&to) if !lost => {
+                Some(&to) if !lost && self.side[to] == self.side[node] => {
                     let latency = self.rng.random_range(
                         self.config.latency_min_ms
                             ..=self.config.latency_max_ms.max(self.config.latency_min_ms),

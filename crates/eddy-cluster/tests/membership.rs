@@ -313,6 +313,29 @@ fn a_flaky_spell_heals_within_seconds_even_when_rejoins_are_lost() {
 }
 
 #[test]
+fn both_sides_of_a_healed_split_find_each_other_within_seconds() {
+    // Five nodes split 2/3: each side declares the other down and carries
+    // on. Neither side is alone, so neither retries its seeds; only the
+    // announce to down members reconnects them (found by eddy-chaos
+    // `split-brain`: 25 s and more with it every 65 s).
+    for seed in 1..=6 {
+        let mut sim = converged_sim(5, seed);
+        let start = sim.now().0;
+        sim.split(&[0, 1]);
+        sim.run_until(Timestamp(start + 8_000));
+        assert!(!sim.converged(), "seed {seed}: the split was felt");
+        sim.split(&[]);
+        let healed = sim.now().0;
+        let at = sim.run_until_true(Timestamp(healed + 60_000), Simulation::converged);
+        let took = at.map(|t| t.0 - healed);
+        assert!(
+            took.is_some_and(|ms| ms <= 8_000),
+            "seed {seed}: converged {took:?} ms after the split healed"
+        );
+    }
+}
+
+#[test]
 fn join_retries_until_a_seed_answers() {
     // The seed boots three seconds after the joiner.
     let mut sim = Simulation::new(SimConfig::lan(2, 21)).unwrap();

@@ -39,17 +39,16 @@ pub struct ClusterState {
     pub view_version: u64,
     /// Partition table and epochs, recomputed after the settle delay.
     pub placement: Placement,
-    /// Live members of the last membership that held still for
-    /// [`STABLE_AFTER`]; the base of the keep-majority rule.
+    /// The majority base of the keep-majority rule: the most members this
+    /// node has seen live at once (remembered with `data_dir`); it grows
+    /// with the cluster and falls only when the operator forgets members
+    /// that are down (`POST /v1/admin/forget-down`).
     pub stable_members: usize,
     /// Rises each time this node regains a quorum ([`Self::has_quorum`])
     /// after losing it. A counter, not a flag, so a reader that was busy
     /// while the node was cut off still learns that it was.
     pub quorum_regained: u64,
 }
-
-/// A membership unchanged this long becomes the base of the majority rule.
-pub const STABLE_AFTER: Duration = Duration::from_secs(5);
 
 impl ClusterState {
     /// Live members in this view.
@@ -150,6 +149,8 @@ pub struct DriverConfig {
     pub remember: Option<MembershipFile>,
     /// What was remembered there at start.
     pub remembered: Option<Remembered>,
+    /// Rung when the operator lowers the majority base to the live count.
+    pub forget: Arc<tokio::sync::Notify>,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -240,7 +241,7 @@ impl Cluster {
             settle_at: None,
             bad_sources: BTreeSet::new(),
             leaving: false,
-            live_since: Instant::now(),
+            forget: config.forget,
             had_quorum: true,
             remember: config.remember,
         };
@@ -280,8 +281,8 @@ struct Driver {
     settle_at: Option<tokio::time::Instant>,
     bad_sources: BTreeSet<SocketAddr>,
     leaving: bool,
-    /// When the live member count last changed.
-    live_since: Instant,
+    /// Rung by `POST /v1/admin/forget-down`.
+    forget: Arc<tokio::sync::Notify>,
     /// Whether the last published state had a quorum.
     had_quorum: bool,
     /// Where a new stable membership is written.
@@ -292,7 +293,6 @@ impl Driver {
     async fn run(mut self, mut leave: tokio::sync::oneshot::Receiver<()>) {
         let mut buf = vec![0u8; 65_536];
         self.flush().await;
-        let mut stability = tokio::time::interval(Duration::from_secs(1));
         loop {
             let next_timer = self
                 .timers
@@ -340,7 +340,7 @@ impl Driver {
                     self.settle_at = None;
                     self.recompute();
                 }
-                _ = stability.tick() => self.note_stability(),
+                () = self.forget.notified() => self.forget_down(),
                 _ = &mut leave => {
                     let now = self.clock.now();
                     if let Err(err) = self.membership.leave(now) {
@@ -423,35 +423,55 @@ impl Driver {
         }
     }
 
-    /// Makes the current live membership the majority base once it held
-    /// still for [`STABLE_AFTER`] — growing always, shrinking only while this
-    /// node has a majority: a minority never adopts its own small view, or
-    /// both sides of a split would accept writes after a while.
-    fn note_stability(&mut self) {
-        let state = self.publish.borrow().clone();
-        let live = state.live_count();
-        let may_move = live > state.stable_members || state.sees_majority();
-        if may_move && live != state.stable_members && self.live_since.elapsed() >= STABLE_AFTER {
-            tracing::info!(members = live, "membership stable; majority base updated");
-            self.publish
-                .send_modify(|state| Arc::make_mut(state).stable_members = live);
-            if let Some(file) = &self.remember {
-                let remembered = Remembered {
-                    stable_members: live,
-                    members: self
-                        .membership
-                        .view()
-                        .live_nodes()
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                };
-                if let Err(err) = file.save(&remembered) {
-                    tracing::error!(%err, "cannot remember the stable membership");
-                }
-            }
-            self.track_quorum();
+    /// Raises the majority base to the live count when more members are
+    /// live than ever (at once: a node cut off right after the cluster
+    /// formed must not count against a base of one). It never falls on
+    /// failures: nodes the failure detector calls down may be alive on the
+    /// other side of a partition, and a base lowered to a majority of the
+    /// rest let both sides of a 2/3 split of five nodes acknowledge writes
+    /// (found by eddy-chaos `split-brain`: 12,183 acknowledged events lost).
+    /// Only the operator lowers it ([`Self::forget_down`]).
+    fn grow_base(&mut self) {
+        let live = self.publish.borrow().live_count();
+        if live > self.publish.borrow().stable_members {
+            tracing::info!(
+                members = live,
+                "more members live than ever; majority base raised"
+            );
+            self.set_base(live);
         }
+    }
+
+    /// `POST /v1/admin/forget-down`: the operator says the members down now
+    /// are gone for good; the base becomes the live count.
+    fn forget_down(&mut self) {
+        let live = self.publish.borrow().live_count();
+        tracing::warn!(
+            members = live,
+            "members down forgotten by the operator; majority base set to the live count"
+        );
+        self.set_base(live);
+    }
+
+    fn set_base(&mut self, members: usize) {
+        self.publish
+            .send_modify(|state| Arc::make_mut(state).stable_members = members);
+        if let Some(file) = &self.remember {
+            let remembered = Remembered {
+                stable_members: members,
+                members: self
+                    .membership
+                    .view()
+                    .live_nodes()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            };
+            if let Err(err) = file.save(&remembered) {
+                tracing::error!(%err, "cannot remember the majority base");
+            }
+        }
+        self.track_quorum();
     }
 
     /// Counts regained quorums (see [`ClusterState::quorum_regained`]);
@@ -479,8 +499,8 @@ impl Driver {
             state.local = local;
         });
         let after = self.publish.borrow().live_count();
+        self.grow_base();
         if after != before {
-            self.live_since = Instant::now();
             let state = self.publish.borrow().clone();
             if !state.sees_majority() {
                 tracing::error!(

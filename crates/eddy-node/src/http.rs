@@ -35,6 +35,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Rung by `POST /v1/admin/leave`: the node leaves like on SIGTERM.
     pub leave: Arc<tokio::sync::Notify>,
+    /// Rung by `POST /v1/admin/forget-down`: the majority base becomes the
+    /// live count.
+    pub forget: Arc<tokio::sync::Notify>,
     /// Injected network faults; set by `POST /v1/admin/faults` (feature
     /// `fault-injection` only).
     pub faults: Arc<crate::faults::Faults>,
@@ -51,6 +54,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
+        .route("/v1/admin/forget-down", post(post_forget_down))
         .route("/v1/admin/faults", post(post_faults))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -374,6 +378,37 @@ async fn post_leave(State(app): State<AppState>) -> Response {
     (
         StatusCode::ACCEPTED,
         Json(json!({"leaving": app.ingress.cluster().local.name.as_str()})),
+    )
+        .into_response()
+}
+
+/// The operator says the members this node sees down are gone for good: its
+/// majority base becomes the members it sees live (to shrink a cluster after
+/// failures; call it on every remaining node). Answers with the new base.
+async fn post_forget_down(State(app): State<AppState>) -> Response {
+    let mut cluster = app.ingress.watch_cluster();
+    let live = cluster.borrow().live_count();
+    app.forget.notify_one();
+    // The driver applies it between two datagrams; wait for it, bounded.
+    let applied = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        cluster.wait_for(|state| state.stable_members == state.live_count()),
+    )
+    .await
+    .is_ok_and(|seen| seen.is_ok());
+    let state = app.ingress.cluster();
+    let status = if applied {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "stable_members": state.stable_members,
+            "live_when_asked": live,
+            "quorum": state.has_quorum(),
+        })),
     )
         .into_response()
 }

@@ -135,9 +135,11 @@ impl NodeBuilder {
             })?,
             None => None,
         };
+        let forget = Arc::new(tokio::sync::Notify::new());
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
+                forget: forget.clone(),
                 faults: faults.clone(),
                 identity: identity.clone(),
                 membership: config.membership().with_seed(random_seed()),
@@ -256,6 +258,7 @@ impl NodeBuilder {
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),
                 leave: leave.clone(),
+                forget,
                 faults: faults.clone(),
             },
             config.max_body_bytes,

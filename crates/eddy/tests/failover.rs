@@ -263,7 +263,7 @@ fn a_graceful_leave_under_load_shows_clients_no_error() {
 #[test]
 fn a_node_that_sees_no_majority_stops_acknowledging() {
     let nodes = start_cluster(3);
-    // Let the three-node membership become the stable base of the majority.
+    // Three members live: the majority base is three at once.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !get(&nodes[0].url("/metrics"))
         .1
@@ -275,7 +275,6 @@ fn a_node_that_sees_no_majority_stops_acknowledging() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(7));
     let mut sender = Sender::new();
     let keys: Vec<String> = (0..12).map(|i| format!("acct-{i}")).collect();
     sender.send(&[&nodes[0]], &keys);
@@ -744,4 +743,48 @@ fn a_node_restarted_alone_waits_for_a_majority_of_its_remembered_membership() {
     sender.check(&nodes[2]);
     drop(nodes);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn failures_never_lower_the_majority_base_only_the_operator_does() {
+    let mut nodes = start_cluster(3);
+    wait_for_owners(&nodes.iter().collect::<Vec<_>>(), 3);
+    let base =
+        |node: &NodeProcess| json(&get(&node.url("/v1/cluster")).1)["stable_members"].clone();
+    assert_eq!(base(&nodes[0]), 3);
+    let mut sender = Sender::new();
+    let keys: Vec<String> = (0..12).map(|i| format!("acct-{i}")).collect();
+    sender.send(&[&nodes[0]], &keys);
+    // node-3 dies; the two others carry on with two of three. A base that
+    // followed the failure detector would be two after a few seconds: then
+    // two nodes cut off from three others could both be "majorities".
+    nodes[2].kill();
+    wait_for_owners(&[&nodes[0], &nodes[1]], 2);
+    sender.send(&[&nodes[0], &nodes[1]], &keys);
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(base(&nodes[0]), 3, "a failure does not lower the base");
+    assert_eq!(base(&nodes[1]), 3);
+    // node-2 dies too: node-1 alone is no majority of three.
+    nodes[1].kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = try_post(&nodes[0].url("/v1/events"), &tx("probe", 1.0, "FR"));
+        if status == 503 && body.contains("no majority") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-1 kept acknowledging: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The operator says the dead are gone: node-1 serves alone, with every
+    // acknowledged event.
+    let (status, body, _) = try_post(&nodes[0].url("/v1/admin/forget-down"), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["stable_members"], 1, "{body}");
+    wait_for_owners(&[&nodes[0]], 1);
+    sender.check(&nodes[0]);
+    sender.send(&[&nodes[0]], &keys);
+    sender.check(&nodes[0]);
 }
