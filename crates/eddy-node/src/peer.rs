@@ -36,6 +36,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a forwarded request may take; beyond it the caller gets 503 and
 /// retries (with producer ids to stay exactly-once).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a takeover waits for a survey's answer. Short: an unanswered
+/// survey only retries the takeover (500 ms later), while a member cut off
+/// by a real partition (packets dropped, the connection silent) would hold
+/// every takeover for the full call timeout (found running eddy-chaos over
+/// network namespaces: 10 s waits the fault hook, which fails at once, hid).
+const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An answer on the peer link, as the pipelined connection needs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,13 +308,22 @@ impl PeerLinks {
         peer: &NodeIdentity,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
     ) -> Result<PeerResponse, PeerError> {
+        self.call_within(peer, CALL_TIMEOUT, encode).await
+    }
+
+    async fn call_within(
+        &self,
+        peer: &NodeIdentity,
+        timeout: Duration,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+    ) -> Result<PeerResponse, PeerError> {
         let link = self.link(peer).await?;
         let no_answer = |reason: String| PeerError::NoAnswer {
             node: peer.name.clone(),
             reason,
         };
         let call = link.call(encode);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
                 node: peer.name.clone(),
                 failure,
@@ -316,7 +331,7 @@ impl PeerLinks {
             Ok(Ok(PeerAnswer(answer))) => Ok(answer),
             Ok(Err(ClientError::Closed)) => Err(no_answer("connection closed".into())),
             Ok(Err(err)) => Err(no_answer(err.to_string())),
-            Err(_) => Err(no_answer(format!("no answer within {CALL_TIMEOUT:?}"))),
+            Err(_) => Err(no_answer(format!("no answer within {timeout:?}"))),
         }
     }
 
@@ -388,7 +403,7 @@ impl PeerLinks {
         claims: Vec<u64>,
     ) -> Result<Surveyed, PeerError> {
         let answer = self
-            .call(peer, |request_id, frame| {
+            .call_within(peer, SURVEY_TIMEOUT, |request_id, frame| {
                 encode_frame(
                     &PeerRequest::Survey {
                         request_id,
