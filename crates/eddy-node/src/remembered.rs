@@ -7,7 +7,8 @@
 //! partition over from its own disk copies, and its writes could later win
 //! over the other nodes' newer copies (found by eddy-chaos). Remembering the
 //! membership makes it wait for a majority of it instead. To shrink a
-//! cluster for good while nodes are down, delete the file on the survivors.
+//! cluster for good while nodes are down, call `POST /v1/admin/forget-down`
+//! on the survivors (or delete the file before starting them).
 
 use std::path::{Path, PathBuf};
 
