@@ -57,7 +57,7 @@ impl ClusterState {
     }
 
     /// Keep-majority (DESIGN §6): whether this node sees more than half of
-    /// the last stable membership. A node that does not stops acknowledging
+    /// its majority base. A node that does not stops acknowledging
     /// writes, so the minority side of a network split cannot accept writes
     /// the majority side will never see.
     pub fn sees_majority(&self) -> bool {
@@ -79,7 +79,7 @@ impl ClusterState {
     pub fn no_quorum_reason(&self) -> Option<String> {
         if !self.sees_majority() {
             return Some(format!(
-                "this node sees {} of the last stable {} members, no majority",
+                "this node sees {} of the {} members of its majority base, no majority",
                 self.live_count(),
                 self.stable_members
             ));
@@ -87,7 +87,7 @@ impl ClusterState {
         let table = self.placement.table().nodes().len();
         (!self.has_quorum()).then(|| {
             format!(
-                "this node's partition table holds {table} of the last stable {} members (computed while it saw no majority); it is being recomputed",
+                "this node's partition table holds {table} of the {} members of its majority base (computed while it saw no majority); it is being recomputed",
                 self.stable_members
             )
         })
@@ -145,7 +145,7 @@ pub struct DriverConfig {
     pub settle: Duration,
     /// Injected network faults (chaos testing).
     pub faults: Arc<crate::faults::Faults>,
-    /// Where the stable membership is remembered (with `data_dir`).
+    /// Where the majority base is remembered (with `data_dir`).
     pub remember: Option<MembershipFile>,
     /// What was remembered there at start.
     pub remembered: Option<Remembered>,
@@ -215,11 +215,12 @@ impl Cluster {
                 .map_or(1, |r| r.stable_members.max(1)),
             quorum_regained: 0,
         };
+        metrics::gauge!("eddy_majority_base").set(state.stable_members as f64);
         if let Some(remembered) = &config.remembered {
             tracing::info!(
                 stable_members = remembered.stable_members,
                 members = ?remembered.members,
-                "remembered the last stable membership; serving once a majority of it is back"
+                "remembered a majority base; serving once a majority of it is back"
             );
         }
         let (publish, state_rx) = watch::channel(Arc::new(state));
@@ -285,7 +286,7 @@ struct Driver {
     forget: Arc<tokio::sync::Notify>,
     /// Whether the last published state had a quorum.
     had_quorum: bool,
-    /// Where a new stable membership is written.
+    /// Where a new majority base is written.
     remember: Option<MembershipFile>,
 }
 
@@ -423,25 +424,6 @@ impl Driver {
         }
     }
 
-    /// Raises the majority base to the live count when more members are
-    /// live than ever (at once: a node cut off right after the cluster
-    /// formed must not count against a base of one). It never falls on
-    /// failures: nodes the failure detector calls down may be alive on the
-    /// other side of a partition, and a base lowered to a majority of the
-    /// rest let both sides of a 2/3 split of five nodes acknowledge writes
-    /// (found by eddy-chaos `split-brain`: 12,183 acknowledged events lost).
-    /// Only the operator lowers it ([`Self::forget_down`]).
-    fn grow_base(&mut self) {
-        let live = self.publish.borrow().live_count();
-        if live > self.publish.borrow().stable_members {
-            tracing::info!(
-                members = live,
-                "more members live than ever; majority base raised"
-            );
-            self.set_base(live);
-        }
-    }
-
     /// `POST /v1/admin/forget-down`: the operator says the members down now
     /// are gone for good; the base becomes the live count.
     fn forget_down(&mut self) {
@@ -450,38 +432,48 @@ impl Driver {
             members = live,
             "members down forgotten by the operator; majority base set to the live count"
         );
-        self.set_base(live);
+        self.publish_change(|state| state.stable_members = live);
+        self.remember_base(live);
     }
 
-    fn set_base(&mut self, members: usize) {
-        self.publish
-            .send_modify(|state| Arc::make_mut(state).stable_members = members);
-        if let Some(file) = &self.remember {
-            let remembered = Remembered {
-                stable_members: members,
-                members: self
-                    .membership
-                    .view()
-                    .live_nodes()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            };
-            if let Err(err) = file.save(&remembered) {
-                tracing::error!(%err, "cannot remember the majority base");
-            }
+    /// Records a new majority base: the gauge, and `membership.json` with
+    /// `data_dir`. (A small synchronous write, only when the base moves.)
+    fn remember_base(&self, members: usize) {
+        metrics::gauge!("eddy_majority_base").set(members as f64);
+        let Some(file) = &self.remember else {
+            return;
+        };
+        let remembered = Remembered {
+            stable_members: members,
+            members: self
+                .membership
+                .view()
+                .live_nodes()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        if let Err(err) = file.save(&remembered) {
+            tracing::error!(%err, "cannot remember the majority base");
         }
-        self.track_quorum();
     }
 
-    /// Counts regained quorums (see [`ClusterState::quorum_regained`]);
-    /// called after every change of the published state.
-    fn track_quorum(&mut self) {
-        let quorum = self.publish.borrow().has_quorum();
-        if quorum && !self.had_quorum {
+    /// Publishes a change of the state, counting a regained quorum (see
+    /// [`ClusterState::quorum_regained`]) in the same publication: no
+    /// reader may see the quorum back without the count moved.
+    fn publish_change(&mut self, change: impl FnOnce(&mut ClusterState)) {
+        let had = self.had_quorum;
+        let mut quorum = had;
+        self.publish.send_modify(|state| {
+            let state = Arc::make_mut(state);
+            change(state);
+            quorum = state.has_quorum();
+            if quorum && !had {
+                state.quorum_regained += 1;
+            }
+        });
+        if quorum && !had {
             tracing::info!("this node has a quorum again");
-            self.publish
-                .send_modify(|state| Arc::make_mut(state).quorum_regained += 1);
         }
         self.had_quorum = quorum;
     }
@@ -492,25 +484,44 @@ impl Driver {
         let members: Vec<MemberEntry> = view.iter().cloned().collect();
         let version = view.version();
         let local = self.membership.identity().clone();
-        self.publish.send_modify(|state| {
-            let state = Arc::make_mut(state);
+        // The base rises with the live count in the same publication: when
+        // more members are live than ever, at once (a node cut off right
+        // after the cluster formed must not count against a base of one).
+        // It never falls on failures: members the detector calls down may
+        // be alive on the other side of a split, and a base lowered to a
+        // majority of the rest let both sides of a 2/3 split of five nodes
+        // acknowledge (found by eddy-chaos `split-brain`: 12,183
+        // acknowledged events lost). Only the operator lowers it
+        // ([`Self::forget_down`]).
+        let mut grown = None;
+        self.publish_change(|state| {
             state.members = members;
             state.view_version = version;
             state.local = local;
+            let live = state.live_count();
+            if live > state.stable_members {
+                state.stable_members = live;
+                grown = Some(live);
+            }
         });
+        if let Some(live) = grown {
+            tracing::info!(
+                members = live,
+                "more members live than ever; majority base raised"
+            );
+            self.remember_base(live);
+        }
         let after = self.publish.borrow().live_count();
-        self.grow_base();
         if after != before {
             let state = self.publish.borrow().clone();
             if !state.sees_majority() {
                 tracing::error!(
                     live = after,
                     stable = state.stable_members,
-                    "this node sees no majority of the last stable membership; it stops acknowledging writes"
+                    "this node sees no majority of its majority base; it stops acknowledging writes"
                 );
             }
         }
-        self.track_quorum();
     }
 
     fn recompute(&mut self) {
@@ -542,8 +553,7 @@ impl Driver {
                 .filter(|m| m.status == MemberStatus::Up)
                 .count() as f64,
         );
-        self.publish.send_replace(Arc::new(next));
-        self.track_quorum();
+        self.publish_change(|state| *state = next);
     }
 }
 

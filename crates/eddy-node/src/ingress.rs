@@ -686,47 +686,56 @@ impl Ingress {
     pub async fn copies(&self) -> Vec<(Held, &'static str)> {
         self.ask_workers(|_, reply| Some(WorkerMsg::Copies { reply }))
             .await
+            .0
     }
 
     /// Copies of `partitions` this node holds; with `claims` (one epoch per
     /// partition) also the promise to refuse anything older for each
     /// (the claims refused come back with the epoch that refused them).
+    /// `Err` if a worker did not answer: its copies are unknown and it made
+    /// no promise, so the answer must not count as a survey.
     pub(crate) async fn survey(
         &self,
         partitions: &[PartitionId],
         claims: &[u64],
-    ) -> crate::peer::Surveyed {
+    ) -> Result<crate::peer::Surveyed, String> {
         let workers = self.inner.worker_names.len();
         let mut groups: Vec<Vec<(PartitionId, Option<Epoch>)>> = vec![Vec::new(); workers];
         for (i, &partition) in partitions.iter().enumerate() {
             let claim = claims.get(i).map(|&e| Epoch(e));
             groups[self.worker_of(partition)].push((partition, claim));
         }
-        let answers: Vec<Result<Held, (u32, u64)>> = self
+        let (answers, complete) = self
             .ask_workers(|worker, reply| {
                 let partitions = std::mem::take(&mut groups[worker]);
                 (!partitions.is_empty()).then_some(WorkerMsg::Survey { partitions, reply })
             })
             .await;
+        if !complete {
+            return Err("a partition worker did not answer the survey".into());
+        }
         let mut held = Vec::new();
         let mut refused = Vec::new();
         for answer in answers {
+            let answer: Result<Held, (u32, u64)> = answer;
             match answer {
                 Ok(h) => held.push(h),
                 Err(r) => refused.push(r),
             }
         }
-        (held, refused)
+        Ok((held, refused))
     }
 
     /// Sends each worker the message `ask` builds around a reply channel
-    /// (`None`: that worker is not asked) and gathers the answers; a worker
-    /// that is not running or drops the reply answers nothing.
+    /// (`None`: that worker is not asked) and gathers the answers, and
+    /// whether every worker asked answered (one not running, or dropping
+    /// the reply, answers nothing).
     async fn ask_workers<T>(
         &self,
         mut ask: impl FnMut(usize, oneshot::Sender<Vec<T>>) -> Option<WorkerMsg>,
-    ) -> Vec<T> {
+    ) -> (Vec<T>, bool) {
         let mut answers = Vec::new();
+        let mut complete = true;
         for worker in 0..self.inner.worker_names.len() {
             let (reply, answer) = oneshot::channel();
             let Some(message) = ask(worker, reply) else {
@@ -737,13 +746,18 @@ impl Ingress {
                 .is_ok_and(|actor| actor.cast(message).is_ok())
             {
                 answers.push(answer);
+            } else {
+                complete = false;
             }
         }
-        join_all(answers)
-            .await
-            .into_iter()
-            .flat_map(Result::unwrap_or_default)
-            .collect()
+        let mut gathered = Vec::new();
+        for answer in join_all(answers).await {
+            match answer {
+                Ok(mut part) => gathered.append(&mut part),
+                Err(_) => complete = false,
+            }
+        }
+        (gathered, complete)
     }
 
     /// Hands `partition` over to `to` at `epoch`; resolves when `to` installed it.
@@ -780,6 +794,7 @@ impl Ingress {
     pub(crate) async fn incoming(&self) -> Vec<PartitionId> {
         self.ask_workers(|_, reply| Some(WorkerMsg::Incoming { reply }))
             .await
+            .0
     }
 
     /// Tells every worker the table changed.

@@ -85,6 +85,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Alerts published, by kind",
     ),
     (
+        "eddy_alerts_dropped_total",
+        Kind::Counter,
+        "",
+        "Timer alerts not published because their firing was not confirmed by every backup",
+    ),
+    (
         "eddy_overload_rejections_total",
         Kind::Counter,
         "",
@@ -203,6 +209,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         Kind::Gauge,
         "",
         "Partitions the table gives this node that it does not serve yet",
+    ),
+    (
+        "eddy_majority_base",
+        Kind::Gauge,
+        "",
+        "The majority base: the most members this node has seen live at once (lowered only by forget-down)",
     ),
     (
         "eddy_cluster_members_up",

@@ -131,7 +131,9 @@ impl NodeBuilder {
         // the majority against this node alone (see `remembered`).
         let remembered = match &remember {
             Some(file) => file.load().map_err(|err| {
-                NodeError::Storage(format!("{err}; delete it to forget the membership"))
+                NodeError::Storage(format!(
+                    "{err}; restore it, or write {{\"stable_members\": N, \"members\": []}} with N the cluster's size"
+                ))
             })?,
             None => None,
         };

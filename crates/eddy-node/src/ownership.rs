@@ -89,8 +89,11 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut waiting: Vec<(PartitionId, u32)> = Vec::new();
     let mut serving = false;
     let mut timing = TakeoverTiming::default();
-    let mut regained = changes.borrow().quorum_regained;
-    // Set when this node came back; until it sees the whole last stable
+    // From 0, not the count now: a node restarted with a remembered base
+    // lost and regained its quorum while it was joining, and must regather
+    // before its first takeover too.
+    let mut regained = 0;
+    // Set when this node came back; until it sees its whole majority base
     // membership (or the join timeout passes) it takes nothing over: a
     // survey of a partial view can miss the newest copy.
     let mut regathering: Option<Instant> = None;
@@ -140,7 +143,7 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             }
         }
         // Whole again once the view *and the table computed from it* hold
-        // the last stable membership (the table lags the view by settle_ms).
+        // the majority base (the table lags the view by settle_ms).
         if let Some(since) = regathering
             && ((current.live_count() >= current.stable_members
                 && current.placement.table().nodes().len() >= current.stable_members)
@@ -261,7 +264,10 @@ async fn take_over(
     // The epoch of each takeover is chosen first, above everything known
     // here; the survey asks every member to promise it (docs/PROTOCOL.md:
     // a survey fences).
-    let (own, _) = args.ingress.survey(&asked, &[]).await;
+    let Ok((own, _)) = args.ingress.survey(&asked, &[]).await else {
+        // A local worker is restarting: its copies are unknown.
+        return (waiting, 0);
+    };
     let own: BTreeMap<u32, u64> = own.into_iter().map(|h| (h.partition, h.epoch)).collect();
     let claims: Vec<u64> = asked
         .iter()
@@ -271,7 +277,9 @@ async fn take_over(
             copy.max(known).max(cluster.placement.epoch(*p).0) + 1
         })
         .collect();
-    let (local, mut refused) = args.ingress.survey(&asked, &claims).await;
+    let Ok((local, mut refused)) = args.ingress.survey(&asked, &claims).await else {
+        return (waiting, 0);
+    };
     let surveys = join_all(others.iter().map(|peer| {
         let (ids, claims) = (ids.clone(), claims.clone());
         async move { (peer, args.links.survey(peer, ids, claims).await) }
@@ -389,19 +397,20 @@ async fn take_one(
         .max_by_key(|c| (c.last_epoch, c.last_seq, c.holder.is_none()));
     // The epoch every surveyed member promised (nobody refused it).
     let epoch = Epoch(claim);
+    if unsure {
+        // A member that did not answer may hold a better copy than any that
+        // answered, local or not (it also made no promise).
+        if report_due(round) {
+            tracing::error!(
+                partition = partition.0,
+                round,
+                "a live member does not answer the takeover survey; the partition waits for it (or for it to be declared down)"
+            );
+        }
+        return Taken::NotYet;
+    }
     match best.and_then(|c| c.holder.as_ref()) {
         None => {
-            if unsure {
-                // A member that did not answer may hold a better copy.
-                if report_due(round) {
-                    tracing::error!(
-                        partition = partition.0,
-                        round,
-                        "a live member does not answer the takeover survey; the partition waits for it (or for it to be declared down)"
-                    );
-                }
-                return Taken::NotYet;
-            }
             args.ingress.take(partition, epoch);
             Taken::Locally
         }

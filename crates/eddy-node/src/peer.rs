@@ -677,11 +677,16 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
             claims,
         } => {
             let asked: Vec<PartitionId> = partitions.into_iter().map(PartitionId).collect();
-            let (held, refused) = ingress.survey(&asked, &claims).await;
-            PeerResponse::Surveyed {
-                request_id,
-                held,
-                refused,
+            match ingress.survey(&asked, &claims).await {
+                Ok((held, refused)) => PeerResponse::Surveyed {
+                    request_id,
+                    held,
+                    refused,
+                },
+                Err(reason) => PeerResponse::Failed {
+                    request_id,
+                    failure: PeerFailure::Unavailable(reason),
+                },
             }
         }
         PeerRequest::Pull {

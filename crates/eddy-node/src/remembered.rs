@@ -1,14 +1,15 @@
-//! The last stable membership, remembered in `data_dir` (`membership.json`).
+//! The majority base, remembered in `data_dir` (`membership.json`).
 //!
-//! The keep-majority rule counts against the last membership that held
-//! still. A process starts knowing none and would count against itself: a
-//! node of a three-node cluster restarted alone after a whole-cluster stop
-//! formed a cluster of one once `join_timeout_ms` passed, took every
-//! partition over from its own disk copies, and its writes could later win
-//! over the other nodes' newer copies (found by eddy-chaos). Remembering the
-//! membership makes it wait for a majority of it instead. To shrink a
-//! cluster for good while nodes are down, call `POST /v1/admin/forget-down`
-//! on the survivors (or delete the file before starting them).
+//! The keep-majority rule counts against the most members a node has seen
+//! live at once. A process starts knowing none and would count against
+//! itself: a node of a three-node cluster restarted alone after a
+//! whole-cluster stop formed a cluster of one once `join_timeout_ms`
+//! passed, took every partition over from its own disk copies, and its
+//! writes could later win over the other nodes' newer copies (found by
+//! eddy-chaos). Remembering the base makes it wait for a majority of it
+//! instead. To shrink a cluster for good while nodes are down, call
+//! `POST /v1/admin/forget-down` on the survivors. Deleting the file is not
+//! the way: it resets the base to one, the hazard above.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ pub const FILE: &str = "membership.json";
 /// What is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remembered {
-    /// Live members of the last stable membership (the majority base).
+    /// The majority base: the most members seen live at once.
     pub stable_members: usize,
     /// Their names, for the operator reading the file.
     pub members: Vec<String>,
@@ -82,21 +83,29 @@ impl MembershipFile {
             })
     }
 
-    /// Remembers `remembered`: written aside and renamed, so a crash leaves
-    /// the old file or the new one.
+    /// Remembers `remembered`: written aside, synced and renamed (and the
+    /// directory synced), so a crash or power loss leaves the old file or
+    /// the new one, never an empty one. On error the old file stays.
     pub fn save(&self, remembered: &Remembered) -> Result<(), RememberError> {
+        use std::io::Write;
         let io = |source| RememberError::Io {
             path: self.path.clone(),
             source,
         };
         let aside = self.path.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(remembered).map_err(|source| RememberError::Malformed {
-                path: self.path.clone(),
-                source,
-            })?;
-        std::fs::write(&aside, bytes).map_err(io)?;
-        std::fs::rename(&aside, &self.path).map_err(io)
+        // A struct of a number and strings always serializes; an error here
+        // would be serde_json's, reported as such.
+        let bytes = serde_json::to_vec_pretty(remembered).map_err(|e| io(e.into()))?;
+        let mut file = std::fs::File::create(&aside).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&aside, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 }
 

@@ -274,6 +274,11 @@ impl WorkerState {
         }
     }
 
+    /// The node's count of regained quorums now (see [`Slot::taken_at`]).
+    fn regained(&self) -> u64 {
+        self.args.cluster.borrow().quorum_regained
+    }
+
     fn fresh(&self, id: PartitionId) -> Partition {
         Partition::new(
             self.args.registry.clone(),
@@ -296,8 +301,13 @@ impl WorkerState {
         let mut counts = Counts::default();
         let mut touched: Vec<(PartitionId, Vec<u8>)> = Vec::new();
         let mut out = std::mem::take(&mut self.out);
+        let regained = self.regained();
         for (index, partition, event) in events {
-            let Some(owned) = self.slot(partition).as_mut().and_then(Slot::owned) else {
+            let Some(owned) = self
+                .slot(partition)
+                .as_mut()
+                .and_then(|s| s.owned(regained))
+            else {
                 applied.returned.push((index, event));
                 continue;
             };
@@ -508,6 +518,15 @@ impl WorkerState {
     /// table still names us, it becomes `Incoming`, so the ownership task
     /// takes it back properly (survey, pull) once the tables agree.
     fn deposed(&mut self, partition: PartitionId) {
+        self.stand_down(
+            partition,
+            "another node owns the partition at a newer epoch; stopped serving it",
+        );
+    }
+
+    /// Stops serving `partition` (if this node does), saying `why`; it
+    /// becomes `Incoming` if the table names us owner, else `Backup`.
+    fn stand_down(&mut self, partition: PartitionId, why: &'static str) {
         let cluster = self.args.cluster.borrow().clone();
         let ours = cluster
             .placement
@@ -517,10 +536,7 @@ impl WorkerState {
         if let Some(slot) = self.slot(partition).as_mut()
             && slot.role == Role::Owner
         {
-            tracing::warn!(
-                partition = partition.0,
-                "another node owns the partition at a newer epoch; stopped serving it"
-            );
+            tracing::warn!(partition = partition.0, why);
             slot.role = if ours { Role::Incoming } else { Role::Backup };
         }
     }
@@ -643,6 +659,7 @@ impl WorkerState {
         last: bool,
     ) -> Replicated {
         metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
+        let regained = self.regained();
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
         let slot = self
@@ -704,7 +721,7 @@ impl WorkerState {
                 "partition handed over; now its owner"
             );
             metrics::counter!("eddy_handoffs_received_total").increment(1);
-            slot.promote(restored, epoch);
+            slot.promote(restored, epoch, regained);
         } else {
             if slot.role == Role::Owner {
                 // Said out loud: the chaos harness's remaining losses
@@ -727,6 +744,7 @@ impl WorkerState {
 
     fn take(&mut self, partition: PartitionId, epoch: Epoch) {
         let fresh = self.fresh(partition);
+        let regained = self.regained();
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Incoming));
@@ -742,7 +760,7 @@ impl WorkerState {
         if had_copy {
             metrics::counter!("eddy_promotions_total").increment(1);
         }
-        slot.promote(copy, epoch);
+        slot.promote(copy, epoch, regained);
     }
 
     async fn pull(
@@ -788,8 +806,9 @@ impl WorkerState {
         partition: PartitionId,
         resync: &[NodeId],
     ) -> Option<Vec<ReplicaAck>> {
+        let regained = self.regained();
         let slot = self.slot(partition).as_mut()?;
-        slot.owned()?;
+        slot.owned(regained)?;
         slot.synced.retain(|(b, _)| !resync.contains(b));
         Some(self.ship(partition, &[]).await)
     }
@@ -812,6 +831,8 @@ impl WorkerState {
             self.checked_at = now;
         }
         let mut checked: Vec<(PartitionId, Vec<u8>)> = Vec::new();
+        let regained = self.regained();
+        let mut stale = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(held) = slot.as_mut() else {
                 continue;
@@ -827,11 +848,14 @@ impl WorkerState {
             if held.wal_bytes > crate::storage::COMPACT_AFTER_BYTES {
                 compact.push(PartitionId(index as u32));
             }
-            let role = held.role;
+            if held.stale_owner(regained) {
+                stale.push(PartitionId(index as u32));
+            }
+            let serving = held.owned(regained).is_some();
             let Some(partition) = held.partition.as_mut() else {
                 continue;
             };
-            if role == Role::Owner {
+            if serving {
                 fired += partition.tick(now_ts, &mut out);
                 if !out.log.is_empty() {
                     fired_in.push((partition.id(), out.log.as_bytes().to_vec()));
@@ -849,6 +873,12 @@ impl WorkerState {
         }
         let alerts = std::mem::take(&mut out.alerts);
         self.out = out;
+        for partition in stale {
+            self.stand_down(
+                partition,
+                "served since before this node last lost its quorum; stopped serving until it is taken over again",
+            );
+        }
         if let Some(storage) = self.args.storage.clone() {
             for partition in retired {
                 if let Err(err) = storage.remove(partition) {
@@ -871,8 +901,11 @@ impl WorkerState {
             let hub = self.args.alerts.clone();
             let wait = self.args.wait_for_backups;
             // Timer alerts, like event alerts, are published once the
-            // firing is on every backup.
+            // firing is on every backup, and dropped if it is not (as a
+            // failed write's are): its partition may yet be taken over
+            // without it, and the new owner fires the timer again.
             tokio::spawn(async move {
+                let mut unconfirmed = std::collections::BTreeSet::new();
                 if wait || check {
                     for ack in acks {
                         for (partition, failure) in crate::ingress::settle_ack(ack).await {
@@ -880,10 +913,15 @@ impl WorkerState {
                                 let _ = myself.cast(WorkerMsg::Deposed { partition });
                             }
                             tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
+                            unconfirmed.insert(partition);
                         }
                     }
                 }
                 for alert in alerts {
+                    if wait && unconfirmed.contains(&alert.partition) {
+                        metrics::counter!("eddy_alerts_dropped_total").increment(1);
+                        continue;
+                    }
                     hub.publish(alert);
                 }
             });
@@ -989,8 +1027,9 @@ impl Actor for Worker {
                 key,
                 reply,
             } => {
+                let regained = state.regained();
                 let result = match state.slot(partition).as_mut() {
-                    Some(slot) => match slot.owned() {
+                    Some(slot) => match slot.owned(regained) {
                         Some(p) => p.state_json(kind, &key).map_err(|e| e.to_string()),
                         None => Err("this node does not serve the partition right now".into()),
                     },
