@@ -696,7 +696,7 @@ fn a_node_restarted_alone_waits_for_a_majority_of_its_remembered_membership() {
     for _ in 0..5 {
         sender.send(&nodes.iter().collect::<Vec<_>>(), &keys);
     }
-    // The membership is remembered once it held still (5 s).
+    // The majority base (three) is remembered as soon as all three are up.
     let file = root.join("node-1").join("membership.json");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
