@@ -32,6 +32,9 @@ use crate::view::{Applied, MemberStatus, MembershipView};
 
 /// Most seeds [`Membership::join`] accepts; a cluster needs a handful.
 pub const MAX_SEEDS: usize = 64;
+/// Members (besides the seeds) a node that is not connected announces to
+/// each `join_retry_ms`.
+pub const MAX_ANNOUNCE_MEMBERS: usize = 8;
 
 /// A timer to hand back through [`Membership::handle_timer`]. Opaque to the
 /// shell: it only stores and orders it.
@@ -183,6 +186,8 @@ pub struct Membership {
     /// Whether foca is connected (`Active`, not since `Idle` or a rejoin):
     /// only then does it probe and announce by itself.
     connected: bool,
+    /// Set by [`Membership::leave`]: no more announces.
+    left: bool,
 }
 
 impl Membership {
@@ -213,6 +218,7 @@ impl Membership {
             join_retry_ms: u64::from(config.join_retry_ms.get()),
             retry_scheduled: false,
             connected: false,
+            left: false,
         })
     }
 
@@ -262,6 +268,7 @@ impl Membership {
     /// machine afterwards.
     pub fn leave(&mut self, now: Timestamp) -> Result<(), MembershipError> {
         self.seeds.clear();
+        self.left = true;
         let result = self.foca.leave_cluster(&mut self.outbox);
         self.after_call(now, false);
         result.map_err(MembershipError::Foca)
@@ -305,7 +312,7 @@ impl Membership {
             MembershipTimer::Foca(timer) => timer,
             MembershipTimer::RetryJoin => {
                 self.retry_scheduled = false;
-                if self.connected {
+                if self.connected || self.left {
                     return Ok(());
                 }
                 let result = self.announce_to_seeds();
@@ -321,12 +328,18 @@ impl Membership {
         result.map_err(MembershipError::Foca)
     }
 
-    /// Announces to the seeds and to every member foca still lists (after a
-    /// rejoin they are the likeliest to answer).
+    /// Announces to the seeds and to up to [`MAX_ANNOUNCE_MEMBERS`] members
+    /// foca still lists (after a rejoin they are the likeliest to answer);
+    /// bounded, as every answer is a feed of the whole membership.
     fn announce_to_seeds(&mut self) -> Result<(), MembershipError> {
         let mut first_error = None;
         let mut targets = self.seeds.clone();
-        targets.extend(self.foca.iter_members().map(|m| m.id().gossip_addr));
+        targets.extend(
+            self.foca
+                .iter_members()
+                .take(MAX_ANNOUNCE_MEMBERS)
+                .map(|m| m.id().gossip_addr),
+        );
         targets.sort_unstable();
         targets.dedup();
         for seed in &targets {
