@@ -193,16 +193,60 @@ fn signal(pid: u32, sig: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Ports handed out start here and stay below the kernel's ephemeral range
+/// (32768 and up by default). A port from `bind(0)` is an ephemeral one,
+/// which the workload's own outgoing connections can take before the node
+/// binds it, or while a killed node is down before its restart (found: a
+/// five-node run failed with "Address already in use" at start).
+const FIRST_PORT: u16 = 20_000;
+/// Size of the range ports are drawn from.
+const PORT_RANGE: u16 = 12_000;
+
+/// A port of `ip` free for TCP (`udp` false) or UDP now, below the
+/// ephemeral range, and never handed out before by this process (nodes of
+/// one run keep theirs for restarts); processes draw from different places
+/// of the range.
+fn free_port(ip: IpAddr, udp: bool) -> Result<SocketAddr, ClusterError> {
+    static DRAWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    let drawn = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(drawn.wrapping_mul(97)))
+        % u32::from(PORT_RANGE);
+    let mut last = None;
+    for offset in 0..u32::from(PORT_RANGE) {
+        // Below PORT_RANGE, so it fits a u16.
+        let port = FIRST_PORT + ((start + offset) % u32::from(PORT_RANGE)) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let bound = if udp {
+            UdpSocket::bind((ip, port)).map(drop)
+        } else {
+            TcpListener::bind((ip, port)).map(drop)
+        };
+        match bound {
+            Ok(()) => {
+                handed_out.insert(port);
+                return Ok(SocketAddr::new(ip, port));
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(ClusterError::Ports(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port")
+    })))
+}
+
 fn free_tcp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map_err(ClusterError::Ports)
+    free_port(ip, false)
 }
 
 fn free_udp(ip: IpAddr) -> Result<SocketAddr, ClusterError> {
-    UdpSocket::bind((ip, 0))
-        .and_then(|s| s.local_addr())
-        .map_err(ClusterError::Ports)
+    free_port(ip, true)
 }
 
 /// The nodes of one run.
