@@ -287,6 +287,13 @@ fn lossy_network_still_converges() {
     }
 }
 
+/// Runs until every view agrees (at most 60 s); how long that took.
+fn ms_to_converge(sim: &mut Simulation) -> Option<u64> {
+    let from = sim.now().0;
+    sim.run_until_true(Timestamp(from + 60_000), Simulation::converged)
+        .map(|at| at.0 - from)
+}
+
 #[test]
 fn a_flaky_spell_heals_within_seconds_even_when_rejoins_are_lost() {
     // Heavy loss makes members declare each other down; each then rejoins
@@ -302,9 +309,7 @@ fn a_flaky_spell_heals_within_seconds_even_when_rejoins_are_lost() {
         sim.set_loss_ppm(400_000);
         sim.run_until(Timestamp(start + 20_000));
         sim.set_loss_ppm(0);
-        let healed = sim.now().0;
-        let at = sim.run_until_true(Timestamp(healed + 60_000), Simulation::converged);
-        let took = at.map(|t| t.0 - healed);
+        let took = ms_to_converge(&mut sim);
         assert!(
             took.is_some_and(|ms| ms <= 5_000),
             "seed {seed}: converged {took:?} ms after the loss stopped"
@@ -325,9 +330,7 @@ fn both_sides_of_a_healed_split_find_each_other_within_seconds() {
         sim.run_until(Timestamp(start + 8_000));
         assert!(!sim.converged(), "seed {seed}: the split was felt");
         sim.split(&[]);
-        let healed = sim.now().0;
-        let at = sim.run_until_true(Timestamp(healed + 60_000), Simulation::converged);
-        let took = at.map(|t| t.0 - healed);
+        let took = ms_to_converge(&mut sim);
         assert!(
             took.is_some_and(|ms| ms <= 8_000),
             "seed {seed}: converged {took:?} ms after the split healed"
