@@ -151,6 +151,8 @@ pub struct DriverConfig {
     pub remembered: Option<Remembered>,
     /// Rung when the operator lowers the majority base to the live count.
     pub forget: Arc<tokio::sync::Notify>,
+    /// The majority base when nothing is remembered (`bootstrap_expect`).
+    pub bootstrap_expect: usize,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -207,12 +209,14 @@ impl Cluster {
             members: membership.view().iter().cloned().collect(),
             view_version: membership.view().version(),
             placement,
-            // A restarted node counts the majority against the membership
-            // it last saw stable, not against itself alone.
+            // A restarted node counts the majority against the base it
+            // remembers, a new one against `bootstrap_expect`, not against
+            // itself alone.
             stable_members: config
                 .remembered
                 .as_ref()
-                .map_or(1, |r| r.stable_members.max(1)),
+                .map_or(config.bootstrap_expect, |r| r.stable_members)
+                .max(1),
             quorum_regained: 0,
         };
         metrics::gauge!("eddy_majority_base").set(state.stable_members as f64);

@@ -58,6 +58,11 @@ pub struct NodeConfig {
     pub acks: AckPolicy,
     /// With seeds: how long to wait for another member before forming a cluster alone.
     pub join_timeout_ms: u64,
+    /// The majority base a node starts with when it remembers none: it
+    /// serves once it sees a majority of this many members. 1 lets a lone
+    /// node form a cluster; the cluster's size keeps nodes that cannot reach
+    /// each other at their first start from forming clusters of their own.
+    pub bootstrap_expect: usize,
     /// Where partition copies are kept on disk (WAL + snapshots); none keeps
     /// state in memory only.
     pub data_dir: Option<std::path::PathBuf>,
@@ -108,6 +113,7 @@ impl Default for NodeConfig {
             replication_factor: 2,
             acks: AckPolicy::All,
             join_timeout_ms: 3000,
+            bootstrap_expect: 1,
             data_dir: None,
             probe_period_ms: 500,
             probe_rtt_ms: 200,
@@ -228,6 +234,7 @@ impl NodeConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_pending_requests", self.max_pending_requests),
             ("replication_factor", self.replication_factor),
+            ("bootstrap_expect", self.bootstrap_expect),
             ("probe_period_ms", self.probe_period_ms as usize),
             ("probe_rtt_ms", self.probe_rtt_ms as usize),
             ("suspect_to_down_ms", self.suspect_to_down_ms as usize),

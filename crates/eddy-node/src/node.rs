@@ -142,6 +142,7 @@ impl NodeBuilder {
             gossip,
             DriverConfig {
                 forget: forget.clone(),
+                bootstrap_expect: config.bootstrap_expect,
                 faults: faults.clone(),
                 identity: identity.clone(),
                 membership: config.membership().with_seed(random_seed()),

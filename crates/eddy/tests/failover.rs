@@ -788,3 +788,29 @@ fn failures_never_lower_the_majority_base_only_the_operator_does() {
     sender.send(&[&nodes[0]], &keys);
     sender.check(&nodes[0]);
 }
+
+#[test]
+fn with_bootstrap_expect_a_lone_new_node_waits_for_a_majority() {
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100", "bootstrap_expect=3"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cluster = json(&get(&first.url("/v1/cluster")).1);
+    assert_eq!(cluster["stable_members"], 3, "{cluster}");
+    assert_eq!(cluster["quorum"], false, "{cluster}");
+    let (status, body, _) = try_post(&first.url("/v1/events"), &tx("acct-1", 1.0, "FR"));
+    assert_eq!(status, 503, "alone, it must not form a cluster: {body}");
+    assert!(body.contains("no majority"), "{body}");
+    // A second node makes two of the expected three: a majority.
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    let second = NodeProcess::start(&[
+        "name=\"node-2\"",
+        "settle_ms=100",
+        "bootstrap_expect=3",
+        &seeds,
+    ]);
+    let nodes = [&first, &second];
+    wait_for_owners(&nodes, 2);
+    let mut sender = Sender::new();
+    let keys: Vec<String> = (0..8).map(|i| format!("acct-{i}")).collect();
+    sender.send(&nodes, &keys);
+    sender.check(&second);
+}
