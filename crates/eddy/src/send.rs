@@ -2,6 +2,11 @@
 //! protocol in pipelined batches. Each line is
 //! `{"kind": …, "key": …, "event": {…}, "producer"?: …, "seq"?: …}`; a bad
 //! line is reported with its number and skipped.
+//!
+//! The binary protocol carries events encoded by the client, with the kinds
+//! this binary hosts; `--http` sends the lines as they are, as NDJSON to
+//! `POST /v1/events`, so the node encodes them and any kind it hosts works
+//! (a behaviour of your own, served by your own binary).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -27,6 +32,11 @@ pub struct SendArgs {
     /// Batches in flight at once.
     #[arg(long, default_value_t = 8)]
     pipeline: usize,
+    /// Send over HTTP to this node address (`host:port` of its `http_addr`)
+    /// instead: the node encodes the events, so kinds this binary does not
+    /// host work too.
+    #[arg(long)]
+    http: Option<String>,
     /// NDJSON file; `-` or nothing reads stdin.
     file: Option<PathBuf>,
 }
@@ -88,6 +98,26 @@ struct Totals {
 }
 
 impl Totals {
+    /// Prints the summary line; success if nothing was bad, refused or failed.
+    fn report(self) -> ExitCode {
+        let Totals {
+            sent,
+            accepted,
+            duplicates,
+            rejected,
+            bad,
+            failed,
+        } = self;
+        println!(
+            "sent {sent} events: {accepted} accepted, {duplicates} duplicates, {rejected} rejected; {bad} bad lines, {failed} failed batches"
+        );
+        if bad + rejected + failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
     fn tally(&mut self, result: Result<Result<Ack, ClientError>, tokio::task::JoinError>) {
         match result {
             Ok(Ok(ack)) => {
@@ -123,6 +153,9 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
             }
         },
     };
+    if let Some(addr) = args.http.clone() {
+        return send_http(&addr, args.batch.max(1), reader);
+    }
     let Some(runtime) = crate::runtime() else {
         return ExitCode::FAILURE;
     };
@@ -176,14 +209,91 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         while let Some(result) = in_flight.join_next().await {
             totals.tally(result);
         }
-        let Totals { sent, accepted, duplicates, rejected, bad, failed } = totals;
-        println!(
-            "sent {sent} events: {accepted} accepted, {duplicates} duplicates, {rejected} rejected; {bad} bad lines, {failed} failed batches"
-        );
-        if bad + rejected + failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
+        totals.report()
     })
+}
+
+/// `eddy send --http`: the lines in batches of `batch`, as NDJSON, one
+/// request at a time, each retried while the node answers 429 or 503.
+fn send_http(addr: &str, batch: usize, reader: Box<dyn BufRead>) -> ExitCode {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("http://{addr}/v1/events");
+    let mut totals = Totals::default();
+    // (line number, line) of the batch being filled.
+    let mut lines: Vec<(usize, String)> = Vec::with_capacity(batch);
+    let post = |lines: &mut Vec<(usize, String)>, totals: &mut Totals| {
+        if lines.is_empty() {
+            return;
+        }
+        totals.sent += lines.len() as u64;
+        let body = lines
+            .iter()
+            .map(|(_, line)| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let numbers: Vec<usize> = lines.drain(..).map(|(number, _)| number).collect();
+        let mut attempts = 0;
+        loop {
+            let answer = agent
+                .post(&url)
+                .header("content-type", "application/x-ndjson")
+                .send(&body);
+            let (status, text) = match answer {
+                Ok(mut response) => (
+                    response.status().as_u16(),
+                    response.body_mut().read_to_string().unwrap_or_default(),
+                ),
+                Err(err) => (0, err.to_string()),
+            };
+            let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let count = |key: &str| reply[key].as_u64().unwrap_or(0);
+            match status {
+                200 | 422 => {
+                    totals.accepted += count("accepted");
+                    totals.duplicates += count("duplicates");
+                    for rejected in reply["rejected"].as_array().into_iter().flatten() {
+                        totals.rejected += 1;
+                        let index = rejected["index"].as_u64().unwrap_or(0) as usize;
+                        let line = numbers.get(index).copied().unwrap_or(0);
+                        eprintln!("line {line}: {}", rejected["error"]);
+                    }
+                }
+                429 | 503 | 0 if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                _ => {
+                    totals.failed += 1;
+                    let first = numbers.first().copied().unwrap_or(0);
+                    let last = numbers.last().copied().unwrap_or(0);
+                    eprintln!("error: lines {first}-{last}: {status} {text}");
+                }
+            }
+            return;
+        }
+    };
+    for (number, line) in reader.lines().enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(err) => {
+                eprintln!("error: reading input: {err}");
+                totals.failed += 1;
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines.push((number + 1, line));
+        if lines.len() >= batch {
+            post(&mut lines, &mut totals);
+        }
+    }
+    post(&mut lines, &mut totals);
+    totals.report()
 }

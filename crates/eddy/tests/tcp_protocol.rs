@@ -303,3 +303,49 @@ fn garbage_wrong_version_oversized_and_truncated_frames_close_the_connection_onl
     }
     assert_eq!(events_of(&node, "account", "acct-1"), Some(2));
 }
+
+#[test]
+fn send_over_http_leaves_encoding_to_the_node() {
+    let node = NodeProcess::start(&[]);
+    let http = node.base.trim_start_matches("http://").to_owned();
+    let dir = std::env::temp_dir().join(format!("eddy-send-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let good = dir.join("good.ndjson");
+    let mut text = String::new();
+    for i in 0..700 {
+        text.push_str(&tx(&format!("acct-{}", i % 20), 10.0, "DE"));
+        text.push('\n');
+        if i == 350 {
+            text.push('\n'); // a blank line is skipped
+        }
+    }
+    std::fs::write(&good, text).expect("write");
+    let output = eddy()
+        .args(["send", "--http", &http, "--batch", "300"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("sent 700 events: 700 accepted"), "{stdout}");
+    let total: u64 = (0..20)
+        .map(|i| events_of(&node, "account", &format!("acct-{i}")).unwrap())
+        .sum();
+    assert_eq!(total, 700);
+    // A kind this node does not host: the node, not the client, refuses it,
+    // and says which.
+    let foreign = dir.join("foreign.ndjson");
+    std::fs::write(&foreign, "{\"kind\":\"cart\",\"key\":\"c\",\"event\":{}}\n").expect("write");
+    let output = eddy()
+        .args(["send", "--http", &http])
+        .arg(&foreign)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("lines 1-1: 400") && stderr.contains("cart"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
