@@ -302,27 +302,11 @@ impl Report {
         let (w, left) = (1000.0, 60.0);
         let x = |t: f64| left + (w - left - 10.0) * t / end;
         let mut svg = String::new();
-        let max_acked = self
-            .timeline
-            .iter()
-            .map(|s| s.acked)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let max_lat = self
-            .timeline
-            .iter()
-            .map(|s| s.max_latency_ms)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let max_members = self
-            .members
-            .iter()
-            .map(|m| m.max_up)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
+        // The top of a chart's scale: its largest value, at least 1.
+        let peak = |values: &mut dyn Iterator<Item = u64>| values.max().unwrap_or(1).max(1) as f64;
+        let max_acked = peak(&mut self.timeline.iter().map(|s| s.acked));
+        let max_lat = peak(&mut self.timeline.iter().map(|s| s.max_latency_ms));
+        let max_members = peak(&mut self.members.iter().map(|m| m.max_up as u64));
         // Fault bands behind everything.
         for (i, f) in self.faults.iter().enumerate() {
             let x0 = x(f.start_s);

@@ -72,7 +72,12 @@ impl ClusterState {
     /// `partitions`: an isolated node, healed, acknowledged writes with no
     /// backup for 100 ms under its one-node table, and lost them).
     pub fn has_quorum(&self) -> bool {
-        self.sees_majority() && self.placement.table().nodes().len() * 2 > self.stable_members
+        self.sees_majority() && self.table_has_majority()
+    }
+
+    /// Whether the partition table was computed from a majority of the base.
+    fn table_has_majority(&self) -> bool {
+        self.placement.table().nodes().len() * 2 > self.stable_members
     }
 
     /// Why this node refuses writes now (`None`: it has a quorum).
@@ -84,10 +89,10 @@ impl ClusterState {
                 self.stable_members
             ));
         }
-        let table = self.placement.table().nodes().len();
-        (!self.has_quorum()).then(|| {
+        (!self.table_has_majority()).then(|| {
             format!(
-                "this node's partition table holds {table} of the {} members of its majority base (computed while it saw no majority); it is being recomputed",
+                "this node's partition table holds {} of the {} members of its majority base (computed while it saw no majority); it is being recomputed",
+                self.placement.table().nodes().len(),
                 self.stable_members
             )
         })

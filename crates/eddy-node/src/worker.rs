@@ -688,12 +688,10 @@ impl WorkerState {
             None => return Replicated::NeedSnapshot { have: Seq(0) },
         };
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
-        let promised = self.fences.get(&partition.0).copied().unwrap_or_default();
-        if epoch.max(restored.epoch()) < promised.max(held_epoch) {
+        let fence = self.fence(partition);
+        if epoch.max(restored.epoch()) < fence {
             // From an owner older than one this node promised or follows.
-            return Replicated::Stale {
-                current: promised.max(held_epoch),
-            };
+            return Replicated::Stale { current: fence };
         }
         let Some(slot) = self
             .slots
@@ -724,8 +722,8 @@ impl WorkerState {
             slot.promote(restored, epoch, regained);
         } else {
             if slot.role == Role::Owner {
-                // Said out loud: the chaos harness's remaining losses
-                // (scenario `partitions`) may run through here.
+                // Said out loud: a serving copy replaced is an ownership
+                // change the logs of a lost write must show.
                 tracing::warn!(
                     partition = partition.0,
                     epoch = epoch.0,

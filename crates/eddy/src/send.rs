@@ -72,6 +72,26 @@ fn parse(registry: &Registry, text: &str) -> Result<WireEvent, String> {
     })
 }
 
+/// The input's non-blank lines with their numbers (from 1). A read error
+/// ends them: it is reported and recorded in `failed`.
+fn numbered_lines<'a>(
+    reader: Box<dyn BufRead + 'a>,
+    failed: &'a std::cell::Cell<bool>,
+) -> impl Iterator<Item = (usize, String)> + 'a {
+    reader
+        .lines()
+        .enumerate()
+        .map_while(move |(index, line)| match line {
+            Ok(line) => Some((index + 1, line)),
+            Err(err) => {
+                eprintln!("error: reading input: {err}");
+                failed.set(true);
+                None
+            }
+        })
+        .filter(|(_, line)| !line.trim().is_empty())
+}
+
 /// Sends a batch, waiting out overload a bounded number of times.
 async fn send_batch(client: &Client, batch: Vec<WireEvent>) -> Result<Ack, ClientError> {
     let mut attempts = 0;
@@ -170,23 +190,13 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         let mut totals = Totals::default();
         let mut in_flight = JoinSet::new();
         let mut batch = Vec::new();
-        for (number, line) in reader.lines().enumerate() {
-            let line = match line {
-                Ok(line) => line,
-                Err(err) => {
-                    eprintln!("error: reading input: {err}");
-                    totals.failed += 1;
-                    break;
-                }
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
+        let read_failed = std::cell::Cell::new(false);
+        for (number, line) in numbered_lines(reader, &read_failed) {
             match parse(&registry, &line) {
                 Ok(event) => batch.push(event),
                 Err(err) => {
                     totals.bad += 1;
-                    eprintln!("line {}: {err}", number + 1);
+                    eprintln!("line {number}: {err}");
                 }
             }
             if batch.len() >= args.batch.max(1) {
@@ -209,6 +219,7 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         while let Some(result) = in_flight.join_next().await {
             totals.tally(result);
         }
+        totals.failed += u64::from(read_failed.get());
         totals.report()
     })
 }
@@ -277,23 +288,14 @@ fn send_http(addr: &str, batch: usize, reader: Box<dyn BufRead>) -> ExitCode {
             return;
         }
     };
-    for (number, line) in reader.lines().enumerate() {
-        let line = match line {
-            Ok(line) => line,
-            Err(err) => {
-                eprintln!("error: reading input: {err}");
-                totals.failed += 1;
-                break;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        lines.push((number + 1, line));
+    let read_failed = std::cell::Cell::new(false);
+    for numbered in numbered_lines(reader, &read_failed) {
+        lines.push(numbered);
         if lines.len() >= batch {
             post(&mut lines, &mut totals);
         }
     }
     post(&mut lines, &mut totals);
+    totals.failed += u64::from(read_failed.get());
     totals.report()
 }
