@@ -24,8 +24,9 @@
 //!   pipelined per connection with a bound on pending requests.
 //! - [`cluster`], [`peer`], [`framed`]: membership over UDP, peer links;
 //!   [`ownership`], [`slot`]: who owns what, takeover and handoff;
-//!   [`storage`]: the optional on-disk copy (docs/PROTOCOL.md explains the
-//!   replication protocol).
+//!   [`storage`]: the optional on-disk copy, written by the [`writer`]
+//!   thread with group commit (docs/PROTOCOL.md explains the replication
+//!   protocol).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -48,6 +49,7 @@ pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;
 pub mod worker;
+pub mod writer;
 
 pub use config::NodeConfig;
 pub use ingress::{BatchReply, Ingress, IngressError, IngressEvent};
