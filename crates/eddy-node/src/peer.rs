@@ -638,11 +638,22 @@ async fn connection(
             let peer = peer.clone();
             // An injected fault: this peer is not heard. Refused before
             // anything reaches a worker.
-            let deaf = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
+            let refusal = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
                 request_id: request.request_id().unwrap_or(0),
                 failure: PeerFailure::Unavailable("unreachable (injected fault)".into()),
             });
-            if let Some(answer) = deaf {
+            // A request naming partitions outside 0..P is refused before
+            // any of them is used as an index.
+            let refusal = refusal.or_else(|| {
+                let reason = request.check_bounds(ingress.partitions()).err()?;
+                metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
+                tracing::debug!(%peer, reason, "refused a peer request");
+                Some(PeerResponse::Failed {
+                    request_id: request.request_id().unwrap_or(0),
+                    failure: PeerFailure::BadRequest(reason),
+                })
+            });
+            if let Some(answer) = refusal {
                 return futures_util::future::Either::Left(async move {
                     let _ = answers.sender.send(ServedAnswer(answer)).await;
                 });
