@@ -18,7 +18,8 @@
 //!   clock enters the core; a supervisor restarts a failed worker.
 //! - [`http`]: the API of DESIGN §7; every refusal is a JSON error that names
 //!   the item and field and changes nothing.
-//! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`].
+//! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`]; [`origin`]:
+//!   which browser requests may change anything.
 //! - [`dashboard`]: the embedded web page at `/`.
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
 //!   pipelined per connection with a bound on pending requests.
@@ -42,6 +43,7 @@ pub mod ingress;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod ownership;
 pub mod peer;
 pub mod remembered;

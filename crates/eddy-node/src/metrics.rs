@@ -175,6 +175,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Failed writes to the data directory (each one fails its batch)",
     ),
     (
+        "eddy_http_refused_total",
+        Kind::Counter,
+        "",
+        "HTTP writes refused for their origin or content type",
+    ),
+    (
         "eddy_storage_queue_full_total",
         Kind::Counter,
         "",
