@@ -184,6 +184,37 @@ pub fn kill_children_on_signal() {
     });
 }
 
+/// `setpriv` (util-linux), if this machine has one that takes
+/// `--pdeathsig`: nodes are started through it so the kernel SIGKILLs them
+/// when the harness dies, even by SIGKILL, which no signal thread can catch.
+/// It calls `prctl(PR_SET_PDEATHSIG, SIGKILL)` and execs the node; the
+/// setting survives `exec` (unless the binary is set-uid). Our own crate
+/// cannot make that call: `unsafe_code` is forbidden workspace-wide and
+/// `CommandExt::pre_exec` is unsafe. Without `setpriv` nodes start as before
+/// and only the signal thread and `Drop` stop them (a line says so, once).
+///
+/// The kernel sends the signal when the *thread* that spawned the node
+/// exits: the harness spawns nodes from the thread that calls
+/// [`super::run`], which outlives them.
+fn death_signal() -> Option<&'static str> {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    let works = *PROBED.get_or_init(|| {
+        let works = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            eprintln!(
+                "eddy-chaos: no `setpriv --pdeathsig` here: nodes outlive a SIGKILLed harness"
+            );
+        }
+        works
+    });
+    works.then_some("setpriv")
+}
+
 fn signal(pid: u32, sig: &str) -> bool {
     Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -346,15 +377,18 @@ impl Cluster {
                 binary: self.binary.display().to_string(),
                 reason: format!("log file {}: {e}", node.log.display()),
             })?;
-        // `ip netns exec` execs the binary: the child's pid is the node's.
-        let mut command = match &node.host.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.binary);
-                c
-            }
-            None => Command::new(&self.binary),
-        };
+        // `setpriv` and `ip netns exec` both exec: the child's pid is the
+        // node's, and the death signal `setpriv` sets survives both execs.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(setpriv) = death_signal() {
+            argv.extend([setpriv, "--pdeathsig", "KILL", "--"].map(Into::into));
+        }
+        if let Some(ns) = &node.host.netns {
+            argv.extend(["ip", "netns", "exec", ns.as_str()].map(Into::into));
+        }
+        argv.push(self.binary.clone().into_os_string());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
         command
             .arg("node")
             .args(["--http-addr", &node.ports.http.to_string()])
