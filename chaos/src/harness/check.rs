@@ -104,7 +104,7 @@ pub fn check(
 ) -> Findings {
     let mut findings = Findings::default();
     let urls = lock(cluster).up_urls();
-    let nodes = lock(cluster).len();
+    let nodes = lock(cluster).members();
     if !converged_in_time {
         let why = converged(cluster, nodes).err().unwrap_or_default();
         findings.violations.push(format!(

@@ -37,17 +37,29 @@ pub enum ClusterError {
     /// A free port could not be found.
     #[error("no free port: {0}")]
     Ports(std::io::Error),
-    /// The node has no fault hook.
+    /// The node has no fault hook, or its hook does not know a field.
     #[error(
-        "node-{node} refused the fault ({status}): {body}; network faults need an eddy binary built with --features eddy/fault-injection (any workspace build has it)"
+        "node-{node} refused the fault {spec} ({status}): {body}; faults through the hook need an eddy binary built with --features eddy/fault-injection (any workspace build has it) whose hook knows every field sent"
     )]
     NoFaultHook {
         /// 1-based index.
         node: usize,
+        /// What was posted.
+        spec: String,
         /// HTTP status.
         status: u16,
         /// Its answer.
         body: String,
+    },
+    /// A wiped node's data directory could not be deleted.
+    #[error("cannot wipe node-{node}'s data in {path}: {source}")]
+    Wipe {
+        /// 1-based index.
+        node: usize,
+        /// The directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
     },
 }
 
@@ -110,6 +122,22 @@ pub enum State {
     Killed,
     /// Left gracefully and exited.
     Left,
+    /// A spare never started yet (`add` starts it); not a member.
+    Spare,
+}
+
+/// How one node is started.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// Where it runs.
+    pub host: Host,
+    /// Started with the cluster; else a spare for `add`.
+    pub start: bool,
+    /// It keeps its copies in a data directory of its own.
+    pub data_dir: bool,
+    /// Extra `--set key=value` pairs, after (so winning over) the
+    /// harness's own.
+    pub sets: Vec<String>,
 }
 
 struct NodeProc {
@@ -119,6 +147,7 @@ struct NodeProc {
     state: State,
     log: PathBuf,
     data_dir: Option<PathBuf>,
+    sets: Vec<String>,
 }
 
 /// Every child pid of this process, for the signal thread.
@@ -289,26 +318,31 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a node on each of `hosts` (each lists every node's gossip
-    /// address as a seed) and waits until each is ready. Logs go to `dir`.
+    /// Starts each node of `setups` that is not a spare (each lists every
+    /// node's gossip address as a seed, spares' too) and waits until each
+    /// is ready. Logs go to `dir`.
     pub fn start(
         binary: PathBuf,
         dir: PathBuf,
-        hosts: Vec<Host>,
+        setups: Vec<NodeSetup>,
         rf: usize,
-        data_dir: bool,
     ) -> Result<Cluster, ClusterError> {
         kill_children_on_signal();
-        let count = hosts.len();
+        let count = setups.len();
         let mut nodes = Vec::with_capacity(count);
-        for (host, i) in hosts.into_iter().zip(1..) {
+        for (setup, i) in setups.into_iter().zip(1..) {
             nodes.push(NodeProc {
                 child: None,
-                ports: host.ports()?,
-                host,
-                state: State::Killed,
+                ports: setup.host.ports()?,
+                host: setup.host,
+                state: if setup.start {
+                    State::Killed
+                } else {
+                    State::Spare
+                },
                 log: dir.join(format!("node-{i}.log")),
-                data_dir: data_dir.then(|| dir.join(format!("data-{i}"))),
+                data_dir: setup.data_dir.then(|| dir.join(format!("data-{i}"))),
+                sets: setup.sets,
             });
         }
         let mut cluster = Cluster {
@@ -317,13 +351,24 @@ impl Cluster {
             rf,
             nodes,
         };
-        for i in 1..=count {
+        let starting: Vec<usize> = (1..=count)
+            .filter(|&i| cluster.state(i) != State::Spare)
+            .collect();
+        for &i in &starting {
             cluster.spawn(i)?;
         }
-        for i in 1..=count {
+        for &i in &starting {
             cluster.wait_ready(i, Duration::from_secs(30))?;
         }
         Ok(cluster)
+    }
+
+    /// Nodes that are members: every node but spares not added yet.
+    pub fn members(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.state != State::Spare)
+            .count()
     }
 
     /// Number of nodes.
@@ -405,6 +450,9 @@ impl Cluster {
         if let Some(dir) = &node.data_dir {
             command.args(["--set", &format!("data_dir=\"{}\"", dir.display())]);
         }
+        for set in &node.sets {
+            command.args(["--set", set]);
+        }
         let child = command.spawn().map_err(|e| ClusterError::Spawn {
             binary: self.binary.display().to_string(),
             reason: e.to_string(),
@@ -457,10 +505,65 @@ impl Cluster {
 
     /// Starts a killed or departed node again at its addresses.
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        if matches!(self.state(i), State::Up | State::Stopped) {
+        if matches!(self.state(i), State::Up | State::Stopped | State::Spare) {
             return Ok(());
         }
         self.spawn(i)
+    }
+
+    /// Starts node `i` again without its data: SIGKILLed first if it runs,
+    /// its data directory deleted (a node without one restarts empty
+    /// anyway).
+    pub fn restart_wiped(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.state(i) == State::Spare {
+            return Ok(());
+        }
+        self.kill(i);
+        if let Some(dir) = &self.nodes[i - 1].data_dir {
+            match std::fs::remove_dir_all(dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ClusterError::Wipe {
+                        node: i,
+                        path: dir.display().to_string(),
+                        source: err,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.spawn(i)
+    }
+
+    /// Starts spare node `i` for the first time (a no-op otherwise).
+    pub fn add(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.state(i) != State::Spare {
+            return Ok(());
+        }
+        self.spawn(i)
+    }
+
+    /// `POST /v1/admin/forget-down` on node `i`: its status and answer, or
+    /// why there was none.
+    pub fn forget_down(&self, i: usize) -> String {
+        let url = format!("http://{}/v1/admin/forget-down", self.ports(i).http);
+        match http::post(&url, "{}") {
+            Ok((status, body)) => format!("{status} {}", body.trim()),
+            Err(err) => format!("no answer: {err}"),
+        }
+    }
+
+    /// Waits until node `i` answers HTTP at all (`/healthz`), ready or
+    /// not: a node cut off from a majority is never ready.
+    pub fn wait_answering(&self, i: usize, bound: Duration) -> bool {
+        let url = format!("http://{}/healthz", self.ports(i).http);
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if http::get(&url).is_ok_and(|(status, _)| status == 200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Graceful leave; waits (bounded) for the process to exit.
@@ -493,6 +596,7 @@ impl Cluster {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(ClusterError::NoFaultHook {
                 node: i,
+                spec: spec.to_string(),
                 status,
                 body,
             }),
