@@ -552,6 +552,32 @@ impl Cluster {
         }
     }
 
+    /// Sets node `i`'s soft limit of open files (`prlimit`) to `soft`, or
+    /// with `None` to 0: the descriptors it holds keep working, every new
+    /// one fails with EMFILE (the limit bounds descriptor numbers, and
+    /// lower numbers may be free, so "as many as it has open" would not
+    /// do). Returns the soft limit it had; `None` if it is not running or
+    /// the limit could not be read or set.
+    pub fn limit_fds(&self, i: usize, soft: Option<u64>) -> Option<u64> {
+        let pid = self.nodes[i - 1].child.as_ref()?.id();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let before = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))?
+            .split_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()?;
+        let soft = soft.unwrap_or(0);
+        let set = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        set.then_some(before)
+    }
+
     /// Waits until node `i` answers HTTP at all (`/healthz`), ready or
     /// not: a node cut off from a majority is never ready.
     pub fn wait_answering(&self, i: usize, bound: Duration) -> bool {
@@ -607,11 +633,16 @@ impl Cluster {
 
     /// Last lines of node `i`'s log, for a failure report.
     pub fn log_tail(&self, i: usize, lines: usize) -> Vec<String> {
+        let all = self.log_lines(i);
+        all[all.len().saturating_sub(lines)..].to_vec()
+    }
+
+    /// Every line of node `i`'s log (all its runs: restarts append).
+    pub fn log_lines(&self, i: usize) -> Vec<String> {
         let Ok(file) = std::fs::File::open(&self.nodes[i - 1].log) else {
             return Vec::new();
         };
-        let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-        all[all.len().saturating_sub(lines)..].to_vec()
+        BufReader::new(file).lines().map_while(Result::ok).collect()
     }
 
     /// Where the logs are.

@@ -166,6 +166,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         cluster: &cluster,
         backend: &mut backend,
         network: &mut network,
+        fd_limits: Default::default(),
     };
     let fault_result = faults.inject(&targets, &mut spans, started);
     // The workload's window ends; then everything heals and the clients

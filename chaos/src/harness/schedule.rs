@@ -19,6 +19,8 @@ pub(super) struct Faults<'a> {
     pub cluster: &'a Arc<Mutex<Cluster>>,
     pub backend: &'a mut Backend,
     pub network: &'a mut Network,
+    /// Soft open-file limits of nodes under `exhaust_fds`, to restore.
+    pub fd_limits: std::collections::BTreeMap<usize, u64>,
 }
 
 /// A fault's undo, due at a time.
@@ -126,6 +128,17 @@ impl Faults<'_> {
                 self.backend.apply_to(network, &c, node)?;
                 return Ok(());
             }
+            Action::ExhaustFds => {
+                match c.limit_fds(node, None) {
+                    Some(before) => {
+                        self.fd_limits.entry(node).or_insert(before);
+                    }
+                    None => eprintln!(
+                        "eddy-chaos:          exhaust-fds node-{node}: could not set its limit (not running, or no prlimit)"
+                    ),
+                }
+                return Ok(());
+            }
             Action::Cut => network.cut(node, &fault.with),
             Action::Move => network.move_to(node, &fault.with, n),
             Action::Isolate => network.isolate(node, n),
@@ -160,6 +173,12 @@ impl Faults<'_> {
                 self.network.fail_storage(node, false);
                 self.backend.apply_to(self.network, &c, node)
             }
+            Action::ExhaustFds => {
+                if let Some(before) = self.fd_limits.remove(&node) {
+                    lock(self.cluster).limit_fds(node, Some(before));
+                }
+                Ok(())
+            }
             _ => self.apply(&reverse(fault)),
         }
     }
@@ -178,6 +197,9 @@ impl Faults<'_> {
             span.end_s = Some(now);
         }
         let mut c = lock(self.cluster);
+        for (node, before) in std::mem::take(&mut self.fd_limits) {
+            c.limit_fds(node, Some(before));
+        }
         self.network.heal();
         self.network.heal_storage();
         self.backend.apply(self.network, &c)?;
@@ -240,6 +262,7 @@ fn describe(fault: &Fault) -> String {
     let action = match fault.action {
         Action::ForgetDown => "forget-down".to_string(),
         Action::StorageFail => "storage-fail".to_string(),
+        Action::ExhaustFds => "exhaust-fds".to_string(),
         other => format!("{other:?}").to_lowercase(),
     };
     format!("{action}{node}{wipe}{with}{degrade}{dur}")
