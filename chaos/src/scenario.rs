@@ -78,9 +78,9 @@ fn default_rf() -> usize {
 }
 
 /// Default bound on the longest unavailability of a partition. Every
-/// shipped scenario that passes met it on 2026-11-30 (longest measured:
-/// 9.7 s, `netns-smoke` on netns, a blackholed takeover survey); failure
-/// detection plus a takeover take 2–6 s, a blackholed survey up to 10 s.
+/// scenario shipped before issue 14 met it on 2026-11-30 on netns (longest:
+/// 7.6 s, `netns-smoke`; the others 0.7–5.7 s): failure detection plus a
+/// takeover take 2–6 s, a takeover survey into a blackholed link 2 s more.
 pub const DEFAULT_MAX_UNAVAILABLE_S: f64 = 15.0;
 
 fn default_max_unavailable_s() -> f64 {

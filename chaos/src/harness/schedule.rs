@@ -120,7 +120,7 @@ impl Faults<'_> {
             }
             Action::ForgetDown => {
                 let answer = c.forget_down(node);
-                eprintln!("eddy-chaos:          forget-down node-{node}: {answer}");
+                eprintln!("eddy-chaos:          node-{node} answered forget-down: {answer}");
                 return Ok(());
             }
             Action::StorageFail => {
