@@ -7,13 +7,16 @@
 //! - [`harness`]: real `eddy node` processes, a journaling workload, faults
 //!   from a TOML scenario (SIGKILL, SIGSTOP/SIGCONT, restart, leave, network
 //!   faults by nftables in per-node network namespaces when root, else
-//!   through the nodes' fault hook), a checker, and a JSON + HTML report.
+//!   through the nodes' fault hook; restarts without data, spares added
+//!   later, operator actions, storage faults), a checker, an availability
+//!   check ([`availability`]), and a JSON + HTML report.
 //!
 //! Both can be shown to fail: an injected bug (acknowledging before the
 //! backups hold an entry) is caught by each.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod availability;
 pub mod harness;
 pub mod report;
 pub mod scenario;

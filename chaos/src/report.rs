@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::availability::{Outage, Sample};
 use crate::harness::backend::NetworkSummary;
 use crate::harness::check::Findings;
 use crate::harness::workload::{Journal, Planned};
@@ -91,6 +92,11 @@ pub struct Figures {
     pub alerts: crate::harness::alerts::AlertFindings,
     /// Acknowledgement latency (first send to ack) of events: p50, p99, max.
     pub ack_latency_ms: [u64; 3],
+    /// The longest time a partition had writes outstanding and
+    /// acknowledged none ([`crate::availability`]).
+    pub longest_unavailable: Option<Outage>,
+    /// The scenario's bound on it, s (`max_unavailable_s`).
+    pub max_unavailable_s: f64,
     /// From healing to a converged cluster, ms.
     pub converged_after_ms: Option<u64>,
     /// Wall time of the run, s.
@@ -184,19 +190,43 @@ impl Report {
                 slot.at_s = sent as f64 / 1000.0;
             }
         }
+        let samples: Vec<Sample> = entries
+            .iter()
+            .zip(events)
+            .map(|(e, planned)| Sample {
+                partition: eddy_core::partition_of(planned.kind, &planned.key, partitions).0,
+                sent_ms: e.sent_ms,
+                acked_ms: e.acked_ms,
+            })
+            .collect();
+        let longest_unavailable =
+            crate::availability::longest_outage(&samples, wall.as_millis() as u64);
+        let mut violations = findings.violations.clone();
+        if let Some(outage) = longest_unavailable
+            && outage.longest_ms as f64 > scenario.max_unavailable_s * 1000.0
+        {
+            violations.push(format!(
+                "partition {} could not acknowledge for {:.1} s{} from {:.1} s; max_unavailable_s = {}",
+                outage.partition,
+                outage.longest_ms as f64 / 1000.0,
+                if outage.to_end { " (until the end)" } else { "" },
+                outage.from_s,
+                scenario.max_unavailable_s
+            ));
+        }
         let mut unavailability: Vec<Unavailability> = worst.into_values().collect();
         unavailability.sort_by_key(|u| std::cmp::Reverse(u.longest_ms));
         let sent = entries.iter().filter(|e| e.sent_ms.is_some()).count() as u64;
         let acked = entries.iter().filter(|e| e.acked_ms.is_some()).count() as u64;
         Report {
             scenario: scenario.name.clone(),
-            verdict: if findings.violations.is_empty() {
+            verdict: if violations.is_empty() {
                 "pass"
             } else {
                 "fail"
             }
             .into(),
-            violations: findings.violations.clone(),
+            violations,
             figures: Figures {
                 planned: events.len() as u64,
                 sent,
@@ -211,6 +241,8 @@ impl Report {
                 takeovers: findings.takeovers,
                 alerts: findings.alerts.clone(),
                 ack_latency_ms: [pct(0.5), pct(0.99), latencies.last().copied().unwrap_or(0)],
+                longest_unavailable,
+                max_unavailable_s: scenario.max_unavailable_s,
                 converged_after_ms,
                 wall_s: wall.as_secs_f64(),
             },
@@ -278,6 +310,7 @@ impl Report {
                 self.unavailability.len()
             );
         }
+        let _ = writeln!(out, "unavailable       {}", self.unavailable_line());
         match f.converged_after_ms {
             Some(ms) => {
                 let _ = writeln!(out, "converged         {ms} ms after healing");
@@ -290,6 +323,21 @@ impl Report {
             let _ = writeln!(out, "violation         {v}");
         }
         out
+    }
+
+    /// The longest unavailability and its bound, in words.
+    fn unavailable_line(&self) -> String {
+        let bound = self.figures.max_unavailable_s;
+        match self.figures.longest_unavailable {
+            Some(o) => format!(
+                "longest {:.1} s{} (partition {} from {:.1} s); bound {bound} s",
+                o.longest_ms as f64 / 1000.0,
+                if o.to_end { ", until the end" } else { "" },
+                o.partition,
+                o.from_s
+            ),
+            None => format!("nothing sent; bound {bound} s"),
+        }
     }
 
     fn html(&self) -> String {
@@ -412,6 +460,7 @@ impl Report {
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#1d232b}} .pass{{color:#1f883d}} .fail{{color:#cf222e}} pre{{background:#f6f8fa;padding:.8em}} td{{padding:.1em .8em}}</style></head>
 <body><h1>eddy-chaos: {name} <span class="{verdict}">{verdict_upper}</span></h1>
 <ul>{violations}</ul>
+<p>Availability: {unavailable}</p>
 <svg viewBox="0 0 1000 485" width="100%" style="max-width:1100px;border:1px solid #d0d7de">{svg}</svg>
 <h2>Faults</h2><table><tr><th>start s</th><th>end s</th><th>fault</th></tr>{faults}</table>
 <h2>Figures</h2><pre>{figures}</pre>
@@ -420,6 +469,7 @@ impl Report {
             name = html_escape(&self.scenario),
             verdict = self.verdict,
             verdict_upper = self.verdict.to_uppercase(),
+            unavailable = html_escape(&self.unavailable_line()),
         )
     }
 }

@@ -191,6 +191,51 @@ fn sigterm_removes_the_namespaces_and_kills_the_nodes() {
     assert!(!node_pids.iter().any(|p| alive(*p)), "nodes survived");
 }
 
+#[test]
+fn sigkill_of_the_harness_kills_the_nodes() {
+    // No signal thread runs on SIGKILL: only the kernel's parent-death
+    // signal (`setpriv --pdeathsig`) can stop the nodes. As root they run in
+    // namespaces (`ip netns exec` between setpriv and the node), the case
+    // where an intermediate could die instead of the node.
+    let root = is_root();
+    let out = out_dir("sigkill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
+        .args(["run", scenario_path().to_str().unwrap()])
+        .args(["--network", if root { "netns" } else { "hook" }])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--eddy", eddy_binary().to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("isolate node-2"))
+        .expect("the isolation started");
+    let node_pids = pids_in(&out);
+    assert_eq!(node_pids.len(), 3, "three nodes run: {node_pids:?}");
+    for pid in &node_pids {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(name.trim(), "eddy", "pid {pid} is the node itself");
+    }
+
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "killed by a signal");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node_pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survivors: Vec<u32> = node_pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "nodes survived: {survivors:?}");
+    if root {
+        // The namespaces stay (nothing ran to delete them); the next run
+        // removes what a dead pid left, as this does.
+        eddy_chaos::harness::netns::remove_stale();
+    }
+}
+
 /// Pids of the `eddy node` processes logging into `out` (from /proc: their
 /// stderr is the log file there).
 fn pids_in(out: &Path) -> Vec<u32> {

@@ -141,8 +141,9 @@ impl Backend {
                     links: false,
                     delay: !netns.has_netem(),
                 };
-                let needs_hook =
-                    network.drop_log_entries || (share.delay && network.delay_ms() > 0);
+                let needs_hook = network.drop_log_entries
+                    || network.fails_storage(i)
+                    || (share.delay && network.delay_ms() > 0);
                 if needs_hook || *hook_used {
                     cluster.set_faults(i, &network.hook_spec(i, share))?;
                     *hook_used = true;

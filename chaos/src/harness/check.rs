@@ -104,7 +104,7 @@ pub fn check(
 ) -> Findings {
     let mut findings = Findings::default();
     let urls = lock(cluster).up_urls();
-    let nodes = lock(cluster).len();
+    let nodes = lock(cluster).members();
     if !converged_in_time {
         let why = converged(cluster, nodes).err().unwrap_or_default();
         findings.violations.push(format!(
@@ -117,6 +117,9 @@ pub fn check(
             .take(5)
             .map(|r| format!("a request was refused for good: {r}")),
     );
+    findings
+        .violations
+        .extend(broken_promises(&lock(cluster)).into_iter().take(5));
     check_owners(&urls, &mut findings);
     if urls.is_empty() {
         findings.violations.push("no node is running".into());
@@ -242,6 +245,26 @@ fn read_state(urls: &[String], url: &str, kind: &str, key: &str) -> Option<serde
         }
     }
     None
+}
+
+/// Log lines with which a node says it broke a promise the checks above
+/// cannot see from outside, with what the promise was.
+const BROKEN_PROMISES: [(&str, &str); 1] = [(
+    "cannot remember the majority base",
+    "its majority base is not in membership.json; restarted while cut off it would count against bootstrap_expect",
+)];
+
+/// Every node's log lines of [`BROKEN_PROMISES`], one violation each.
+fn broken_promises(cluster: &Cluster) -> Vec<String> {
+    let mut found = Vec::new();
+    for i in 1..=cluster.len() {
+        for line in cluster.log_lines(i) {
+            if let Some((_, meaning)) = BROKEN_PROMISES.iter().find(|(l, _)| line.contains(l)) {
+                found.push(format!("node-{i}: {meaning}: {}", line.trim()));
+            }
+        }
+    }
+    found
 }
 
 /// Each partition has exactly one owner: every node's table names the same

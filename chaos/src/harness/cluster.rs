@@ -37,17 +37,29 @@ pub enum ClusterError {
     /// A free port could not be found.
     #[error("no free port: {0}")]
     Ports(std::io::Error),
-    /// The node has no fault hook.
+    /// The node has no fault hook, or its hook does not know a field.
     #[error(
-        "node-{node} refused the fault ({status}): {body}; network faults need an eddy binary built with --features eddy/fault-injection (any workspace build has it)"
+        "node-{node} refused the fault {spec} ({status}): {body}; faults through the hook need an eddy binary built with --features eddy/fault-injection (any workspace build has it) whose hook knows every field sent"
     )]
     NoFaultHook {
         /// 1-based index.
         node: usize,
+        /// What was posted.
+        spec: String,
         /// HTTP status.
         status: u16,
         /// Its answer.
         body: String,
+    },
+    /// A wiped node's data directory could not be deleted.
+    #[error("cannot wipe node-{node}'s data in {path}: {source}")]
+    Wipe {
+        /// 1-based index.
+        node: usize,
+        /// The directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
     },
 }
 
@@ -110,6 +122,22 @@ pub enum State {
     Killed,
     /// Left gracefully and exited.
     Left,
+    /// A spare never started yet (`add` starts it); not a member.
+    Spare,
+}
+
+/// How one node is started.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// Where it runs.
+    pub host: Host,
+    /// Started with the cluster; else a spare for `add`.
+    pub start: bool,
+    /// It keeps its copies in a data directory of its own.
+    pub data_dir: bool,
+    /// Extra `--set key=value` pairs, after (so winning over) the
+    /// harness's own.
+    pub sets: Vec<String>,
 }
 
 struct NodeProc {
@@ -119,6 +147,7 @@ struct NodeProc {
     state: State,
     log: PathBuf,
     data_dir: Option<PathBuf>,
+    sets: Vec<String>,
 }
 
 /// Every child pid of this process, for the signal thread.
@@ -182,6 +211,37 @@ pub fn kill_children_on_signal() {
             std::process::exit(130);
         });
     });
+}
+
+/// `setpriv` (util-linux), if this machine has one that takes
+/// `--pdeathsig`: nodes are started through it so the kernel SIGKILLs them
+/// when the harness dies, even by SIGKILL, which no signal thread can catch.
+/// It calls `prctl(PR_SET_PDEATHSIG, SIGKILL)` and execs the node; the
+/// setting survives `exec` (unless the binary is set-uid). Our own crate
+/// cannot make that call: `unsafe_code` is forbidden workspace-wide and
+/// `CommandExt::pre_exec` is unsafe. Without `setpriv` nodes start as before
+/// and only the signal thread and `Drop` stop them (a line says so, once).
+///
+/// The kernel sends the signal when the *thread* that spawned the node
+/// exits: the harness spawns nodes from the thread that calls
+/// [`super::run`], which outlives them.
+fn death_signal() -> Option<&'static str> {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    let works = *PROBED.get_or_init(|| {
+        let works = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            eprintln!(
+                "eddy-chaos: no `setpriv --pdeathsig` here: nodes outlive a SIGKILLed harness"
+            );
+        }
+        works
+    });
+    works.then_some("setpriv")
 }
 
 fn signal(pid: u32, sig: &str) -> bool {
@@ -258,26 +318,31 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a node on each of `hosts` (each lists every node's gossip
-    /// address as a seed) and waits until each is ready. Logs go to `dir`.
+    /// Starts each node of `setups` that is not a spare (each lists every
+    /// node's gossip address as a seed, spares' too) and waits until each
+    /// is ready. Logs go to `dir`.
     pub fn start(
         binary: PathBuf,
         dir: PathBuf,
-        hosts: Vec<Host>,
+        setups: Vec<NodeSetup>,
         rf: usize,
-        data_dir: bool,
     ) -> Result<Cluster, ClusterError> {
         kill_children_on_signal();
-        let count = hosts.len();
+        let count = setups.len();
         let mut nodes = Vec::with_capacity(count);
-        for (host, i) in hosts.into_iter().zip(1..) {
+        for (setup, i) in setups.into_iter().zip(1..) {
             nodes.push(NodeProc {
                 child: None,
-                ports: host.ports()?,
-                host,
-                state: State::Killed,
+                ports: setup.host.ports()?,
+                host: setup.host,
+                state: if setup.start {
+                    State::Killed
+                } else {
+                    State::Spare
+                },
                 log: dir.join(format!("node-{i}.log")),
-                data_dir: data_dir.then(|| dir.join(format!("data-{i}"))),
+                data_dir: setup.data_dir.then(|| dir.join(format!("data-{i}"))),
+                sets: setup.sets,
             });
         }
         let mut cluster = Cluster {
@@ -286,13 +351,24 @@ impl Cluster {
             rf,
             nodes,
         };
-        for i in 1..=count {
+        let starting: Vec<usize> = (1..=count)
+            .filter(|&i| cluster.state(i) != State::Spare)
+            .collect();
+        for &i in &starting {
             cluster.spawn(i)?;
         }
-        for i in 1..=count {
+        for &i in &starting {
             cluster.wait_ready(i, Duration::from_secs(30))?;
         }
         Ok(cluster)
+    }
+
+    /// Nodes that are members: every node but spares not added yet.
+    pub fn members(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.state != State::Spare)
+            .count()
     }
 
     /// Number of nodes.
@@ -346,15 +422,18 @@ impl Cluster {
                 binary: self.binary.display().to_string(),
                 reason: format!("log file {}: {e}", node.log.display()),
             })?;
-        // `ip netns exec` execs the binary: the child's pid is the node's.
-        let mut command = match &node.host.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.binary);
-                c
-            }
-            None => Command::new(&self.binary),
-        };
+        // `setpriv` and `ip netns exec` both exec: the child's pid is the
+        // node's, and the death signal `setpriv` sets survives both execs.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(setpriv) = death_signal() {
+            argv.extend([setpriv, "--pdeathsig", "KILL", "--"].map(Into::into));
+        }
+        if let Some(ns) = &node.host.netns {
+            argv.extend(["ip", "netns", "exec", ns.as_str()].map(Into::into));
+        }
+        argv.push(self.binary.clone().into_os_string());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
         command
             .arg("node")
             .args(["--http-addr", &node.ports.http.to_string()])
@@ -370,6 +449,9 @@ impl Cluster {
             .stderr(log);
         if let Some(dir) = &node.data_dir {
             command.args(["--set", &format!("data_dir=\"{}\"", dir.display())]);
+        }
+        for set in &node.sets {
+            command.args(["--set", set]);
         }
         let child = command.spawn().map_err(|e| ClusterError::Spawn {
             binary: self.binary.display().to_string(),
@@ -423,10 +505,91 @@ impl Cluster {
 
     /// Starts a killed or departed node again at its addresses.
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        if matches!(self.state(i), State::Up | State::Stopped) {
+        if matches!(self.state(i), State::Up | State::Stopped | State::Spare) {
             return Ok(());
         }
         self.spawn(i)
+    }
+
+    /// Starts node `i` again without its data: SIGKILLed first if it runs,
+    /// its data directory deleted (a node without one restarts empty
+    /// anyway).
+    pub fn restart_wiped(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.state(i) == State::Spare {
+            return Ok(());
+        }
+        self.kill(i);
+        if let Some(dir) = &self.nodes[i - 1].data_dir {
+            match std::fs::remove_dir_all(dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ClusterError::Wipe {
+                        node: i,
+                        path: dir.display().to_string(),
+                        source: err,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.spawn(i)
+    }
+
+    /// Starts spare node `i` for the first time (a no-op otherwise).
+    pub fn add(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.state(i) != State::Spare {
+            return Ok(());
+        }
+        self.spawn(i)
+    }
+
+    /// `POST /v1/admin/forget-down` on node `i`: its status and answer, or
+    /// why there was none.
+    pub fn forget_down(&self, i: usize) -> String {
+        let url = format!("http://{}/v1/admin/forget-down", self.ports(i).http);
+        match http::post(&url, "{}") {
+            Ok((status, body)) => format!("{status} {}", body.trim()),
+            Err(err) => format!("no answer: {err}"),
+        }
+    }
+
+    /// Sets node `i`'s soft limit of open files (`prlimit`) to `soft`, or
+    /// with `None` to 0: the descriptors it holds keep working, every new
+    /// one fails with EMFILE (the limit bounds descriptor numbers, and
+    /// lower numbers may be free, so "as many as it has open" would not
+    /// do). Returns the soft limit it had; `None` if it is not running or
+    /// the limit could not be read or set.
+    pub fn limit_fds(&self, i: usize, soft: Option<u64>) -> Option<u64> {
+        let pid = self.nodes[i - 1].child.as_ref()?.id();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let before = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))?
+            .split_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()?;
+        let soft = soft.unwrap_or(0);
+        let set = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        set.then_some(before)
+    }
+
+    /// Waits until node `i` answers HTTP at all (`/healthz`), ready or
+    /// not: a node cut off from a majority is never ready.
+    pub fn wait_answering(&self, i: usize, bound: Duration) -> bool {
+        let url = format!("http://{}/healthz", self.ports(i).http);
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if http::get(&url).is_ok_and(|(status, _)| status == 200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Graceful leave; waits (bounded) for the process to exit.
@@ -459,6 +622,7 @@ impl Cluster {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(ClusterError::NoFaultHook {
                 node: i,
+                spec: spec.to_string(),
                 status,
                 body,
             }),
@@ -469,11 +633,16 @@ impl Cluster {
 
     /// Last lines of node `i`'s log, for a failure report.
     pub fn log_tail(&self, i: usize, lines: usize) -> Vec<String> {
+        let all = self.log_lines(i);
+        all[all.len().saturating_sub(lines)..].to_vec()
+    }
+
+    /// Every line of node `i`'s log (all its runs: restarts append).
+    pub fn log_lines(&self, i: usize) -> Vec<String> {
         let Ok(file) = std::fs::File::open(&self.nodes[i - 1].log) else {
             return Vec::new();
         };
-        let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-        all[all.len().saturating_sub(lines)..].to_vec()
+        BufReader::new(file).lines().map_while(Result::ok).collect()
     }
 
     /// Where the logs are.

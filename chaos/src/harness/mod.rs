@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::report::{MemberSample, Report};
 use crate::scenario::Scenario;
 use backend::{Backend, NetworkChoice};
-use cluster::{Cluster, ClusterError};
+use cluster::{Cluster, ClusterError, NodeSetup};
 use netns::NetnsError;
 use network::Network;
 use schedule::Faults;
@@ -103,12 +103,22 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     // killed: then their namespaces are really gone.
     let mut backend = Backend::choose(options.network, scenario.nodes)?;
     eprintln!("eddy-chaos: network: {}", backend.describe());
+    let setups = backend
+        .hosts(scenario.nodes)
+        .into_iter()
+        .zip(1..)
+        .map(|(host, i)| NodeSetup {
+            host,
+            start: scenario.starts(i),
+            data_dir: scenario.has_data_dir(i),
+            sets: scenario.spec(i).map(|s| s.sets()).unwrap_or_default(),
+        })
+        .collect();
     let cluster = Cluster::start(
         options.binary.clone(),
         options.out.clone(),
-        backend.hosts(scenario.nodes),
+        setups,
         scenario.replication_factor,
-        scenario.data_dir,
     )?;
     let mut network = Network::default();
     network.drop_log_entries = options.drop_log_entries;
@@ -122,7 +132,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     let targets = Arc::new(RwLock::new(lock(&cluster).up_urls()));
     // Let the table settle before traffic: the run measures faults, not
     // formation.
-    check::wait_converged(&cluster, scenario.nodes, Duration::from_secs(30));
+    let started_nodes = lock(&cluster).members();
+    check::wait_converged(&cluster, started_nodes, Duration::from_secs(30));
 
     let alert_log = Arc::new(alerts::AlertLog::default());
     let stop_watching = Arc::new(AtomicBool::new(false));
@@ -155,6 +166,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         cluster: &cluster,
         backend: &mut backend,
         network: &mut network,
+        fd_limits: Default::default(),
     };
     let fault_result = faults.inject(&targets, &mut spans, started);
     // The workload's window ends; then everything heals and the clients
@@ -174,7 +186,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         }
         let _ = client.join();
     }
-    let converged = check::wait_converged(&cluster, scenario.nodes, Duration::from_secs(60));
+    let member_count = lock(&cluster).members();
+    let converged = check::wait_converged(&cluster, member_count, Duration::from_secs(60));
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let converged_after_ms = converged.map(|at| {

@@ -389,8 +389,8 @@ fn claim_subnet(nodes: usize) -> Result<Layout, NetnsError> {
 
 /// Removes the layouts of runs that were SIGKILLed: bridges of ours whose
 /// owner pid no longer exists. Best effort: a failure here only leaves a
-/// subnet taken.
-fn remove_stale() {
+/// subnet taken. Every run calls it before claiming a subnet.
+pub fn remove_stale() {
     let Ok(json) = run("ip", &["-j", "link", "show", "type", "bridge"], None) else {
         return;
     };

@@ -17,6 +17,10 @@ pub struct Network {
     delay_ms: u64,
     /// The injected replication bug (checker test).
     pub drop_log_entries: bool,
+    /// Nodes whose storage writes fail (`storage_fail`): not the network,
+    /// but the same hook carries it, so it lives beside the bug switch and
+    /// survives `heal`.
+    fail_storage: BTreeSet<usize>,
 }
 
 impl Network {
@@ -45,22 +49,70 @@ impl Network {
         }
     }
 
+    /// The links between `node` and each of `with` cut, both ways.
+    pub fn cut(&mut self, node: usize, with: &[usize]) {
+        for &other in with.iter().filter(|&&o| o != node) {
+            self.cut.insert((node, other));
+            self.cut.insert((other, node));
+        }
+    }
+
+    /// The links between `node` and each of `with` work again, both ways.
+    pub fn restore(&mut self, node: usize, with: &[usize]) {
+        for &other in with {
+            self.cut.remove(&(node, other));
+            self.cut.remove(&(other, node));
+        }
+    }
+
+    /// `node` joins the side of `side`: linked to them, cut from the rest.
+    pub fn move_to(&mut self, node: usize, side: &[usize], nodes: usize) {
+        let (with, without): (Vec<usize>, Vec<usize>) = (1..=nodes)
+            .filter(|&o| o != node)
+            .partition(|o| side.contains(o));
+        self.restore(node, &with);
+        self.cut(node, &without);
+    }
+
+    /// Makes `node`'s storage writes fail, or work again.
+    pub fn fail_storage(&mut self, node: usize, fail: bool) {
+        if fail {
+            self.fail_storage.insert(node);
+        } else {
+            self.fail_storage.remove(&node);
+        }
+    }
+
+    /// Every node's storage works again.
+    pub fn heal_storage(&mut self) {
+        self.fail_storage.clear();
+    }
+
+    /// Whether `node`'s storage writes are made to fail.
+    pub fn fails_storage(&self, node: usize) -> bool {
+        self.fail_storage.contains(&node)
+    }
+
     /// Loss and delay on every link.
     pub fn degrade(&mut self, loss: f64, delay_ms: u64) {
         self.loss = loss;
         self.delay_ms = delay_ms;
     }
 
-    /// Everything works again.
+    /// The network works again (the bug switch and storage faults stay).
     pub fn heal(&mut self) {
-        let bug = self.drop_log_entries;
-        *self = Network::default();
-        self.drop_log_entries = bug;
+        self.cut.clear();
+        self.loss = 0.0;
+        self.delay_ms = 0;
     }
 
     /// Whether anything is broken.
     pub fn is_faulty(&self) -> bool {
-        !self.cut.is_empty() || self.loss > 0.0 || self.delay_ms > 0 || self.drop_log_entries
+        !self.cut.is_empty()
+            || self.loss > 0.0
+            || self.delay_ms > 0
+            || self.drop_log_entries
+            || !self.fail_storage.is_empty()
     }
 
     /// Peers node `i` cannot reach.
@@ -101,13 +153,19 @@ impl Network {
         } else {
             (Vec::new(), Vec::new())
         };
-        json!({
+        let mut spec = json!({
             "drop_to": drop_to,
             "drop_from": drop_from,
             "loss": if share.links { self.loss } else { 0.0 },
             "delay_ms": if share.delay { self.delay_ms } else { 0 },
             "drop_log_entries": self.drop_log_entries,
-        })
+        });
+        // Only when on: a node whose hook predates the field refuses
+        // unknown fields, and every other scenario must still run on it.
+        if self.fails_storage(i) {
+            spec["fail_storage"] = json!(true);
+        }
+        spec
     }
 }
 
@@ -158,6 +216,62 @@ mod tests {
         assert_eq!(
             netns,
             json!({"drop_to": [], "drop_from": [], "loss": 0.0, "delay_ms": 20, "drop_log_entries": true})
+        );
+    }
+
+    #[test]
+    fn a_cut_is_one_link_and_restoring_it_leaves_the_rest() {
+        let mut network = Network::default();
+        network.isolate(3, 3);
+        network.cut(1, &[2]);
+        assert_eq!(network.cut_to(1).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(network.cut_from(2).collect::<Vec<_>>(), [1, 3]);
+        network.restore(1, &[2]);
+        assert_eq!(
+            network.cut_to(1).collect::<Vec<_>>(),
+            [3],
+            "the isolation stays"
+        );
+        assert_eq!(network.cut_to(2).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn a_moved_node_reaches_exactly_its_new_side() {
+        let mut network = Network::default();
+        // {1, 2} | {3}; then node 2 crosses to 3's side.
+        network.split(&[1, 2], 3);
+        network.move_to(2, &[3], 3);
+        assert_eq!(network.cut_to(2).collect::<Vec<_>>(), [1]);
+        assert_eq!(network.cut_from(2).collect::<Vec<_>>(), [1]);
+        assert_eq!(network.cut_to(3).collect::<Vec<_>>(), [1]);
+        assert_eq!(network.cut_to(1).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn storage_faults_reach_only_their_node_and_survive_a_network_heal() {
+        let mut network = Network::default();
+        network.fail_storage(2, true);
+        assert!(network.is_faulty());
+        assert_eq!(
+            network.hook_spec(2, HookShare::ALL)["fail_storage"],
+            json!(true)
+        );
+        // Nodes without the fault get the spec they always got.
+        assert!(
+            network
+                .hook_spec(1, HookShare::ALL)
+                .get("fail_storage")
+                .is_none()
+        );
+        network.heal();
+        assert!(network.fails_storage(2));
+        network.fail_storage(2, false);
+        assert!(!network.is_faulty());
+        assert!(
+            network
+                .hook_spec(2, HookShare::ALL)
+                .get("fail_storage")
+                .is_none()
         );
     }
 

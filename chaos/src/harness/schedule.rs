@@ -19,6 +19,8 @@ pub(super) struct Faults<'a> {
     pub cluster: &'a Arc<Mutex<Cluster>>,
     pub backend: &'a mut Backend,
     pub network: &'a mut Network,
+    /// Soft open-file limits of nodes under `exhaust_fds`, to restore.
+    pub fd_limits: std::collections::BTreeMap<usize, u64>,
 }
 
 /// A fault's undo, due at a time.
@@ -50,7 +52,7 @@ impl Faults<'_> {
             let now = started.elapsed();
             if let Some(pos) = undo.iter().position(|u| u.at <= now) {
                 let u = undo.remove(pos);
-                self.apply(&reverse(&u.fault))?;
+                self.undo(&u.fault)?;
                 spans[u.span].end_s = Some(now.as_secs_f64());
             } else if let Some(fault) = faults.next() {
                 self.apply(fault)?;
@@ -70,8 +72,14 @@ impl Faults<'_> {
                         fault: fault.clone(),
                         span: spans.len() - 1,
                     });
-                } else if matches!(fault.action, Action::Cont | Action::Restart | Action::Heal)
-                    && let Some(span) = spans.last_mut()
+                } else if matches!(
+                    fault.action,
+                    Action::Cont
+                        | Action::Restart
+                        | Action::Heal
+                        | Action::Add
+                        | Action::ForgetDown
+                ) && let Some(span) = spans.last_mut()
                 {
                     span.end_s = Some(now.as_secs_f64());
                 }
@@ -92,17 +100,47 @@ impl Faults<'_> {
             Action::Stop => c.pause(node, true),
             Action::Cont => c.pause(node, false),
             Action::Leave => c.leave(node),
-            Action::Restart => {
+            Action::Restart | Action::Add => {
                 // Not waiting for it to be ready: nodes restarted together (a
                 // whole-cluster restart) must find each other, as they would.
-                c.restart(node)?;
+                match fault.action {
+                    Action::Add => c.add(node)?,
+                    _ if fault.wipe => c.restart_wiped(node)?,
+                    _ => c.restart(node)?,
+                }
                 if network.is_faulty() {
-                    // Its hook starts clean: give it the current network.
-                    let _ = c.wait_ready(node, Duration::from_secs(30));
+                    // Its hook starts clean: give it the current network as
+                    // soon as it answers (not once ready: a node cut off
+                    // from a majority never is). The namespace backend's
+                    // rules hold from the start anyway.
+                    let _ = c.wait_answering(node, Duration::from_secs(30));
                     self.backend.apply_to(network, &c, node)?;
                 }
                 return Ok(());
             }
+            Action::ForgetDown => {
+                let answer = c.forget_down(node);
+                eprintln!("eddy-chaos:          node-{node} answered forget-down: {answer}");
+                return Ok(());
+            }
+            Action::StorageFail => {
+                network.fail_storage(node, true);
+                self.backend.apply_to(network, &c, node)?;
+                return Ok(());
+            }
+            Action::ExhaustFds => {
+                match c.limit_fds(node, None) {
+                    Some(before) => {
+                        self.fd_limits.entry(node).or_insert(before);
+                    }
+                    None => eprintln!(
+                        "eddy-chaos:          exhaust-fds node-{node}: could not set its limit (not running, or no prlimit)"
+                    ),
+                }
+                return Ok(());
+            }
+            Action::Cut => network.cut(node, &fault.with),
+            Action::Move => network.move_to(node, &fault.with, n),
             Action::Isolate => network.isolate(node, n),
             Action::Deafen => network.deafen(node, n),
             Action::Split => {
@@ -121,8 +159,33 @@ impl Faults<'_> {
         Ok(())
     }
 
-    /// Ends every fault: network healed, stopped nodes continued, killed and
-    /// departed ones restarted.
+    /// Undoes `fault` after its `for_s`.
+    fn undo(&mut self, fault: &Fault) -> Result<(), RunError> {
+        let node = fault.node.unwrap_or(1);
+        match fault.action {
+            Action::Cut => {
+                let c = lock(self.cluster);
+                self.network.restore(node, &fault.with);
+                self.backend.apply(self.network, &c)
+            }
+            Action::StorageFail => {
+                let c = lock(self.cluster);
+                self.network.fail_storage(node, false);
+                self.backend.apply_to(self.network, &c, node)
+            }
+            Action::ExhaustFds => {
+                if let Some(before) = self.fd_limits.remove(&node) {
+                    lock(self.cluster).limit_fds(node, Some(before));
+                }
+                Ok(())
+            }
+            _ => self.apply(&reverse(fault)),
+        }
+    }
+
+    /// Ends every fault: network healed, storage working, stopped nodes
+    /// continued, killed and departed ones restarted (spares never added
+    /// stay spares).
     pub fn heal_everything(
         &mut self,
         targets: &RwLock<Vec<String>>,
@@ -134,7 +197,11 @@ impl Faults<'_> {
             span.end_s = Some(now);
         }
         let mut c = lock(self.cluster);
+        for (node, before) in std::mem::take(&mut self.fd_limits) {
+            c.limit_fds(node, Some(before));
+        }
         self.network.heal();
+        self.network.heal_storage();
         self.backend.apply(self.network, &c)?;
         let mut restarted = Vec::new();
         for i in 1..=c.len() {
@@ -144,7 +211,7 @@ impl Faults<'_> {
                     c.restart(i)?;
                     restarted.push(i);
                 }
-                State::Up => {}
+                State::Up | State::Spare => {}
             }
         }
         for i in restarted {
@@ -167,6 +234,7 @@ fn reverse(fault: &Fault) -> Fault {
     Fault {
         action,
         for_s: None,
+        wipe: false,
         ..fault.clone()
     }
 }
@@ -190,5 +258,12 @@ fn describe(fault: &Fault) -> String {
         .for_s
         .map(|s| format!(" for {s} s"))
         .unwrap_or_default();
-    format!("{:?}{node}{with}{degrade}{dur}", fault.action).to_lowercase()
+    let wipe = if fault.wipe { " wiped" } else { "" };
+    let action = match fault.action {
+        Action::ForgetDown => "forget-down".to_string(),
+        Action::StorageFail => "storage-fail".to_string(),
+        Action::ExhaustFds => "exhaust-fds".to_string(),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    format!("{action}{node}{wipe}{with}{degrade}{dur}")
 }
