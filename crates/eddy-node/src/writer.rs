@@ -5,9 +5,11 @@
 //! (backup): with `data_dir`, nothing is acknowledged that is not in the log.
 //!
 //! **Group commit.** The thread takes every request queued at once, performs
-//! them in order, syncs the touched logs once per group as [`FsyncPolicy`]
-//! says, then completes the whole group. Per-partition order is the queue's
-//! order, so a partition's log is written in the order its worker applied.
+//! them in order — a partition's appends of the group coalesced into one
+//! write — syncs once per group as [`FsyncPolicy`] says (one `syncfs` of the
+//! data directory's file system, not one `fsync` per partition log), then
+//! completes the whole group. Per-partition order is the queue's order, so a
+//! partition's log is written in the order its worker applied.
 //!
 //! **A failed append breaks its partition's log.** Appending the next batch
 //! behind a missing one would leave a gap that replay stops at, losing every
@@ -17,7 +19,7 @@
 //! partitions through [`StorageWriter::is_broken`] and send that checkpoint
 //! in place of their next append.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
@@ -175,7 +177,7 @@ impl StorageWriter {
             faults,
             broken: broken.clone(),
             open: HashMap::new(),
-            unsynced: BTreeSet::new(),
+            unsynced: false,
             synced_at: Instant::now(),
         };
         std::thread::Builder::new()
@@ -256,16 +258,35 @@ struct Thread {
     faults: Arc<Faults>,
     broken: Arc<Broken>,
     open: HashMap<PartitionId, File>,
-    /// Logs written since their last sync (`FsyncPolicy::Interval`).
-    unsynced: BTreeSet<PartitionId>,
+    /// Whether anything was written since the last sync
+    /// (`FsyncPolicy::Interval`).
+    unsynced: bool,
     synced_at: Instant,
+}
+
+/// One partition's appends of a group: their records back to back, written
+/// with one call, and what to run once they are written.
+#[derive(Default)]
+struct Pending {
+    records: Vec<u8>,
+    done: Vec<Option<Done>>,
+}
+
+/// What one group has written so far and what it will complete.
+#[derive(Default)]
+struct Group {
+    pending: BTreeMap<PartitionId, Pending>,
+    /// Written (or barriers behind written data): completed after the sync.
+    written: Vec<(PartitionId, Option<Done>)>,
+    /// Completed with their own result.
+    finished: Vec<(Option<Done>, Result<(), StorageError>)>,
 }
 
 impl Thread {
     fn run(mut self, requests: Receiver<Request>) {
         loop {
             let first = match self.fsync {
-                FsyncPolicy::Interval(every) if !self.unsynced.is_empty() => {
+                FsyncPolicy::Interval(every) if self.unsynced => {
                     match requests.recv_timeout(every.saturating_sub(self.synced_at.elapsed())) {
                         Ok(request) => request,
                         Err(RecvTimeoutError::Timeout) => {
@@ -292,31 +313,43 @@ impl Thread {
         self.sync_interval(true);
     }
 
-    /// Performs one group in order, syncs as the policy says, then completes.
-    fn perform(&mut self, group: Vec<Request>) {
-        let mut appended: Vec<(PartitionId, Option<Done>)> = Vec::new();
-        let mut finished: Vec<(Option<Done>, Result<(), StorageError>)> = Vec::new();
-        for request in group {
+    /// Performs one group in order — each partition's appends coalesced into
+    /// one write, flushed before anything else touches that partition —
+    /// syncs as the policy says, then completes.
+    fn perform(&mut self, requests: Vec<Request>) {
+        let mut group = Group::default();
+        for request in requests {
             match request {
                 Request::Append {
                     partition,
                     entries,
                     done,
-                } => match self.append(partition, &entries) {
-                    Ok(()) => appended.push((partition, done)),
-                    Err(err) => {
-                        self.fail(partition, &err, "cannot write the write-ahead log");
-                        finished.push((done, Err(err)));
+                } => {
+                    let record = if self.broken.get(partition) {
+                        Err(StorageError::Broken { partition })
+                    } else {
+                        Storage::wal_record(&entries)
+                    };
+                    match record {
+                        Ok(record) => {
+                            let pending = group.pending.entry(partition).or_default();
+                            pending.records.extend_from_slice(&record);
+                            pending.done.push(done);
+                        }
+                        Err(err) => {
+                            self.fail(partition, &err, "cannot write the write-ahead log");
+                            group.finished.push((done, Err(err)));
+                        }
                     }
-                },
+                }
                 Request::Checkpoint {
                     partition,
                     chunks,
                     done,
                 } => {
+                    self.flush(partition, &mut group);
                     // The old log is deleted: its handle must not be reused.
                     self.open.remove(&partition);
-                    self.unsynced.remove(&partition);
                     let result = self.injected(partition).and_then(|()| {
                         self.storage.write_snapshot(
                             partition,
@@ -333,25 +366,28 @@ impl Thread {
                                 );
                             }
                             self.broken.set(partition, false);
-                            finished.push((done, Ok(())));
+                            group.finished.push((done, Ok(())));
                         }
                         Err(err) => {
                             self.fail(partition, &err, "cannot write the snapshot");
-                            finished.push((done, Err(err)));
+                            group.finished.push((done, Err(err)));
                         }
                     }
                 }
                 Request::Barrier { partition, done } => {
+                    self.flush(partition, &mut group);
                     if self.broken.get(partition) {
-                        finished.push((done, Err(StorageError::Broken { partition })));
+                        group
+                            .finished
+                            .push((done, Err(StorageError::Broken { partition })));
                     } else {
-                        // Completed with this group's appends, after their sync.
-                        appended.push((partition, done));
+                        // Completed with this group's writes, after their sync.
+                        group.written.push((partition, done));
                     }
                 }
                 Request::Remove { partition } => {
+                    self.flush(partition, &mut group);
                     self.open.remove(&partition);
-                    self.unsynced.remove(&partition);
                     if let Err(err) = self.storage.remove(partition) {
                         tracing::warn!(partition = partition.0, %err, "cannot remove a retired copy's files");
                     }
@@ -359,60 +395,91 @@ impl Thread {
                 }
             }
         }
+        let partitions: Vec<PartitionId> = group.pending.keys().copied().collect();
+        for partition in partitions {
+            self.flush(partition, &mut group);
+        }
+        let Group {
+            written,
+            mut finished,
+            ..
+        } = group;
         match self.fsync {
-            FsyncPolicy::Never => {}
+            FsyncPolicy::Never => {
+                finished.extend(written.into_iter().map(|(_, done)| (done, Ok(()))));
+            }
             FsyncPolicy::Batch => {
-                let touched: BTreeSet<PartitionId> = appended.iter().map(|(p, _)| *p).collect();
-                let mut failed = HashMap::new();
-                for partition in touched {
-                    if let Err(err) = self.sync(partition) {
-                        self.fail(partition, &err, "cannot sync the write-ahead log");
-                        failed.insert(partition, err.to_string());
-                    }
-                }
-                for (partition, done) in appended {
-                    let result = match failed.get(&partition) {
-                        Some(reason) => Err(StorageError::Unsynced {
-                            partition,
-                            reason: reason.clone(),
-                        }),
-                        None => Ok(()),
+                let synced = if written.is_empty() {
+                    Ok(())
+                } else {
+                    self.sync_all()
+                };
+                for (partition, done) in written {
+                    let result = match &synced {
+                        Ok(()) => Ok(()),
+                        Err(reason) => {
+                            let err = StorageError::Unsynced {
+                                partition,
+                                reason: reason.clone(),
+                            };
+                            self.fail(partition, &err, "cannot sync the write-ahead log");
+                            Err(err)
+                        }
                     };
                     finished.push((done, result));
                 }
-                appended = Vec::new();
             }
             FsyncPolicy::Interval(_) => {
-                self.unsynced.extend(appended.iter().map(|(p, _)| *p));
-                self.sync_interval(false);
+                self.unsynced |= !written.is_empty();
+                finished.extend(written.into_iter().map(|(_, done)| (done, Ok(()))));
             }
         }
-        finished.extend(appended.into_iter().map(|(_, done)| (done, Ok(()))));
         for (done, result) in finished {
             if let Some(done) = done {
                 done(result);
             }
         }
+        // After the completions: acknowledgements never wait for it.
+        self.sync_interval(false);
         if self.open.len() > MAX_OPEN_LOGS {
             self.open.clear();
         }
     }
 
-    fn append(&mut self, partition: PartitionId, entries: &[u8]) -> Result<(), StorageError> {
-        if self.broken.get(partition) {
-            return Err(StorageError::Broken { partition });
+    /// Writes `partition`'s coalesced appends of the group, if any.
+    fn flush(&mut self, partition: PartitionId, group: &mut Group) {
+        let Some(pending) = group.pending.remove(&partition) else {
+            return;
+        };
+        match self.write(partition, &pending.records) {
+            Ok(()) => group
+                .written
+                .extend(pending.done.into_iter().map(|done| (partition, done))),
+            Err(err) => {
+                self.fail(partition, &err, "cannot write the write-ahead log");
+                let reason = err.to_string();
+                for done in pending.done {
+                    let err = StorageError::Io {
+                        path: self.storage.wal_path(partition),
+                        source: std::io::Error::other(reason.clone()),
+                    };
+                    group.finished.push((done, Err(err)));
+                }
+            }
         }
+    }
+
+    fn write(&mut self, partition: PartitionId, records: &[u8]) -> Result<(), StorageError> {
         self.injected(partition)?;
-        let record = Storage::wal_record(entries)?;
         let file = match self.open.entry(partition) {
             std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(self.storage.open_wal(partition)?)
             }
         };
-        // One write call per record: a kill leaves it whole or torn at the
-        // end, which loading detects.
-        let written = file.write_all(&record);
+        // One write call for the group's records: a kill leaves them whole
+        // or the last one torn, which loading detects.
+        let written = file.write_all(records);
         written.map_err(|source| {
             self.open.remove(&partition);
             StorageError::Io {
@@ -422,36 +489,28 @@ impl Thread {
         })
     }
 
-    fn sync(&mut self, partition: PartitionId) -> Result<(), StorageError> {
-        let Some(file) = self.open.get(&partition) else {
-            // Closed since it was written (handle cap): reopen to sync.
-            let file = self.storage.open_wal(partition)?;
-            return file.sync_data().map_err(|source| StorageError::Io {
-                path: self.storage.wal_path(partition),
-                source,
-            });
-        };
-        file.sync_data().map_err(|source| StorageError::Io {
-            path: self.storage.wal_path(partition),
-            source,
-        })
+    /// Flushes everything written so far to the device: one `syncfs` of the
+    /// data directory's file system instead of one `fsync` per partition log
+    /// (a group touches hundreds; each fsync is a device flush).
+    fn sync_all(&self) -> Result<(), String> {
+        self.storage.sync_all().map_err(|err| err.to_string())
     }
 
-    /// Syncs the logs written since the last sync once the interval passed
+    /// Syncs what was written since the last sync once the interval passed
     /// (or now, with `force`).
     fn sync_interval(&mut self, force: bool) {
         let FsyncPolicy::Interval(every) = self.fsync else {
             return;
         };
-        if !force && self.synced_at.elapsed() < every {
+        if !self.unsynced || (!force && self.synced_at.elapsed() < every) {
             return;
         }
-        for partition in std::mem::take(&mut self.unsynced) {
-            if let Err(err) = self.sync(partition) {
-                // Already acknowledged: all we can do is say so and count.
-                self.fail(partition, &err, "cannot sync the write-ahead log");
-            }
+        if let Err(reason) = self.sync_all() {
+            // Already acknowledged: all we can do is say so and count.
+            metrics::counter!("eddy_storage_write_errors_total").increment(1);
+            tracing::error!(reason, "cannot sync the data directory");
         }
+        self.unsynced = false;
         self.synced_at = Instant::now();
     }
 
@@ -623,6 +682,64 @@ mod tests {
         f.writer.append(p, b"after".to_vec(), f.done(2));
         assert!(f.outcome().1.is_err(), "still waiting for a snapshot");
         let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    #[test]
+    fn one_group_coalesces_appends_but_keeps_their_order_around_a_snapshot() {
+        let dir = scratch("group");
+        let storage = Storage::open(&dir).unwrap();
+        let broken = Arc::new(Broken((0..4).map(|_| AtomicBool::new(false)).collect()));
+        let mut thread = Thread {
+            storage: storage.clone(),
+            fsync: FsyncPolicy::Batch,
+            faults: Arc::new(Faults::default()),
+            broken,
+            open: HashMap::new(),
+            unsynced: false,
+            synced_at: Instant::now(),
+        };
+        let (answer, results) = mpsc::channel();
+        let done = |tag: u32| -> Option<Done> {
+            let answer = answer.clone();
+            Some(Box::new(move |result: Result<(), StorageError>| {
+                let _ = answer.send((tag, result.is_ok()));
+            }))
+        };
+        let (p, q) = (PartitionId(1), PartitionId(2));
+        let append = |partition, entries: &[u8], done| Request::Append {
+            partition,
+            entries: entries.to_vec(),
+            done,
+        };
+        thread.perform(vec![
+            append(p, b"a", done(1)),
+            append(q, b"x", done(2)),
+            append(p, b"b", done(3)),
+            Request::Checkpoint {
+                partition: p,
+                chunks: vec![b"snap".to_vec()],
+                done: done(4),
+            },
+            append(p, b"c", done(5)),
+            Request::Barrier {
+                partition: q,
+                done: done(6),
+            },
+        ]);
+        let mut outcomes: Vec<(u32, bool)> = results.try_iter().collect();
+        outcomes.sort_unstable();
+        assert_eq!(
+            outcomes,
+            (1..=6).map(|tag| (tag, true)).collect::<Vec<_>>(),
+            "every request completed, once"
+        );
+        // a and b went into the log before the snapshot replaced it; c after.
+        let wal = |partition| std::fs::read(storage.wal_path(partition)).unwrap_or_default();
+        assert_eq!(wal(p), record(b"c"));
+        assert_eq!(wal(q), record(b"x"));
+        let snapshot = std::fs::read(dir.join("p0001").join("snapshot")).unwrap();
+        assert_eq!(&snapshot[4..], b"snap");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
