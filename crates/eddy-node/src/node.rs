@@ -286,7 +286,8 @@ impl NodeBuilder {
         if !ingress.is_ready() {
             tracing::warn!("not ready yet: partitions not taken over; serving 503 until they are");
         }
-        tracing::info!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
+        // At debug: `run_with` prints the one summary line a person reads.
+        tracing::debug!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,
             tcp_addr,
@@ -340,14 +341,21 @@ impl NodeBuilder {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            // Tools and tests read the actual address from this line.
+            // The one line a person starting a node needs; tools and tests
+            // read the actual addresses from it (words split on spaces).
             println!(
-                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{}",
+                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{} ({} partitions, replication_factor {}, data_dir {})",
                 config.name,
                 node.http_addr(),
                 node.tcp_addr(),
                 node.gossip_addr(),
                 node.peer_addr(),
+                config.partitions,
+                config.replication_factor,
+                config
+                    .data_dir
+                    .as_deref()
+                    .map_or_else(|| "none: state in memory only".into(), |d| d.display().to_string()),
             );
             tokio::select! {
                 () = wait_for_signal() => {}

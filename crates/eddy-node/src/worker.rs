@@ -504,7 +504,7 @@ impl WorkerState {
             match (slot.as_mut(), next) {
                 (Some(slot), Some(role)) => {
                     if slot.role == Role::Owner && role != Role::Owner {
-                        tracing::info!(partition = p, ?role, "no longer the owner");
+                        tracing::debug!(partition = p, ?role, "no longer the owner");
                     }
                     slot.role = role;
                 }
@@ -712,7 +712,7 @@ impl WorkerState {
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
         if owner {
-            tracing::info!(
+            tracing::debug!(
                 partition = partition.0,
                 epoch = epoch.0,
                 seq = through.0,
@@ -748,7 +748,7 @@ impl WorkerState {
             .get_or_insert_with(|| Slot::new(Role::Incoming));
         let had_copy = slot.partition.is_some();
         let copy = slot.partition.take().unwrap_or(fresh);
-        tracing::info!(
+        tracing::debug!(
             partition = partition.0,
             epoch = epoch.0,
             seq = copy.last_seq().0,
@@ -791,7 +791,7 @@ impl WorkerState {
                     until: Instant::now() + crate::slot::RETIRE_AFTER,
                 },
             };
-            tracing::info!(partition = partition.0, to = %to.name, "handing the partition over");
+            tracing::debug!(partition = partition.0, to = %to.name, "handing the partition over");
         }
         metrics::counter!("eddy_handoffs_sent_total").increment(1);
         send_snapshot(&links, to, partition, chunks, true, epoch)

@@ -1,0 +1,146 @@
+//! What a new user meets in the first hour (issue 16), on the real binary: a
+//! quiet start with one summary line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop, with its stdout and stderr lines
+/// (tagged `out`/`err`) arriving on a channel.
+struct Captured {
+    child: Child,
+    lines: mpsc::Receiver<(&'static str, String)>,
+}
+
+impl Captured {
+    fn spawn(mut command: Command) -> Captured {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("eddy binary starts");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        for (tag, stream) in [
+            ("out", Box::new(out) as Box<dyn std::io::Read + Send>),
+            ("err", Box::new(err)),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send((tag, line));
+                }
+            });
+        }
+        Captured { child, lines }
+    }
+
+    /// Lines until one satisfies `until` (bounded by `within`); that line
+    /// included, last.
+    fn lines_until(
+        &self,
+        within: Duration,
+        until: impl Fn(&str, &str) -> bool,
+    ) -> Vec<(&'static str, String)> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((tag, line)) => {
+                    let done = until(tag, &line);
+                    seen.push((tag, line));
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no such line within {within:?}; saw {seen:#?}"),
+            }
+        }
+    }
+
+    /// Whatever else arrives within `quiet` of the last line (bounded by
+    /// `at_most` lines).
+    fn drain(&self, quiet: Duration, at_most: usize) -> Vec<(&'static str, String)> {
+        let mut seen = Vec::new();
+        while seen.len() < at_most {
+            match self.lines.recv_timeout(quiet) {
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `eddy node` on free loopback ports, logging at the default level.
+fn node_command(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    command.arg("node");
+    for key in ["http_addr", "tcp_addr", "gossip_addr", "peer_addr"] {
+        command.args(["--set", &format!("{key}=\"127.0.0.1:0\"")]);
+    }
+    command.args(extra).env_remove("RUST_LOG");
+    command
+}
+
+fn listening(tag: &str, line: &str) -> bool {
+    tag == "out" && line.contains(" listening on ")
+}
+
+#[test]
+fn a_node_start_says_where_it_listens_in_a_few_lines() {
+    let node = Captured::spawn(node_command(&[]));
+    let mut lines = node.lines_until(Duration::from_secs(30), listening);
+    // Lines logged just after the summary still count as the start.
+    lines.extend(node.drain(Duration::from_secs(1), 2000));
+    let info: Vec<&String> = lines
+        .iter()
+        .filter(|(tag, line)| *tag == "err" && line.contains(" INFO "))
+        .map(|(_, line)| line)
+        .collect();
+    assert!(
+        info.len() < 15,
+        "{} INFO lines at start: {info:#?}",
+        info.len()
+    );
+    assert!(
+        !lines.iter().any(|(_, l)| l.contains("taking ownership")),
+        "per-partition lines are debug detail"
+    );
+    let summary = &lines
+        .iter()
+        .find(|(tag, line)| listening(tag, line))
+        .expect("summary line")
+        .1;
+    for part in [
+        "http://127.0.0.1:",
+        "tcp://",
+        "gossip://",
+        "peer://",
+        "1024 partitions",
+        "data_dir none",
+    ] {
+        assert!(summary.contains(part), "`{part}` missing in `{summary}`");
+    }
+}
+
+#[test]
+fn per_partition_detail_is_logged_at_debug() {
+    let mut command = node_command(&["--set", "partitions=4"]);
+    command.env("RUST_LOG", "eddy_node=debug");
+    let node = Captured::spawn(command);
+    let lines = node.lines_until(Duration::from_secs(30), |tag, line| {
+        tag == "err" && line.contains("taking ownership")
+    });
+    assert!(lines.last().is_some_and(|(_, l)| l.contains("DEBUG")));
+}
