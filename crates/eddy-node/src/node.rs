@@ -28,9 +28,11 @@ pub enum NodeError {
     /// The kinds could not be registered.
     #[error("kinds: {0}")]
     Registry(#[from] RegistryError),
-    /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listening address could not be bound; nothing was started.
+    #[error("{}", crate::cluster::bind_message(setting, *addr, source))]
     Bind {
+        /// The setting that asked for the address (`http_addr`, …).
+        setting: &'static str,
         /// The address.
         addr: SocketAddr,
         /// Why.
@@ -89,17 +91,21 @@ impl NodeBuilder {
             .map(|i| format!("eddy-{}-{instance}-worker-{i}", config.name))
             .collect();
         let alerts = AlertHub::new(config.alert_buffer);
-        let http_listener = bind_tcp(config.http_addr).await?;
-        let tcp_listener = bind_tcp(config.tcp_addr).await?;
-        let peer_listener = bind_tcp(config.peer_addr).await?;
+        let http_listener = bind_tcp("http_addr", config.http_addr).await?;
+        let tcp_listener = bind_tcp("tcp_addr", config.tcp_addr).await?;
+        let peer_listener = bind_tcp("peer_addr", config.peer_addr).await?;
         let gossip = crate::cluster::bind(config.gossip_addr).await?;
-        let local_addr = |addr: SocketAddr, bound: std::io::Result<SocketAddr>| {
-            bound.map_err(|source| NodeError::Bind { addr, source })
+        let local_addr = |setting, addr: SocketAddr, bound: std::io::Result<SocketAddr>| {
+            bound.map_err(|source| NodeError::Bind {
+                setting,
+                addr,
+                source,
+            })
         };
-        let http_addr = local_addr(config.http_addr, http_listener.local_addr())?;
-        let tcp_addr = local_addr(config.tcp_addr, tcp_listener.local_addr())?;
-        let peer_addr = local_addr(config.peer_addr, peer_listener.local_addr())?;
-        let gossip_addr = local_addr(config.gossip_addr, gossip.local_addr())?;
+        let http_addr = local_addr("http_addr", config.http_addr, http_listener.local_addr())?;
+        let tcp_addr = local_addr("tcp_addr", config.tcp_addr, tcp_listener.local_addr())?;
+        let peer_addr = local_addr("peer_addr", config.peer_addr, peer_listener.local_addr())?;
+        let gossip_addr = local_addr("gossip_addr", config.gossip_addr, gossip.local_addr())?;
         for (key, addr) in [
             ("http_addr", http_addr),
             ("tcp_addr", tcp_addr),
@@ -395,10 +401,17 @@ async fn wait_for_signal() {
     }
 }
 
-async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+async fn bind_tcp(
+    setting: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, NodeError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Bind { addr, source })
+        .map_err(|source| NodeError::Bind {
+            setting,
+            addr,
+            source,
+        })
 }
 
 /// Seeds the key maps' hasher so clients cannot precompute colliding keys.

@@ -76,6 +76,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// What to say when nothing answers at `addr`: most often no node runs
+/// there, or it runs at another address (`flag` sets the one asked).
+fn no_node_hint(addr: &str, flag: &str) -> String {
+    format!(
+        "is a node running at {addr}? (start one with `eddy node`, or point {flag} at a running node)"
+    )
+}
+
 /// The async runtime of a client subcommand; reports why if it cannot start.
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()

@@ -183,7 +183,11 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         let client = match Client::connect(&args.addr).await {
             Ok(client) => std::sync::Arc::new(client),
             Err(err) => {
-                eprintln!("error: cannot connect to {}: {err}", args.addr);
+                eprintln!(
+                    "error: cannot connect to {}: {err}; {}",
+                    args.addr,
+                    crate::no_node_hint(&args.addr, "--addr")
+                );
                 return ExitCode::FAILURE;
             }
         };

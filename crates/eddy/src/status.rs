@@ -20,10 +20,11 @@ pub struct StatusArgs {
 
 fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
     let url = format!("http://{base}{path}");
-    let mut response = agent
-        .get(&url)
-        .call()
-        .map_err(|err| format!("{url}: {err}"))?;
+    let mut response = agent.get(&url).call().map_err(|err| match err {
+        // The node answered: the status says it all.
+        ureq::Error::StatusCode(_) => format!("{url}: {err}"),
+        _ => format!("{url}: {err}; {}", crate::no_node_hint(base, "--http-addr")),
+    })?;
     let body = response
         .body_mut()
         .read_to_string()

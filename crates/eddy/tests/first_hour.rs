@@ -1,5 +1,7 @@
 //! What a new user meets in the first hour (issue 16), on the real binary: a
-//! quiet start with one summary line.
+//! quiet start with one summary line, and errors that say the fix.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -143,4 +145,88 @@ fn per_partition_detail_is_logged_at_debug() {
         tag == "err" && line.contains("taking ownership")
     });
     assert!(lines.last().is_some_and(|(_, l)| l.contains("DEBUG")));
+}
+
+/// A free loopback TCP port, held by the returned listener.
+fn held_port() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    (listener, addr)
+}
+
+#[test]
+fn a_port_clash_names_the_setting_behind_the_port() {
+    let (_held, addr) = held_port();
+    // After the free-port `--set`s, so it wins.
+    let setting = format!("http_addr=\"{addr}\"");
+    let mut command = node_command(&["--set", &setting]);
+    command.stdout(Stdio::null());
+    let output = command.output().expect("eddy runs");
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains(&format!("http_addr {addr} is in use")),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn a_typo_in_an_eddy_variable_is_refused_with_the_key_meant() {
+    let output = node_command(&[])
+        .env("EDDY_REPLICATON_FACTOR", "3")
+        .output()
+        .expect("eddy runs");
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("EDDY_REPLICATON_FACTOR") && err.contains("EDDY_REPLICATION_FACTOR?"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn a_typo_in_the_config_file_names_file_line_and_the_key_meant() {
+    let dir = common::scratch("typo");
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "name = \"n\"\nreplicaton_factor = 3\n").expect("write");
+    let output = node_command(&["--config", &file.display().to_string()])
+        .output()
+        .expect("eddy runs");
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains(&format!("{} line 2", file.display()))
+            && err.contains("did you mean `replication_factor`?"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn eddy_data_dir_from_the_environment_is_applied() {
+    let dir = common::scratch("env-data-dir");
+    let mut command = node_command(&[]);
+    command.env("EDDY_DATA_DIR", &dir);
+    let node = Captured::spawn(command);
+    let lines = node.lines_until(Duration::from_secs(30), listening);
+    let summary = &lines.last().expect("summary").1;
+    assert!(
+        summary.contains(&format!("data_dir {}", dir.display())),
+        "{summary}"
+    );
+}
+
+#[test]
+fn status_against_no_node_asks_whether_one_runs_there() {
+    // A port just freed: nothing listens on it.
+    let addr = held_port().1;
+    let output = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["status", "--http-addr", &addr])
+        .output()
+        .expect("eddy runs");
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains(&format!("is a node running at {addr}?")),
+        "stderr: {err}"
+    );
 }
