@@ -9,6 +9,7 @@
 mod bench;
 mod bench_cluster;
 mod demo;
+mod progress;
 mod send;
 mod status;
 mod tail;
