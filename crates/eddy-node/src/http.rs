@@ -307,26 +307,45 @@ async fn get_actor(
 struct AlertFilter {
     kind: Option<String>,
     key: Option<String>,
+    /// Send up to this many of the latest kept alerts that pass the filter
+    /// (at most [`crate::alerts::RECENT`]) before the live ones; 0 (the
+    /// default) sends live alerts only.
+    #[serde(default)]
+    replay: usize,
 }
 
+impl AlertFilter {
+    fn wants(&self, alert: &eddy_core::AlertRecord) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == alert.kind)
+            && self.key.as_deref().is_none_or(|k| k == alert.key)
+    }
+}
+
+/// Alerts as Server-Sent Events: the replayed ones (`?replay=N`), then live
+/// ones as they are published; none twice, none missed in between.
 async fn get_alerts(
     State(app): State<AppState>,
     Query(filter): Query<AlertFilter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = app.ingress.subscribe_alerts();
+    let (receiver, kept) = app.ingress.subscribe_alerts_with_recent();
+    let mut replay: std::collections::VecDeque<_> =
+        kept.into_iter().filter(|a| filter.wants(a)).collect();
+    let keep = filter.replay.min(crate::alerts::RECENT);
+    replay.drain(..replay.len().saturating_sub(keep));
     let stream = futures_util::stream::unfold(
-        (receiver, app.shutdown.clone(), filter),
-        |(mut receiver, mut shutdown, filter)| async move {
+        (receiver, app.shutdown.clone(), filter, replay),
+        |(mut receiver, mut shutdown, filter, mut replay)| async move {
             loop {
-                let next = tokio::select! {
-                    next = receiver.recv() => next,
-                    _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                let next = match replay.pop_front() {
+                    Some(alert) => Ok(alert),
+                    None => tokio::select! {
+                        next = receiver.recv() => next,
+                        _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                    },
                 };
                 let event = match next {
                     Ok(alert) => {
-                        let wanted = filter.kind.as_deref().is_none_or(|k| k == alert.kind)
-                            && filter.key.as_deref().is_none_or(|k| k == alert.key);
-                        if !wanted {
+                        if !filter.wants(&alert) {
                             continue;
                         }
                         Event::default()
@@ -341,7 +360,7 @@ async fn get_alerts(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown, filter)));
+                return Some((Ok(event), (receiver, shutdown, filter, replay)));
             }
         },
     );

@@ -274,6 +274,17 @@ impl Ingress {
         self.inner.alerts.subscribe()
     }
 
+    /// A subscriber to alerts from now on, and the alerts kept from before
+    /// (oldest first); no alert is in both.
+    pub fn subscribe_alerts_with_recent(
+        &self,
+    ) -> (
+        tokio::sync::broadcast::Receiver<Arc<eddy_core::AlertRecord>>,
+        Vec<Arc<eddy_core::AlertRecord>>,
+    ) {
+        self.inner.alerts.subscribe_with_recent()
+    }
+
     /// Up to `limit` of the latest alerts this node published, oldest first.
     pub fn recent_alerts(&self, limit: usize) -> Vec<Arc<eddy_core::AlertRecord>> {
         self.inner.alerts.recent(limit)

@@ -230,3 +230,55 @@ fn status_against_no_node_asks_whether_one_runs_there() {
         "stderr: {err}"
     );
 }
+
+/// The `data:` payloads of an SSE stream, one per received alert.
+fn sse_alerts(url: &str) -> mpsc::Receiver<serde_json::Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = agent.get(url).call().expect("SSE stream opens");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data:") {
+                let _ = tx.send(common::json(data.trim()));
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn alerts_raised_before_subscribing_are_replayed_then_live_ones_follow() {
+    let node = common::NodeProcess::start(&[]);
+    let events = node.url("/v1/events");
+    // The README's example events: acct-7 in DE, then in the US.
+    let (status, body, _) = common::post_json(
+        &events,
+        r#"{"kind":"account","key":"acct-7","event":{"amount":42.5,"country":"DE","merchant":"m-17"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = common::post(
+        &events,
+        "application/x-ndjson",
+        "{\"kind\":\"account\",\"key\":\"acct-7\",\"event\":{\"amount\":40,\"country\":\"US\"}}\n{\"kind\":\"device\",\"key\":\"dev-1\",\"event\":{\"metric\":\"temp\",\"value\":91}}\n",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let alerts = sse_alerts(&node.url("/v1/alerts?kind=account&replay=10"));
+    let first = alerts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the earlier alert is replayed");
+    assert_eq!(first["key"], "acct-7", "{first}");
+    assert_eq!(first["alert"]["reason"], "impossible_travel", "{first}");
+
+    // A live one follows, and the replayed one is not sent again.
+    common::post_json(&events, &common::tx("acct-8", 1.0, "DE"));
+    common::post_json(&events, &common::tx("acct-8", 1.0, "US"));
+    let next = alerts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a live alert");
+    assert_eq!(next["key"], "acct-8", "{next}");
+}
