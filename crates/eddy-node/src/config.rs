@@ -222,7 +222,7 @@ impl NodeConfig {
             if known.contains(&key.as_str()) {
                 origin.insert(key.clone(), format!("environment variable {name}"));
                 table.insert(key, parse_value(&value));
-            } else if let Some(meant) = nearest(&key, &known) {
+            } else if let Some(meant) = nearest(&key, known) {
                 return Err(ConfigError::Invalid(format!(
                     "environment variable {name} is not a setting; did you mean EDDY_{}?",
                     meant.to_ascii_uppercase()
@@ -250,7 +250,7 @@ impl NodeConfig {
                 .get(key)
                 .map_or_else(String::new, |place| format!("{place}: "));
             if !known.contains(&key.as_str()) {
-                let hint = match nearest(key, &known) {
+                let hint = match nearest(key, known) {
                     Some(meant) => format!("did you mean `{meant}`?"),
                     None => "every key is documented in config/node.toml".to_owned(),
                 };
