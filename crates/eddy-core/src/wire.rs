@@ -146,7 +146,7 @@ pub enum Response {
         state_json: Option<String>,
         /// The key's partition.
         partition: u32,
-        /// The partition's epoch.
+        /// Owner epoch (the fencing epoch) of the copy that answered.
         epoch: u64,
     },
     /// An alert, after `Subscribe`.

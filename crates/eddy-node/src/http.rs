@@ -289,7 +289,7 @@ async fn get_actor(
                 "partition": actor.partition.0,
                 "owner": actor.owner,
                 "replicas": actor.replicas,
-                "epoch": actor.epoch.0,
+                "owner_epoch": actor.owner_epoch.0,
                 "state": state,
             }))
             .into_response(),
@@ -493,7 +493,7 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "node": cluster.local.name.as_str(),
-        "view_version": cluster.view_version,
+        "local_view_version": cluster.view_version,
         "stable_members": cluster.stable_members,
         "quorum": cluster.has_quorum(),
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
@@ -515,7 +515,7 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
                 "partition": p.0,
                 "owner": replicas.first(),
                 "replicas": replicas,
-                "epoch": placement.epoch(p).0,
+                "local_table_epoch": placement.epoch(p).0,
             })
         })
         .collect();
@@ -525,8 +525,9 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
         .zip(table.owned_counts())
         .map(|(node, count)| (node.to_string(), json!(count)))
         .collect();
-    // The copies this node holds: their epoch is the one that fences (the
-    // table's epochs above are this node's observation).
+    // The copies this node holds: their owner epoch is the one that fences,
+    // the number `GET /v1/actors` shows (the `local_` numbers above are this
+    // node's own bookkeeping; docs/ARCHITECTURE.md, "Epochs and versions").
     let mut copies: Vec<_> = app
         .ingress
         .copies()
@@ -536,8 +537,8 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
             json!({
                 "partition": held.partition,
                 "role": role,
-                "epoch": held.epoch,
-                "last_epoch": held.last_epoch,
+                "owner_epoch": held.epoch,
+                "last_entry_epoch": held.last_epoch,
                 "last_seq": held.last_seq,
             })
         })
@@ -545,7 +546,7 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
     copies.sort_by_key(|c| c["partition"].as_u64());
     Json(json!({
         "node": cluster.local.name.as_str(),
-        "version": placement.version(),
+        "local_table_version": placement.version(),
         "copies": copies,
         "fingerprint": format!("{:016x}", table.fingerprint()),
         "partition_count": table.partitions(),

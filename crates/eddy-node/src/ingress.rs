@@ -119,8 +119,10 @@ pub enum IngressError {
 pub struct ActorState {
     /// The key's partition.
     pub partition: PartitionId,
-    /// The partition's epoch.
-    pub epoch: Epoch,
+    /// The owner epoch of the copy that answered: the partition's fencing
+    /// epoch (docs/PROTOCOL.md), the same number `GET /v1/partitions` shows
+    /// as a copy's `owner_epoch`.
+    pub owner_epoch: Epoch,
     /// State as JSON, `None` if the key has none.
     pub state: Option<serde_json::Value>,
     /// Name of the node that answered as owner.
@@ -849,7 +851,7 @@ impl Ingress {
             };
         Ok(ActorState {
             partition,
-            epoch: Epoch(epoch),
+            owner_epoch: Epoch(epoch),
             state,
             owner: owner.to_string(),
             replicas,
@@ -874,9 +876,9 @@ impl Ingress {
             )
             .await;
         match answer {
-            Ok(CallResult::Success(Ok(state))) => Ok(ActorState {
+            Ok(CallResult::Success(Ok((state, owner_epoch)))) => Ok(ActorState {
                 partition,
-                epoch: cluster.placement.epoch(partition),
+                owner_epoch,
                 state,
                 owner: cluster.local.name.to_string(),
                 replicas: cluster

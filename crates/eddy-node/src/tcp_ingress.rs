@@ -196,7 +196,7 @@ async fn handle(
                     request_id,
                     state_json: actor.state.map(|s| s.to_string()),
                     partition: actor.partition.0,
-                    epoch: actor.epoch.0,
+                    epoch: actor.owner_epoch.0,
                 },
                 Err(err) => rejected(request_id, ErrorCode::Unavailable, err.to_string()),
             },

@@ -82,8 +82,9 @@ pub enum WorkerMsg {
         kind: KindId,
         /// The key.
         key: String,
-        /// State as JSON (None: no such key), or why it cannot be read here.
-        reply: RpcReplyPort<Result<Option<serde_json::Value>, String>>,
+        /// State as JSON (None: no such key) and the serving copy's owner
+        /// epoch, or why it cannot be read here.
+        reply: RpcReplyPort<Result<(Option<serde_json::Value>, Epoch), String>>,
     },
     /// Fire due timers, passivate idle keys, drop retired copies, refresh gauges.
     Tick,
@@ -1028,7 +1029,10 @@ impl Actor for Worker {
                 let regained = state.regained();
                 let result = match state.slot(partition).as_mut() {
                     Some(slot) => match slot.owned(regained) {
-                        Some(p) => p.state_json(kind, &key).map_err(|e| e.to_string()),
+                        Some(p) => p
+                            .state_json(kind, &key)
+                            .map(|state| (state, p.epoch()))
+                            .map_err(|e| e.to_string()),
                         None => Err("this node does not serve the partition right now".into()),
                     },
                     None => Err("this node does not serve the partition right now".into()),

@@ -183,8 +183,8 @@ fn a_killed_node_is_marked_down_and_its_partitions_get_new_owners() {
             assert_ne!(new["owner"], "node-3");
             let bump = u64::from(moved.contains(&p));
             assert_eq!(
-                new["epoch"].as_u64(),
-                old["epoch"].as_u64().map(|e| e + bump),
+                new["local_table_epoch"].as_u64(),
+                old["local_table_epoch"].as_u64().map(|e| e + bump),
                 "a new owner means the next epoch, the same owner the same (partition {p})"
             );
         }

@@ -1,6 +1,8 @@
 //! What a new user meets in the first hour (issue 16), on the real binary: a
 //! quiet start with one summary line, and errors that say the fix.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -281,4 +283,44 @@ fn alerts_raised_before_subscribing_are_replayed_then_live_ones_follow() {
         .recv_timeout(Duration::from_secs(10))
         .expect("a live alert");
     assert_eq!(next["key"], "acct-8", "{next}");
+}
+
+#[test]
+fn a_key_and_its_partition_copy_show_the_same_owner_epoch() {
+    let dir = common::scratch("owner-epoch");
+    let data_dir = format!("data_dir=\"{}\"", dir.display());
+    let node = common::NodeProcess::start(&[&data_dir]);
+    let (status, body, _) =
+        common::post_json(&node.url("/v1/events"), &common::tx("acct-e", 1.0, "DE"));
+    assert_eq!(status, 200, "{body}");
+    assert!(node.terminate().success());
+    // Restarted on its data, the node takes its partitions over again at a
+    // higher owner epoch, while its own table starts counting afresh.
+    let node = common::NodeProcess::start(&[&data_dir]);
+    let (status, body, _) = common::get(&node.url("/v1/actors/account/acct-e"));
+    assert_eq!(status, 200, "{body}");
+    let actor = common::json(&body);
+    let partition = actor["partition"].as_u64().expect("partition");
+    let owner_epoch = actor["owner_epoch"].as_u64().expect("owner_epoch");
+    let table = common::partitions(&node);
+    let copy = table["copies"]
+        .as_array()
+        .expect("copies")
+        .iter()
+        .find(|c| c["partition"].as_u64() == Some(partition))
+        .expect("the owner holds a copy")
+        .clone();
+    assert_eq!(copy["owner_epoch"].as_u64(), Some(owner_epoch), "{copy}");
+    assert!(owner_epoch > 1, "a restart raised it: {copy}");
+    assert!(copy["last_entry_epoch"].as_u64().is_some(), "{copy}");
+    let row = &table["partitions"][partition as usize];
+    assert!(row["local_table_epoch"].as_u64().is_some(), "{row}");
+    assert!(row.get("epoch").is_none(), "one word per number: {row}");
+    assert!(table["local_table_version"].as_u64().is_some());
+    let (_, cluster, _) = common::get(&node.url("/v1/cluster"));
+    assert!(
+        common::json(&cluster)["local_view_version"]
+            .as_u64()
+            .is_some()
+    );
 }
