@@ -9,6 +9,7 @@
 mod bench;
 mod bench_cluster;
 mod demo;
+mod new;
 mod progress;
 mod send;
 mod status;
@@ -42,6 +43,8 @@ enum Command {
     Send(send::SendArgs),
     /// Print alerts as JSON lines.
     Tail(tail::TailArgs),
+    /// Create a crate for a kind of your own, pinned to this eddy's versions.
+    New(new::NewArgs),
     /// Show the cluster's members and partition table as one node sees them.
     Status(status::StatusArgs),
     /// Measure throughput and latency of one node with the fraud workload.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Tail(args) => tail::run(args),
+        Command::New(args) => new::run(args),
         Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run_bench(args),
     }

@@ -324,3 +324,77 @@ fn a_key_and_its_partition_copy_show_the_same_owner_epoch() {
             .is_some()
     );
 }
+
+/// `version` of `package` in a Cargo.lock text.
+fn locked(lock: &str, package: &str) -> Option<String> {
+    let entry = format!("name = \"{package}\"\nversion = \"");
+    let start = lock.find(&entry)? + entry.len();
+    Some(lock[start..].split('"').next()?.to_owned())
+}
+
+#[test]
+fn eddy_new_writes_a_crate_that_resolves_to_eddys_versions() {
+    let dir = common::scratch("new");
+    let output = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["new", "thermo-stat", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("eddy runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let root = dir.join("thermo-stat");
+    let main = std::fs::read_to_string(root.join("src/main.rs")).expect("main.rs");
+    assert!(main.contains("const KIND: &'static str = \"thermo_stat\";"));
+    // Resolve it (offline: the workspace's build fetched every crate) and
+    // compare the versions cargo chose with the workspace's.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // `cargo tree` resolves for this platform only, so nothing else needs
+    // downloading.
+    let resolved = Command::new(cargo)
+        .args(["tree", "--offline", "--prefix", "none", "-e", "normal"])
+        .current_dir(&root)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("cargo runs");
+    let tree = String::from_utf8_lossy(&resolved.stdout);
+    assert!(
+        resolved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    let workspace_lock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"),
+    )
+    .expect("workspace lock");
+    for name in ["serde", "tokio", "axum", "ractor", "foca"] {
+        let version = tree
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} v")))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{name} not resolved:\n{tree}"));
+        assert_eq!(
+            Some(version.to_owned()),
+            locked(&workspace_lock, name),
+            "{name}"
+        );
+    }
+    let eddy_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("checkout");
+    assert!(
+        tree.lines().any(|l| l.starts_with("eddy-node v")
+            && l.contains(&eddy_root.join("crates/eddy-node").display().to_string())),
+        "eddy-node by path from this checkout:\n{tree}"
+    );
+    // An existing directory is not overwritten.
+    let again = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["new", "thermo-stat", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("eddy runs");
+    assert_eq!(again.status.code(), Some(2));
+}
