@@ -204,6 +204,53 @@ impl PeerRequest {
             PeerRequest::Hello { .. } => None,
         }
     }
+
+    /// Checks every partition id and count against the cluster's partition
+    /// count `partitions` before anything is sized or looked up by them: a
+    /// partition id is an index, and one frame naming `u32::MAX` made a
+    /// worker allocate a slot list of that length and abort the node.
+    pub fn check_bounds(&self, partitions: u32) -> Result<(), String> {
+        let check = |partition: u32| {
+            if partition < partitions {
+                Ok(())
+            } else {
+                Err(format!(
+                    "partition {partition} out of range (the cluster has {partitions})"
+                ))
+            }
+        };
+        match self {
+            PeerRequest::Replicate { parts, .. } => {
+                if parts.len() > partitions as usize {
+                    return Err(format!("{} parts for {partitions} partitions", parts.len()));
+                }
+                parts.iter().try_for_each(|part| check(part.partition))
+            }
+            PeerRequest::Snapshot { partition, .. } | PeerRequest::Pull { partition, .. } => {
+                check(*partition)
+            }
+            PeerRequest::Survey {
+                partitions: asked,
+                claims,
+                ..
+            } => {
+                if asked.len() > partitions as usize {
+                    return Err(format!("{} partitions asked of {partitions}", asked.len()));
+                }
+                if !claims.is_empty() && claims.len() != asked.len() {
+                    return Err(format!(
+                        "{} claims for {} partitions asked",
+                        claims.len(),
+                        asked.len()
+                    ));
+                }
+                asked.iter().try_for_each(|p| check(*p))
+            }
+            PeerRequest::Hello { .. }
+            | PeerRequest::Forward { .. }
+            | PeerRequest::GetState { .. } => Ok(()),
+        }
+    }
 }
 
 impl PeerResponse {
@@ -316,6 +363,59 @@ mod tests {
     use eddy_core::wire::{decode_frame, encode_frame};
 
     use super::*;
+
+    #[test]
+    fn partition_ids_and_counts_are_checked_against_p() {
+        let survey = |partitions: Vec<u32>, claims: Vec<u64>| PeerRequest::Survey {
+            request_id: 1,
+            partitions,
+            claims,
+        };
+        assert_eq!(survey(vec![0, 1023], vec![]).check_bounds(1024), Ok(()));
+        assert_eq!(survey(vec![0, 1023], vec![5, 6]).check_bounds(1024), Ok(()));
+        assert!(survey(vec![1024], vec![]).check_bounds(1024).is_err());
+        assert!(survey(vec![u32::MAX], vec![1]).check_bounds(1024).is_err());
+        assert!(
+            survey(vec![1, 2], vec![1]).check_bounds(1024).is_err(),
+            "claims per partition"
+        );
+        assert!(
+            survey(vec![0; 1025], vec![]).check_bounds(1024).is_err(),
+            "more than P asked"
+        );
+        let part = |partition| ReplicaPart {
+            partition,
+            epoch: 1,
+            entries: Vec::new(),
+        };
+        let replicate = |parts| PeerRequest::Replicate {
+            request_id: 1,
+            parts,
+        };
+        assert_eq!(replicate(vec![part(7)]).check_bounds(8), Ok(()));
+        assert!(replicate(vec![part(7), part(8)]).check_bounds(8).is_err());
+        let snapshot = |partition| PeerRequest::Snapshot {
+            request_id: 1,
+            partition,
+            epoch: 1,
+            owner: false,
+            chunk: Vec::new(),
+            last: true,
+        };
+        assert!(snapshot(3).check_bounds(4).is_ok());
+        assert!(snapshot(4).check_bounds(4).is_err());
+        let pull = |partition| PeerRequest::Pull {
+            request_id: 1,
+            partition,
+            epoch: u64::MAX,
+        };
+        assert!(pull(u32::MAX).check_bounds(4).is_err());
+        let message = pull(9).check_bounds(4).unwrap_err();
+        assert!(
+            message.contains("partition 9") && message.contains("4"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn a_peer_hosting_other_kinds_is_refused() {

@@ -28,6 +28,9 @@ use crate::remembered::{MembershipFile, Remembered};
 /// only counted, so garbage cannot flood the log.
 const MAX_LOGGED_BAD_SOURCES: usize = 64;
 
+/// How often a majority base that could not be written is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+
 /// The cluster as this node sees it, published on every change.
 #[derive(Debug, Clone)]
 pub struct ClusterState {
@@ -267,6 +270,7 @@ impl Cluster {
             forget: config.forget,
             had_quorum: true,
             remember: config.remember,
+            unsaved: None,
         };
         let task = tokio::spawn(driver.run(leave_rx));
         Ok(Cluster {
@@ -310,6 +314,10 @@ struct Driver {
     had_quorum: bool,
     /// Where a new majority base is written.
     remember: Option<MembershipFile>,
+    /// A base that could not be written yet, and when to try again: a base
+    /// only in memory is forgotten by a restart (found by the chaos review:
+    /// a node that joined with a new `data_dir` was left without the file).
+    unsaved: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -331,6 +339,13 @@ impl Driver {
             let settle_at = self.settle_at;
             let settled = async {
                 match settle_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let unsaved = self.unsaved;
+            let retry_save = async {
+                match unsaved {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -364,6 +379,7 @@ impl Driver {
                     self.recompute();
                 }
                 () = self.forget.notified() => self.forget_down(),
+                () = retry_save => self.retry_save(),
                 _ = &mut leave => {
                     let now = self.clock.now();
                     if let Err(err) = self.membership.leave(now) {
@@ -460,7 +476,8 @@ impl Driver {
 
     /// Records a new majority base: the gauge, and `membership.json` with
     /// `data_dir`. (A small synchronous write, only when the base moves.)
-    fn remember_base(&self, members: usize) {
+    /// A failed write is retried every second until one succeeds.
+    fn remember_base(&mut self, members: usize) {
         metrics::gauge!("eddy_majority_base").set(members as f64);
         let Some(file) = &self.remember else {
             return;
@@ -475,8 +492,27 @@ impl Driver {
                 .map(ToString::to_string)
                 .collect(),
         };
-        if let Err(err) = file.save(&remembered) {
-            tracing::error!(%err, "cannot remember the majority base");
+        match file.save(&remembered) {
+            Ok(()) => {
+                if self.unsaved.take().is_some() {
+                    tracing::info!(members, "majority base remembered");
+                }
+            }
+            Err(err) => {
+                metrics::counter!("eddy_storage_write_errors_total").increment(1);
+                if self.unsaved.is_none() {
+                    tracing::error!(%err, "cannot remember the majority base; retrying every second");
+                }
+                self.unsaved = Some(tokio::time::Instant::now() + SAVE_RETRY);
+            }
+        }
+    }
+
+    fn retry_save(&mut self) {
+        if self.unsaved.is_some() {
+            // The base now, which later changes may have moved.
+            let current = self.publish.borrow().stable_members;
+            self.remember_base(current);
         }
     }
 

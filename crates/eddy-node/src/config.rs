@@ -68,6 +68,9 @@ pub struct NodeConfig {
     /// Where partition copies are kept on disk (WAL + snapshots); none keeps
     /// state in memory only.
     pub data_dir: Option<std::path::PathBuf>,
+    /// When the write-ahead log in `data_dir` is flushed to the device:
+    /// `never`, `batch` (before acknowledging) or an interval (`"100ms"`).
+    pub fsync: crate::writer::FsyncPolicy,
     /// SWIM probe period; detection of a dead node takes a few periods.
     pub probe_period_ms: u32,
     /// How long a probe waits for a direct ack before asking others to probe.
@@ -117,6 +120,7 @@ impl Default for NodeConfig {
             join_timeout_ms: 3000,
             bootstrap_expect: 1,
             data_dir: None,
+            fsync: crate::writer::FsyncPolicy::Never,
             probe_period_ms: 500,
             probe_rtt_ms: 200,
             suspect_to_down_ms: 1000,

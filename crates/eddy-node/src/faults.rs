@@ -1,5 +1,6 @@
-//! Network faults injected into this node on purpose, for the chaos harness
-//! when it cannot use network namespaces (not root). The checks sit where
+//! Faults injected into this node on purpose: network faults for the chaos
+//! harness when it cannot use network namespaces (not root), and failing
+//! storage writes. The checks sit where
 //! traffic leaves and enters: gossip datagrams, peer links (outgoing calls
 //! and incoming requests). Only reachable through `POST /v1/admin/faults`,
 //! which exists only when the crate is built with the `fault-injection`
@@ -37,6 +38,10 @@ pub struct FaultSpec {
     /// shipping log entries to their backups and acknowledge anyway.
     #[serde(default)]
     pub drop_log_entries: bool,
+    /// Every write to `data_dir` fails, as with a full disk or no file
+    /// descriptors left (the storage writer's error path).
+    #[serde(default)]
+    pub fail_storage: bool,
 }
 
 struct Active {
@@ -48,6 +53,7 @@ struct Active {
     loss: u64,
     delay: Duration,
     drop_log_entries: bool,
+    fail_storage: bool,
 }
 
 /// The node's fault switchboard; all off by default.
@@ -73,8 +79,10 @@ impl Faults {
             loss: (spec.loss.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u64,
             delay: Duration::from_millis(spec.delay_ms),
             drop_log_entries: spec.drop_log_entries,
+            fail_storage: spec.fail_storage,
         };
         let any = active.drop_log_entries
+            || active.fail_storage
             || !active.drop_to.is_empty()
             || !active.drop_from.is_empty()
             || active.loss > 0
@@ -128,12 +136,22 @@ impl Faults {
 
     /// Whether the injected replication bug is on.
     pub fn drops_log_entries(&self) -> bool {
+        self.switch(|a| a.drop_log_entries)
+    }
+
+    /// Whether writes to `data_dir` are made to fail.
+    pub fn fails_storage(&self) -> bool {
+        self.switch(|a| a.fail_storage)
+    }
+
+    /// Whether a switch of the active faults is on (no loss draw).
+    fn switch(&self, on: impl FnOnce(&Active) -> bool) -> bool {
         self.on.load(Ordering::Relaxed)
             && self
                 .state
                 .read()
                 .ok()
-                .is_some_and(|s| s.as_ref().is_some_and(|a| a.drop_log_entries))
+                .is_some_and(|s| s.as_ref().is_some_and(on))
     }
 
     /// Delay to add to a peer call.

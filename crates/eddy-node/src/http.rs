@@ -60,19 +60,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        // The dashboard served by one node reads the others' alerts and
-        // metrics. Reads only: a cross-origin POST with a JSON body needs a
-        // preflight, which is not answered.
-        .layer(axum::middleware::map_response(allow_any_origin))
+        // Any origin may read (the dashboard reads every member); writes
+        // from another origin and admin actions not declared JSON are
+        // refused before any handler runs.
+        .layer(axum::middleware::from_fn(crate::origin::guard))
         .with_state(state)
-}
-
-async fn allow_any_origin(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
 }
 
 /// A refusal: status and JSON body `{"error": …, "index"?, "field"?}`.

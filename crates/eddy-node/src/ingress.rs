@@ -531,6 +531,7 @@ impl Ingress {
         let mut returned = Vec::new();
         let mut acks = Vec::new();
         let mut alerts = Vec::new();
+        let mut durable = Vec::new();
         for result in results {
             let mut applied = result?;
             for (index, outcome) in applied.outcomes {
@@ -543,6 +544,21 @@ impl Ingress {
             returned.append(&mut applied.returned);
             acks.append(&mut applied.acks);
             alerts.append(&mut applied.alerts);
+            durable.append(&mut applied.durable);
+        }
+        // With `data_dir`, in this node's log first: a write the log does not
+        // hold is not acknowledged, whatever the backups say (a whole-cluster
+        // restart would replay up to the gap and lose what follows).
+        for (partition, written) in durable {
+            let failure = match written.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "the storage writer dropped the write".to_string(),
+            };
+            return Err(IngressError::Unavailable(format!(
+                "partition {} not written to the write-ahead log, not acknowledged: {failure}",
+                partition.0
+            )));
         }
         if self.inner.wait_for_backups {
             let started = Instant::now();

@@ -19,14 +19,16 @@
 //!   clock enters the core; a supervisor restarts a failed worker.
 //! - [`http`]: the API of DESIGN §7; every refusal is a JSON error that names
 //!   the item and field and changes nothing.
-//! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`].
+//! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`]; [`origin`]:
+//!   which browser requests may change anything.
 //! - [`dashboard`]: the embedded web page at `/`.
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
 //!   pipelined per connection with a bound on pending requests.
 //! - [`cluster`], [`peer`], [`framed`]: membership over UDP, peer links;
 //!   [`ownership`], [`slot`]: who owns what, takeover and handoff;
-//!   [`storage`]: the optional on-disk copy (docs/PROTOCOL.md explains the
-//!   replication protocol).
+//!   [`storage`]: the optional on-disk copy, written by the [`writer`]
+//!   thread with group commit (docs/PROTOCOL.md explains the replication
+//!   protocol).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,6 +45,7 @@ pub mod ingress;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod ownership;
 pub mod peer;
 pub mod remembered;
@@ -50,6 +53,7 @@ pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;
 pub mod worker;
+pub mod writer;
 
 pub use config::NodeConfig;
 pub use ingress::{BatchReply, Ingress, IngressError, IngressEvent};

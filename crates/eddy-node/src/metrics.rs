@@ -172,7 +172,19 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_storage_write_errors_total",
         Kind::Counter,
         "",
-        "Failed writes to the data directory",
+        "Failed writes to the data directory (each one fails its batch)",
+    ),
+    (
+        "eddy_http_refused_total",
+        Kind::Counter,
+        "",
+        "HTTP writes refused for their origin or content type",
+    ),
+    (
+        "eddy_storage_queue_full_total",
+        Kind::Counter,
+        "",
+        "Times a worker waited because the storage writer was behind",
     ),
     (
         "eddy_storage_damaged_total",

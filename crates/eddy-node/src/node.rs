@@ -129,6 +129,15 @@ impl NodeBuilder {
             tcp_addr,
         };
         let faults = Arc::new(crate::faults::Faults::default());
+        // The data directory exists before the cluster starts: the cluster
+        // writes the majority base into it as soon as it grows.
+        let storage = match &config.data_dir {
+            Some(dir) => Some(
+                crate::storage::Storage::open(dir)
+                    .map_err(|err| NodeError::Storage(err.to_string()))?,
+            ),
+            None => None,
+        };
         let remember = config
             .data_dir
             .as_deref()
@@ -173,11 +182,8 @@ impl NodeBuilder {
             hash_seed: random_seed(),
             ..PartitionConfig::default()
         };
-        let (storage, recovered) = match &config.data_dir {
-            None => (None, Vec::new()),
-            Some(dir) => {
-                let storage = crate::storage::Storage::open(dir)
-                    .map_err(|err| NodeError::Storage(err.to_string()))?;
+        let (writer, recovered) = match (storage, &config.data_dir) {
+            (Some(storage), Some(dir)) => {
                 let (loaded, damaged) = storage.load_all(&registry, &partition_config);
                 for (partition, err) in &damaged {
                     metrics::counter!("eddy_storage_damaged_total").increment(1);
@@ -189,9 +195,19 @@ impl NodeBuilder {
                         tracing::warn!(partition = copy.partition.0, %err, "loaded a copy up to a damaged or torn log record");
                     }
                 }
-                tracing::info!(copies = loaded.len(), dir = %dir.display(), "partition copies loaded from disk");
-                (Some(storage), loaded)
+                tracing::info!(copies = loaded.len(), dir = %dir.display(), fsync = %config.fsync, "partition copies loaded from disk");
+                let writer = crate::writer::StorageWriter::start(
+                    storage,
+                    config.fsync,
+                    config.partitions,
+                    faults.clone(),
+                )
+                .map_err(|err| {
+                    NodeError::Storage(format!("cannot start the storage writer: {err}"))
+                })?;
+                (Some(writer), loaded)
             }
+            _ => (None, Vec::new()),
         };
         let worker = WorkerArgs {
             registry: registry.clone(),
@@ -203,7 +219,7 @@ impl NodeBuilder {
             cluster: cluster.watch(),
             links: peers.clone(),
             wait_for_backups: config.acks == AckPolicy::All,
-            storage: storage.clone(),
+            storage: writer,
             recovered: Arc::new(std::sync::Mutex::new(recovered)),
         };
         let (supervisor, supervisor_task) = Actor::spawn(

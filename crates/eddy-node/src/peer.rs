@@ -166,6 +166,25 @@ impl PeerPending {
     }
 }
 
+/// Queues the request `encode` writes on `link` to `peer`.
+async fn send_on(
+    link: &Pipeline<PeerAnswer>,
+    peer: &NodeIdentity,
+    encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+) -> Result<PeerPending, PeerError> {
+    let pending = link
+        .send_request(encode)
+        .await
+        .map_err(|err| PeerError::NoAnswer {
+            node: peer.name.clone(),
+            reason: err.to_string(),
+        })?;
+    Ok(PeerPending {
+        node: peer.name.clone(),
+        pending,
+    })
+}
+
 /// A survey's answer: copies held, and claims refused with the epoch that
 /// refused them.
 pub type Surveyed = (Vec<Held>, Vec<(u32, u64)>);
@@ -178,6 +197,9 @@ pub struct PeerLinks {
     max_frame_bytes: usize,
     links: Arc<Mutex<HashMap<NodeId, Link>>>,
     failed: Arc<Mutex<HashMap<NodeId, std::time::Instant>>>,
+    /// Peers a background connection is being made to (see
+    /// [`PeerLinks::start_without_waiting`]).
+    connecting: Arc<Mutex<std::collections::HashSet<NodeId>>>,
     faults: Arc<crate::faults::Faults>,
 }
 
@@ -195,6 +217,7 @@ impl PeerLinks {
             max_frame_bytes,
             links: Arc::default(),
             failed: Arc::default(),
+            connecting: Arc::default(),
             faults,
         }
     }
@@ -205,21 +228,7 @@ impl PeerLinks {
     }
 
     async fn link(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
-        if !self.faults.peer_out(&peer.name) {
-            // An injected fault: the link is down, as if the network were.
-            if let Ok(mut links) = self.links.lock() {
-                links.remove(&peer.name);
-            }
-            return Err(PeerError::Unreachable {
-                node: peer.name.clone(),
-                addr: peer.peer_addr,
-                reason: "unreachable (injected fault)".into(),
-            });
-        }
-        let delay = self.faults.delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.fault_gate(peer).await?;
         let recently_failed = self
             .failed
             .lock()
@@ -241,6 +250,56 @@ impl PeerLinks {
             };
         }
         linked
+    }
+
+    /// Injected faults on the way out: the link is down, or slow.
+    async fn fault_gate(&self, peer: &NodeIdentity) -> Result<(), PeerError> {
+        if !self.faults.peer_out(&peer.name) {
+            // An injected fault: the link is down, as if the network were.
+            if let Ok(mut links) = self.links.lock() {
+                links.remove(&peer.name);
+            }
+            return Err(PeerError::Unreachable {
+                node: peer.name.clone(),
+                addr: peer.peer_addr,
+                reason: "unreachable (injected fault)".into(),
+            });
+        }
+        let delay = self.faults.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    /// The link to `peer` if it is up now, without waiting for anything.
+    fn established(&self, peer: &NodeId) -> Option<Arc<Pipeline<PeerAnswer>>> {
+        let slot = self.links.lock().ok()?.get(peer)?.clone();
+        // Locked only while connecting: then it is not up.
+        let slot = slot.try_lock().ok()?;
+        slot.as_ref().filter(|p| !p.is_closed()).cloned()
+    }
+
+    /// Opens the link to `peer` in a task of its own, unless one is already
+    /// being opened.
+    fn connect_in_background(&self, peer: &NodeIdentity) {
+        let fresh = self
+            .connecting
+            .lock()
+            .is_ok_and(|mut connecting| connecting.insert(peer.name.clone()));
+        if !fresh {
+            return;
+        }
+        let links = self.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if let Err(err) = links.link(&peer).await {
+                tracing::debug!(%err, "background connection failed");
+            }
+            if let Ok(mut connecting) = links.connecting.lock() {
+                connecting.remove(&peer.name);
+            }
+        });
     }
 
     async fn connect(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
@@ -341,34 +400,47 @@ impl PeerLinks {
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
     ) -> Result<PeerPending, PeerError> {
         let link = self.link(peer).await?;
-        let pending = link
-            .send_request(encode)
-            .await
-            .map_err(|err| PeerError::NoAnswer {
+        send_on(&link, peer, encode).await
+    }
+
+    /// Like [`Self::start`], for partition workers, which must never wait
+    /// on the network (STYLE §18): a link that is not up fails at once
+    /// (`Unreachable`, nothing sent) and is opened in the background. A
+    /// worker stalled on a connect to a peer cut off from it held up every
+    /// partition of the worker, also those the peer has nothing to do with.
+    async fn start_without_waiting(
+        &self,
+        peer: &NodeIdentity,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+    ) -> Result<PeerPending, PeerError> {
+        self.fault_gate(peer).await?;
+        let Some(link) = self.established(&peer.name) else {
+            self.connect_in_background(peer);
+            return Err(PeerError::Unreachable {
                 node: peer.name.clone(),
-                reason: err.to_string(),
-            })?;
-        Ok(PeerPending {
-            node: peer.name.clone(),
-            pending,
-        })
+                addr: peer.peer_addr,
+                reason: "no link yet (connecting)".into(),
+            });
+        };
+        send_on(&link, peer, encode).await
     }
 
     /// Ships entries of several partitions to backup `peer` in one frame;
     /// it is queued behind every frame this caller queued before (ordered
-    /// replication).
+    /// replication). Never waits for a connection.
     pub async fn replicate(
         &self,
         peer: &NodeIdentity,
         parts: &[ReplicaPartRef<'_>],
     ) -> Result<PeerPending, PeerError> {
-        self.start(peer, |request_id, frame| {
+        self.start_without_waiting(peer, |request_id, frame| {
             encode_frame(&PeerRequestRef::Replicate { request_id, parts }, frame)
         })
         .await
     }
 
-    /// Ships one snapshot chunk of `partition` to `peer`.
+    /// Ships one snapshot chunk of `partition` to `peer`. Never waits for a
+    /// connection.
     pub async fn snapshot_chunk(
         &self,
         peer: &NodeIdentity,
@@ -379,7 +451,7 @@ impl PeerLinks {
         last: bool,
     ) -> Result<PeerPending, PeerError> {
         metrics::counter!("eddy_snapshot_bytes_sent_total").increment(chunk.len() as u64);
-        self.start(peer, |request_id, frame| {
+        self.start_without_waiting(peer, |request_id, frame| {
             encode_frame(
                 &PeerRequestRef::Snapshot {
                     request_id,
@@ -566,11 +638,22 @@ async fn connection(
             let peer = peer.clone();
             // An injected fault: this peer is not heard. Refused before
             // anything reaches a worker.
-            let deaf = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
+            let refusal = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
                 request_id: request.request_id().unwrap_or(0),
                 failure: PeerFailure::Unavailable("unreachable (injected fault)".into()),
             });
-            if let Some(answer) = deaf {
+            // A request naming partitions outside 0..P is refused before
+            // any of them is used as an index.
+            let refusal = refusal.or_else(|| {
+                let reason = request.check_bounds(ingress.partitions()).err()?;
+                metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
+                tracing::debug!(%peer, reason, "refused a peer request");
+                Some(PeerResponse::Failed {
+                    request_id: request.request_id().unwrap_or(0),
+                    failure: PeerFailure::BadRequest(reason),
+                })
+            });
+            if let Some(answer) = refusal {
                 return futures_util::future::Either::Left(async move {
                     let _ = answers.sender.send(ServedAnswer(answer)).await;
                 });

@@ -92,6 +92,9 @@ impl MembershipFile {
             path: self.path.clone(),
             source,
         };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
         let aside = self.path.with_extension("json.tmp");
         // A struct of a number and strings always serializes; an error here
         // would be serde_json's, reported as such.

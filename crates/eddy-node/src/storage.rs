@@ -7,15 +7,17 @@
 //!   to `snapshot.tmp` and renamed, so a crash leaves the old or the new one;
 //! - `wal`: every batch of entries the copy applied since, as records
 //!   `length u32 | xxh3_64 u64 | entries`, appended before the batch is
-//!   acknowledged (owner) or confirmed (backup).
+//!   acknowledged (owner) or confirmed (backup), by the storage writer
+//!   thread ([`crate::writer`]).
 //!
 //! Loading replays the WAL over the snapshot with the backup rule
 //! (`Partition::apply_replicated`). A torn last record (a crash mid-write) is
 //! reported and the copy loaded up to it; a damaged snapshot is reported and
 //! the copy skipped — never loaded silently. A loaded copy is a candidate in
 //! the next takeover survey like any other; the most caught-up copy in the
-//! cluster wins. Writes are not fsynced: they survive a process kill (the
-//! page cache does), not a machine crash.
+//! cluster wins. Whether writes are flushed to the device is the `fsync`
+//! policy ([`crate::writer::FsyncPolicy`]); by default they survive a
+//! process kill (the page cache does), not a machine crash.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -31,9 +33,30 @@ use xxhash_rust::xxh3::xxh3_64;
 /// Compact a partition's WAL into a snapshot beyond this size.
 pub const COMPACT_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 
-/// A storage operation failed; carries the file.
+/// A storage operation failed; carries the file or partition.
 #[derive(Debug, Error)]
 pub enum StorageError {
+    /// An earlier write of the partition's log failed; appends fail until a
+    /// snapshot of the copy is written (nothing was written).
+    #[error("partition {}: the write-ahead log is broken since an earlier write failed; waiting for a snapshot", partition.0)]
+    Broken {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// The storage writer has stopped (nothing was written).
+    #[error("partition {}: the storage writer has stopped", partition.0)]
+    Stopped {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// Written but not synced to the device under `fsync = "batch"`.
+    #[error("partition {}: cannot sync the write-ahead log: {reason}", partition.0)]
+    Unsynced {
+        /// The partition.
+        partition: PartitionId,
+        /// Why.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -90,39 +113,44 @@ impl Storage {
         self.dir.join(format!("p{:04}", partition.0))
     }
 
-    /// Appends a batch of entries (back-to-back) to the partition's WAL;
-    /// returns the bytes written.
-    pub fn append(&self, partition: PartitionId, entries: &[u8]) -> Result<u64, StorageError> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
+    /// The partition's write-ahead log file.
+    pub fn wal_path(&self, partition: PartitionId) -> PathBuf {
+        self.partition_dir(partition).join("wal")
+    }
+
+    /// Opens (creating) the partition's write-ahead log for appending.
+    pub fn open_wal(&self, partition: PartitionId) -> Result<File, StorageError> {
         let dir = self.partition_dir(partition);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join("wal");
+        let path = self.wal_path(partition);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))
+    }
+
+    /// A batch of entries (back-to-back) framed as one log record:
+    /// `length u32 | xxh3_64 u64 | entries`.
+    pub fn wal_record(entries: &[u8]) -> Result<Vec<u8>, StorageError> {
         let len = u32::try_from(entries.len()).map_err(|_| StorageError::Damaged {
-            path: path.clone(),
+            path: PathBuf::from("wal"),
             reason: format!("a batch of {} bytes does not fit a record", entries.len()),
         })?;
         let mut record = Vec::with_capacity(12 + entries.len());
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&xxh3_64(entries).to_le_bytes());
         record.extend_from_slice(entries);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        // One write call per record: a kill leaves it whole or torn at the
-        // end, which loading detects.
-        file.write_all(&record).map_err(io(&path))?;
-        Ok(record.len() as u64)
+        Ok(record)
     }
 
-    /// Replaces the partition's snapshot with `chunks` and empties its WAL.
+    /// Replaces the partition's snapshot with `chunks` and empties its WAL;
+    /// with `sync`, the snapshot is on the device before the WAL goes.
     pub fn write_snapshot(
         &self,
         partition: PartitionId,
         chunks: &[Vec<u8>],
+        sync: bool,
     ) -> Result<(), StorageError> {
         let dir = self.partition_dir(partition);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -136,9 +164,18 @@ impl Storage {
             bytes.extend_from_slice(&len.to_le_bytes());
             bytes.extend_from_slice(chunk);
         }
-        fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(&bytes).map_err(io(&tmp))?;
+        if sync {
+            file.sync_all().map_err(io(&tmp))?;
+        }
         let path = dir.join("snapshot");
         fs::rename(&tmp, &path).map_err(io(&path))?;
+        if sync {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&dir))?;
+        }
         let wal = dir.join("wal");
         match fs::remove_file(&wal) {
             Ok(()) => Ok(()),

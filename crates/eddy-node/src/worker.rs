@@ -32,6 +32,8 @@ use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::slot::{Role, Slot, role_after_table};
+use crate::storage::StorageError;
+use crate::writer::{Done, StorageWriter};
 
 /// How often an owner checks that its backups still follow it.
 const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -63,7 +65,13 @@ pub struct Applied {
     pub acks: Vec<ReplicaAck>,
     /// Alerts to publish once acknowledged.
     pub alerts: Vec<AlertRecord>,
+    /// With `data_dir`: each touched partition's log write, to await before
+    /// acknowledging (nothing is acknowledged that is not in the log).
+    pub durable: Vec<(PartitionId, Durable)>,
 }
+
+/// The storage writer's answer to come for one write.
+pub type Durable = oneshot::Receiver<Result<(), StorageError>>;
 
 /// What a worker is asked to do.
 pub enum WorkerMsg {
@@ -192,8 +200,8 @@ pub struct WorkerArgs {
     pub links: PeerLinks,
     /// Whether timer alerts wait for every backup (`acks = all`).
     pub wait_for_backups: bool,
-    /// The data directory, if configured.
-    pub storage: Option<crate::storage::Storage>,
+    /// The writer of the data directory, if configured.
+    pub storage: Option<StorageWriter>,
     /// Copies loaded from the data directory at start; each worker takes its own.
     pub recovered: Arc<std::sync::Mutex<Vec<crate::storage::Loaded>>>,
 }
@@ -232,45 +240,86 @@ impl WorkerState {
         &mut self.slots[index]
     }
 
-    /// Appends entries a copy applied to its write-ahead log (with `data_dir`).
-    fn persist(&mut self, partition: PartitionId, entries: &[u8]) {
+    /// Hands entries a copy applied to the storage writer (with `data_dir`);
+    /// `done` runs once they are in the log, or failed to be. A partition
+    /// whose log broke gets a checkpoint instead: the copy holds these
+    /// entries and everything before them. No entries (only duplicates, or
+    /// a resend) is a barrier: what they repeat must be in the log too.
+    fn persist(&mut self, partition: PartitionId, entries: &[u8], done: Option<Done>) {
         let Some(storage) = self.args.storage.clone() else {
+            if let Some(done) = done {
+                done(Ok(()));
+            }
             return;
         };
-        match storage.append(partition, entries) {
-            Ok(written) => {
-                if let Some(slot) = self.slot(partition).as_mut() {
-                    slot.wal_bytes += written;
-                }
-            }
-            Err(err) => {
-                metrics::counter!("eddy_storage_write_errors_total").increment(1);
-                tracing::error!(partition = partition.0, %err, "cannot write the write-ahead log");
-            }
+        if storage.is_broken(partition) {
+            self.checkpoint(partition, done);
+            return;
         }
+        if entries.is_empty() {
+            storage.barrier(partition, done);
+            return;
+        }
+        if let Some(slot) = self.slot(partition).as_mut() {
+            slot.wal_bytes += 12 + entries.len() as u64;
+        }
+        storage.append(partition, entries.to_vec(), done);
+    }
+
+    /// [`Self::persist`] with the answer to await.
+    fn persist_awaited(&mut self, partition: PartitionId, entries: &[u8]) -> Durable {
+        let (answer, durable) = oneshot::channel();
+        self.persist(
+            partition,
+            entries,
+            Some(Box::new(move |result| {
+                let _ = answer.send(result);
+            })),
+        );
+        durable
     }
 
     /// Writes the copy as the partition's snapshot on disk and empties its
-    /// log (after an install, or when the log grew past the compaction size).
-    fn checkpoint(&mut self, partition: PartitionId) {
+    /// log (after an install, when the log grew past the compaction size, or
+    /// to repair a broken log); `done` runs once written.
+    fn checkpoint(&mut self, partition: PartitionId, done: Option<Done>) {
         let Some(storage) = self.args.storage.clone() else {
+            if let Some(done) = done {
+                done(Ok(()));
+            }
             return;
         };
-        let Some(slot) = self.slot(partition).as_mut() else {
-            return;
-        };
-        let Some(chunks) = slot.partition.as_mut().map(|p| chunks_of(p)) else {
-            return;
-        };
-        let written = chunks.map_err(|reason| crate::storage::StorageError::Damaged {
-            path: std::path::PathBuf::from(format!("p{:04}", partition.0)),
-            reason,
-        });
-        match written.and_then(|chunks| storage.write_snapshot(partition, &chunks)) {
-            Ok(()) => slot.wal_bytes = 0,
-            Err(err) => {
+        let chunks = self
+            .slot(partition)
+            .as_mut()
+            .and_then(|slot| slot.partition.as_mut())
+            .map(|copy| chunks_of(copy));
+        match chunks {
+            Some(Ok(chunks)) => {
+                if let Some(slot) = self.slot(partition).as_mut() {
+                    slot.wal_bytes = 0;
+                }
+                storage.checkpoint(partition, chunks, done);
+            }
+            Some(Err(reason)) => {
                 metrics::counter!("eddy_storage_write_errors_total").increment(1);
-                tracing::error!(partition = partition.0, %err, "cannot write the snapshot");
+                tracing::error!(
+                    partition = partition.0,
+                    reason,
+                    "cannot encode the snapshot"
+                );
+                if let Some(done) = done {
+                    done(Err(StorageError::Damaged {
+                        path: std::path::PathBuf::from(format!("p{:04}", partition.0)),
+                        reason,
+                    }));
+                }
+            }
+            // No copy, nothing to keep: only possible if it was dropped.
+            None => {
+                if let Some(done) = done {
+                    done(Ok(()));
+                }
             }
         }
     }
@@ -337,9 +386,12 @@ impl WorkerState {
         counts.flush();
         applied.alerts.append(&mut out.alerts);
         self.out = out;
-        // On disk before anyone hears yes.
-        for (partition, entries) in &touched {
-            self.persist(*partition, entries);
+        // In the log before anyone hears yes (the ingress awaits these).
+        if self.args.storage.is_some() {
+            for (partition, entries) in &touched {
+                let durable = self.persist_awaited(*partition, entries);
+                applied.durable.push((*partition, durable));
+            }
         }
         (applied, touched)
     }
@@ -622,7 +674,39 @@ impl WorkerState {
         answers
     }
 
-    fn replicate(&mut self, partition: PartitionId, epoch: Epoch, entries: &[u8]) -> Replicated {
+    /// Backup side of replication: applies the owner's entries and answers
+    /// once they are in the log (with `data_dir`); a write that fails
+    /// answers `NeedSnapshot`, so the owner does not count this copy.
+    fn replicate(
+        &mut self,
+        partition: PartitionId,
+        epoch: Epoch,
+        entries: &[u8],
+        reply: oneshot::Sender<Replicated>,
+    ) {
+        let before = self.copy_of(partition).map(Partition::last_seq);
+        let outcome = self.apply_replicated(partition, epoch, entries);
+        let after = self.copy_of(partition).map(Partition::last_seq);
+        if !matches!(outcome, Replicated::Applied { .. }) {
+            let _ = reply.send(outcome);
+            return;
+        }
+        // A resend or an empty check confirms what the copy holds, which
+        // must be in the log too: a barrier behind earlier writes.
+        let written = if after > before { entries } else { &[] };
+        self.persist(
+            partition,
+            written,
+            Some(confirm_when_written(outcome, reply)),
+        );
+    }
+
+    fn apply_replicated(
+        &mut self,
+        partition: PartitionId,
+        epoch: Epoch,
+        entries: &[u8],
+    ) -> Replicated {
         let fence = self.fence(partition);
         if epoch < fence {
             // Promised to a newer owner: this sender is deposed.
@@ -641,16 +725,13 @@ impl WorkerState {
                 };
             }
             self.deposed(partition);
-            return self.replicate(partition, epoch, entries);
+            return self.apply_replicated(partition, epoch, entries);
         }
-        let before = copy.last_seq();
-        let outcome = copy.apply_replicated(epoch, entries);
-        if copy.last_seq() > before {
-            self.persist(partition, entries);
-        }
-        outcome
+        copy.apply_replicated(epoch, entries)
     }
 
+    /// Receiving side of a snapshot stream; the last chunk installs the copy
+    /// and, with `data_dir`, answers once it is written as the snapshot.
     fn snapshot_chunk(
         &mut self,
         partition: PartitionId,
@@ -658,7 +739,26 @@ impl WorkerState {
         owner: bool,
         chunk: &[u8],
         last: bool,
-    ) -> Replicated {
+        reply: oneshot::Sender<Replicated>,
+    ) {
+        match self.install_chunk(partition, epoch, owner, chunk, last) {
+            Installed::Written(outcome) => {
+                self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
+            }
+            Installed::Answer(outcome) => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn install_chunk(
+        &mut self,
+        partition: PartitionId,
+        epoch: Epoch,
+        owner: bool,
+        chunk: &[u8],
+        last: bool,
+    ) -> Installed {
         metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
         let regained = self.regained();
         let registry = self.args.registry.clone();
@@ -670,45 +770,44 @@ impl WorkerState {
             slot.receiving = Some(SnapshotReader::new(registry, config));
         }
         let Some(reader) = slot.receiving.as_mut() else {
-            return Replicated::NeedSnapshot { have: Seq(0) };
+            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
         };
         if let Err(err) = reader.push(chunk) {
             tracing::warn!(partition = partition.0, %err, "bad snapshot chunk; stream dropped");
             slot.receiving = None;
-            return Replicated::NeedSnapshot { have: Seq(0) };
+            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
         }
         if !last {
-            return Replicated::Applied { through: Seq(0) };
+            return Installed::Answer(Replicated::Applied { through: Seq(0) });
         }
         let restored = match slot.receiving.take().map(SnapshotReader::finish) {
             Some(Ok(restored)) => restored,
             Some(Err(err)) => {
                 tracing::warn!(partition = partition.0, %err, "incomplete snapshot stream");
-                return Replicated::NeedSnapshot { have: Seq(0) };
+                return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
             }
-            None => return Replicated::NeedSnapshot { have: Seq(0) },
+            None => return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) }),
         };
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
         let fence = self.fence(partition);
         if epoch.max(restored.epoch()) < fence {
             // From an owner older than one this node promised or follows.
-            return Replicated::Stale { current: fence };
+            return Installed::Answer(Replicated::Stale { current: fence });
         }
         let Some(slot) = self
             .slots
             .get_mut(partition.0 as usize)
             .and_then(Option::as_mut)
         else {
-            return Replicated::NeedSnapshot { have: Seq(0) };
+            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
         };
         if slot.role == Role::Owner && held_epoch >= epoch.max(restored.epoch()) {
             // We serve a newer ownership than the sender knows of.
-            return Replicated::Stale {
+            return Installed::Answer(Replicated::Stale {
                 current: held_epoch,
-            };
+            });
         }
         let through = restored.last_seq();
-        let checkpoint = self.args.storage.is_some();
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
@@ -735,10 +834,7 @@ impl WorkerState {
             }
             slot.partition = Some(restored);
         }
-        if checkpoint {
-            self.checkpoint(partition);
-        }
-        Replicated::Applied { through }
+        Installed::Written(Replicated::Applied { through })
     }
 
     fn take(&mut self, partition: PartitionId, epoch: Epoch) {
@@ -880,16 +976,17 @@ impl WorkerState {
         }
         if let Some(storage) = self.args.storage.clone() {
             for partition in retired {
-                if let Err(err) = storage.remove(partition) {
-                    tracing::warn!(partition = partition.0, %err, "cannot remove a retired copy's files");
-                }
+                storage.remove(partition);
             }
         }
         for partition in compact {
-            self.checkpoint(partition);
+            self.checkpoint(partition, None);
         }
-        for (partition, entries) in &fired_in {
-            self.persist(*partition, entries);
+        let mut durable = Vec::new();
+        if self.args.storage.is_some() {
+            for (partition, entries) in &fired_in {
+                durable.push((*partition, self.persist_awaited(*partition, entries)));
+            }
         }
         // After persisting: the checks carry no entries.
         fired_in.append(&mut checked);
@@ -905,6 +1002,11 @@ impl WorkerState {
             // without it, and the new owner fires the timer again.
             tokio::spawn(async move {
                 let mut unconfirmed = std::collections::BTreeSet::new();
+                for (partition, written) in durable {
+                    if !matches!(written.await, Ok(Ok(()))) {
+                        unconfirmed.insert(partition);
+                    }
+                }
                 if wait || check {
                     for ack in acks {
                         for (partition, failure) in crate::ingress::settle_ack(ack).await {
@@ -912,12 +1014,16 @@ impl WorkerState {
                                 let _ = myself.cast(WorkerMsg::Deposed { partition });
                             }
                             tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
-                            unconfirmed.insert(partition);
+                            if wait {
+                                unconfirmed.insert(partition);
+                            }
                         }
                     }
                 }
                 for alert in alerts {
-                    if wait && unconfirmed.contains(&alert.partition) {
+                    // Not in this node's log, or (`acks = all`) not on
+                    // every backup: the firing may be lost, so is its alert.
+                    if unconfirmed.contains(&alert.partition) {
                         metrics::counter!("eddy_alerts_dropped_total").increment(1);
                         continue;
                     }
@@ -931,6 +1037,27 @@ impl WorkerState {
         metrics::gauge!("eddy_keys_passive", "worker" => worker.clone()).set(passive as f64);
         metrics::gauge!("eddy_timers_pending", "worker" => worker).set(timers as f64);
     }
+}
+
+/// What a snapshot chunk came to.
+enum Installed {
+    /// Not installed (more chunks to come, or refused): answer now.
+    Answer(Replicated),
+    /// Installed: answer once it is written to `data_dir`.
+    Written(Replicated),
+}
+
+/// Answers a replication request with `outcome` once its write succeeded;
+/// a copy whose write failed does not hold the entries durably and says it
+/// needs a snapshot (which the owner sends, repairing the log).
+fn confirm_when_written(outcome: Replicated, reply: oneshot::Sender<Replicated>) -> Done {
+    Box::new(move |written| {
+        let answer = match written {
+            Ok(()) => outcome,
+            Err(_) => Replicated::NeedSnapshot { have: Seq(0) },
+        };
+        let _ = reply.send(answer);
+    })
 }
 
 /// The snapshot of `copy` as chunks, taken in one pass before any await
@@ -1057,7 +1184,7 @@ impl Actor for Worker {
                 entries,
                 reply,
             } => {
-                let _ = reply.send(state.replicate(partition, epoch, &entries));
+                state.replicate(partition, epoch, &entries, reply);
             }
             WorkerMsg::Snapshot {
                 partition,
@@ -1067,8 +1194,7 @@ impl Actor for Worker {
                 last,
                 reply,
             } => {
-                let outcome = state.snapshot_chunk(partition, epoch, owner, &chunk, last);
-                let _ = reply.send(outcome);
+                state.snapshot_chunk(partition, epoch, owner, &chunk, last, reply);
                 if owner && last {
                     // A new owner brings its backups up to date at once.
                     let _ = state.ship(partition, &[]).await;

@@ -41,8 +41,13 @@ pub struct BenchArgs {
     pub(crate) pipeline: usize,
     /// Instead: peak throughput of a local 3-node cluster with
     /// replication_factor 1, then 2 (acks = all), and their ratio.
-    #[arg(long, conflicts_with = "failovers")]
+    #[arg(long, conflicts_with_all = ["failovers", "durability"])]
     replication: bool,
+    /// Instead: peak throughput of a local node without `data_dir`, then
+    /// with it under each `fsync` policy (never, 100ms, batch), and the
+    /// ratio of each to the first.
+    #[arg(long, conflicts_with = "failovers")]
+    durability: bool,
     /// Instead: kill a node of a local 3-node cluster this many times (a
     /// different one each time, restarted after): time from kill to the first
     /// acknowledged write on a moved partition, and handoff throughput when
@@ -284,6 +289,9 @@ pub(crate) fn batches(
 async fn bench(args: BenchArgs) -> Result<(), String> {
     if args.replication {
         return crate::bench_cluster::replication(&args).await;
+    }
+    if args.durability {
+        return crate::bench_disk::durability(&args).await;
     }
     if let Some(kills) = args.failovers {
         return crate::bench_cluster::failovers(&args, kills).await;

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_cluster;
+mod bench_disk;
 mod demo;
 mod new;
 mod progress;

@@ -31,3 +31,42 @@ fn bench_prints_throughput_and_latency_lines() {
         );
     }
 }
+
+#[test]
+fn bench_durability_prints_each_fsync_policy_against_the_baseline() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "bench",
+            "--durability",
+            "--events",
+            "4000",
+            "--keys",
+            "200",
+            "--batch",
+            "200",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for needle in [
+        "no data_dir",
+        "fsync = never",
+        "fsync = 100ms",
+        "fsync = batch",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "`{needle}` missing from:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        stdout.matches("× the run without data_dir").count(),
+        4,
+        "a ratio per run:\n{stdout}"
+    );
+}

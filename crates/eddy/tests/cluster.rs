@@ -407,3 +407,90 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).starts_with("error: "));
 }
+
+/// A peer that passed the handshake and names partitions outside `0..P`
+/// (one 30-byte frame used to make a worker allocate a slot list of 2^32
+/// entries and abort the node) is refused per request; the node carries on.
+#[test]
+fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
+    use std::io::{Read, Write};
+    let nodes = start_cluster(2, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2"]);
+    let kinds = eddy_core::Registry::builder()
+        .kind::<Fraud>()
+        .kind::<eddy_iot::Iot>()
+        .kind::<eddy_vitals::Vitals>()
+        .build()
+        .expect("the stock kinds")
+        .fingerprint();
+    let mut bytes = Vec::new();
+    for request in [
+        PeerRequest::Hello {
+            from: NodeId::new("node-2"),
+            params: ClusterParams::new(1024).with_kinds(kinds),
+        },
+        PeerRequest::Survey {
+            request_id: 1,
+            partitions: vec![u32::MAX],
+            claims: vec![u64::MAX],
+        },
+        PeerRequest::Replicate {
+            request_id: 2,
+            parts: vec![eddy_cluster::ReplicaPart {
+                partition: u32::MAX,
+                epoch: 1,
+                entries: Vec::new(),
+            }],
+        },
+        PeerRequest::Pull {
+            request_id: 3,
+            partition: 1024,
+            epoch: u64::MAX,
+        },
+    ] {
+        let mut frame = Vec::new();
+        encode_frame(&request, &mut frame).expect("encodes");
+        bytes.extend_from_slice(&frame);
+    }
+    let mut stream = std::net::TcpStream::connect(&nodes[0].peer).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&bytes).expect("writes");
+    let mut answers = Vec::new();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while answers.len() < 4 {
+        let n = stream.read(&mut buf).expect("the node answers");
+        assert!(n > 0, "closed after {answers:?}");
+        received.extend_from_slice(&buf[..n]);
+        while let Ok(Some((answer, used))) = decode_frame::<PeerResponse>(&received, 1 << 20) {
+            answers.push(answer);
+            received.drain(..used);
+        }
+    }
+    assert!(
+        matches!(answers[0], PeerResponse::Welcome { .. }),
+        "{answers:?}"
+    );
+    for answer in &answers[1..] {
+        match answer {
+            PeerResponse::Failed { failure, .. } => {
+                assert!(
+                    format!("{failure:?}").contains("out of range"),
+                    "{failure:?}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    drop(stream);
+    // Both nodes are alive and route.
+    for i in 0..10 {
+        let key = format!("acct-{i}");
+        let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &tx(&key, 1.0, "FR"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(events_of(&nodes[1], "account", &key), Some(1));
+    }
+}

@@ -814,3 +814,100 @@ fn with_bootstrap_expect_a_lone_new_node_waits_for_a_majority() {
     sender.send(&nodes, &keys);
     sender.check(&second);
 }
+
+/// A write the write-ahead log could not take (disk full, no file
+/// descriptors: injected through the fault hook) is refused, not
+/// acknowledged; once the disk takes writes again the log is repaired by a
+/// snapshot, so a restart finds every acknowledged event — not only those
+/// before the failure (replay stops at a gap in the log).
+#[test]
+fn a_write_the_log_cannot_take_is_not_acknowledged_and_the_log_is_repaired() {
+    let root = scratch("wal-failure");
+    let sets = ["name=\"node-1\"", "replication_factor=1"];
+    let dir = data_dir(&root, 1);
+    let node = NodeProcess::start(&[sets[0], sets[1], &dir]);
+    let event = |seq: u64| {
+        format!(
+            r#"{{"kind":"account","key":"acct-wal","event":{{"amount":5.0,"country":"DE"}},"producer":"p-wal","seq":{seq}}}"#
+        )
+    };
+    let faults = |spec: &str| {
+        let (status, body, _) = post_json(&node.url("/v1/admin/faults"), spec);
+        assert_eq!(
+            status, 200,
+            "the fault hook is part of workspace builds: {body}"
+        );
+    };
+    for seq in 1..=3 {
+        assert_eq!(post_json(&node.url("/v1/events"), &event(seq)).0, 200);
+    }
+
+    faults(r#"{"fail_storage": true}"#);
+    for seq in 4..=5 {
+        let (status, body, _) = post_json(&node.url("/v1/events"), &event(seq));
+        assert_eq!(status, 503, "not in the log, not acknowledged: {body}");
+        assert!(
+            body.contains("write-ahead log"),
+            "the cause is named: {body}"
+        );
+    }
+    // A retry of a refused event is a duplicate (it was applied in memory),
+    // and a duplicate is not acknowledged while its original is not in the
+    // log either.
+    assert_eq!(post_json(&node.url("/v1/events"), &event(4)).0, 503);
+
+    faults("{}");
+    // The retries are acknowledged once the log is repaired, and new writes
+    // follow them in the log.
+    for seq in 4..=7 {
+        let (status, body, _) = post_json(&node.url("/v1/events"), &event(seq));
+        assert_eq!(status, 200, "seq {seq}: {body}");
+    }
+    assert_eq!(events_of(&node, "account", "acct-wal"), Some(7));
+
+    let mut node = node;
+    node.kill();
+    drop(node);
+    let node = NodeProcess::start(&[sets[0], sets[1], &dir]);
+    assert_eq!(
+        events_of(&node, "account", "acct-wal"),
+        Some(7),
+        "every acknowledged event, once, after a restart from the log"
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A node joining with a new `data_dir` remembers the majority base it grew
+/// to at once (the directory exists before the cluster starts, and a failed
+/// write is retried): without the file, a restart would count the majority
+/// against a base of one.
+#[test]
+fn a_node_joining_with_a_new_data_dir_remembers_its_majority_base() {
+    let root = scratch("remember-join");
+    let first = NodeProcess::start(&["name=\"node-1\"", "settle_ms=100"]);
+    let seeds = format!("seeds=[\"{}\"]", first.gossip);
+    // A directory that does not exist yet, two levels deep.
+    let dir = root.join("fresh").join("node-2");
+    let data = format!("data_dir=\"{}\"", dir.display());
+    let second = NodeProcess::start(&["name=\"node-2\"", "settle_ms=100", &seeds, &data]);
+    let file = dir.join("membership.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let remembered = loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let value = json(&text);
+            if value["stable_members"].as_u64() == Some(2) {
+                break value;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held a base of 2",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(remembered["members"].as_array().map(Vec::len), Some(2));
+    drop((first, second));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -164,3 +164,56 @@ fn bad_config_fails_with_one_clear_line() {
         .expect("runs");
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/eddy.toml"));
 }
+
+/// A page of another origin can read (the dashboard reads every member) but
+/// change nothing: a "simple" cross-origin POST (text/plain, no preflight)
+/// used to make a node leave.
+#[test]
+fn a_web_page_of_another_origin_can_read_but_change_nothing() {
+    let node = NodeProcess::start(&[]);
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let answer = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        let mut response = response.expect("the node answers");
+        let allow = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), body, allow)
+    };
+    let post = |path: &str, content_type: &str, origin: Option<&str>| {
+        let mut request = agent
+            .post(&node.url(path))
+            .header("content-type", content_type);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        answer(request.send("{}"))
+    };
+    let evil = Some("http://evil.example");
+    let (status, body, allow) = post("/v1/admin/leave", "text/plain", evil);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(allow, None, "a write never answers cross-origin");
+    let (status, body, _) = post("/v1/admin/leave", "application/json", evil);
+    assert_eq!(status, 403, "{body}");
+    let (status, body, _) = post("/v1/events", "text/plain", evil);
+    assert_eq!(status, 403, "{body}");
+    // Without an Origin (curl, scripts): admin actions must say JSON.
+    let (status, body, _) = post("/v1/admin/forget-down", "text/plain", None);
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("application/json"), "{body}");
+
+    // Still up, and reads answer any origin.
+    let (status, _, allow) = answer(
+        agent
+            .get(&node.url("/v1/cluster"))
+            .header("origin", "http://evil.example")
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(allow.as_deref(), Some("*"));
+}
