@@ -295,8 +295,8 @@ fn check_owners(urls: &[String], findings: &mut Findings) {
                 .push((
                     node.clone(),
                     copy["role"].as_str().unwrap_or_default().to_owned(),
-                    copy["epoch"].as_u64().unwrap_or(0),
-                    copy["last_epoch"].as_u64().unwrap_or(0),
+                    copy["owner_epoch"].as_u64().unwrap_or(0),
+                    copy["last_entry_epoch"].as_u64().unwrap_or(0),
                 ));
         }
     }

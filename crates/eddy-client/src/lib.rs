@@ -19,8 +19,8 @@
 use std::sync::Mutex;
 
 use eddy_core::wire::{
-    DEFAULT_MAX_FRAME_BYTES, ErrorCode, Request, Response, RouteTable, SubmitRef, WireError,
-    WireEvent, encode_frame,
+    DEFAULT_MAX_FRAME_BYTES, ErrorCode, JsonEvent, Request, Response, RouteTable, SubmitRef,
+    WireError, WireEvent, encode_frame,
 };
 use eddy_core::{Behaviour, CodecError, ProducerRef, encode_event};
 use thiserror::Error;
@@ -182,21 +182,20 @@ impl Client {
                 encode_frame(&SubmitRef::Submit { request_id, events }, frame)
             })
             .await?;
-        match answer {
-            Response::Ack {
-                accepted,
-                duplicates,
-                rejected,
-                misrouted,
-                ..
-            } => Ok(Ack {
-                accepted,
-                duplicates,
-                rejected,
-                misrouted,
-            }),
-            other => Err(refusal(other)),
-        }
+        ack(answer)
+    }
+
+    /// Sends one batch of JSON events, encoded by the node with the kinds
+    /// it hosts (kinds this program does not link), and waits for its
+    /// acknowledgement. Refused whole if the node cannot encode one.
+    pub async fn submit_json(&self, events: &[JsonEvent]) -> Result<Ack, ClientError> {
+        let events = events.to_vec();
+        let answer = self
+            .request(|request_id, frame| {
+                encode_frame(&Request::SubmitJson { request_id, events }, frame)
+            })
+            .await?;
+        ack(answer)
     }
 
     /// A key's state as JSON text (`None`: the key has no state).
@@ -267,6 +266,25 @@ impl Client {
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<Response, ClientError> {
         self.pipeline.call(encode).await
+    }
+}
+
+/// The acknowledgement in the answer to a submit, or why there is none.
+fn ack(answer: Response) -> Result<Ack, ClientError> {
+    match answer {
+        Response::Ack {
+            accepted,
+            duplicates,
+            rejected,
+            misrouted,
+            ..
+        } => Ok(Ack {
+            accepted,
+            duplicates,
+            rejected,
+            misrouted,
+        }),
+        other => Err(refusal(other)),
     }
 }
 

@@ -162,7 +162,7 @@ pub enum PeerResponse {
         request_id: u64,
         /// The state as JSON; `None` if the key has none.
         state_json: Option<String>,
-        /// Epoch of the key's partition at the owner.
+        /// Owner epoch (the fencing epoch) of the owner's copy.
         epoch: u64,
     },
     /// Outcome of `Replicate` (one per part), `Snapshot` or `Pull` (one).

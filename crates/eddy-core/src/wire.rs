@@ -45,6 +45,22 @@ pub struct WireEvent {
     pub producer: Option<ProducerRef>,
 }
 
+/// An event whose payload is JSON text, for the node to encode with the
+/// kinds it hosts: what a client sends that does not link the behaviour
+/// (`eddy send` to a node serving a kind of one's own). Costs the node a
+/// JSON decode per event, which a [`WireEvent`] saves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonEvent {
+    /// Kind name.
+    pub kind: CompactString,
+    /// Key.
+    pub key: CompactString,
+    /// The kind's event as JSON text.
+    pub event_json: String,
+    /// Idempotent producer, if any.
+    pub producer: Option<ProducerRef>,
+}
+
 /// Client → node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -75,6 +91,15 @@ pub enum Request {
     GetTable {
         /// Echoed in the answer.
         request_id: u64,
+    },
+    /// Like `Submit`, with JSON events the node encodes; answered the same
+    /// way. Last, so the variants before it keep their encoding (a node
+    /// from before it answers `ProtocolError`).
+    SubmitJson {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The events, applied in order per key.
+        events: Vec<JsonEvent>,
     },
 }
 
@@ -146,7 +171,7 @@ pub enum Response {
         state_json: Option<String>,
         /// The key's partition.
         partition: u32,
-        /// The partition's epoch.
+        /// Owner epoch (the fencing epoch) of the copy that answered.
         epoch: u64,
     },
     /// An alert, after `Subscribe`.

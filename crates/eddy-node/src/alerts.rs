@@ -2,7 +2,8 @@
 //! SSE subscribers read. A subscriber that falls more than `alert_buffer`
 //! behind loses the oldest alerts and is told how many, instead of the node
 //! buffering without bound. The last [`RECENT`] alerts are also kept, so a
-//! dashboard opened now shows what happened a moment ago.
+//! dashboard opened now, or a subscriber asking for a replay
+//! (`GET /v1/alerts?replay=N`), sees what happened a moment ago.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -42,13 +43,26 @@ impl AlertHub {
             recent.pop_front();
         }
         recent.push_back(Arc::clone(&alert));
-        drop(recent);
+        // Sent under the lock, so `subscribe_with_recent` gives every alert
+        // exactly once: in its snapshot or on its channel. A broadcast send
+        // does not block.
         let _ = self.sender.send(alert);
+        drop(recent);
     }
 
     /// A new subscriber, seeing alerts published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AlertRecord>> {
         self.sender.subscribe()
+    }
+
+    /// A new subscriber and the alerts kept from before it (oldest first):
+    /// each alert is in exactly one of the two, so a replay followed by the
+    /// live stream neither misses nor repeats one.
+    pub fn subscribe_with_recent(
+        &self,
+    ) -> (broadcast::Receiver<Arc<AlertRecord>>, Vec<Arc<AlertRecord>>) {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        (self.sender.subscribe(), recent.iter().cloned().collect())
     }
 
     /// Up to `limit` of the latest alerts, oldest first.
@@ -74,6 +88,23 @@ mod tests {
             alert: serde_json::json!({"n": n}),
             cause: None,
         }
+    }
+
+    #[test]
+    fn a_subscriber_gets_each_alert_once_from_the_snapshot_or_the_channel() {
+        let hub = AlertHub::new(1024);
+        for n in 0..5 {
+            hub.publish(alert(n));
+        }
+        let (mut live, kept) = hub.subscribe_with_recent();
+        for n in 5..8 {
+            hub.publish(alert(n));
+        }
+        let mut seen: Vec<u64> = kept.iter().map(|a| a.seq.0).collect();
+        while let Ok(alert) = live.try_recv() {
+            seen.push(alert.seq.0);
+        }
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
     }
 
     #[test]

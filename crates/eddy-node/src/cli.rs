@@ -75,6 +75,12 @@ impl NodeArgs {
             overrides.push(format!("log_format=\"{format}\""));
         }
         overrides.extend(self.set.iter().cloned());
-        NodeConfig::load(self.config.as_deref(), std::env::vars(), &overrides)
+        let (config, notes) =
+            NodeConfig::load_noting(self.config.as_deref(), std::env::vars(), &overrides)?;
+        // Before logging starts (its format is a setting), so on stderr.
+        for note in notes {
+            eprintln!("warning: {note}");
+        }
+        Ok(config)
     }
 }

@@ -119,7 +119,7 @@ impl ClusterState {
 #[derive(Debug, Error)]
 pub enum ClusterError {
     /// The gossip socket could not be bound.
-    #[error("cannot bind gossip socket {addr}: {source}")]
+    #[error("{}", bind_message("gossip_addr", *addr, source))]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -182,6 +182,19 @@ pub struct Cluster {
     state: watch::Receiver<Arc<ClusterState>>,
     leave: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Why an address could not be bound, naming the setting behind it and, for
+/// a port in use, what to do: `http_addr 127.0.0.1:8080 is in use; …`.
+pub fn bind_message(setting: &str, addr: SocketAddr, source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "{setting} {addr} is in use (another eddy node?); stop it, or choose a free port with --set {setting}=\"{}:PORT\" (port 0 picks one)",
+            addr.ip()
+        )
+    } else {
+        format!("{setting} {addr}: cannot listen: {source}")
+    }
 }
 
 /// Binds the gossip socket; the identity needs its actual address (port 0).

@@ -11,6 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config_keys::{line_at, line_of, nearest};
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,12 +172,29 @@ impl NodeConfig {
     /// Loads the configuration: defaults, then `file` if given, then every
     /// `EDDY_<KEY>` environment variable naming a known key, then `overrides`
     /// (`key=value`, from flags), each layer winning over the previous.
+    ///
+    /// An `EDDY_*` variable that is a near miss of a key
+    /// (`EDDY_REPLICATON_FACTOR`) is an error; one that is no key at all
+    /// (another tool's) is ignored — [`NodeConfig::load_noting`] reports it.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<NodeConfig, ConfigError> {
+        Self::load_noting(file, env, overrides).map(|(config, _)| config)
+    }
+
+    /// [`NodeConfig::load`], also returning a note for every `EDDY_*`
+    /// variable that was not applied, so none is ignored silently.
+    pub fn load_noting(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<(NodeConfig, Vec<String>), ConfigError> {
+        let known = known_keys();
         let mut table = toml::Table::new();
+        // Where each key was set, so an error can point at it.
+        let mut origin: std::collections::HashMap<String, String> = Default::default();
         if let Some(path) = file {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -185,37 +204,72 @@ impl NodeConfig {
             table = text
                 .parse::<toml::Table>()
                 .map_err(|err| ConfigError::Syntax {
-                    path: shown,
-                    message: err.message().to_owned(),
+                    path: match err.span() {
+                        Some(span) => format!("{shown} line {}", line_at(&text, span.start)),
+                        None => shown.clone(),
+                    },
+                    message: one_line(err.message()),
                 })?;
+            for key in table.keys() {
+                let place = match line_of(&text, key) {
+                    Some(line) => format!("{shown} line {line}"),
+                    None => shown.clone(),
+                };
+                origin.insert(key.clone(), place);
+            }
         }
-        let known = known_keys();
+        let mut notes = Vec::new();
         for (name, value) in env {
             let Some(key) = name.strip_prefix("EDDY_").map(str::to_ascii_lowercase) else {
                 continue;
             };
-            // Other tools' EDDY_* variables (e.g. bench knobs) are not ours.
-            if known.contains(&key) {
+            if known.contains(&key.as_str()) {
+                origin.insert(key.clone(), format!("environment variable {name}"));
                 table.insert(key, parse_value(&value));
+            } else if let Some(meant) = nearest(&key, known) {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name} is not a setting; did you mean EDDY_{}?",
+                    meant.to_ascii_uppercase()
+                )));
+            } else {
+                // Other tools' EDDY_* variables (EDDY_BIN, bench knobs) are
+                // not ours, and a node must start beside them.
+                notes.push(format!(
+                    "environment variable {name} is not a node setting; ignored (settings: config/node.toml)"
+                ));
             }
         }
         for pair in overrides {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| ConfigError::Override(pair.clone()))?;
-            table.insert(key.trim().replace('-', "_"), parse_value(value.trim()));
+            let key = key.trim().replace('-', "_");
+            origin.insert(key.clone(), format!("--set {key}=…"));
+            table.insert(key, parse_value(value.trim()));
         }
-        // Checking each key on its own lets the error name the key, which a
-        // whole-table deserialization does not.
+        // Checking each key on its own lets the error name the key and
+        // where it was set, which a whole-table deserialization does not.
         for (key, value) in &table {
+            let place = origin
+                .get(key)
+                .map_or_else(String::new, |place| format!("{place}: "));
+            if !known.contains(&key.as_str()) {
+                let hint = match nearest(key, known) {
+                    Some(meant) => format!("did you mean `{meant}`?"),
+                    None => "every key is documented in config/node.toml".to_owned(),
+                };
+                return Err(ConfigError::Invalid(format!(
+                    "{place}unknown key `{key}`; {hint}"
+                )));
+            }
             let mut single = toml::Table::new();
             single.insert(key.clone(), value.clone());
             if let Err(err) = toml::Value::Table(single).try_into::<NodeConfig>() {
                 let message = one_line(err.message());
                 return Err(ConfigError::Invalid(if message.contains(key.as_str()) {
-                    message
+                    format!("{place}{message}")
                 } else {
-                    format!("{key}: {message}")
+                    format!("{place}{key}: {message}")
                 }));
             }
         }
@@ -223,7 +277,7 @@ impl NodeConfig {
             .try_into()
             .map_err(|err: toml::de::Error| ConfigError::Invalid(one_line(err.message())))?;
         config.validate()?;
-        Ok(config)
+        Ok((config, notes))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -288,11 +342,8 @@ impl NodeConfig {
     }
 }
 
-fn known_keys() -> Vec<String> {
-    match toml::Value::try_from(NodeConfig::default()) {
-        Ok(toml::Value::Table(table)) => table.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+fn known_keys() -> &'static [&'static str] {
+    crate::config_keys::fields_of::<NodeConfig>()
 }
 
 /// A TOML literal if the text is one (`8080`, `true`, `"x"`), else a string,
@@ -373,6 +424,57 @@ mod tests {
         assert!(err.contains("partitions"), "{err}");
         assert!(load(None, &[], &["novalue"]).is_err());
         assert!(load(Some("name = ["), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_typo_in_the_file_names_file_line_and_the_key_meant() {
+        let err = load(Some("name = \"a\"\n\nreplicaton_factor = 3\n"), &[], &[])
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains(".toml line 3:"), "{err}");
+        assert!(err.contains("unknown key `replicaton_factor`"), "{err}");
+        assert!(err.contains("did you mean `replication_factor`?"), "{err}");
+        let err = load(None, &[], &["zzz_not_a_key=1"])
+            .expect_err("far from any key")
+            .to_string();
+        assert!(err.contains("--set zzz_not_a_key"), "{err}");
+        assert!(err.contains("config/node.toml"), "{err}");
+        assert!(!err.contains("did you mean"), "{err}");
+        let err = load(Some("name = \"a\"\ntick_ms = ["), &[], &[])
+            .expect_err("syntax")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_eddy_variable_is_applied_or_reported() {
+        let dir = std::env::temp_dir().join("eddy-env-data-dir");
+        let shown = dir.display().to_string();
+        let (config, notes) = NodeConfig::load_noting(
+            None,
+            [
+                ("EDDY_DATA_DIR".to_owned(), shown.clone()),
+                ("EDDY_BIN".to_owned(), "/x/eddy".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+            ],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(config.data_dir, Some(dir), "EDDY_DATA_DIR applied");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("EDDY_BIN"), "{notes:?}");
+        let err = load(None, &[("EDDY_REPLICATON_FACTOR", "3")], &[])
+            .expect_err("near miss")
+            .to_string();
+        assert!(
+            err.contains("EDDY_REPLICATON_FACTOR")
+                && err.contains("did you mean EDDY_REPLICATION_FACTOR?"),
+            "{err}"
+        );
+        let err = load(None, &[("EDDY_TICK_MS", "soon")], &[])
+            .expect_err("bad value")
+            .to_string();
+        assert!(err.contains("EDDY_TICK_MS"), "{err}");
     }
 
     #[test]

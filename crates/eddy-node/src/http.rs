@@ -281,7 +281,7 @@ async fn get_actor(
                 "partition": actor.partition.0,
                 "owner": actor.owner,
                 "replicas": actor.replicas,
-                "epoch": actor.epoch.0,
+                "owner_epoch": actor.owner_epoch.0,
                 "state": state,
             }))
             .into_response(),
@@ -299,26 +299,45 @@ async fn get_actor(
 struct AlertFilter {
     kind: Option<String>,
     key: Option<String>,
+    /// Send up to this many of the latest kept alerts that pass the filter
+    /// (at most [`crate::alerts::RECENT`]) before the live ones; 0 (the
+    /// default) sends live alerts only.
+    #[serde(default)]
+    replay: usize,
 }
 
+impl AlertFilter {
+    fn wants(&self, alert: &eddy_core::AlertRecord) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == alert.kind)
+            && self.key.as_deref().is_none_or(|k| k == alert.key)
+    }
+}
+
+/// Alerts as Server-Sent Events: the replayed ones (`?replay=N`), then live
+/// ones as they are published; none twice, none missed in between.
 async fn get_alerts(
     State(app): State<AppState>,
     Query(filter): Query<AlertFilter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = app.ingress.subscribe_alerts();
+    let (receiver, kept) = app.ingress.subscribe_alerts_with_recent();
+    let mut replay: std::collections::VecDeque<_> =
+        kept.into_iter().filter(|a| filter.wants(a)).collect();
+    let keep = filter.replay.min(crate::alerts::RECENT);
+    replay.drain(..replay.len().saturating_sub(keep));
     let stream = futures_util::stream::unfold(
-        (receiver, app.shutdown.clone(), filter),
-        |(mut receiver, mut shutdown, filter)| async move {
+        (receiver, app.shutdown.clone(), filter, replay),
+        |(mut receiver, mut shutdown, filter, mut replay)| async move {
             loop {
-                let next = tokio::select! {
-                    next = receiver.recv() => next,
-                    _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                let next = match replay.pop_front() {
+                    Some(alert) => Ok(alert),
+                    None => tokio::select! {
+                        next = receiver.recv() => next,
+                        _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                    },
                 };
                 let event = match next {
                     Ok(alert) => {
-                        let wanted = filter.kind.as_deref().is_none_or(|k| k == alert.kind)
-                            && filter.key.as_deref().is_none_or(|k| k == alert.key);
-                        if !wanted {
+                        if !filter.wants(&alert) {
                             continue;
                         }
                         Event::default()
@@ -333,7 +352,7 @@ async fn get_alerts(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown, filter)));
+                return Some((Ok(event), (receiver, shutdown, filter, replay)));
             }
         },
     );
@@ -466,7 +485,7 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "node": cluster.local.name.as_str(),
-        "view_version": cluster.view_version,
+        "local_view_version": cluster.view_version,
         "stable_members": cluster.stable_members,
         "quorum": cluster.has_quorum(),
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
@@ -488,7 +507,7 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
                 "partition": p.0,
                 "owner": replicas.first(),
                 "replicas": replicas,
-                "epoch": placement.epoch(p).0,
+                "local_table_epoch": placement.epoch(p).0,
             })
         })
         .collect();
@@ -498,8 +517,9 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
         .zip(table.owned_counts())
         .map(|(node, count)| (node.to_string(), json!(count)))
         .collect();
-    // The copies this node holds: their epoch is the one that fences (the
-    // table's epochs above are this node's observation).
+    // The copies this node holds: their owner epoch is the one that fences,
+    // the number `GET /v1/actors` shows (the `local_` numbers above are this
+    // node's own bookkeeping; docs/ARCHITECTURE.md, "Epochs and versions").
     let mut copies: Vec<_> = app
         .ingress
         .copies()
@@ -509,8 +529,8 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
             json!({
                 "partition": held.partition,
                 "role": role,
-                "epoch": held.epoch,
-                "last_epoch": held.last_epoch,
+                "owner_epoch": held.epoch,
+                "last_entry_epoch": held.last_epoch,
                 "last_seq": held.last_seq,
             })
         })
@@ -518,7 +538,7 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
     copies.sort_by_key(|c| c["partition"].as_u64());
     Json(json!({
         "node": cluster.local.name.as_str(),
-        "version": placement.version(),
+        "local_table_version": placement.version(),
         "copies": copies,
         "fingerprint": format!("{:016x}", table.fingerprint()),
         "partition_count": table.partitions(),

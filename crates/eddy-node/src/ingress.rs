@@ -119,8 +119,10 @@ pub enum IngressError {
 pub struct ActorState {
     /// The key's partition.
     pub partition: PartitionId,
-    /// The partition's epoch.
-    pub epoch: Epoch,
+    /// The owner epoch of the copy that answered: the partition's fencing
+    /// epoch (docs/PROTOCOL.md), the same number `GET /v1/partitions` shows
+    /// as a copy's `owner_epoch`.
+    pub owner_epoch: Epoch,
     /// State as JSON, `None` if the key has none.
     pub state: Option<serde_json::Value>,
     /// Name of the node that answered as owner.
@@ -272,6 +274,17 @@ impl Ingress {
         &self,
     ) -> tokio::sync::broadcast::Receiver<Arc<eddy_core::AlertRecord>> {
         self.inner.alerts.subscribe()
+    }
+
+    /// A subscriber to alerts from now on, and the alerts kept from before
+    /// (oldest first); no alert is in both.
+    pub fn subscribe_alerts_with_recent(
+        &self,
+    ) -> (
+        tokio::sync::broadcast::Receiver<Arc<eddy_core::AlertRecord>>,
+        Vec<Arc<eddy_core::AlertRecord>>,
+    ) {
+        self.inner.alerts.subscribe_with_recent()
     }
 
     /// Up to `limit` of the latest alerts this node published, oldest first.
@@ -854,7 +867,7 @@ impl Ingress {
             };
         Ok(ActorState {
             partition,
-            epoch: Epoch(epoch),
+            owner_epoch: Epoch(epoch),
             state,
             owner: owner.to_string(),
             replicas,
@@ -879,9 +892,9 @@ impl Ingress {
             )
             .await;
         match answer {
-            Ok(CallResult::Success(Ok(state))) => Ok(ActorState {
+            Ok(CallResult::Success(Ok((state, owner_epoch)))) => Ok(ActorState {
                 partition,
-                epoch: cluster.placement.epoch(partition),
+                owner_epoch,
                 state,
                 owner: cluster.local.name.to_string(),
                 replicas: cluster

@@ -11,7 +11,8 @@
 //!   GET  /v1/alerts (SSE) ◀──────────── AlertHub (bounded broadcast) ◀── alerts
 //! ```
 //!
-//! - [`config`]: defaults < TOML < `EDDY_*` env < flags, one-line errors.
+//! - [`config`]: defaults < TOML < `EDDY_*` env < flags, one-line errors;
+//!   [`config_keys`]: the key names behind "did you mean …?".
 //! - [`ingress`]: splits batches by worker, enforces the in-flight budget
 //!   (429 on overload), gathers the acknowledgement.
 //! - [`worker`]: ractor actors owning partitions; the only place the wall
@@ -35,6 +36,7 @@ pub mod alerts;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod config_keys;
 pub mod dashboard;
 pub mod faults;
 pub mod framed;

@@ -28,9 +28,11 @@ pub enum NodeError {
     /// The kinds could not be registered.
     #[error("kinds: {0}")]
     Registry(#[from] RegistryError),
-    /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listening address could not be bound; nothing was started.
+    #[error("{}", crate::cluster::bind_message(setting, *addr, source))]
     Bind {
+        /// The setting that asked for the address (`http_addr`, …).
+        setting: &'static str,
         /// The address.
         addr: SocketAddr,
         /// Why.
@@ -89,17 +91,21 @@ impl NodeBuilder {
             .map(|i| format!("eddy-{}-{instance}-worker-{i}", config.name))
             .collect();
         let alerts = AlertHub::new(config.alert_buffer);
-        let http_listener = bind_tcp(config.http_addr).await?;
-        let tcp_listener = bind_tcp(config.tcp_addr).await?;
-        let peer_listener = bind_tcp(config.peer_addr).await?;
+        let http_listener = bind_tcp("http_addr", config.http_addr).await?;
+        let tcp_listener = bind_tcp("tcp_addr", config.tcp_addr).await?;
+        let peer_listener = bind_tcp("peer_addr", config.peer_addr).await?;
         let gossip = crate::cluster::bind(config.gossip_addr).await?;
-        let local_addr = |addr: SocketAddr, bound: std::io::Result<SocketAddr>| {
-            bound.map_err(|source| NodeError::Bind { addr, source })
+        let local_addr = |setting, addr: SocketAddr, bound: std::io::Result<SocketAddr>| {
+            bound.map_err(|source| NodeError::Bind {
+                setting,
+                addr,
+                source,
+            })
         };
-        let http_addr = local_addr(config.http_addr, http_listener.local_addr())?;
-        let tcp_addr = local_addr(config.tcp_addr, tcp_listener.local_addr())?;
-        let peer_addr = local_addr(config.peer_addr, peer_listener.local_addr())?;
-        let gossip_addr = local_addr(config.gossip_addr, gossip.local_addr())?;
+        let http_addr = local_addr("http_addr", config.http_addr, http_listener.local_addr())?;
+        let tcp_addr = local_addr("tcp_addr", config.tcp_addr, tcp_listener.local_addr())?;
+        let peer_addr = local_addr("peer_addr", config.peer_addr, peer_listener.local_addr())?;
+        let gossip_addr = local_addr("gossip_addr", config.gossip_addr, gossip.local_addr())?;
         for (key, addr) in [
             ("http_addr", http_addr),
             ("tcp_addr", tcp_addr),
@@ -302,7 +308,8 @@ impl NodeBuilder {
         if !ingress.is_ready() {
             tracing::warn!("not ready yet: partitions not taken over; serving 503 until they are");
         }
-        tracing::info!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
+        // At debug: `run_with` prints the one summary line a person reads.
+        tracing::debug!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
         Ok(RunningNode {
             http_addr,
             tcp_addr,
@@ -356,14 +363,21 @@ impl NodeBuilder {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            // Tools and tests read the actual address from this line.
+            // The one line a person starting a node needs; tools and tests
+            // read the actual addresses from it (words split on spaces).
             println!(
-                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{}",
+                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{} ({} partitions, replication_factor {}, data_dir {})",
                 config.name,
                 node.http_addr(),
                 node.tcp_addr(),
                 node.gossip_addr(),
                 node.peer_addr(),
+                config.partitions,
+                config.replication_factor,
+                config
+                    .data_dir
+                    .as_deref()
+                    .map_or_else(|| "none: state in memory only".into(), |d| d.display().to_string()),
             );
             tokio::select! {
                 () = wait_for_signal() => {}
@@ -403,10 +417,17 @@ async fn wait_for_signal() {
     }
 }
 
-async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+async fn bind_tcp(
+    setting: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, NodeError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Bind { addr, source })
+        .map_err(|source| NodeError::Bind {
+            setting,
+            addr,
+            source,
+        })
 }
 
 /// Seeds the key maps' hasher so clients cannot precompute colliding keys.

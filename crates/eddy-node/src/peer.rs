@@ -851,7 +851,7 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
                 Ok(actor) => PeerResponse::State {
                     request_id,
                     state_json: actor.state.map(|s| s.to_string()),
-                    epoch: actor.epoch.0,
+                    epoch: actor.owner_epoch.0,
                 },
                 Err(err) => PeerResponse::Failed {
                     request_id,

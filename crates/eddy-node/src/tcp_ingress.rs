@@ -3,11 +3,12 @@
 //! Connections are served by [`crate::framed`] (pipelining, bounded pending
 //! requests, one protocol error then close on a bad frame). This module
 //! validates and answers the requests: submits (forwarded to owners by the
-//! ingress), state reads, the routing table, alert subscriptions.
+//! ingress; JSON events encoded here with the kinds this node hosts), state
+//! reads, the routing table, alert subscriptions.
 
 use std::net::SocketAddr;
 
-use eddy_core::wire::{ErrorCode, Request, Response, RouteTable, WireEvent};
+use eddy_core::wire::{ErrorCode, JsonEvent, Request, Response, RouteTable, WireEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -140,6 +141,76 @@ fn route_table(ingress: &Ingress) -> RouteTable {
     }
 }
 
+/// The node's encoding of JSON events (`Request::SubmitJson`); the first
+/// it cannot encode refuses the whole batch, like HTTP.
+fn encode_json(ingress: &Ingress, events: Vec<JsonEvent>) -> Result<Vec<WireEvent>, String> {
+    let registry = ingress.registry();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let kind = registry.kind_id(&event.kind).ok_or_else(|| {
+                let known: Vec<&str> = registry.kinds().map(|(_, name)| name).collect();
+                format!(
+                    "event {index}: kind: unknown kind `{}` (this node hosts: {})",
+                    event.kind,
+                    known.join(", ")
+                )
+            })?;
+            let payload = registry
+                .event_from_json(kind, &event.event_json)
+                .map_err(|err| format!("event {index}: event: {err}"))?;
+            Ok(WireEvent {
+                kind: event.kind,
+                key: event.key,
+                payload,
+                producer: event.producer,
+            })
+        })
+        .collect()
+}
+
+/// Validates and applies one batch; the answer to `Submit` and `SubmitJson`.
+async fn submit(
+    ingress: &Ingress,
+    request_id: u64,
+    events: Vec<WireEvent>,
+    limits: TcpLimits,
+) -> Response {
+    let batch = match validate(ingress, events, limits) {
+        Err((code, message)) => return rejected(request_id, code, message),
+        Ok(batch) => batch,
+    };
+    match ingress.submit(batch).await {
+        Ok(reply) => Response::Ack {
+            request_id,
+            accepted: reply.accepted,
+            duplicates: reply.duplicates,
+            misrouted: reply.misrouted,
+            rejected: reply
+                .rejected
+                .iter()
+                .map(|r| {
+                    (
+                        u32::try_from(r.index).unwrap_or(u32::MAX),
+                        r.error.to_string(),
+                    )
+                })
+                .collect(),
+        },
+        Err(IngressError::Overloaded { retry_after_ms }) => Response::Overloaded {
+            request_id,
+            retry_after_ms,
+        },
+        Err(err @ IngressError::NotReady) => {
+            rejected(request_id, ErrorCode::NotReady, err.to_string())
+        }
+        Err(err @ IngressError::Unavailable(_)) => {
+            rejected(request_id, ErrorCode::Unavailable, err.to_string())
+        }
+    }
+}
+
 async fn handle(
     request: Request,
     ingress: &Ingress,
@@ -150,36 +221,10 @@ async fn handle(
     }: Answers<Response>,
 ) {
     let response = match request {
-        Request::Submit { request_id, events } => match validate(ingress, events, limits) {
-            Err((code, message)) => rejected(request_id, code, message),
-            Ok(batch) => match ingress.submit(batch).await {
-                Ok(reply) => Response::Ack {
-                    request_id,
-                    accepted: reply.accepted,
-                    duplicates: reply.duplicates,
-                    misrouted: reply.misrouted,
-                    rejected: reply
-                        .rejected
-                        .iter()
-                        .map(|r| {
-                            (
-                                u32::try_from(r.index).unwrap_or(u32::MAX),
-                                r.error.to_string(),
-                            )
-                        })
-                        .collect(),
-                },
-                Err(IngressError::Overloaded { retry_after_ms }) => Response::Overloaded {
-                    request_id,
-                    retry_after_ms,
-                },
-                Err(err @ IngressError::NotReady) => {
-                    rejected(request_id, ErrorCode::NotReady, err.to_string())
-                }
-                Err(err @ IngressError::Unavailable(_)) => {
-                    rejected(request_id, ErrorCode::Unavailable, err.to_string())
-                }
-            },
+        Request::Submit { request_id, events } => submit(ingress, request_id, events, limits).await,
+        Request::SubmitJson { request_id, events } => match encode_json(ingress, events) {
+            Ok(events) => submit(ingress, request_id, events, limits).await,
+            Err(message) => rejected(request_id, ErrorCode::BadRequest, message),
         },
         Request::GetState {
             request_id,
@@ -196,7 +241,7 @@ async fn handle(
                     request_id,
                     state_json: actor.state.map(|s| s.to_string()),
                     partition: actor.partition.0,
-                    epoch: actor.epoch.0,
+                    epoch: actor.owner_epoch.0,
                 },
                 Err(err) => rejected(request_id, ErrorCode::Unavailable, err.to_string()),
             },

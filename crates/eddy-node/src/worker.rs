@@ -90,8 +90,9 @@ pub enum WorkerMsg {
         kind: KindId,
         /// The key.
         key: String,
-        /// State as JSON (None: no such key), or why it cannot be read here.
-        reply: RpcReplyPort<Result<Option<serde_json::Value>, String>>,
+        /// State as JSON (None: no such key) and the serving copy's owner
+        /// epoch, or why it cannot be read here.
+        reply: RpcReplyPort<Result<(Option<serde_json::Value>, Epoch), String>>,
     },
     /// Fire due timers, passivate idle keys, drop retired copies, refresh gauges.
     Tick,
@@ -556,7 +557,7 @@ impl WorkerState {
             match (slot.as_mut(), next) {
                 (Some(slot), Some(role)) => {
                     if slot.role == Role::Owner && role != Role::Owner {
-                        tracing::info!(partition = p, ?role, "no longer the owner");
+                        tracing::debug!(partition = p, ?role, "no longer the owner");
                     }
                     slot.role = role;
                 }
@@ -811,7 +812,7 @@ impl WorkerState {
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
         if owner {
-            tracing::info!(
+            tracing::debug!(
                 partition = partition.0,
                 epoch = epoch.0,
                 seq = through.0,
@@ -844,7 +845,7 @@ impl WorkerState {
             .get_or_insert_with(|| Slot::new(Role::Incoming));
         let had_copy = slot.partition.is_some();
         let copy = slot.partition.take().unwrap_or(fresh);
-        tracing::info!(
+        tracing::debug!(
             partition = partition.0,
             epoch = epoch.0,
             seq = copy.last_seq().0,
@@ -887,7 +888,7 @@ impl WorkerState {
                     until: Instant::now() + crate::slot::RETIRE_AFTER,
                 },
             };
-            tracing::info!(partition = partition.0, to = %to.name, "handing the partition over");
+            tracing::debug!(partition = partition.0, to = %to.name, "handing the partition over");
         }
         metrics::counter!("eddy_handoffs_sent_total").increment(1);
         send_snapshot(&links, to, partition, chunks, true, epoch)
@@ -1155,7 +1156,10 @@ impl Actor for Worker {
                 let regained = state.regained();
                 let result = match state.slot(partition).as_mut() {
                     Some(slot) => match slot.owned(regained) {
-                        Some(p) => p.state_json(kind, &key).map_err(|e| e.to_string()),
+                        Some(p) => p
+                            .state_json(kind, &key)
+                            .map(|state| (state, p.epoch()))
+                            .map_err(|e| e.to_string()),
                         None => Err("this node does not serve the partition right now".into()),
                     },
                     None => Err("this node does not serve the partition right now".into()),

@@ -215,6 +215,7 @@ pub(crate) async fn run(
     let mut ack_us = Histogram::<u64>::new(3).map_err(|err| err.to_string())?;
     let mut progress = tokio::time::interval(Duration::from_secs(1));
     progress.tick().await;
+    let mut shown = crate::progress::Progress::stderr();
     loop {
         tokio::select! {
             done = tasks.join_next() => match done {
@@ -225,11 +226,11 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = progress.tick() => {
-                eprint!("\r{label}: {:.0} s elapsed of a {total}-event run…", started.elapsed().as_secs_f64());
+                shown.show(&format!("{label}: {:.0} s elapsed of a {total}-event run…", started.elapsed().as_secs_f64()));
             }
         }
     }
-    eprint!("\r{:60}\r", "");
+    shown.finish(true);
     Ok(RunResult {
         events: total,
         elapsed: started.elapsed(),

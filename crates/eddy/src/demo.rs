@@ -126,11 +126,13 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
     let mut killed: Option<(String, Instant)> = None;
     let mut failover: Option<Duration> = None;
     let mut last_progress = Instant::now();
+    let mut progress = crate::progress::Progress::stderr();
     while started.elapsed() < duration {
         if killed.is_none() && started.elapsed() >= kill_at {
             let name = cluster.kill(1)?;
+            progress.finish(false);
             println!(
-                "\n⚡ {:>5.1} s  SIGKILL {name}: its partitions move to their backups…",
+                "⚡ {:>5.1} s  SIGKILL {name}: its partitions move to their backups…",
                 started.elapsed().as_secs_f64()
             );
             killed = Some((name, Instant::now()));
@@ -170,15 +172,15 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
         if last_progress.elapsed() >= Duration::from_millis(500) {
             last_progress = Instant::now();
             let alerts_seen: u64 = alerts.lock().map(|a| a.values().sum()).unwrap_or(0);
-            eprint!(
-                "\r{:>5.1} s  events acknowledged {acked:>8}  ({:>6.0}/s)   alerts {alerts_seen:>6}   ",
+            progress.show(&format!(
+                "{:>5.1} s  events acknowledged {acked:>8}  ({:>6.0}/s)   alerts {alerts_seen:>6}   ",
                 started.elapsed().as_secs_f64(),
                 acked as f64 / started.elapsed().as_secs_f64()
-            );
+            ));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    eprintln!();
+    progress.finish(false);
     eprintln!("reading every key back from the cluster…");
     let survivor = cluster
         .addrs()

@@ -10,6 +10,8 @@ mod bench;
 mod bench_cluster;
 mod bench_disk;
 mod demo;
+mod new;
+mod progress;
 mod send;
 mod status;
 mod tail;
@@ -42,6 +44,8 @@ enum Command {
     Send(send::SendArgs),
     /// Print alerts as JSON lines.
     Tail(tail::TailArgs),
+    /// Create a crate for a kind of your own, pinned to this eddy's versions.
+    New(new::NewArgs),
     /// Show the cluster's members and partition table as one node sees them.
     Status(status::StatusArgs),
     /// Measure throughput and latency of one node with the fraud workload.
@@ -72,9 +76,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Tail(args) => tail::run(args),
+        Command::New(args) => new::run(args),
         Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run_bench(args),
     }
+}
+
+/// What to say when nothing answers at `addr`: most often no node runs
+/// there, or it runs at another address (`flag` sets the one asked).
+fn no_node_hint(addr: &str, flag: &str) -> String {
+    format!(
+        "is a node running at {addr}? (start one with `eddy node`, or point {flag} at a running node)"
+    )
 }
 
 /// The async runtime of a client subcommand; reports why if it cannot start.

@@ -3,10 +3,11 @@
 //! `{"kind": …, "key": …, "event": {…}, "producer"?: …, "seq"?: …}`; a bad
 //! line is reported with its number and skipped.
 //!
-//! The binary protocol carries events encoded by the client, with the kinds
-//! this binary hosts; `--http` sends the lines as they are, as NDJSON to
-//! `POST /v1/events`, so the node encodes them and any kind it hosts works
-//! (a behaviour of your own, served by your own binary).
+//! Over the binary protocol, events of the kinds this binary links are
+//! encoded here (the node is spared the JSON); events of any other kind go
+//! as JSON for the node to encode (`SubmitJson`), so every kind the node
+//! hosts works — a behaviour of your own, served by your own binary. `--http`
+//! sends the lines as they are, as NDJSON to `POST /v1/events`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use clap::Args;
 use eddy_client::{Ack, Client, ClientError};
-use eddy_core::wire::WireEvent;
+use eddy_core::wire::{JsonEvent, WireEvent};
 use eddy_core::{ProducerRef, Registry};
 use serde::Deserialize;
 use tokio::task::JoinSet;
@@ -33,8 +34,8 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 8)]
     pipeline: usize,
     /// Send over HTTP to this node address (`host:port` of its `http_addr`)
-    /// instead: the node encodes the events, so kinds this binary does not
-    /// host work too.
+    /// instead of the binary protocol. Both work for every kind the node
+    /// hosts.
     #[arg(long)]
     http: Option<String>,
     /// NDJSON file; `-` or nothing reads stdin.
@@ -51,25 +52,56 @@ struct Line {
     seq: Option<u64>,
 }
 
-fn parse(registry: &Registry, text: &str) -> Result<WireEvent, String> {
+/// A line ready to send: encoded here, or JSON for the node to encode.
+enum Parsed {
+    Encoded(WireEvent),
+    Json(JsonEvent),
+}
+
+fn parse(registry: &Registry, text: &str) -> Result<Parsed, String> {
     let line: Line = serde_json::from_str(text).map_err(|err| err.to_string())?;
-    let kind = registry
-        .kind_id(&line.kind)
-        .ok_or_else(|| format!("kind: unknown kind `{}`", line.kind))?;
-    let payload = registry
-        .event_from_json(kind, &line.event.to_string())
-        .map_err(|err| format!("event: {err}"))?;
     let producer = match (line.producer, line.seq) {
         (Some(producer), Some(seq)) => Some(ProducerRef { producer, seq }),
         (None, None) => None,
         _ => return Err("`producer` and `seq` go together".into()),
     };
-    Ok(WireEvent {
+    let Some(kind) = registry.kind_id(&line.kind) else {
+        // Not a kind this binary links: the node knows whether it hosts it.
+        return Ok(Parsed::Json(JsonEvent {
+            kind: line.kind.into(),
+            key: line.key.into(),
+            event_json: line.event.to_string(),
+            producer,
+        }));
+    };
+    let payload = registry
+        .event_from_json(kind, &line.event.to_string())
+        .map_err(|err| format!("event: {err}"))?;
+    Ok(Parsed::Encoded(WireEvent {
         kind: line.kind.into(),
         key: line.key.into(),
         payload,
         producer,
-    })
+    }))
+}
+
+/// A batch of one of the two forms.
+enum Batch {
+    Encoded(Vec<WireEvent>),
+    Json(Vec<JsonEvent>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Encoded(events) => events.len(),
+            Batch::Json(events) => events.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The input's non-blank lines with their numbers (from 1). A read error
@@ -93,10 +125,14 @@ fn numbered_lines<'a>(
 }
 
 /// Sends a batch, waiting out overload a bounded number of times.
-async fn send_batch(client: &Client, batch: Vec<WireEvent>) -> Result<Ack, ClientError> {
+async fn send_batch(client: &Client, batch: Batch) -> Result<Ack, ClientError> {
     let mut attempts = 0;
     loop {
-        match client.submit(&batch).await {
+        let answer = match &batch {
+            Batch::Encoded(events) => client.submit(events).await,
+            Batch::Json(events) => client.submit_json(events).await,
+        };
+        match answer {
             Err(ClientError::Overloaded { retry_after_ms }) if attempts < 50 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;
@@ -138,19 +174,26 @@ impl Totals {
         }
     }
 
-    fn tally(&mut self, result: Result<Result<Ack, ClientError>, tokio::task::JoinError>) {
+    /// Counts the answer to the batch of input lines `lines`.
+    fn tally(
+        &mut self,
+        result: Result<(Vec<usize>, Result<Ack, ClientError>), tokio::task::JoinError>,
+    ) {
         match result {
-            Ok(Ok(ack)) => {
+            Ok((lines, Ok(ack))) => {
                 self.accepted += u64::from(ack.accepted);
                 self.duplicates += u64::from(ack.duplicates);
                 self.rejected += ack.rejected.len() as u64;
                 for (index, reason) in ack.rejected {
-                    eprintln!("rejected event {index} of a batch: {reason}");
+                    let line = lines.get(index as usize).copied().unwrap_or(0);
+                    eprintln!("line {line}: rejected: {reason}");
                 }
             }
-            Ok(Err(err)) => {
+            Ok((lines, Err(err))) => {
                 self.failed += 1;
-                eprintln!("error: batch failed: {err}");
+                let first = lines.first().copied().unwrap_or(0);
+                let last = lines.last().copied().unwrap_or(0);
+                eprintln!("error: lines {first}-{last}: batch failed: {err}");
             }
             Err(err) => {
                 self.failed += 1;
@@ -183,27 +226,50 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         let client = match Client::connect(&args.addr).await {
             Ok(client) => std::sync::Arc::new(client),
             Err(err) => {
-                eprintln!("error: cannot connect to {}: {err}", args.addr);
+                eprintln!(
+                    "error: cannot connect to {}: {err}; {}",
+                    args.addr,
+                    crate::no_node_hint(&args.addr, "--addr")
+                );
                 return ExitCode::FAILURE;
             }
         };
         let mut totals = Totals::default();
         let mut in_flight = JoinSet::new();
-        let mut batch = Vec::new();
+        // One batch per form, with the input line of each event; a key's
+        // kind, so all its events, keep to one form.
+        let (mut encoded, mut json) = (Vec::new(), Vec::new());
+        let (mut encoded_lines, mut json_lines) = (Vec::new(), Vec::new());
+        let size = args.batch.max(1);
         let read_failed = std::cell::Cell::new(false);
         for (number, line) in numbered_lines(reader, &read_failed) {
-            match parse(&registry, &line) {
-                Ok(event) => batch.push(event),
+            let full = match parse(&registry, &line) {
+                Ok(Parsed::Encoded(event)) => {
+                    encoded.push(event);
+                    encoded_lines.push(number);
+                    (encoded.len() >= size).then(|| {
+                        let batch = Batch::Encoded(std::mem::take(&mut encoded));
+                        (batch, std::mem::take(&mut encoded_lines))
+                    })
+                }
+                Ok(Parsed::Json(event)) => {
+                    json.push(event);
+                    json_lines.push(number);
+                    (json.len() >= size).then(|| {
+                        let batch = Batch::Json(std::mem::take(&mut json));
+                        (batch, std::mem::take(&mut json_lines))
+                    })
+                }
                 Err(err) => {
                     totals.bad += 1;
                     eprintln!("line {number}: {err}");
+                    None
                 }
-            }
-            if batch.len() >= args.batch.max(1) {
-                totals.sent += batch.len() as u64;
+            };
+            if let Some((full, lines)) = full {
+                totals.sent += full.len() as u64;
                 let client = client.clone();
-                let full = std::mem::take(&mut batch);
-                in_flight.spawn(async move { send_batch(&client, full).await });
+                in_flight.spawn(async move { (lines, send_batch(&client, full).await) });
                 while in_flight.len() >= args.pipeline.max(1) {
                     if let Some(result) = in_flight.join_next().await {
                         totals.tally(result);
@@ -211,10 +277,15 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
                 }
             }
         }
-        if !batch.is_empty() {
-            totals.sent += batch.len() as u64;
-            let client = client.clone();
-            in_flight.spawn(async move { send_batch(&client, batch).await });
+        for (rest, lines) in [
+            (Batch::Encoded(encoded), encoded_lines),
+            (Batch::Json(json), json_lines),
+        ] {
+            if !rest.is_empty() {
+                totals.sent += rest.len() as u64;
+                let client = client.clone();
+                in_flight.spawn(async move { (lines, send_batch(&client, rest).await) });
+            }
         }
         while let Some(result) = in_flight.join_next().await {
             totals.tally(result);

@@ -20,10 +20,11 @@ pub struct StatusArgs {
 
 fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
     let url = format!("http://{base}{path}");
-    let mut response = agent
-        .get(&url)
-        .call()
-        .map_err(|err| format!("{url}: {err}"))?;
+    let mut response = agent.get(&url).call().map_err(|err| match err {
+        // The node answered: the status says it all.
+        ureq::Error::StatusCode(_) => format!("{url}: {err}"),
+        _ => format!("{url}: {err}; {}", crate::no_node_hint(base, "--http-addr")),
+    })?;
     let body = response
         .body_mut()
         .read_to_string()
@@ -68,9 +69,9 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
             .count()
     };
     out.push_str(&format!(
-        "members seen by {} (view {})\n",
+        "members seen by {} (its local view version {})\n",
         text(&cluster["node"]),
-        cluster["view_version"]
+        cluster["local_view_version"]
     ));
     out.push_str(&format!(
         "{:<16} {:<8} {:<22} {:<22} {:<22} {:>6} {:>7}\n",
@@ -93,16 +94,16 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
         ));
     }
     out.push_str(&format!(
-        "\npartition table version {} fingerprint {} ({} partitions, replication factor {})\n",
-        table["version"],
+        "\npartition table (local version {}) fingerprint {} ({} partitions, replication factor {})\n",
+        table["local_table_version"],
         text(&table["fingerprint"]),
         table["partition_count"],
         table["replication_factor"]
     ));
     if every_partition {
         out.push_str(&format!(
-            "{:>9} {:<16} {:<32} {:>5}\n",
-            "PARTITION", "OWNER", "BACKUPS", "EPOCH"
+            "{:>9} {:<16} {:<32} {:>11}\n",
+            "PARTITION", "OWNER", "BACKUPS", "LOCAL_EPOCH"
         ));
         for partition in partitions {
             let replicas: Vec<&str> = partition["replicas"]
@@ -112,11 +113,11 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
                 .map(text)
                 .collect();
             out.push_str(&format!(
-                "{:>9} {:<16} {:<32} {:>5}\n",
+                "{:>9} {:<16} {:<32} {:>11}\n",
                 partition["partition"],
                 replicas.first().copied().unwrap_or("-"),
                 replicas.get(1..).unwrap_or_default().join(","),
-                partition["epoch"]
+                partition["local_table_epoch"]
             ));
         }
     } else {
@@ -133,18 +134,18 @@ mod tests {
 
     #[test]
     fn renders_members_with_counts_and_every_partition() {
-        let cluster = json!({"node": "a", "view_version": 4, "members": [
+        let cluster = json!({"node": "a", "local_view_version": 4, "members": [
             {"name": "a", "status": "up", "http_addr": "h1", "tcp_addr": "t1", "gossip_addr": "g1"},
             {"name": "b", "status": "down", "http_addr": "h2", "tcp_addr": "t2", "gossip_addr": "g2"},
         ]});
-        let table = json!({"version": 2, "fingerprint": "00ff", "partition_count": 2,
+        let table = json!({"local_table_version": 2, "fingerprint": "00ff", "partition_count": 2,
             "replication_factor": 2, "partitions": [
-            {"partition": 0, "replicas": ["a"], "epoch": 1},
-            {"partition": 1, "replicas": ["a"], "epoch": 3},
+            {"partition": 0, "replicas": ["a"], "local_table_epoch": 1},
+            {"partition": 1, "replicas": ["a"], "local_table_epoch": 3},
         ]});
         let out = render(&cluster, &table, true);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[0].contains("members seen by a (view 4)"));
+        assert!(lines[0].contains("members seen by a (its local view version 4)"));
         let a: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(a, ["a", "up", "h1", "t1", "g1", "2", "0"]);
         let b: Vec<&str> = lines[3].split_whitespace().collect();

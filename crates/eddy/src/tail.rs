@@ -32,7 +32,11 @@ pub fn run(args: TailArgs) -> ExitCode {
         let client = match Client::connect(&args.addr).await {
             Ok(client) => client,
             Err(err) => {
-                eprintln!("error: cannot connect to {}: {err}", args.addr);
+                eprintln!(
+                    "error: cannot connect to {}: {err}; {}",
+                    args.addr,
+                    crate::no_node_hint(&args.addr, "--addr")
+                );
                 return ExitCode::FAILURE;
             }
         };

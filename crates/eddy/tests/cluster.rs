@@ -183,8 +183,8 @@ fn a_killed_node_is_marked_down_and_its_partitions_get_new_owners() {
             assert_ne!(new["owner"], "node-3");
             let bump = u64::from(moved.contains(&p));
             assert_eq!(
-                new["epoch"].as_u64(),
-                old["epoch"].as_u64().map(|e| e + bump),
+                new["local_table_epoch"].as_u64(),
+                old["local_table_epoch"].as_u64().map(|e| e + bump),
                 "a new owner means the next epoch, the same owner the same (partition {p})"
             );
         }
@@ -330,21 +330,54 @@ fn garbage_on_the_gossip_and_peer_ports_harms_nothing() {
 #[test]
 fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/local-3");
+    // The shipped files as they are, but on free ports, so a cluster a user
+    // started from them (README) and this test do not collide. The gossip
+    // ports are picked first: each node's seeds name all three.
+    let gossip: Vec<String> = {
+        let sockets: Vec<std::net::UdpSocket> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        sockets
+            .iter()
+            .map(|s| s.local_addr().expect("addr").to_string())
+            .collect()
+    };
+    let seeds = format!(
+        "seeds=[{}]",
+        gossip
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     // Started in reverse order: the seeds list makes any order work.
     let mut nodes: Vec<NodeProcess> = (1..=3)
         .rev()
         .map(|i| {
             let path = dir.join(format!("node-{i}.toml"));
-            NodeProcess::launch(&["--config".to_owned(), path.display().to_string()])
+            let mut args = vec!["--config".to_owned(), path.display().to_string()];
+            for set in [
+                "http_addr=\"127.0.0.1:0\"".to_owned(),
+                "tcp_addr=\"127.0.0.1:0\"".to_owned(),
+                "peer_addr=\"127.0.0.1:0\"".to_owned(),
+                format!("gossip_addr=\"{}\"", gossip[i - 1]),
+                seeds.clone(),
+            ] {
+                args.extend(["--set".to_owned(), set]);
+            }
+            NodeProcess::launch(&args)
         })
         .collect();
     nodes.reverse();
-    assert_eq!(nodes[0].base, "http://127.0.0.1:8081");
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_table(&all, &["node-1", "node-2", "node-3"]);
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["status", "--http-addr", "127.0.0.1:8082"])
+        .args([
+            "status",
+            "--http-addr",
+            nodes[1].base.trim_start_matches("http://"),
+        ])
         .output()
         .expect("eddy status runs");
     assert!(output.status.success());

@@ -39,4 +39,13 @@ fn demo_kills_a_node_and_reports_no_loss() {
     );
     assert!(stdout.contains("alerts: account"), "{stdout}");
     assert!(stdout.contains("nodes stopped"), "{stdout}");
+    // Piped, progress is whole lines, not `\r` redraws that a file shows as
+    // one long line.
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("events acknowledged") && !l.ends_with(' ')),
+        "{stderr}"
+    );
 }

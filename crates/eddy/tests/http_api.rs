@@ -54,7 +54,7 @@ fn object_array_and_ndjson_bodies_apply_and_state_reads_back() {
         actor["partition"].as_u64().is_some_and(|p| p < 1024),
         "{actor}"
     );
-    assert!(actor["epoch"].as_u64().is_some());
+    assert!(actor["owner_epoch"].as_u64().is_some());
     let vitals = r#"{"kind":"patient","key":"pat-1","event":{"resp_rate":18,"spo2":96,"on_oxygen":false,"temp":37.1,"systolic":120,"heart_rate":80,"consciousness":"A"}}"#;
     let iot = r#"{"kind":"device","key":"dev-1","event":{"metric":"temp","value":71.2}}"#;
     assert_eq!(post_json(&url, vitals).0, 200);

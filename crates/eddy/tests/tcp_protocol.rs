@@ -56,11 +56,14 @@ fn send_from_a_file_applies_every_good_line_and_reports_bad_ones() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stdout.contains("sent 2500 events: 2500 accepted"),
+        stdout.contains("sent 2501 events: 2500 accepted"),
         "{stdout}{stderr}"
     );
+    // A kind this binary does not link goes as JSON; the node refuses it,
+    // naming the kinds it hosts and the input line.
     assert!(
-        stderr.contains("line 2501: kind: unknown kind `nope`"),
+        stderr.contains("lines 2501-2501")
+            && stderr.contains("unknown kind `nope` (this node hosts: account, device, patient)"),
         "{stderr}"
     );
     assert!(
@@ -348,4 +351,75 @@ fn send_over_http_leaves_encoding_to_the_node() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A kind the `eddy` binary does not link: only the in-process node below
+/// hosts it, as a user's own binary would.
+struct Tally;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Add {
+    n: u64,
+}
+
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Sum {
+    events: u64,
+    total: u64,
+}
+
+impl eddy_core::Behaviour for Tally {
+    const KIND: &'static str = "tally";
+    type Event = Add;
+    type State = Sum;
+    type Alert = String;
+
+    fn on_event(state: &mut Sum, event: Add, _ctx: &mut eddy_core::Ctx<'_, Self>) {
+        state.events += 1;
+        state.total += event.n;
+    }
+}
+
+#[test]
+fn send_over_tcp_carries_a_kind_only_the_node_hosts() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let free = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = eddy_node::NodeConfig {
+        http_addr: free,
+        tcp_addr: free,
+        gossip_addr: free,
+        peer_addr: free,
+        ..eddy_node::NodeConfig::default()
+    };
+    let node = runtime
+        .block_on(eddy_node::Node::builder().kind::<Tally>().start(config))
+        .expect("node starts");
+    let mut send = eddy()
+        .args(["send", "--addr", &node.tcp_addr().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("eddy send starts");
+    send.stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"{\"kind\":\"tally\",\"key\":\"t-1\",\"event\":{\"n\":2}}\n\
+              {\"kind\":\"tally\",\"key\":\"t-1\",\"event\":{\"n\":3}}\n",
+        )
+        .expect("writes");
+    let output = send.wait_with_output().expect("eddy send ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("sent 2 events: 2 accepted"), "{stdout}");
+    let (status, body, _) = get(&format!("http://{}/v1/actors/tally/t-1", node.http_addr()));
+    assert_eq!(status, 200, "{body}");
+    let state = &json(&body)["state"];
+    assert_eq!(
+        (state["events"].as_u64(), state["total"].as_u64()),
+        (Some(2), Some(5))
+    );
+    runtime.block_on(node.stop()).expect("node stops");
 }
