@@ -595,19 +595,19 @@ mod tests {
         let mut config = config();
         let (v0, v1) = (id("v0", 1), id("v1", 1));
         assert_eq!(
-            set_isr(&mut config, 0, 0, &[v0.clone()]),
+            set_isr(&mut config, 0, 0, std::slice::from_ref(&v0)),
             Err(Rejection::NoOwner(PartitionId(0)))
         );
         elect(&mut config, 0, &v0, 1).unwrap();
         assert_eq!(
-            set_isr(&mut config, 0, 0, &[v0.clone()]),
+            set_isr(&mut config, 0, 0, std::slice::from_ref(&v0)),
             Err(Rejection::WrongEpoch {
                 given: Epoch(0),
                 current: Epoch(1)
             })
         );
         assert_eq!(
-            set_isr(&mut config, 0, 1, &[v1.clone()]),
+            set_isr(&mut config, 0, 1, std::slice::from_ref(&v1)),
             Err(Rejection::BadIsr { owner: v0.clone() })
         );
         assert_eq!(
