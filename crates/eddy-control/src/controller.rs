@@ -82,6 +82,9 @@ pub enum InjectedBug {
     /// Apply entries as soon as they are appended to the log, before they
     /// are committed (the classic state-machine-safety bug).
     ApplyUncommitted,
+    /// Hand out each input's persist effects one input late, so frames leave
+    /// before what they promise is durable.
+    PersistLate,
 }
 
 /// Why an input was refused. Unless stated, nothing changed.
@@ -147,6 +150,8 @@ pub struct Controller {
     drawn_timeout: usize,
     next_seq: u64,
     persist: Vec<Persist>,
+    /// Held back by [`InjectedBug::PersistLate`] only.
+    persist_late: Vec<Persist>,
     outbound: Vec<Outbound>,
     applied: Vec<Applied>,
     published: bool,
@@ -245,6 +250,7 @@ impl Controller {
             drawn_timeout: 0,
             next_seq: 0,
             persist: Vec::new(),
+            persist_late: Vec::new(),
             outbound: Vec::new(),
             applied: Vec::new(),
             published: true,
@@ -344,6 +350,10 @@ impl Controller {
 
     /// Effects to persist, in order, before sending [`Controller::drain_outbound`].
     pub fn drain_persist(&mut self) -> Vec<Persist> {
+        if self.settings.injected_bug == InjectedBug::PersistLate {
+            let now = std::mem::take(&mut self.persist);
+            return std::mem::replace(&mut self.persist_late, now);
+        }
         std::mem::take(&mut self.persist)
     }
 
@@ -514,5 +524,148 @@ impl Controller {
             self.persist
                 .push(Persist::Compact(SnapshotRecord::from(&snapshot)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_core::{Epoch, PartitionId};
+
+    use super::*;
+    use crate::testing::fixture_info;
+    use crate::wire::{ConfStateRecord, SnapshotRecord};
+
+    fn member(i: usize) -> MemberId {
+        MemberId::new(&*format!("node-{i}"), 1)
+    }
+
+    fn initial(voters: usize) -> ClusterConfig {
+        let voters: Vec<_> = (0..voters).map(|i| (member(i), fixture_info(i))).collect();
+        ClusterConfig::bootstrap(1, 4, 2, &voters)
+    }
+
+    /// Runs a controller alone, persisting into `disk` as a driver would.
+    fn drain(controller: &mut Controller, disk: &mut PersistedState) -> Vec<Applied> {
+        for persist in controller.drain_persist() {
+            disk.apply(&persist);
+        }
+        controller.drain_outbound();
+        controller.drain_applied()
+    }
+
+    #[test]
+    fn only_a_voter_bootstraps() {
+        let result = Controller::bootstrap(member(7), &initial(3), ControllerSettings::default());
+        assert!(matches!(result, Err(ControlError::NotAVoter(m)) if m == member(7)));
+    }
+
+    #[test]
+    fn untrusted_frames_are_refused_without_effect() {
+        let mut controller =
+            Controller::bootstrap(member(0), &initial(3), ControllerSettings::default()).unwrap();
+        let mut disk = PersistedState::default();
+        drain(&mut controller, &mut disk);
+        let term = controller.term();
+        for garbage in [&b""[..], &b"\x01"[..], &[0xff; 64][..]] {
+            assert!(matches!(
+                controller.step(garbage),
+                Err(ControlError::Wire(_))
+            ));
+        }
+        // A well-formed frame for another Raft id (an old incarnation of us).
+        let mut message = Message::default();
+        message.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        message.from = member(1).raft_id().0;
+        message.to = MemberId::new("node-0", 0).raft_id().0;
+        message.term = 9;
+        let bytes = encode_message(&message).unwrap();
+        assert!(matches!(
+            controller.step(&bytes),
+            Err(ControlError::WrongRecipient { .. })
+        ));
+        // A snapshot whose data is not a configuration never reaches Raft.
+        message.to = controller.raft_id().0;
+        message.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        message.set_snapshot(
+            SnapshotRecord {
+                index: 5,
+                term: 9,
+                conf: ConfStateRecord {
+                    voters: vec![1],
+                    ..ConfStateRecord::default()
+                },
+                data: vec![1, 2, 3],
+            }
+            .to_raft(),
+        );
+        let bytes = encode_message(&message).unwrap();
+        assert!(matches!(
+            controller.step(&bytes),
+            Err(ControlError::Snapshot(_))
+        ));
+        assert_eq!(controller.term(), term, "nothing was stepped");
+        assert!(controller.drain_persist().is_empty());
+        assert!(controller.drain_outbound().is_empty());
+    }
+
+    #[test]
+    fn a_proposal_without_a_leader_is_refused() {
+        let mut controller =
+            Controller::bootstrap(member(0), &initial(3), ControllerSettings::default()).unwrap();
+        let command = Command::Remove { member: member(1) };
+        assert!(matches!(
+            controller.propose(command),
+            Err(ControlError::Raft(raft::Error::ProposalDropped))
+        ));
+    }
+
+    #[test]
+    fn a_single_voter_commits_reports_outcomes_and_restores() {
+        let settings = ControllerSettings {
+            compact_after_entries: 3,
+            ..ControllerSettings::default()
+        };
+        let mut controller =
+            Controller::bootstrap(member(0), &initial(1), settings.clone()).unwrap();
+        let mut disk = PersistedState::default();
+        drain(&mut controller, &mut disk);
+        assert!(controller.take_published().is_some());
+        controller.campaign().unwrap();
+        drain(&mut controller, &mut disk);
+        assert!(controller.is_leader());
+        let mut outcomes = Vec::new();
+        for partition in 0..4 {
+            let command = Command::Elect {
+                partition: PartitionId(partition),
+                owner: member(0),
+                epoch: Epoch(1),
+            };
+            let tag = controller.propose(command).unwrap();
+            let applied = drain(&mut controller, &mut disk);
+            outcomes.extend(applied.into_iter().map(|a| (a.tag, a.outcome)));
+            outcomes.retain(|(t, _)| *t == Some(tag) || t.is_none());
+            assert_eq!(outcomes.pop(), Some((Some(tag), Ok(()))));
+        }
+        // The same election again is rejected, and the proposer learns why.
+        let again = Command::Elect {
+            partition: PartitionId(0),
+            owner: member(0),
+            epoch: Epoch(1),
+        };
+        let tag = controller.propose(again).unwrap();
+        let applied = drain(&mut controller, &mut disk);
+        let rejected = applied.iter().find(|a| a.tag == Some(tag)).unwrap();
+        assert_eq!(
+            rejected.outcome,
+            Err(Rejection::WrongEpoch {
+                given: Epoch(1),
+                current: Epoch(1)
+            })
+        );
+        assert!(disk.snapshot.index > 0, "compacted into a snapshot");
+        let config = controller.config().clone();
+        let restored = Controller::restore(member(0), &disk, settings).unwrap();
+        assert_eq!(restored.config(), &config);
+        assert_eq!(restored.applied_index(), controller.applied_index());
     }
 }

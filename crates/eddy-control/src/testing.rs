@@ -24,7 +24,10 @@
 //! - a probe proposed on a minority side is not applied anywhere while that
 //!   split lasts;
 //! - no frame is ever sent under a Raft id retired by a wipe, nor under an id
-//!   other than the sender's own.
+//!   other than the sender's own;
+//! - nothing is promised before it is durable: a granted vote's term and vote,
+//!   and an accepted append's entries, are on the sender's disk when the
+//!   frame leaves (the persist-then-send contract, checked on the effects).
 //!
 //! [`run_swarm`] runs one seed of a randomised fault mix (TigerBeetle's
 //! swarm idea) through a safety phase and a liveness phase: once faults stop
@@ -36,6 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use eddy_cluster::{NodeId, PartitionTable};
 use eddy_core::PartitionId;
+use raft::eraftpb::{Message, MessageType};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -544,7 +548,12 @@ impl TestNet {
                     "tick {now}: node {index} sent a frame as {} instead of {me}",
                     message.from
                 )),
-                Ok(_) => {}
+                Ok(message) => {
+                    if let Some(problem) = sent_before_durable(&self.nodes[index].disk, &message) {
+                        self.violations
+                            .push(format!("tick {now}: node {index} {problem}"));
+                    }
+                }
                 Err(error) => self.violations.push(format!(
                     "tick {now}: node {index} sent an undecodable frame: {error}"
                 )),
@@ -673,6 +682,34 @@ impl TestNet {
             }
         };
         self.propose(index, command);
+    }
+}
+
+/// Whether `message` promises something its sender's `disk` does not hold
+/// yet: a granted vote must be durable (term and vote), an accepted append
+/// must have its entries durable — raft-rs's rule that the driver persists
+/// before it sends, checked on the effects as drained.
+fn sent_before_durable(disk: &PersistedState, message: &Message) -> Option<String> {
+    let hs = &disk.hard_state;
+    match message.get_msg_type() {
+        MessageType::MsgRequestVoteResponse if !message.reject => {
+            (hs.term != message.term || hs.vote != message.to).then(|| {
+                format!(
+                    "granted a vote to {} in term {} before persisting it (disk: term {}, vote {})",
+                    message.to, message.term, hs.term, hs.vote
+                )
+            })
+        }
+        MessageType::MsgAppendResponse if !message.reject => {
+            let last = disk.entries.last().map_or(disk.snapshot.index, |e| e.index);
+            (last < message.index).then(|| {
+                format!(
+                    "acknowledged index {} with only {last} durable",
+                    message.index
+                )
+            })
+        }
+        _ => None,
     }
 }
 

@@ -91,6 +91,26 @@ fn the_checker_catches_applying_uncommitted_entries() {
     assert!(caught.is_some(), "no seed of 200 caught the injected bug");
 }
 
+/// The persist-then-send check is not vacuous either: a controller that
+/// hands out its persist effects one input late is caught sending a vote or
+/// an append acknowledgement before it is durable.
+#[test]
+fn the_checker_catches_sending_before_persisting() {
+    let swarm = SwarmConfig {
+        settings: ControllerSettings {
+            injected_bug: InjectedBug::PersistLate,
+            ..ControllerSettings::default()
+        },
+        ..SwarmConfig::default()
+    };
+    let caught = (0..50).find_map(|seed| {
+        run_swarm(seed, &swarm)
+            .err()
+            .filter(|f| f.contains("before persisting") || f.contains("durable"))
+    });
+    assert!(caught.is_some(), "no seed of 50 caught the injected bug");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_run() {
     let run = |seed| {
