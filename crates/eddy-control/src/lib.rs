@@ -55,6 +55,6 @@ pub use controller::{
     Applied, ControlError, Controller, ControllerSettings, InjectedBug, Outbound,
 };
 pub use member::{Member, MemberId, MemberInfo, RaftId};
-pub use planner::{plan, target_table};
+pub use planner::{plan, target_table, target_table_with_vnodes};
 pub use state::{Assignment, ClusterConfig, InvariantViolation};
 pub use storage::{Persist, PersistedState};

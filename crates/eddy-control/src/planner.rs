@@ -24,7 +24,7 @@
 
 use std::collections::BTreeSet;
 
-use eddy_cluster::{NodeId, PartitionTable};
+use eddy_cluster::{DEFAULT_VNODES, NodeId, PartitionTable};
 use eddy_core::{Epoch, PartitionId};
 
 use crate::command::Command;
@@ -35,11 +35,18 @@ use crate::state::{Assignment, ClusterConfig};
 /// 512 points per member is sorted), so compute it once per change of the
 /// member names and pass it to [`plan`] (DESIGN §6: never on the hot path).
 pub fn target_table(config: &ClusterConfig) -> PartitionTable {
+    target_table_with_vnodes(config, DEFAULT_VNODES)
+}
+
+/// [`target_table`] with another vnode count: every node of a cluster must
+/// use the same one. Test workloads use few vnodes to plan cheaply.
+pub fn target_table_with_vnodes(config: &ClusterConfig, vnodes: u32) -> PartitionTable {
     let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
-    PartitionTable::compute(
+    PartitionTable::compute_with_vnodes(
         &names,
         config.partitions(),
         usize::from(config.replication()),
+        vnodes,
     )
 }
 
