@@ -263,6 +263,11 @@ impl TestNet {
         &self.nodes
     }
 
+    /// The nodes, to step a controller directly (hostile-input tests).
+    pub fn nodes_mut(&mut self) -> &mut [SimNode] {
+        &mut self.nodes
+    }
+
     /// Everything the checker found so far.
     pub fn violations(&self) -> &[String] {
         &self.violations

@@ -127,10 +127,12 @@ struct MessageRecord {
     priority: i64,
 }
 
-/// The message types that travel between nodes; the others (hup, beat,
-/// unreachable, snapshot status, check quorum) are local to a node and are
-/// refused from the network.
-const REMOTE_TYPES: [MessageType; 14] = [
+/// The message types that travel between controllers. The others are
+/// refused from the network: hup, beat, unreachable, snapshot status and
+/// check quorum are local to a node, and this version never sends leader
+/// transfers or read-index requests (raft-rs indexes into a read-index
+/// request's entries unchecked, so accepting one would be a way to panic).
+const REMOTE_TYPES: [MessageType; 10] = [
     MessageType::MsgPropose,
     MessageType::MsgAppend,
     MessageType::MsgAppendResponse,
@@ -139,10 +141,6 @@ const REMOTE_TYPES: [MessageType; 14] = [
     MessageType::MsgSnapshot,
     MessageType::MsgHeartbeat,
     MessageType::MsgHeartbeatResponse,
-    MessageType::MsgTransferLeader,
-    MessageType::MsgTimeoutNow,
-    MessageType::MsgReadIndex,
-    MessageType::MsgReadIndexResp,
     MessageType::MsgRequestPreVote,
     MessageType::MsgRequestPreVoteResponse,
 ];
