@@ -19,7 +19,7 @@
 //! ChaCha8 stream, so the same seed and inputs give the same run (the test
 //! network and the chaos simulator rely on it).
 
-use raft::eraftpb::{Entry, Message, MessageType, Snapshot};
+use raft::eraftpb::{Entry, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::command::{Command, Proposal, ProposalTag, Rejection};
 use crate::member::{MemberId, RaftId};
+use crate::plausible;
 use crate::state::{ClusterConfig, ConfigDecodeError};
 use crate::storage::{LogStore, Persist, PersistedState};
 use crate::wire::{
@@ -279,74 +280,10 @@ impl Controller {
                 me: self.raft_id,
             });
         }
-        self.check_plausible(&message)?;
+        plausible::check(&message, self.node.raft.raft_log.last_index())?;
         let stepped = self.node.step(message);
         self.after_input();
         Ok(stepped?)
-    }
-
-    /// Refuses what raft-rs would panic on instead of stepping it (raft-rs
-    /// asserts that peers follow the protocol; a frame that passed the
-    /// checksum can still be hostile or come from a buggy peer):
-    /// - a heartbeat whose commit index lies beyond our log
-    ///   (`RaftLog::commit_to` is fatal there);
-    /// - a forwarded proposal without entries ("stepped empty MsgProp");
-    /// - a snapshot whose configuration cannot be restored (empty, joint, or
-    ///   repeating ids: this version makes no configuration changes) or
-    ///   whose data is not a configuration (checked before Raft adopts it, so
-    ///   the state machine can never fall behind the log).
-    fn check_plausible(&self, message: &Message) -> Result<(), ControlError> {
-        match message.get_msg_type() {
-            MessageType::MsgHeartbeat if message.commit > self.node.raft.raft_log.last_index() => {
-                return Err(ControlError::Implausible(
-                    "heartbeat commits beyond the log",
-                ));
-            }
-            MessageType::MsgPropose if message.get_entries().is_empty() => {
-                return Err(ControlError::Implausible("proposal without entries"));
-            }
-            // Every entry after index 0 has a term of at least 1; raft-rs
-            // reads the term beyond its log as 0 and would match this.
-            MessageType::MsgAppend if message.index > 0 && message.log_term == 0 => {
-                return Err(ControlError::Implausible("append after an entry of term 0"));
-            }
-            // Forwarded proposals carry no term; with one, a follower forwarding
-            // it again trips raft's send assertion.
-            MessageType::MsgPropose if message.term != 0 => {
-                return Err(ControlError::Implausible("forwarded request with a term"));
-            }
-            _ => {}
-        }
-        // Entries of an append follow its index contiguously, with terms that
-        // never fall, from `log_term` up to the message's term; raft-rs
-        // treats any other shape as a conflict with committed entries (fatal).
-        let mut previous = (message.index, message.log_term);
-        for entry in message.get_entries() {
-            let contiguous = entry.index == previous.0.saturating_add(1);
-            let ordered =
-                entry.term >= previous.1 && (message.term == 0 || entry.term <= message.term);
-            let proposal = message.get_msg_type() == MessageType::MsgPropose;
-            if !proposal && (!contiguous || !ordered) {
-                return Err(ControlError::Implausible("append entries out of order"));
-            }
-            previous = (entry.index, entry.term);
-        }
-        if let Some(snapshot) = message.snapshot.as_ref() {
-            let conf = snapshot.get_metadata().get_conf_state();
-            let mut ids: Vec<u64> = conf.voters.iter().chain(&conf.learners).copied().collect();
-            ids.sort_unstable();
-            let repeats = ids.windows(2).any(|w| w[0] == w[1]);
-            if conf.voters.is_empty()
-                || repeats
-                || !conf.voters_outgoing.is_empty()
-                || !conf.learners_next.is_empty()
-                || ids.contains(&raft::INVALID_ID)
-            {
-                return Err(ControlError::Implausible("snapshot configuration"));
-            }
-            ClusterConfig::decode(&snapshot.data)?;
-        }
-        Ok(())
     }
 
     /// Proposes `command`; its outcome arrives in [`Controller::drain_applied`]
@@ -594,6 +531,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use eddy_core::{Epoch, PartitionId};
+    use raft::eraftpb::MessageType;
 
     use super::*;
     use crate::testing::fixture_info;
@@ -793,83 +731,5 @@ mod tests {
         let restored = Controller::restore(member(0), &disk, settings).unwrap();
         assert_eq!(restored.config(), &config);
         assert_eq!(restored.applied_index(), controller.applied_index());
-    }
-}
-
-#[cfg(test)]
-mod hostile_frames {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::testing::{NetConfig, TestNet};
-
-    fn arb_type() -> impl Strategy<Value = MessageType> {
-        prop_oneof![
-            Just(MessageType::MsgPropose),
-            Just(MessageType::MsgAppend),
-            Just(MessageType::MsgAppendResponse),
-            Just(MessageType::MsgRequestVote),
-            Just(MessageType::MsgRequestVoteResponse),
-            Just(MessageType::MsgSnapshot),
-            Just(MessageType::MsgHeartbeat),
-            Just(MessageType::MsgHeartbeatResponse),
-            Just(MessageType::MsgRequestPreVote),
-            Just(MessageType::MsgRequestPreVoteResponse),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
-        /// Well-formed frames with arbitrary field values, from a real peer
-        /// id, stepped into a leader and a follower with a log: refused or
-        /// stepped, never a panic.
-        #[test]
-        fn arbitrary_frames_from_a_peer_never_panic(
-            msg_type in arb_type(),
-            term in 0u64..8,
-            index in 0u64..40,
-            log_term in 0u64..8,
-            commit in 0u64..40,
-            reject in any::<bool>(),
-            reject_hint in 0u64..40,
-            entries in proptest::collection::vec((0u64..8, 0u64..40), 0..4),
-            target_leader in any::<bool>(),
-        ) {
-            let mut net = TestNet::new(4, NetConfig { voters: 3, ..NetConfig::default() });
-            for _ in 0..60 {
-                net.tick();
-            }
-            let leader = net.leader().unwrap();
-            for p in 0..4u32 {
-                net.propose(leader, crate::Command::Elect {
-                    partition: eddy_core::PartitionId(p),
-                    owner: net.nodes()[leader].member.clone(),
-                    epoch: eddy_core::Epoch(1),
-                });
-                net.tick();
-            }
-            net.run(10);
-            let target = if target_leader { leader } else { (leader + 1) % 3 };
-            let from = net.nodes()[(target + 1) % 3].member.raft_id().0;
-            let mut message = Message::default();
-            message.set_msg_type(msg_type);
-            message.to = net.nodes()[target].member.raft_id().0;
-            message.from = from;
-            message.term = term;
-            message.index = index;
-            message.log_term = log_term;
-            message.commit = commit;
-            message.reject = reject;
-            message.reject_hint = reject_hint;
-            message.set_entries(
-                entries
-                    .iter()
-                    .map(|&(term, index)| crate::wire::EntryRecord { term, index, data: vec![], context: vec![] }.to_raft())
-                    .collect(),
-            );
-            let bytes = encode_message(&message).unwrap();
-            let controller = net.nodes_mut()[target].controller.as_mut().unwrap();
-            let _ = controller.step(&bytes);
-        }
     }
 }

@@ -44,6 +44,7 @@ pub mod command;
 pub mod controller;
 pub mod member;
 pub mod planner;
+pub mod plausible;
 pub mod state;
 pub mod storage;
 pub mod testing;
