@@ -1,6 +1,7 @@
 //! Prints the controller's figures on the seeded test network (benchmarks
 //! print, tests assert — STYLE §12): ticks to elect a first leader, ticks to
-//! replace a crashed leader, and commit latency in ticks with no faults.
+//! replace a crashed leader, commit latency in ticks with no faults, and the
+//! CPU cost of the real controllers (whole network, one thread).
 //!
 //! `cargo run -p eddy-control --example measure --release [seeds]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,11 +35,55 @@ fn until_leader(net: &mut TestNet, limit: u64) -> Option<u64> {
     None
 }
 
+/// Wall time of the whole in-process network: idle ticks, and proposals
+/// committed per second when the leader gets `batch` proposals every tick.
+fn cost(voters: usize) {
+    let mut net = TestNet::new(
+        1,
+        NetConfig {
+            voters,
+            ..NetConfig::default()
+        },
+    );
+    until_leader(&mut net, 1000).expect("a leader");
+    let start = std::time::Instant::now();
+    net.run(10_000);
+    let idle_us = start.elapsed().as_secs_f64() * 1e6 / 10_000.0;
+    let leader = net.leader().unwrap();
+    let owner = net.nodes()[leader].member.clone();
+    let batch = 50;
+    let ticks = 200;
+    let start = std::time::Instant::now();
+    for _ in 0..ticks {
+        for _ in 0..batch {
+            // Rejected after the first (wrong epoch), but committed all the same.
+            let command = Command::Elect {
+                partition: PartitionId(0),
+                owner: owner.clone(),
+                epoch: Epoch(1),
+            };
+            net.propose(leader, command).unwrap();
+        }
+        net.tick();
+    }
+    net.run(10);
+    let elapsed = start.elapsed().as_secs_f64();
+    let committed = net.nodes()[leader].applied.len();
+    println!(
+        "{voters} voters: {idle_us:.1} µs per idle network tick; {:.0} commands committed per second \
+         ({committed} in {elapsed:.2} s, {batch} per tick, all voters applying)",
+        committed as f64 / elapsed
+    );
+}
+
 fn main() {
     let seeds: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
+    for voters in [3, 5] {
+        cost(voters);
+    }
     for voters in [3, 5] {
         for delay in [0, 2] {
             let config = NetConfig {
