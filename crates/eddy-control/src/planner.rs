@@ -1,0 +1,350 @@
+//! The placement planner: which commands move the committed assignments
+//! toward the ring placement, without ever electing outside an ISR.
+//!
+//! The target is the `eddy_cluster` ring over the *committed* member names
+//! (not the live ones: a dead member keeps its place until it is removed by a
+//! committed `Remove`, so a flapping node does not move partitions). The
+//! failure detector only decides who can serve now. Per partition, at most
+//! one command per call, in this order:
+//!
+//! 1. owner missing or not live → `Elect` a live ISR member (the first in
+//!    ring order, else the first in ISR order) at epoch + 1; a never-owned
+//!    partition starts on its first live ring replica; a partition with no
+//!    live ISR member gets nothing (it waits, or stays offline);
+//! 2. ring replicas the data plane reports caught up but not yet in the ISR →
+//!    `SetIsr` expanding it (the planner cannot know a copy is complete);
+//! 3. the ring's owner is a live ISR member but not the owner → `Elect` it
+//!    (handoff: expand first, then elect);
+//! 4. the owner is the ring's owner and every ring replica is in the ISR →
+//!    `SetIsr` dropping members the ring no longer places there.
+//!
+//! Commands are computed from one configuration; the caller proposes them
+//! and plans again once they committed (a rejection just means the state
+//! moved on).
+
+use std::collections::BTreeSet;
+
+use eddy_cluster::{DEFAULT_VNODES, NodeId, PartitionTable};
+use eddy_core::{Epoch, PartitionId};
+
+use crate::command::Command;
+use crate::member::MemberId;
+use crate::state::{Assignment, ClusterConfig};
+
+/// The ring placement over `config`'s committed members. Costly (a ring of
+/// 512 points per member is sorted), so compute it once per change of the
+/// member names and pass it to [`plan`] (DESIGN §6: never on the hot path).
+pub fn target_table(config: &ClusterConfig) -> PartitionTable {
+    target_table_with_vnodes(config, DEFAULT_VNODES)
+}
+
+/// [`target_table`] with another vnode count: every node of a cluster must
+/// use the same one. Test workloads use few vnodes to plan cheaply.
+pub fn target_table_with_vnodes(config: &ClusterConfig, vnodes: u32) -> PartitionTable {
+    let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+    PartitionTable::compute_with_vnodes(
+        &names,
+        config.partitions(),
+        usize::from(config.replication()),
+        vnodes,
+    )
+}
+
+/// The commands that move `config` toward the ring placement `table`
+/// ([`target_table`] of the same member names), given the members the
+/// failure detector sees `live` and the `(partition, member)` copies the data
+/// plane reports `caught_up`.
+pub fn plan(
+    config: &ClusterConfig,
+    table: &PartitionTable,
+    live: &BTreeSet<MemberId>,
+    caught_up: &BTreeSet<(PartitionId, MemberId)>,
+) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for (index, assignment) in config.assignments().iter().enumerate() {
+        let partition = PartitionId(u32::try_from(index).unwrap_or(u32::MAX));
+        let ring: Vec<MemberId> = table
+            .replicas(partition)
+            .filter_map(|name| config.member_named(name).map(|m| m.id.clone()))
+            .collect();
+        if let Some(command) = plan_partition(partition, assignment, &ring, live, caught_up) {
+            commands.push(command);
+        }
+    }
+    commands
+}
+
+fn plan_partition(
+    partition: PartitionId,
+    assignment: &Assignment,
+    ring: &[MemberId],
+    live: &BTreeSet<MemberId>,
+    caught_up: &BTreeSet<(PartitionId, MemberId)>,
+) -> Option<Command> {
+    let next = Epoch(assignment.epoch.0.saturating_add(1));
+    let elect = |owner: &MemberId| Command::Elect {
+        partition,
+        owner: owner.clone(),
+        epoch: next,
+    };
+    let owner = match &assignment.owner {
+        Some(owner) if live.contains(owner) => owner,
+        _ => {
+            if assignment.isr.is_empty() {
+                // Only a partition that never held data may start empty.
+                return (assignment.epoch == Epoch(0))
+                    .then(|| ring.iter().find(|m| live.contains(*m)).map(elect))
+                    .flatten();
+            }
+            let in_ring_order = ring
+                .iter()
+                .find(|m| live.contains(*m) && assignment.isr.contains(*m));
+            let in_isr_order = assignment.isr.iter().find(|m| live.contains(*m));
+            return in_ring_order.or(in_isr_order).map(elect);
+        }
+    };
+    let joining: Vec<&MemberId> = ring
+        .iter()
+        .filter(|m| !assignment.isr.contains(*m) && caught_up.contains(&(partition, (*m).clone())))
+        .collect();
+    if !joining.is_empty() {
+        let mut isr = assignment.isr.clone();
+        isr.extend(joining.into_iter().cloned());
+        return Some(Command::SetIsr {
+            partition,
+            epoch: assignment.epoch,
+            isr,
+        });
+    }
+    let ring_owner = ring.first()?;
+    if ring_owner != owner {
+        return (live.contains(ring_owner) && assignment.isr.contains(ring_owner))
+            .then(|| elect(ring_owner));
+    }
+    let all_placed = ring.iter().all(|m| assignment.isr.contains(m));
+    let has_extra = assignment.isr.iter().any(|m| !ring.contains(m));
+    (all_placed && has_extra).then(|| Command::SetIsr {
+        partition,
+        epoch: assignment.epoch,
+        isr: ring.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::member::MemberInfo;
+
+    fn info() -> MemberInfo {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        MemberInfo {
+            peer_addr: addr,
+            http_addr: addr,
+            tcp_addr: addr,
+        }
+    }
+
+    fn voters(count: usize) -> Vec<(MemberId, MemberInfo)> {
+        (0..count)
+            .map(|i| (MemberId::new(&*format!("node-{i}"), 1), info()))
+            .collect()
+    }
+
+    fn all_live(config: &ClusterConfig) -> BTreeSet<MemberId> {
+        config.members().map(|m| m.id.clone()).collect()
+    }
+
+    /// Plans and applies until nothing is left, asserting every planned
+    /// command is accepted; returns the rounds it took.
+    fn settle(
+        config: &mut ClusterConfig,
+        live: &BTreeSet<MemberId>,
+        caught_up: &BTreeSet<(PartitionId, MemberId)>,
+    ) -> usize {
+        for round in 0..10 {
+            let commands = plan(config, &target_table(config), live, caught_up);
+            if commands.is_empty() {
+                return round;
+            }
+            for command in &commands {
+                assert_eq!(config.apply(command), Ok(()), "{command:?}");
+            }
+        }
+        panic!("the planner did not settle in 10 rounds");
+    }
+
+    #[test]
+    fn a_fresh_cluster_starts_every_partition_on_its_ring_owner() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
+        let live = all_live(&config);
+        settle(&mut config, &live, &BTreeSet::new());
+        let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+        let table = PartitionTable::compute(&names, 64, 2);
+        for p in (0..64).map(PartitionId) {
+            let a = config.assignment(p).unwrap();
+            assert_eq!(a.owner.as_ref().map(|m| &m.name), table.owner(p));
+            assert_eq!(a.epoch, Epoch(1));
+        }
+    }
+
+    #[test]
+    fn a_dead_owner_is_replaced_by_a_live_isr_member_only() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 3, &voters(3));
+        let live = all_live(&config);
+        settle(&mut config, &live, &BTreeSet::new());
+        // Every partition has ISR [owner, second ring replica] (third not caught up).
+        for p in (0..64).map(PartitionId) {
+            let a = config.assignment(p).unwrap().clone();
+            let owner = a.owner.clone().unwrap();
+            let other = config
+                .members()
+                .map(|m| m.id.clone())
+                .find(|m| *m != owner)
+                .unwrap();
+            config
+                .apply(&Command::SetIsr {
+                    partition: p,
+                    epoch: a.epoch,
+                    isr: vec![owner, other],
+                })
+                .unwrap();
+        }
+        let dead = MemberId::new("node-0", 1);
+        let mut live = live;
+        live.remove(&dead);
+        let before = config.clone();
+        let commands = plan(&config, &target_table(&config), &live, &BTreeSet::new());
+        for command in &commands {
+            if let Command::Elect {
+                partition,
+                owner,
+                epoch,
+            } = command
+            {
+                let a = before.assignment(*partition).unwrap();
+                assert_eq!(a.owner.as_ref(), Some(&dead), "only dead owners move");
+                assert!(a.isr.contains(owner) && live.contains(owner));
+                assert_eq!(*epoch, Epoch(a.epoch.0 + 1));
+            }
+        }
+        let moved = before
+            .assignments()
+            .iter()
+            .filter(|a| a.owner.as_ref() == Some(&dead))
+            .count();
+        assert_eq!(
+            commands
+                .iter()
+                .filter(|c| matches!(c, Command::Elect { .. }))
+                .count(),
+            moved
+        );
+        assert!(moved > 0, "node-0 owned some partitions");
+    }
+
+    #[test]
+    fn a_partition_without_live_isr_member_gets_no_owner() {
+        let mut config = ClusterConfig::bootstrap(1, 8, 1, &voters(2));
+        let live = all_live(&config);
+        settle(&mut config, &live, &BTreeSet::new());
+        let only_node_1: BTreeSet<MemberId> = [MemberId::new("node-1", 1)].into();
+        // node-0's partitions have ISR [node-0] (rf 1): nothing may move.
+        let commands = plan(
+            &config,
+            &target_table(&config),
+            &only_node_1,
+            &BTreeSet::new(),
+        );
+        assert_eq!(commands, vec![], "elected outside an ISR");
+        let dead_owned = config
+            .assignments()
+            .iter()
+            .filter(|a| a.owner.as_ref().is_some_and(|o| !only_node_1.contains(o)))
+            .count();
+        assert!(dead_owned > 0, "node-0 owned some partitions");
+    }
+
+    #[test]
+    fn a_new_member_is_added_only_when_caught_up_then_takes_over() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
+        let mut live = all_live(&config);
+        let all_copies = |members: &BTreeSet<MemberId>| -> BTreeSet<(PartitionId, MemberId)> {
+            (0..64)
+                .flat_map(|p| members.iter().map(move |m| (PartitionId(p), m.clone())))
+                .collect()
+        };
+        let old_copies = all_copies(&live);
+        settle(&mut config, &live, &old_copies);
+        let newcomer = MemberId::new("node-3", 1);
+        config
+            .apply(&Command::Join {
+                member: newcomer.clone(),
+                info: info(),
+            })
+            .unwrap();
+        live.insert(newcomer.clone());
+        let commands = plan(&config, &target_table(&config), &live, &old_copies);
+        assert!(
+            commands.iter().all(|c| match c {
+                Command::SetIsr { isr, .. } => !isr.contains(&newcomer),
+                Command::Elect { owner, .. } => *owner != newcomer,
+                _ => true,
+            }),
+            "nothing for the newcomer before its copies caught up: {commands:?}"
+        );
+        settle(&mut config, &live, &old_copies);
+        // The data plane reports the newcomer's copies complete.
+        settle(&mut config, &live, &all_copies(&live));
+        let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+        let table = PartitionTable::compute(&names, 64, 2);
+        let mut owned = 0;
+        for p in (0..64).map(PartitionId) {
+            let a = config.assignment(p).unwrap();
+            assert_eq!(a.owner.as_ref().map(|m| &m.name), table.owner(p), "{p:?}");
+            let mut ring: Vec<&NodeId> = table.replicas(p).collect();
+            let mut isr: Vec<&NodeId> = a.isr.iter().map(|m| &m.name).collect();
+            ring.sort();
+            isr.sort();
+            assert_eq!(isr, ring, "{p:?}");
+            owned += usize::from(a.owner.as_ref() == Some(&newcomer));
+        }
+        assert!(owned > 0, "the newcomer took over its ring partitions");
+    }
+
+    proptest! {
+        /// Whatever the live set and caught-up reports, every planned command
+        /// is accepted when applied in order, and elections name live ISR
+        /// members (or start a never-owned partition).
+        #[test]
+        fn planned_commands_are_always_valid(
+            live_mask in 0u8..16,
+            caught_mask in proptest::collection::vec(any::<bool>(), 16),
+            rounds in 1usize..5,
+        ) {
+            let mut config = ClusterConfig::bootstrap(1, 16, 2, &voters(3));
+            config.apply(&Command::Join { member: MemberId::new("node-3", 1), info: info() }).unwrap();
+            let members: Vec<MemberId> = config.members().map(|m| m.id.clone()).collect();
+            let live: BTreeSet<MemberId> = members.iter().enumerate()
+                .filter(|(i, _)| live_mask & (1 << i) != 0).map(|(_, m)| m.clone()).collect();
+            let caught_up: BTreeSet<(PartitionId, MemberId)> = caught_mask.iter().enumerate()
+                .filter(|(_, c)| **c)
+                .map(|(p, _)| (PartitionId(p as u32), MemberId::new("node-3", 1)))
+                .collect();
+            for _ in 0..rounds {
+                let before = config.clone();
+                for command in plan(&before, &target_table(&before), &live, &caught_up) {
+                    if let Command::Elect { partition, owner, .. } = &command {
+                        let a = before.assignment(*partition).unwrap();
+                        prop_assert!(live.contains(owner));
+                        prop_assert!(a.isr.contains(owner) || (a.isr.is_empty() && a.epoch == Epoch(0)));
+                    }
+                    prop_assert_eq!(config.apply(&command), Ok(()));
+                }
+            }
+        }
+    }
+}
