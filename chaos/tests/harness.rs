@@ -145,3 +145,53 @@ fn a_failing_seed_prints_the_command_that_reproduces_it() {
         "same seed, same report byte for byte"
     );
 }
+
+/// A rerun into the same output directory starts from a fresh cluster: the
+/// data directories and logs of the last run are removed, not loaded (a
+/// rerun of a `data_dir` scenario loaded the last run's copies).
+#[test]
+fn a_rerun_starts_from_fresh_data_directories() {
+    let text = r#"
+name = "rerun"
+nodes = 3
+duration_s = 5
+data_dir = true
+[workload]
+kinds = ["account"]
+keys = 50
+rate = 200
+"#;
+    let out = out_dir("rerun");
+    let stale = out.join("data-1").join("p0001");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("snapshot"), b"left by an earlier run").unwrap();
+    std::fs::write(out.join("node-1.log"), "STALE LOG LINE\n").unwrap();
+    let path = out.join("rerun.toml");
+    std::fs::write(&path, text).unwrap();
+    let scenario = Scenario::load(&path).unwrap();
+    let options = RunOptions {
+        binary: eddy_binary(),
+        out: out.clone(),
+        drop_log_entries: false,
+        network: NetworkChoice::Hook,
+    };
+    let report = harness::run(&scenario, &options).unwrap();
+    assert!(report.passed(), "{}", report.summary());
+    let log = std::fs::read_to_string(out.join("node-1.log")).unwrap();
+    assert!(
+        !log.contains("STALE LOG LINE"),
+        "the old log was appended to"
+    );
+    assert!(
+        !log.contains("damaged"),
+        "the old copy was loaded:\n{}",
+        log.lines()
+            .filter(|l| l.contains("damaged"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_ne!(
+        std::fs::read(stale.join("snapshot")).ok().as_deref(),
+        Some(b"left by an earlier run".as_slice())
+    );
+}

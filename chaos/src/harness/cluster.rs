@@ -51,7 +51,8 @@ pub enum ClusterError {
         /// Its answer.
         body: String,
     },
-    /// A wiped node's data directory could not be deleted.
+    /// A node's data directory or log could not be deleted (a wipe, or the
+    /// files an earlier run left).
     #[error("cannot wipe node-{node}'s data in {path}: {source}")]
     Wipe {
         /// 1-based index.
@@ -344,6 +345,30 @@ impl Cluster {
                 data_dir: setup.data_dir.then(|| dir.join(format!("data-{i}"))),
                 sets: setup.sets,
             });
+        }
+        // A run starts from a fresh cluster: data directories and logs left
+        // in `dir` by an earlier run of the scenario would be loaded and
+        // appended to (a rerun loaded the last run's copies and failed on
+        // its gaps).
+        for (node, i) in nodes.iter().zip(1..) {
+            let stale = node.data_dir.iter().chain(std::iter::once(&node.log));
+            for path in stale {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(path)
+                } else {
+                    std::fs::remove_file(path)
+                };
+                match removed {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(ClusterError::Wipe {
+                            node: i,
+                            path: path.display().to_string(),
+                            source: err,
+                        });
+                    }
+                    _ => {}
+                }
+            }
         }
         let mut cluster = Cluster {
             binary,
