@@ -799,6 +799,14 @@ impl Ingress {
         let worker = self
             .worker_of_partition(partition)
             .ok_or("partition worker not running")?;
+        // The worker streams the snapshot only over a link that is up (it
+        // never waits for one); this task may wait, so open it here rather
+        // than fail the handoff and have the claimant retry a round later.
+        self.inner
+            .peers
+            .ensure_link(&to)
+            .await
+            .map_err(|err| err.to_string())?;
         let (reply, answer) = oneshot::channel();
         worker
             .cast(WorkerMsg::Pull {

@@ -252,6 +252,15 @@ impl PeerLinks {
         linked
     }
 
+    /// Opens the link to `peer` now if it is not up (for callers that may
+    /// wait, before they ask a worker to use it).
+    pub async fn ensure_link(&self, peer: &NodeIdentity) -> Result<(), PeerError> {
+        if self.established(&peer.name).is_some() {
+            return Ok(());
+        }
+        self.link(peer).await.map(drop)
+    }
+
     /// Injected faults on the way out: the link is down, or slow.
     async fn fault_gate(&self, peer: &NodeIdentity) -> Result<(), PeerError> {
         if !self.faults.peer_out(&peer.name) {
