@@ -35,6 +35,7 @@ impl AlertHub {
     /// log, not this channel, is the record).
     pub fn publish(&self, alert: AlertRecord) {
         metrics::counter!("eddy_alerts_total", "kind" => alert.kind).increment(1);
+        crate::history::TOTALS.add_alert();
         let alert = Arc::new(alert);
         // A poisoned lock only means a panic while pushing; the deque is
         // still a valid list of alerts, so keep using it.

@@ -1,6 +1,7 @@
 //! The web dashboard at `/`: one embedded page, no build step, that reads the
 //! JSON API of this node (members, partitions, alerts, key lookup) and the
-//! `/metrics` and recent alerts of every member (rates are cluster-wide).
+//! throughput history (`GET /v1/stats/history`, see [`crate::history`]) and
+//! recent alerts of every member (rates are cluster-wide).
 
 use axum::http::header;
 use axum::response::IntoResponse;

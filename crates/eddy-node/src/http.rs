@@ -41,6 +41,8 @@ pub struct AppState {
     /// Injected network faults; set by `POST /v1/admin/faults` (feature
     /// `fault-injection` only).
     pub faults: Arc<crate::faults::Faults>,
+    /// Per-second throughput samples behind `GET /v1/stats/history`.
+    pub history: Arc<std::sync::Mutex<crate::history::History>>,
 }
 
 /// The router with every route and the body limit.
@@ -51,6 +53,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/", get(crate::dashboard::page))
         .route("/v1/alerts", get(get_alerts))
         .route("/v1/alerts/recent", get(get_recent_alerts))
+        .route("/v1/stats/history", get(get_history))
         .route("/v1/cluster", get(get_cluster))
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
@@ -377,6 +380,35 @@ async fn get_recent_alerts(
     Json(json!({
         "node": app.ingress.cluster().local.name.as_str(),
         "alerts": alerts,
+    }))
+    .into_response()
+}
+
+/// Query of `GET /v1/stats/history`.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// Only samples ending after this time (ms since the Unix epoch): lets
+    /// a client that has the history append what is new.
+    since_ms: Option<u64>,
+}
+
+/// This process's throughput, one sample a second for the last ten minutes,
+/// oldest first, as rates per second.
+async fn get_history(State(app): State<AppState>, Query(query): Query<HistoryQuery>) -> Response {
+    let samples: Vec<crate::history::RateSample> = {
+        // Poisoned only by a panic mid-`observe`, which leaves the ring
+        // valid; serve it.
+        let history = app.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .since(query.since_ms.unwrap_or(0))
+            .map(crate::history::RateSample::from)
+            .collect()
+    };
+    Json(json!({
+        "node": app.ingress.cluster().local.name.as_str(),
+        "interval_ms": crate::history::SAMPLE_INTERVAL_MS,
+        "capacity": crate::history::HISTORY_SAMPLES,
+        "samples": samples,
     }))
     .into_response()
 }

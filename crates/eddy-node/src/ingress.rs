@@ -502,6 +502,7 @@ impl Ingress {
         }
         let total: usize = groups.iter().map(Vec::len).sum();
         metrics::counter!("eddy_events_received_total").increment(total as u64);
+        crate::history::TOTALS.add_received(total as u64);
 
         let calls = groups
             .into_iter()

@@ -21,7 +21,8 @@
 //!   the item and field and changes nothing.
 //! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`]; [`origin`]:
 //!   which browser requests may change anything.
-//! - [`dashboard`]: the embedded web page at `/`.
+//! - [`dashboard`]: the embedded web page at `/`; [`history`]: the
+//!   per-second throughput ring behind its chart (`GET /v1/stats/history`).
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
 //!   pipelined per connection with a bound on pending requests.
 //! - [`cluster`], [`peer`], [`framed`]: membership over UDP, peer links;
@@ -40,6 +41,7 @@ pub mod config_keys;
 pub mod dashboard;
 pub mod faults;
 pub mod framed;
+pub mod history;
 pub mod http;
 pub mod ingress;
 pub mod logging;

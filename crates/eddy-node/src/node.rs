@@ -277,8 +277,13 @@ impl NodeBuilder {
             },
             shutdown_rx.clone(),
         ));
+        let history = Arc::new(std::sync::Mutex::new(crate::history::History::new(
+            crate::history::HISTORY_SAMPLES,
+        )));
+        tokio::spawn(crate::history::sample(history.clone(), shutdown_rx.clone()));
         let app = router(
             AppState {
+                history,
                 ingress: ingress.clone(),
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),

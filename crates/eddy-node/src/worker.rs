@@ -1279,6 +1279,7 @@ impl Counts {
 
     fn flush(&self) {
         metrics::counter!("eddy_events_applied_total").increment(self.applied);
+        crate::history::TOTALS.add_applied(self.applied);
         metrics::counter!("eddy_events_duplicate_total").increment(self.duplicates);
     }
 }

@@ -140,6 +140,91 @@ fn health_readiness_and_metrics() {
     }
 }
 
+/// Sums `field` (a rate per second) times each sample's span: the count.
+fn history_count(history: &serde_json::Value, field: &str) -> f64 {
+    history["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| s[field].as_f64().expect("rate") * s["span_ms"].as_f64().expect("span") / 1000.0)
+        .sum()
+}
+
+#[test]
+fn throughput_history_counts_every_event_and_alert_in_time_order() {
+    let node = NodeProcess::start(&[]);
+    // Five accounts paying in DE then in the US: ten events, five
+    // impossible_travel alerts.
+    let body: Vec<String> = (0..5)
+        .flat_map(|i| {
+            [
+                tx(&format!("acct-h{i}"), 1.0, "DE"),
+                tx(&format!("acct-h{i}"), 1.0, "US"),
+            ]
+        })
+        .collect();
+    let (status, reply, _) = post_json(&node.url("/v1/events"), &body.join("\n"));
+    assert_eq!(status, 200, "{reply}");
+
+    // The node samples once a second; wait (bounded) for the sample after
+    // the batch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let history = loop {
+        let (status, body, _) = get(&node.url("/v1/stats/history"));
+        assert_eq!(status, 200, "{body}");
+        let history = json(&body);
+        // Received, applied and alerts are read one by one: all three in.
+        let complete = history_count(&history, "received_per_s") >= 10.0
+            && history_count(&history, "applied_per_s") >= 10.0
+            && history_count(&history, "alerts_per_s") >= 5.0;
+        if complete || Instant::now() > deadline {
+            break history;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(history["interval_ms"], 1000);
+    assert_eq!(history["capacity"], 600);
+    for (field, expected) in [
+        ("received_per_s", 10.0),
+        ("applied_per_s", 10.0),
+        ("alerts_per_s", 5.0),
+    ] {
+        let counted = history_count(&history, field);
+        assert!(
+            (counted - expected).abs() < 1e-6,
+            "{field}: history counts {counted}, expected {expected}: {history}"
+        );
+    }
+    let samples = history["samples"].as_array().expect("samples");
+    assert!(samples.len() <= 600, "bounded: {}", samples.len());
+    let ends: Vec<u64> = samples
+        .iter()
+        .map(|s| s["at_ms"].as_u64().expect("at_ms"))
+        .collect();
+    assert!(
+        ends.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {ends:?}"
+    );
+    assert!(samples.iter().all(|s| s["span_ms"].as_u64() > Some(0)));
+
+    // `since_ms` returns only what is newer.
+    let last = *ends.last().expect("a sample");
+    let (_, body, _) = get(&node.url(&format!("/v1/stats/history?since_ms={last}")));
+    let newer = json(&body);
+    assert!(
+        newer["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .all(|s| s["at_ms"].as_u64() > Some(last)),
+        "{newer}"
+    );
+    assert!(
+        history_count(&newer, "applied_per_s") < 1e-6,
+        "no events after the batch"
+    );
+}
+
 #[test]
 fn sigterm_stops_the_node_cleanly() {
     let node = NodeProcess::start(&[]);

@@ -93,6 +93,45 @@ fn hot_readings(devices: usize) -> String {
         .join("\n")
 }
 
+/// Events applied in the history every node serves, summed over the cluster
+/// (rates times the sample's span).
+fn events_in_history(nodes: &[NodeProcess]) -> f64 {
+    nodes
+        .iter()
+        .map(|node| {
+            let (status, body, _) = get(&node.url("/v1/stats/history"));
+            assert_eq!(status, 200, "{body}");
+            let history = json(&body);
+            history["samples"]
+                .as_array()
+                .expect("samples")
+                .iter()
+                .map(|s| {
+                    s["applied_per_s"].as_f64().expect("rate")
+                        * s["span_ms"].as_f64().expect("span")
+                        / 1000.0
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// The number in `attr="…"` on the element with `id`.
+fn attr_of(dom: &str, id: &str, attr: &str) -> f64 {
+    let at = dom.find(&format!(r#"id="{id}""#)).expect("element present");
+    let tag = &dom[dom[..at].rfind('<').expect("tag start")..];
+    let tag = &tag[..tag.find('>').expect("tag end")];
+    let start = tag
+        .find(&format!(r#"{attr}=""#))
+        .unwrap_or_else(|| panic!("{attr} on #{id}: {tag}"))
+        + attr.len()
+        + 2;
+    let value = &tag[start..];
+    value[..value.find('"').expect("closing quote")]
+        .parse()
+        .unwrap_or_else(|_| panic!("{attr} on #{id} is a number: {tag}"))
+}
+
 #[test]
 fn dashboard_in_a_headless_browser_shows_members_partitions_alerts_and_a_key() {
     let nodes = start_cluster(3, &[]);
@@ -100,6 +139,18 @@ fn dashboard_in_a_headless_browser_shows_members_partitions_alerts_and_a_key() {
     wait_for_agreement(&refs, |owners| owners.len() == 3);
     let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &hot_readings(12));
     assert_eq!(status, 200, "{body}");
+    // The events are in the nodes' per-second history before the page opens
+    // (a node samples once a second): the chart must show them at once.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = events_in_history(&nodes);
+    while seen < 12.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = events_in_history(&nodes);
+    }
+    assert!(
+        (seen - 12.0).abs() < 0.01,
+        "the cluster's history counts the 12 events applied: {seen}"
+    );
 
     let profile = scratch("chromium-profile");
     // The page on node-2 shows alerts raised on every node, and looks up a
@@ -117,11 +168,48 @@ fn dashboard_in_a_headless_browser_shows_members_partitions_alerts_and_a_key() {
     }
     let alert_rows = dom.matches(r#"data-kind="device""#).count();
     assert_eq!(alert_rows, 12, "one row per alert raised:\n{dom}");
+    let named_rows = dom.matches(r#"data-alert="threshold_high""#).count();
+    assert_eq!(named_rows, 12, "each row names its alert:\n{dom}");
+    assert_eq!(
+        dom.matches(r#"<span class="alert-name">threshold high</span>"#)
+            .count(),
+        12,
+        "the alert's name is shown as words, not JSON:\n{dom}"
+    );
+
+    // The chart: history loaded from every node on open, with both axes.
+    let samples = attr_of(&dom, "chart", "data-samples");
+    assert!(samples >= 3.0, "history of every member loaded: {samples}");
+    let peak = attr_of(&dom, "chart", "data-peak-events");
+    assert!(
+        peak > 0.0,
+        "the events sent before the page opened show: {peak}"
+    );
+    for axis in ["events", "alerts", "time"] {
+        assert!(
+            dom.contains(&format!(r#"data-axis="{axis}""#)),
+            "the chart has a {axis} axis:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains(">events applied/s<"),
+        "the y axis has its unit"
+    );
+    assert!(
+        dom.contains(">time (local clock"),
+        "the x axis has its unit"
+    );
+    assert!(
+        !dom.contains(r#"data-samples="0""#),
+        "the chart is not empty"
+    );
     let cells = dom.matches("title=\"partition ").count();
     assert_eq!(cells, 1024, "a cell per partition in the map");
+    let state = &dom[dom.find(r#"<pre id="state""#).expect("lookup output")..];
+    let state = &state[..state.find("</pre>").expect("end of lookup output")];
     assert!(
-        dom.contains("&quot;key&quot;: &quot;dev-3&quot;") || dom.contains(r#""key": "dev-3""#),
-        "the key lookup shows dev-3's state:\n{dom}"
+        state.contains("&quot;key&quot;: &quot;dev-3&quot;") || state.contains(r#""key": "dev-3""#),
+        "the key lookup shows dev-3's state:\n{state}"
     );
 
     let shot = artifacts().join("dashboard.png");
