@@ -25,6 +25,21 @@ pub struct TcpLimits {
     pub max_pending_requests: usize,
     /// Most events in one Submit.
     pub max_batch_events: usize,
+    /// Time a frame may take to arrive once its first byte has.
+    pub frame_read_timeout: std::time::Duration,
+    /// Connection caps of the listener.
+    pub caps: crate::gate::ConnectionCaps,
+}
+
+impl TcpLimits {
+    fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_pending_requests: self.max_pending_requests,
+            frame_read_timeout: self.frame_read_timeout,
+            caps: self.caps,
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` turns true.
@@ -35,9 +50,13 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
-    framed::accept(listener, stop, move |stream, peer| {
-        connection(stream, peer, ingress.clone(), limits, shutdown.clone())
-    })
+    framed::accept(
+        listener,
+        "tcp",
+        limits.frame_limits(),
+        stop,
+        move |stream, peer| connection(stream, peer, ingress.clone(), limits, shutdown.clone()),
+    )
     .await;
 }
 
@@ -58,11 +77,8 @@ async fn connection(
     limits: TcpLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (reader, writer) = framed::split(stream, limits.max_frame_bytes);
-    let frame_limits = FrameLimits {
-        max_frame_bytes: limits.max_frame_bytes,
-        max_pending_requests: limits.max_pending_requests,
-    };
+    let frame_limits = limits.frame_limits();
+    let (reader, writer) = framed::split(stream, &frame_limits);
     framed::serve(
         reader,
         writer,
