@@ -224,3 +224,33 @@ fn accept_errors_back_off_log_little_and_the_node_recovers_when_fds_free() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A peer Hello with another kinds fingerprint is refused with a reason that
+/// does not disclose ours (the value a forged Hello would need).
+#[test]
+fn a_peer_refused_for_other_kinds_does_not_learn_our_fingerprint() {
+    use eddy_cluster::{ClusterParams, PeerRequest, PeerResponse};
+    use eddy_core::wire::{decode_frame, encode_frame};
+    let node = NodeProcess::start(&[]);
+    // Same P and protocol (the node runs with the defaults), other kinds.
+    let hello = PeerRequest::Hello {
+        from: "forger".into(),
+        params: ClusterParams::new(eddy_core::DEFAULT_PARTITIONS).with_kinds(0x1234),
+    };
+    let mut frame = Vec::new();
+    encode_frame(&hello, &mut frame).unwrap();
+    let answer = raw_exchange(&node.peer, &frame);
+    let (response, _) = decode_frame::<PeerResponse>(&answer, 1 << 20)
+        .unwrap()
+        .expect("one whole answer");
+    let PeerResponse::Refused { reason } = response else {
+        panic!("expected Refused, got {response:?}");
+    };
+    assert!(reason.contains("hosted kinds differ"), "{reason}");
+    let longest_hex_run = reason
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_hex_run < 8, "a fingerprint in `{reason}`");
+}
