@@ -87,6 +87,9 @@ pub struct NodeConfig {
     /// Time a binary-protocol or peer frame may take to arrive once its
     /// first byte has; a slower one closes the connection.
     pub frame_read_timeout_ms: u64,
+    /// Bytes all connections of the binary (or peer) port may hold in
+    /// frames not yet received whole; a read beyond it closes its connection.
+    pub max_partial_frame_bytes: usize,
     /// Open connections per listener (HTTP, binary, peer) at once; beyond
     /// it new connections are closed at once.
     pub max_connections: usize,
@@ -143,6 +146,7 @@ impl Default for NodeConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             max_pending_requests: 64,
             frame_read_timeout_ms: 10_000,
+            max_partial_frame_bytes: 256 * 1024 * 1024,
             max_connections: 1024,
             max_connections_per_source: 256,
             http_header_timeout_ms: 10_000,
@@ -329,6 +333,7 @@ impl NodeConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_pending_requests", self.max_pending_requests),
             ("frame_read_timeout_ms", self.frame_read_timeout_ms as usize),
+            ("max_partial_frame_bytes", self.max_partial_frame_bytes),
             ("max_connections", self.max_connections),
             (
                 "max_connections_per_source",

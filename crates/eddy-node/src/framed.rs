@@ -15,11 +15,15 @@
 //! and per source), and a frame, once its first byte arrived, must arrive
 //! whole within `frame_read_timeout` — so a frame declared at 16 MiB and
 //! trickled holds at most what arrived in that time, then the connection
-//! closes.
+//! closes. All connections of a listener share a [`FrameBudget`] of bytes
+//! buffered in not-yet-decoded frames (`max_partial_frame_bytes`); a read
+//! that would exceed it closes that connection, so many connections each
+//! declaring a 16 MiB frame cannot together hold more than the budget.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eddy_core::wire::{WireError, decode_frame, encode_frame};
@@ -41,6 +45,40 @@ pub struct FrameLimits {
     pub frame_read_timeout: Duration,
     /// Connection caps of the listener.
     pub caps: crate::gate::ConnectionCaps,
+    /// Bytes all connections of the listener may hold in undecoded frames.
+    pub max_partial_frame_bytes: usize,
+}
+
+/// Bytes buffered in undecoded frames by all connections of one listener,
+/// against a limit.
+#[derive(Debug)]
+pub struct FrameBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<FrameBudget> {
+        Arc::new(FrameBudget {
+            held: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `bytes` from the budget, or returns false (taking nothing).
+    fn take(&self, bytes: usize) -> bool {
+        let before = self.held.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.limit {
+            self.held.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 /// An answer type: which answer closes the connection, and how to say
@@ -70,15 +108,33 @@ pub struct FrameReader {
     frame_read_timeout: Duration,
     /// When the first byte of the frame being received arrived.
     frame_deadline: Option<tokio::time::Instant>,
+    budget: Arc<FrameBudget>,
+    /// Bytes of `buf` taken from `budget`.
+    charged: usize,
 }
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.budget.give_back(self.charged);
+    }
+}
+
+/// Capacity a connection's buffer returns to after a large frame.
+const IDLE_BUFFER_BYTES: usize = 64 * 1024;
 
 impl FrameReader {
     /// Wraps the reading half of a connection.
-    pub fn new(reader: OwnedReadHalf, limits: &FrameLimits) -> FrameReader {
+    pub fn new(
+        reader: OwnedReadHalf,
+        limits: &FrameLimits,
+        budget: Arc<FrameBudget>,
+    ) -> FrameReader {
         FrameReader {
             reader,
-            buf: Vec::with_capacity(64 * 1024),
-            chunk: vec![0u8; 64 * 1024],
+            buf: Vec::with_capacity(IDLE_BUFFER_BYTES),
+            chunk: vec![0u8; IDLE_BUFFER_BYTES],
+            budget,
+            charged: 0,
             max_frame_bytes: limits.max_frame_bytes,
             frame_read_timeout: limits.frame_read_timeout,
             frame_deadline: None,
@@ -93,6 +149,12 @@ impl FrameReader {
         loop {
             if let Some((request, used)) = decode_frame::<R>(&self.buf, self.max_frame_bytes)? {
                 self.buf.drain(..used);
+                self.budget.give_back(self.charged - self.buf.len());
+                self.charged = self.buf.len();
+                // A large frame's allocation is not kept while idle.
+                if self.buf.capacity() > IDLE_BUFFER_BYTES {
+                    self.buf.shrink_to(IDLE_BUFFER_BYTES.max(self.buf.len()));
+                }
                 self.frame_deadline = None;
                 return Ok(Some(request));
             }
@@ -124,7 +186,15 @@ impl FrameReader {
                     }
                     return Ok(None);
                 }
-                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
+                Ok(n) => {
+                    if !self.budget.take(n) {
+                        metrics::counter!("eddy_frame_budget_exceeded_total").increment(1);
+                        crate::warn_limited!(%peer, bytes = self.buf.len() + n, limit = self.budget.limit, "undecoded frames of this port exceed max_partial_frame_bytes; closing");
+                        return Ok(None);
+                    }
+                    self.charged += n;
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                }
                 Err(err) => {
                     tracing::debug!(%peer, %err, "read failed");
                     return Ok(None);
@@ -228,14 +298,15 @@ pub async fn accept<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     connection: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Arc<FrameBudget>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let gate = crate::gate::ConnectionGate::new(port, limits.caps);
+    let budget = FrameBudget::new(limits.max_partial_frame_bytes);
     while let Some((stream, peer, admission)) =
         crate::gate::next_connection(&listener, &gate, &mut shutdown).await
     {
-        let served = connection(stream, peer);
+        let served = connection(stream, peer, budget.clone());
         tokio::spawn(async move {
             served.await;
             drop(admission);
@@ -244,8 +315,29 @@ pub async fn accept<F, Fut>(
 }
 
 /// Splits an accepted stream into a frame reader and a writer.
-pub fn split(stream: TcpStream, limits: &FrameLimits) -> (FrameReader, OwnedWriteHalf) {
+pub fn split(
+    stream: TcpStream,
+    limits: &FrameLimits,
+    budget: Arc<FrameBudget>,
+) -> (FrameReader, OwnedWriteHalf) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    (FrameReader::new(reader, limits), writer)
+    (FrameReader::new(reader, limits, budget), writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_would_exceed_it_and_takes_back_what_is_given() {
+        let budget = FrameBudget::new(100);
+        assert!(budget.take(60));
+        assert!(!budget.take(41), "60 + 41 > 100");
+        assert!(budget.take(40));
+        assert!(!budget.take(1));
+        budget.give_back(60);
+        assert!(budget.take(60));
+        assert_eq!(budget.held.load(Ordering::Acquire), 100);
+    }
 }

@@ -55,6 +55,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Failed accept calls (e.g. EMFILE); each backs off 10 ms doubling to 1 s",
     ),
     (
+        "eddy_frame_budget_exceeded_total",
+        Kind::Counter,
+        "",
+        "Connections closed because undecoded frames of their port exceeded max_partial_frame_bytes",
+    ),
+    (
         "eddy_frame_timeouts_total",
         Kind::Counter,
         "",

@@ -256,6 +256,7 @@ impl NodeBuilder {
                 max_pending_requests: config.max_pending_requests,
                 frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
                 caps: config.connection_caps(),
+                max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
             faults.clone(),
             shutdown_rx.clone(),
@@ -278,6 +279,7 @@ impl NodeBuilder {
                 max_batch_events: config.max_batch_events,
                 frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
                 caps: config.connection_caps(),
+                max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
             shutdown_rx.clone(),
         ));

@@ -577,30 +577,38 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
-    framed::accept(listener, "peer", limits, stop, move |stream, from| {
-        connection(
-            stream,
-            from,
-            ingress.clone(),
-            local.clone(),
-            limits,
-            faults.clone(),
-            shutdown.clone(),
-        )
-    })
+    framed::accept(
+        listener,
+        "peer",
+        limits,
+        stop,
+        move |stream, from, budget| {
+            connection(
+                stream,
+                from,
+                budget,
+                ingress.clone(),
+                local.clone(),
+                limits,
+                faults.clone(),
+                shutdown.clone(),
+            )
+        },
+    )
     .await;
 }
 
 async fn connection(
     stream: TcpStream,
     from: SocketAddr,
+    budget: Arc<framed::FrameBudget>,
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
     faults: Arc<crate::faults::Faults>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer) = framed::split(stream, &limits);
+    let (mut reader, writer) = framed::split(stream, &limits, budget);
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
         Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {

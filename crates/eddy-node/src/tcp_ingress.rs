@@ -29,6 +29,8 @@ pub struct TcpLimits {
     pub frame_read_timeout: std::time::Duration,
     /// Connection caps of the listener.
     pub caps: crate::gate::ConnectionCaps,
+    /// Bytes all connections may hold in undecoded frames.
+    pub max_partial_frame_bytes: usize,
 }
 
 impl TcpLimits {
@@ -38,6 +40,7 @@ impl TcpLimits {
             max_pending_requests: self.max_pending_requests,
             frame_read_timeout: self.frame_read_timeout,
             caps: self.caps,
+            max_partial_frame_bytes: self.max_partial_frame_bytes,
         }
     }
 }
@@ -55,7 +58,16 @@ pub async fn serve(
         "tcp",
         limits.frame_limits(),
         stop,
-        move |stream, peer| connection(stream, peer, ingress.clone(), limits, shutdown.clone()),
+        move |stream, peer, budget| {
+            connection(
+                stream,
+                peer,
+                budget,
+                ingress.clone(),
+                limits,
+                shutdown.clone(),
+            )
+        },
     )
     .await;
 }
@@ -73,12 +85,13 @@ impl ServerAnswer for Response {
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    budget: std::sync::Arc<framed::FrameBudget>,
     ingress: Ingress,
     limits: TcpLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let frame_limits = limits.frame_limits();
-    let (reader, writer) = framed::split(stream, &frame_limits);
+    let (reader, writer) = framed::split(stream, &frame_limits, budget);
     framed::serve(
         reader,
         writer,

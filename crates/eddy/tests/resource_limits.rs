@@ -254,3 +254,33 @@ fn a_peer_refused_for_other_kinds_does_not_learn_our_fingerprint() {
         .unwrap_or(0);
     assert!(longest_hex_run < 8, "a fingerprint in `{reason}`");
 }
+
+#[test]
+fn partial_frames_of_all_connections_share_one_byte_budget() {
+    let node = NodeProcess::start(&[
+        "max_partial_frame_bytes=1048576",
+        "frame_read_timeout_ms=60000",
+    ]);
+    let mut head = frame_head(16 * 1024 * 1024 - 1);
+    head.extend(std::iter::repeat_n(0u8, 700 * 1024));
+    let mut first = connect(&node.tcp);
+    first.write_all(&head).unwrap();
+    // Let the node buffer the first connection's 700 KiB.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = connect(&node.tcp);
+    let _ = second.write_all(&head);
+    assert!(
+        closed_by_node(&mut second, b"", CLOSE_BOUND),
+        "two partial frames held 1.4 MiB against a 1 MiB budget"
+    );
+    assert!(
+        !closed_by_node(&mut first, b"", Duration::from_millis(300)),
+        "the connection within the budget was closed"
+    );
+    // Once the first gives its bytes back, a new partial frame fits.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = connect(&node.tcp);
+    third.write_all(&head).unwrap();
+    assert!(!closed_by_node(&mut third, b"", Duration::from_millis(500)));
+}
