@@ -584,9 +584,8 @@ pub async fn serve(
         stop,
         move |stream, from, budget| {
             connection(
-                stream,
+                framed::split(stream, &limits, budget),
                 from,
-                budget,
                 ingress.clone(),
                 local.clone(),
                 limits,
@@ -599,16 +598,14 @@ pub async fn serve(
 }
 
 async fn connection(
-    stream: TcpStream,
+    (mut reader, writer): (framed::FrameReader, OwnedWriteHalf),
     from: SocketAddr,
-    budget: Arc<framed::FrameBudget>,
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
     faults: Arc<crate::faults::Faults>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer) = framed::split(stream, &limits, budget);
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
         Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {
