@@ -218,6 +218,19 @@ pub enum Incompatible {
     },
 }
 
+impl Incompatible {
+    /// The reason to tell the remote. Like [`Display`](std::fmt::Display)
+    /// but without our kinds fingerprint: a node that may not join has no
+    /// business learning the one value it would need to forge a compatible
+    /// Hello. Log the full error locally.
+    pub fn remote_reason(&self) -> String {
+        match self {
+            Incompatible::Kinds { .. } => "hosted kinds differ from ours: every node must register the same kinds in the same order".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Checks that `peer` may share a cluster with a node of parameters `ours`.
 /// Pure; symmetric for the parameter checks, so two nodes always agree on
 /// whether they are compatible.
@@ -233,6 +246,22 @@ pub fn check_compatible(ours: ClusterParams, peer: &NodeIdentity) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use foca::Identity;
+
+    #[test]
+    fn the_remote_reason_does_not_disclose_our_kinds_fingerprint() {
+        let err = Incompatible::Kinds {
+            theirs: 0x1111_2222_3333_4444,
+            ours: 0xabcd_ef01_2345_6789,
+        };
+        assert!(
+            err.to_string().contains("abcdef0123456789"),
+            "the local log keeps it"
+        );
+        let remote = err.remote_reason();
+        assert!(remote.contains("hosted kinds differ"), "{remote}");
+        assert!(!remote.contains("abcdef0123456789"), "{remote}");
+        assert!(!remote.contains("1111222233334444"), "{remote}");
+    }
 
     use super::*;
     use crate::testing::identity;

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod behaviour;
 pub mod entry;
 pub mod error;
@@ -45,6 +46,7 @@ mod timers;
 pub mod wire;
 pub mod workload;
 
+pub use admission::{AdmissionError, MAX_PRODUCER_SEQ, check_key, check_seq};
 pub use behaviour::{Behaviour, Ctx, TimerOp};
 pub use entry::{
     Entry, EntryView, EventInput, EventRef, Input, InputView, ProducerRef, ProducerView,

@@ -437,7 +437,8 @@ impl Driver {
                     changed = true;
                 }
                 MembershipEvent::Refused { identity, reason } => {
-                    tracing::warn!(member = %identity.name, gossip = %identity.gossip_addr, %reason, "refused a node: it cannot join this cluster");
+                    // A refused node keeps gossiping; one line a second at most.
+                    crate::warn_limited!(member = %identity.name, gossip = %identity.gossip_addr, %reason, "refused a node: it cannot join this cluster");
                     metrics::counter!("eddy_members_refused_total").increment(1);
                 }
                 MembershipEvent::Rejoined(id) => {

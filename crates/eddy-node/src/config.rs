@@ -84,6 +84,24 @@ pub struct NodeConfig {
     pub max_frame_bytes: usize,
     /// Requests of one binary-protocol connection processed at once.
     pub max_pending_requests: usize,
+    /// Time a binary-protocol or peer frame may take to arrive once its
+    /// first byte has; a slower one closes the connection.
+    pub frame_read_timeout_ms: u64,
+    /// Bytes all connections of the binary (or peer) port may hold in
+    /// frames not yet received whole; a read beyond it closes its connection.
+    pub max_partial_frame_bytes: usize,
+    /// Open connections per listener (HTTP, binary, peer) at once; beyond
+    /// it new connections are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one IP address per listener at once.
+    pub max_connections_per_source: usize,
+    /// Time an HTTP client has to send a request's headers, counted from
+    /// the end of the previous response on a kept-alive connection (so it
+    /// is also the idle keep-alive timeout).
+    pub http_header_timeout_ms: u64,
+    /// Time an HTTP client has to send a request's whole body once its
+    /// headers arrived.
+    pub http_body_timeout_ms: u64,
     /// Partition count P. Fixed for the life of a cluster.
     pub partitions: u32,
     /// Partition worker actors; 0 means one per CPU core.
@@ -127,6 +145,12 @@ impl Default for NodeConfig {
             settle_ms: 100,
             max_frame_bytes: 16 * 1024 * 1024,
             max_pending_requests: 64,
+            frame_read_timeout_ms: 10_000,
+            max_partial_frame_bytes: 256 * 1024 * 1024,
+            max_connections: 1024,
+            max_connections_per_source: 256,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             partitions: eddy_core::DEFAULT_PARTITIONS,
             workers: 0,
             idle_timeout_ms: 60_000,
@@ -280,6 +304,23 @@ impl NodeConfig {
         Ok((config, notes))
     }
 
+    /// The connection caps every TCP listener applies.
+    pub fn connection_caps(&self) -> crate::gate::ConnectionCaps {
+        crate::gate::ConnectionCaps {
+            max_connections: self.max_connections,
+            max_per_source: self.max_connections_per_source,
+        }
+    }
+
+    /// The HTTP server's bounds.
+    pub fn http_limits(&self) -> crate::http_serve::HttpLimits {
+        crate::http_serve::HttpLimits {
+            header_timeout: std::time::Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.http_body_timeout_ms),
+            caps: self.connection_caps(),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("partitions", self.partitions as usize),
@@ -291,6 +332,18 @@ impl NodeConfig {
             ("max_active_keys", self.max_active_keys),
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_pending_requests", self.max_pending_requests),
+            ("frame_read_timeout_ms", self.frame_read_timeout_ms as usize),
+            ("max_partial_frame_bytes", self.max_partial_frame_bytes),
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source,
+            ),
+            (
+                "http_header_timeout_ms",
+                self.http_header_timeout_ms as usize,
+            ),
+            ("http_body_timeout_ms", self.http_body_timeout_ms as usize),
             ("replication_factor", self.replication_factor),
             ("bootstrap_expect", self.bootstrap_expect),
             ("probe_period_ms", self.probe_period_ms as usize),

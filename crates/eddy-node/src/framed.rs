@@ -9,10 +9,22 @@
 //! bound. One writer task sends answers as they complete. Anything that is
 //! not a valid frame of our version gets one protocol-error answer, one log
 //! line, and the connection closed; nothing it carried is acted on.
+//!
+//! Bounds against a client that holds resources without using them: the
+//! listener admits connections through a [`crate::gate`] (caps per listener
+//! and per source), and a frame, once its first byte arrived, must arrive
+//! whole within `frame_read_timeout` — so a frame declared at 16 MiB and
+//! trickled holds at most what arrived in that time, then the connection
+//! closes. All connections of a listener share a [`FrameBudget`] of bytes
+//! buffered in not-yet-decoded frames (`max_partial_frame_bytes`); a read
+//! that would exceed it closes that connection, so many connections each
+//! declaring a 16 MiB frame cannot together hold more than the budget.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use eddy_core::wire::{WireError, decode_frame, encode_frame};
 use serde::Serialize;
@@ -29,6 +41,44 @@ pub struct FrameLimits {
     pub max_frame_bytes: usize,
     /// Requests processed at once.
     pub max_pending_requests: usize,
+    /// Time a frame may take to arrive once its first byte has.
+    pub frame_read_timeout: Duration,
+    /// Connection caps of the listener.
+    pub caps: crate::gate::ConnectionCaps,
+    /// Bytes all connections of the listener may hold in undecoded frames.
+    pub max_partial_frame_bytes: usize,
+}
+
+/// Bytes buffered in undecoded frames by all connections of one listener,
+/// against a limit.
+#[derive(Debug)]
+pub struct FrameBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<FrameBudget> {
+        Arc::new(FrameBudget {
+            held: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `bytes` from the budget, or returns false (taking nothing).
+    fn take(&self, bytes: usize) -> bool {
+        let before = self.held.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.limit {
+            self.held.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 /// An answer type: which answer closes the connection, and how to say
@@ -55,16 +105,39 @@ pub struct FrameReader {
     buf: Vec<u8>,
     chunk: Vec<u8>,
     max_frame_bytes: usize,
+    frame_read_timeout: Duration,
+    /// When the first byte of the frame being received arrived.
+    frame_deadline: Option<tokio::time::Instant>,
+    budget: Arc<FrameBudget>,
+    /// Bytes of `buf` taken from `budget`.
+    charged: usize,
 }
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.budget.give_back(self.charged);
+    }
+}
+
+/// Capacity a connection's buffer returns to after a large frame.
+const IDLE_BUFFER_BYTES: usize = 64 * 1024;
 
 impl FrameReader {
     /// Wraps the reading half of a connection.
-    pub fn new(reader: OwnedReadHalf, max_frame_bytes: usize) -> FrameReader {
+    pub fn new(
+        reader: OwnedReadHalf,
+        limits: &FrameLimits,
+        budget: Arc<FrameBudget>,
+    ) -> FrameReader {
         FrameReader {
             reader,
-            buf: Vec::with_capacity(64 * 1024),
-            chunk: vec![0u8; 64 * 1024],
-            max_frame_bytes,
+            buf: Vec::with_capacity(IDLE_BUFFER_BYTES),
+            chunk: vec![0u8; IDLE_BUFFER_BYTES],
+            budget,
+            charged: 0,
+            max_frame_bytes: limits.max_frame_bytes,
+            frame_read_timeout: limits.frame_read_timeout,
+            frame_deadline: None,
         }
     }
 
@@ -76,16 +149,52 @@ impl FrameReader {
         loop {
             if let Some((request, used)) = decode_frame::<R>(&self.buf, self.max_frame_bytes)? {
                 self.buf.drain(..used);
+                self.budget.give_back(self.charged - self.buf.len());
+                self.charged = self.buf.len();
+                // A large frame's allocation is not kept while idle.
+                if self.buf.capacity() > IDLE_BUFFER_BYTES {
+                    self.buf.shrink_to(IDLE_BUFFER_BYTES.max(self.buf.len()));
+                }
+                self.frame_deadline = None;
                 return Ok(Some(request));
             }
-            match self.reader.read(&mut self.chunk).await {
+            // Between frames a connection may idle (subscriptions do); inside
+            // one, the rest must come within the frame read timeout.
+            if self.buf.is_empty() {
+                self.frame_deadline = None;
+            } else if self.frame_deadline.is_none() {
+                self.frame_deadline = Some(tokio::time::Instant::now() + self.frame_read_timeout);
+            }
+            let read = match self.frame_deadline {
+                None => self.reader.read(&mut self.chunk).await,
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.reader.read(&mut self.chunk)).await
+                    {
+                        Ok(read) => read,
+                        Err(_) => {
+                            metrics::counter!("eddy_frame_timeouts_total").increment(1);
+                            crate::warn_limited!(%peer, bytes = self.buf.len(), timeout_ms = self.frame_read_timeout.as_millis() as u64, "frame not received whole within the frame read timeout; closing");
+                            return Ok(None);
+                        }
+                    }
+                }
+            };
+            match read {
                 Ok(0) => {
                     if !self.buf.is_empty() {
                         tracing::warn!(%peer, bytes = self.buf.len(), "connection closed inside a frame; partial frame dropped");
                     }
                     return Ok(None);
                 }
-                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
+                Ok(n) => {
+                    if !self.budget.take(n) {
+                        metrics::counter!("eddy_frame_budget_exceeded_total").increment(1);
+                        crate::warn_limited!(%peer, bytes = self.buf.len() + n, limit = self.budget.limit, "undecoded frames of this port exceed max_partial_frame_bytes; closing");
+                        return Ok(None);
+                    }
+                    self.charged += n;
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                }
                 Err(err) => {
                     tracing::debug!(%peer, %err, "read failed");
                     return Ok(None);
@@ -141,7 +250,7 @@ pub async fn serve<R, A, H, F>(
             }
             Ok(None) => break,
             Err(err) => {
-                tracing::warn!(%peer, %err, "closing {what} connection: bad frame");
+                crate::warn_limited!(%peer, %err, "closing {what} connection: bad frame");
                 metrics::counter!("eddy_protocol_errors_total", "port" => what).increment(1);
                 let _ = answers.send(A::protocol_error(err.to_string())).await;
                 break;
@@ -180,31 +289,55 @@ async fn write_loop<A: ServerAnswer>(mut writer: OwnedWriteHalf, mut queue: mpsc
     let _ = writer.shutdown().await;
 }
 
-/// Accepts connections until `shutdown` turns true, serving each in a task.
+/// Accepts connections on the listener named `port` until `shutdown` turns
+/// true, serving each admitted one in a task (see [`crate::gate`]).
 pub async fn accept<F, Fut>(
     listener: tokio::net::TcpListener,
+    port: &'static str,
+    limits: FrameLimits,
     mut shutdown: watch::Receiver<bool>,
     connection: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Arc<FrameBudget>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer));
-                }
-                Err(err) => tracing::warn!(%err, "accept failed"),
-            },
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-        }
+    let gate = crate::gate::ConnectionGate::new(port, limits.caps);
+    let budget = FrameBudget::new(limits.max_partial_frame_bytes);
+    while let Some((stream, peer, admission)) =
+        crate::gate::next_connection(&listener, &gate, &mut shutdown).await
+    {
+        let served = connection(stream, peer, budget.clone());
+        tokio::spawn(async move {
+            served.await;
+            drop(admission);
+        });
     }
 }
 
 /// Splits an accepted stream into a frame reader and a writer.
-pub fn split(stream: TcpStream, max_frame_bytes: usize) -> (FrameReader, OwnedWriteHalf) {
+pub fn split(
+    stream: TcpStream,
+    limits: &FrameLimits,
+    budget: Arc<FrameBudget>,
+) -> (FrameReader, OwnedWriteHalf) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    (FrameReader::new(reader, max_frame_bytes), writer)
+    (FrameReader::new(reader, limits, budget), writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_would_exceed_it_and_takes_back_what_is_given() {
+        let budget = FrameBudget::new(100);
+        assert!(budget.take(60));
+        assert!(!budget.take(41), "60 + 41 > 100");
+        assert!(budget.take(40));
+        assert!(!budget.take(1));
+        budget.give_back(60);
+        assert!(budget.take(60));
+        assert_eq!(budget.held.load(Ordering::Acquire), 100);
+    }
 }

@@ -192,8 +192,9 @@ fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEv
             ),
         )
     })?;
-    if item.key.is_empty() {
-        return Err(bad(Some("key"), "key must not be empty".into()));
+    eddy_core::check_key(&item.key).map_err(|err| bad(Some(err.field()), err.to_string()))?;
+    if let Some(seq) = item.seq {
+        eddy_core::check_seq(seq).map_err(|err| bad(Some(err.field()), err.to_string()))?;
     }
     let payload = registry
         .event_from_json(kind, item.event.get())

@@ -218,8 +218,8 @@ impl Ingress {
         ClusterParams::new(self.inner.partitions).with_kinds(self.inner.registry.fingerprint())
     }
 
-    /// Turns binary-protocol events into ingress events: known kind, non-empty
-    /// key, payload that decodes as the kind's event. The error names the
+    /// Turns binary-protocol events into ingress events: known kind, printable
+    /// key (`eddy_core::check_key`), producer seq below `u64::MAX`, payload that decodes as the kind's event. The error names the
     /// event's position and field.
     pub fn validate_wire(&self, events: Vec<WireEvent>) -> Result<Vec<IngressEvent>, String> {
         let registry = &self.inner.registry;
@@ -230,8 +230,13 @@ impl Ingress {
                 let kind = registry
                     .kind_id(&event.kind)
                     .ok_or_else(|| format!("event {index}: kind: unknown kind `{}`", event.kind))?;
-                if event.key.is_empty() {
-                    return Err(format!("event {index}: key: must not be empty"));
+                let admitted =
+                    eddy_core::check_key(&event.key).and_then(|()| match &event.producer {
+                        Some(producer) => eddy_core::check_seq(producer.seq),
+                        None => Ok(()),
+                    });
+                if let Err(err) = admitted {
+                    return Err(format!("event {index}: {}: {err}", err.field()));
                 }
                 registry
                     .check_event(kind, &event.payload)

@@ -43,6 +43,36 @@ pub enum Kind {
 /// list and the page in step).
 pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
     (
+        "eddy_connections_refused_total",
+        Kind::Counter,
+        "port",
+        "Connections closed at once at max_connections or max_connections_per_source",
+    ),
+    (
+        "eddy_accept_errors_total",
+        Kind::Counter,
+        "port",
+        "Failed accept calls (e.g. EMFILE); each backs off 10 ms doubling to 1 s",
+    ),
+    (
+        "eddy_frame_budget_exceeded_total",
+        Kind::Counter,
+        "",
+        "Connections closed because undecoded frames of their port exceeded max_partial_frame_bytes",
+    ),
+    (
+        "eddy_frame_timeouts_total",
+        Kind::Counter,
+        "",
+        "Connections closed because a frame did not arrive whole within frame_read_timeout_ms",
+    ),
+    (
+        "eddy_http_timeouts_total",
+        Kind::Counter,
+        "what",
+        "HTTP connections cut off: header (headers or idle keep-alive) or body",
+    ),
+    (
         "eddy_events_received_total",
         Kind::Counter,
         "",

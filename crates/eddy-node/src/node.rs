@@ -254,6 +254,9 @@ impl NodeBuilder {
             FrameLimits {
                 max_frame_bytes: config.max_frame_bytes,
                 max_pending_requests: config.max_pending_requests,
+                frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
+                caps: config.connection_caps(),
+                max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
             faults.clone(),
             shutdown_rx.clone(),
@@ -274,6 +277,9 @@ impl NodeBuilder {
                 max_frame_bytes: config.max_frame_bytes,
                 max_pending_requests: config.max_pending_requests,
                 max_batch_events: config.max_batch_events,
+                frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
+                caps: config.connection_caps(),
+                max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
             shutdown_rx.clone(),
         ));
@@ -293,15 +299,12 @@ impl NodeBuilder {
             },
             config.max_body_bytes,
         );
-        let mut stop_http = shutdown_rx;
-        let server = tokio::spawn(async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.wait_for(|stopping| *stopping).await;
-                })
-                .await
-                .map_err(|err| NodeError::Http(err.to_string()))
-        });
+        let server = tokio::spawn(crate::http_serve::serve(
+            http_listener,
+            app,
+            config.http_limits(),
+            shutdown_rx,
+        ));
         // Serve only once partitions are taken (join, survey, takeover); the
         // HTTP and TCP ports answer 503 meanwhile.
         let ready_by = tokio::time::Instant::now()

@@ -586,22 +586,28 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
-    framed::accept(listener, stop, move |stream, from| {
-        connection(
-            stream,
-            from,
-            ingress.clone(),
-            local.clone(),
-            limits,
-            faults.clone(),
-            shutdown.clone(),
-        )
-    })
+    framed::accept(
+        listener,
+        "peer",
+        limits,
+        stop,
+        move |stream, from, budget| {
+            connection(
+                framed::split(stream, &limits, budget),
+                from,
+                ingress.clone(),
+                local.clone(),
+                limits,
+                faults.clone(),
+                shutdown.clone(),
+            )
+        },
+    )
     .await;
 }
 
 async fn connection(
-    stream: TcpStream,
+    (mut reader, writer): (framed::FrameReader, OwnedWriteHalf),
     from: SocketAddr,
     ingress: Ingress,
     local: NodeId,
@@ -609,12 +615,14 @@ async fn connection(
     faults: Arc<crate::faults::Faults>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer) = framed::split(stream, limits.max_frame_bytes);
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
         Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {
             if let Err(reason) = check_hello(ingress.cluster_params(), params) {
-                return refuse(writer, from, format!("{name}: {reason}")).await;
+                // The full reason (with fingerprints) stays in our log; the
+                // remote hears it without our kinds fingerprint.
+                tracing::debug!(%from, %name, %reason, "incompatible peer");
+                return refuse(writer, from, format!("{name}: {}", reason.remote_reason())).await;
             }
             name
         }
@@ -706,7 +714,7 @@ async fn connection(
 
 /// Answers `Refused` (logged once per connection) and closes.
 async fn refuse(mut writer: OwnedWriteHalf, from: SocketAddr, reason: String) {
-    tracing::warn!(%from, %reason, "refused a peer link");
+    crate::warn_limited!(%from, %reason, "refused a peer link");
     metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
     let mut frame = Vec::new();
     if encode_frame(&PeerResponse::Refused { reason }, &mut frame).is_ok() {

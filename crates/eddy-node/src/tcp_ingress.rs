@@ -25,6 +25,24 @@ pub struct TcpLimits {
     pub max_pending_requests: usize,
     /// Most events in one Submit.
     pub max_batch_events: usize,
+    /// Time a frame may take to arrive once its first byte has.
+    pub frame_read_timeout: std::time::Duration,
+    /// Connection caps of the listener.
+    pub caps: crate::gate::ConnectionCaps,
+    /// Bytes all connections may hold in undecoded frames.
+    pub max_partial_frame_bytes: usize,
+}
+
+impl TcpLimits {
+    fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_pending_requests: self.max_pending_requests,
+            frame_read_timeout: self.frame_read_timeout,
+            caps: self.caps,
+            max_partial_frame_bytes: self.max_partial_frame_bytes,
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` turns true.
@@ -35,9 +53,22 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
-    framed::accept(listener, stop, move |stream, peer| {
-        connection(stream, peer, ingress.clone(), limits, shutdown.clone())
-    })
+    framed::accept(
+        listener,
+        "tcp",
+        limits.frame_limits(),
+        stop,
+        move |stream, peer, budget| {
+            connection(
+                stream,
+                peer,
+                budget,
+                ingress.clone(),
+                limits,
+                shutdown.clone(),
+            )
+        },
+    )
     .await;
 }
 
@@ -54,15 +85,13 @@ impl ServerAnswer for Response {
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    budget: std::sync::Arc<framed::FrameBudget>,
     ingress: Ingress,
     limits: TcpLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (reader, writer) = framed::split(stream, limits.max_frame_bytes);
-    let frame_limits = FrameLimits {
-        max_frame_bytes: limits.max_frame_bytes,
-        max_pending_requests: limits.max_pending_requests,
-    };
+    let frame_limits = limits.frame_limits();
+    let (reader, writer) = framed::split(stream, &frame_limits, budget);
     framed::serve(
         reader,
         writer,

@@ -193,3 +193,47 @@ fn bounded_flood_keeps_memory_bounded() {
         .sum();
     assert_eq!(applied, ok * 500);
 }
+
+/// Blank keys, keys with control characters or terminal escapes, and a
+/// producer seq of `u64::MAX` are 400s naming the field; nothing changes.
+#[test]
+fn blank_and_control_keys_and_the_last_seq_are_400_naming_the_field() {
+    let node = NodeProcess::start(&[]);
+    assert_eq!(
+        post_json(&node.url("/v1/events"), &tx("acct-1", 1.0, "DE")).0,
+        200
+    );
+    let event = r#""event":{"amount":1,"country":"DE","merchant":"m-1"}"#;
+    for key in [
+        "",
+        "   ",
+        "\\t",
+        "\\u001b[2J",
+        "acct\\u0007",
+        "a\\nb",
+        "\\u009b31m",
+    ] {
+        refused(
+            &node,
+            "application/json",
+            &format!(r#"{{"kind":"account","key":"{key}",{event}}}"#),
+            400,
+            "\"field\":\"key\"",
+        );
+    }
+    refused(
+        &node,
+        "application/json",
+        &format!(
+            r#"{{"kind":"account","key":"acct-1","producer":"p","seq":{},{event}}}"#,
+            u64::MAX
+        ),
+        400,
+        "\"field\":\"seq\"",
+    );
+    let below = format!(
+        r#"{{"kind":"account","key":"acct-2","producer":"p","seq":{},{event}}}"#,
+        u64::MAX - 1
+    );
+    assert_eq!(post_json(&node.url("/v1/events"), &below).0, 200);
+}

@@ -423,3 +423,48 @@ fn send_over_tcp_carries_a_kind_only_the_node_hosts() {
     );
     runtime.block_on(node.stop()).expect("node stops");
 }
+
+/// Keys that are blank or carry control characters (terminal escapes), and
+/// a producer seq of `u64::MAX` (after which every seq would be a duplicate),
+/// are refused over the binary protocol with the field named; nothing applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_and_control_keys_and_the_last_seq_are_refused() {
+    let node = tokio::task::spawn_blocking(|| NodeProcess::start(&[]))
+        .await
+        .expect("start");
+    let client = Client::connect(&node.tcp).await.expect("connects");
+    let cases: [(&str, Option<u64>, &str); 4] = [
+        ("   ", None, "key"),
+        ("\u{1b}[2Jacct", None, "key"),
+        ("acct\nnext", None, "key"),
+        ("acct-seq", Some(u64::MAX), "seq"),
+    ];
+    for (key, seq, field) in cases {
+        let producer = seq.map(|seq| eddy_core::ProducerRef {
+            producer: "p-1".into(),
+            seq,
+        });
+        let event =
+            Client::event::<Fraud>(key, &transaction(1.0, "FR"), producer).expect("encodes");
+        match client.submit(&[event]).await {
+            Err(ClientError::Rejected {
+                code: ErrorCode::BadRequest,
+                message,
+            }) => assert!(message.contains(&format!("event 0: {field}")), "{message}"),
+            other => panic!("{key:?}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            client.get_state("account", key).await.expect("answer"),
+            None,
+            "{key:?} changed state"
+        );
+    }
+    // The seq just below the end is accepted.
+    let producer = Some(eddy_core::ProducerRef {
+        producer: "p-1".into(),
+        seq: u64::MAX - 1,
+    });
+    let event =
+        Client::event::<Fraud>("acct-seq", &transaction(1.0, "FR"), producer).expect("encodes");
+    assert_eq!(client.submit(&[event]).await.expect("acked").accepted, 1);
+}
