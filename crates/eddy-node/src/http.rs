@@ -41,6 +41,8 @@ pub struct AppState {
     /// Injected network faults; set by `POST /v1/admin/faults` (feature
     /// `fault-injection` only).
     pub faults: Arc<crate::faults::Faults>,
+    /// The controller driver, when the config names voters.
+    pub control: Option<crate::control::ControlHandle>,
 }
 
 /// The router with every route and the body limit.
@@ -490,6 +492,7 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         "quorum": cluster.has_quorum(),
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
         "members": members,
+        "controller": app.control.as_ref().map(crate::control::ControlHandle::view),
     }))
     .into_response()
 }

@@ -560,6 +560,32 @@ impl PeerLinks {
     }
 }
 
+impl PeerLinks {
+    /// Sends a controller message to `peer` and returns its answer's body
+    /// (`crate::control_msg`). Called from tasks of the controller driver
+    /// only, never from a partition worker.
+    pub async fn control(
+        &self,
+        peer: &NodeIdentity,
+        timeout: Duration,
+        body: &[u8],
+    ) -> Result<Vec<u8>, PeerError> {
+        let answer = self
+            .call_within(peer, timeout, |request_id, frame| {
+                let request = PeerRequest::Control {
+                    request_id,
+                    body: body.to_vec(),
+                };
+                encode_frame(&request, frame)
+            })
+            .await?;
+        match answer {
+            PeerResponse::Controlled { body, .. } => Ok(body),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+}
+
 fn unexpected(peer: &NodeIdentity, answer: &PeerResponse) -> PeerError {
     PeerError::NoAnswer {
         node: peer.name.clone(),
@@ -574,6 +600,7 @@ pub async fn serve(
     local: NodeId,
     limits: FrameLimits,
     faults: Arc<crate::faults::Faults>,
+    control: Option<crate::control::ControlHandle>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -585,6 +612,7 @@ pub async fn serve(
             local.clone(),
             limits,
             faults.clone(),
+            control.clone(),
             shutdown.clone(),
         )
     })
@@ -598,6 +626,7 @@ async fn connection(
     local: NodeId,
     limits: FrameLimits,
     faults: Arc<crate::faults::Faults>,
+    control: Option<crate::control::ControlHandle>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (mut reader, writer) = framed::split(stream, limits.max_frame_bytes);
@@ -636,6 +665,7 @@ async fn connection(
         move |request: PeerRequest, answers: Answers<ServedAnswer>| {
             let ingress = ingress.clone();
             let peer = peer.clone();
+            let control = control.clone();
             // An injected fault: this peer is not heard. Refused before
             // anything reaches a worker.
             let refusal = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
@@ -685,7 +715,18 @@ async fn connection(
                             }
                         }
                     }
-                    None => handle(request, &ingress, &peer).await,
+                    None => match request {
+                        // The controller runs in a task of its own: its
+                        // frames never wait behind a partition worker.
+                        PeerRequest::Control { request_id, body } => PeerResponse::Controlled {
+                            request_id,
+                            body: match &control {
+                                Some(control) => control.serve(&peer, &body).await,
+                                None => crate::control_msg::not_running(),
+                            },
+                        },
+                        request => handle(request, &ingress, &peer).await,
+                    },
                 };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
             })
@@ -807,6 +848,10 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
                 Err(reason) => failed(PeerFailure::Unavailable(reason)),
             }
         }
+        PeerRequest::Control { request_id, .. } => PeerResponse::Failed {
+            request_id,
+            failure: PeerFailure::BadRequest("controller messages are served apart".into()),
+        },
         PeerRequest::Hello { .. } => PeerResponse::Refused {
             reason: "Hello twice".into(),
         },
