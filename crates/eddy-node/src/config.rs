@@ -350,7 +350,10 @@ impl NodeConfig {
                 names.len()
             )));
         }
-        if names.iter().any(|n| n.is_empty() || n.len() > eddy_cluster::MAX_NAME_LEN) {
+        if names
+            .iter()
+            .any(|n| n.is_empty() || n.len() > eddy_cluster::MAX_NAME_LEN)
+        {
             return Err(ConfigError::Invalid(format!(
                 "voters: every name must be 1 to {} bytes",
                 eddy_cluster::MAX_NAME_LEN
@@ -367,7 +370,7 @@ impl NodeConfig {
 
     /// Whether this node is one of the configured controller voters.
     pub fn is_voter(&self) -> bool {
-        self.voters.iter().any(|v| *v == self.name)
+        self.voters.contains(&self.name)
     }
 
     /// SWIM settings: LAN defaults with this file's timings.

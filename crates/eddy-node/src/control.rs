@@ -98,8 +98,13 @@ enum Input {
     Reports(Vec<StatusReport>),
     /// `Remove` these members (forget-down); answered when committed, or
     /// with why not.
-    Remove(Vec<MemberId>, oneshot::Sender<Result<Vec<String>, String>>),
+    Remove(Vec<MemberId>, oneshot::Sender<RemoveResult>),
 }
+
+/// Outcome of a forget-down `Remove`: `Ok` once committed, with each
+/// member and why its removal was rejected (`None`: removed); `Err`: not
+/// committed, and why.
+pub type RemoveResult = Result<Vec<(String, Option<String>)>, String>;
 
 /// Handle to the driver: serves peers' controller messages and shows the
 /// state. Cheap to clone.
@@ -158,7 +163,7 @@ impl ControlHandle {
     /// Proposes `Remove` of `members` and waits (bounded) for the commit.
     /// `Ok(names removed)`, or why nothing was committed (no leader, this
     /// node is no voter, a minority cannot commit).
-    pub async fn remove(&self, members: Vec<MemberId>, within: Duration) -> Result<Vec<String>, String> {
+    pub async fn remove(&self, members: Vec<MemberId>, within: Duration) -> RemoveResult {
         let (reply, answer) = oneshot::channel();
         self.inputs
             .send(Input::Remove(members, reply))
@@ -283,7 +288,7 @@ struct Driver {
 struct PendingRemove {
     tags: Vec<eddy_control::ProposalTag>,
     names: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<String>, String>>,
+    reply: oneshot::Sender<RemoveResult>,
 }
 
 impl Driver {
@@ -314,7 +319,7 @@ impl Driver {
                     if let Some(controller) = &mut self.controller {
                         controller.tick();
                     }
-                    if ticks % per_second == 0 {
+                    if ticks.is_multiple_of(per_second) {
                         self.every_second();
                     }
                 }
@@ -466,7 +471,9 @@ impl Driver {
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
             let body = control_msg::encode(&ControlRequest::Status);
-            let asks = peers.iter().map(|peer| links.control(peer, RPC_TIMEOUT, &body));
+            let asks = peers
+                .iter()
+                .map(|peer| links.control(peer, RPC_TIMEOUT, &body));
             let answers = futures_util::future::join_all(asks).await;
             let reports = answers
                 .into_iter()
@@ -566,7 +573,8 @@ impl Driver {
             self.set_state("misconfigured: a voter without data_dir".into());
             return;
         }
-        let initial = ClusterConfig::bootstrap(cluster_id, self.partitions, self.replication, voters);
+        let initial =
+            ClusterConfig::bootstrap(cluster_id, self.partitions, self.replication, voters);
         match Controller::bootstrap(self.me.clone(), &initial, self.settings()) {
             Ok(controller) => {
                 tracing::info!(cluster = format!("{cluster_id:016x}"), voters = voters.len(), member = %self.me, "controller cluster bootstrapped");
@@ -645,11 +653,7 @@ impl Driver {
         }
     }
 
-    fn propose_remove(
-        &mut self,
-        members: Vec<MemberId>,
-        reply: oneshot::Sender<Result<Vec<String>, String>>,
-    ) {
+    fn propose_remove(&mut self, members: Vec<MemberId>, reply: oneshot::Sender<RemoveResult>) {
         let Some(controller) = &mut self.controller else {
             let _ = reply.send(Err(format!(
                 "{} is not a controller voter; ask a voter",
@@ -721,17 +725,27 @@ impl Driver {
                 self.removing.push(pending);
                 continue;
             }
-            let result = match outcomes.into_iter().find_map(Result::err) {
-                None => Ok(pending.names),
-                Some(rejection) => Err(rejection.to_string()),
-            };
-            let _ = pending.reply.send(result);
+            let result = pending
+                .names
+                .into_iter()
+                .zip(outcomes)
+                .map(|(name, outcome)| (name, outcome.err().map(|r| r.to_string())))
+                .collect();
+            let _ = pending.reply.send(Ok(result));
         }
         self.removing.retain(|p| !p.reply.is_closed());
-        if published {
-            if let Some(controller) = &self.controller {
-                let members: Vec<String> = controller.config().members().map(|m| m.id.to_string()).collect();
-                tracing::info!(index = controller.applied_index(), ?members, "committed configuration");
+        if published && let Some(controller) = &self.controller {
+            {
+                let members: Vec<String> = controller
+                    .config()
+                    .members()
+                    .map(|m| m.id.to_string())
+                    .collect();
+                tracing::info!(
+                    index = controller.applied_index(),
+                    ?members,
+                    "committed configuration"
+                );
                 if controller.is_leader() {
                     self.push_config();
                 }

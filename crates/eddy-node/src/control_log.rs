@@ -49,7 +49,9 @@ pub enum ControlLogError {
         source: std::io::Error,
     },
     /// A complete record is damaged; nothing was loaded.
-    #[error("{path}: record at byte {offset} is damaged ({reason}); the controller state is not loaded. Restore the file, or delete data_dir to rejoin as a new member")]
+    #[error(
+        "{path}: record at byte {offset} is damaged ({reason}); the controller state is not loaded. Restore the file, or delete data_dir to rejoin as a new member"
+    )]
     Damaged {
         /// The file.
         path: PathBuf,

@@ -28,7 +28,9 @@ pub enum IncarnationError {
     },
     /// The file does not hold one decimal number (damaged): refused rather
     /// than silently becoming a new member.
-    #[error("{path}: not an incarnation number ({text:?}); restore it, or delete data_dir to rejoin as a new member")]
+    #[error(
+        "{path}: not an incarnation number ({text:?}); restore it, or delete data_dir to rejoin as a new member"
+    )]
     Damaged {
         /// The file.
         path: PathBuf,
@@ -93,11 +95,18 @@ mod tests {
     fn kept_across_starts_and_new_after_a_wipe() {
         let dir = scratch("kept");
         let first = load_or_create(&dir).unwrap();
-        assert_eq!(load_or_create(&dir).unwrap(), first, "same data, same member");
+        assert_eq!(
+            load_or_create(&dir).unwrap(),
+            first,
+            "same data, same member"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));
         let second = load_or_create(&dir).unwrap();
-        assert!(second > first, "a wiped directory is a new, higher incarnation");
+        assert!(
+            second > first,
+            "a wiped directory is a new, higher incarnation"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -447,7 +447,10 @@ fn start_control(
                 .map_err(|err| NodeError::Storage(err.to_string()))?;
             if opened.torn_bytes > 0 {
                 metrics::counter!("eddy_storage_damaged_total").increment(1);
-                tracing::warn!(bytes = opened.torn_bytes, "dropped a torn last record of the Raft log (a crash mid-write; it was never acknowledged)");
+                tracing::warn!(
+                    bytes = opened.torn_bytes,
+                    "dropped a torn last record of the Raft log (a crash mid-write; it was never acknowledged)"
+                );
             }
             Some(opened.log)
         }

@@ -611,12 +611,20 @@ pub async fn serve(
             ingress.clone(),
             local.clone(),
             limits,
-            faults.clone(),
-            control.clone(),
+            Served {
+                faults: faults.clone(),
+                control: control.clone(),
+            },
             shutdown.clone(),
         )
     })
     .await;
+}
+
+/// What a connection serves besides the ingress.
+struct Served {
+    faults: Arc<crate::faults::Faults>,
+    control: Option<crate::control::ControlHandle>,
 }
 
 async fn connection(
@@ -625,10 +633,10 @@ async fn connection(
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
-    faults: Arc<crate::faults::Faults>,
-    control: Option<crate::control::ControlHandle>,
+    served: Served,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Served { faults, control } = served;
     let (mut reader, writer) = framed::split(stream, limits.max_frame_bytes);
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
