@@ -453,6 +453,27 @@ mod tests {
     }
 
     #[test]
+    fn a_voter_needs_a_data_dir_and_voters_come_in_odd_counts() {
+        let three = "voters=[\"node-1\",\"node-2\",\"node-3\"]";
+        let err = load(None, &[], &[three])
+            .expect_err("node-1 is a voter without data_dir")
+            .to_string();
+        assert!(err.contains("voter") && err.contains("data_dir"), "{err}");
+        let voter = load(None, &[], &[three, "data_dir=\"/tmp/x\""]).unwrap();
+        assert!(voter.is_voter());
+        let other = load(None, &[], &[three, "name=\"node-4\""]).unwrap();
+        assert!(!other.is_voter(), "a non-voter needs no data_dir");
+        let err = load(None, &[], &["voters=[\"a\",\"b\"]"])
+            .expect_err("two voters")
+            .to_string();
+        assert!(err.contains("1, 3 or 5"), "{err}");
+        assert!(
+            load(None, &[], &[]).unwrap().voters.is_empty(),
+            "default: none"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let err = load(None, &[], &["http_addr=x"])
             .expect_err("bad address")
