@@ -234,6 +234,7 @@ pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<Contr
         removing: Vec::new(),
         seen_cluster: None,
         leader_hint: None,
+        stopped: false,
     };
     let restore = driver
         .log
@@ -283,6 +284,9 @@ struct Driver {
     seen_cluster: Option<u64>,
     /// A voter to send `Join` to (the leader when known).
     leader_hint: Option<NodeId>,
+    /// The replica stopped (its log could not be written): it must never
+    /// bootstrap or join afresh, having voted before.
+    stopped: bool,
 }
 
 struct PendingRemove {
@@ -438,6 +442,9 @@ impl Driver {
     /// Once a second: discover (until decided), ask to join (until a
     /// member), push the configuration (the leader).
     fn every_second(&mut self) {
+        if self.stopped {
+            return;
+        }
         match &self.controller {
             Some(controller) if controller.is_leader() => self.push_config(),
             Some(_) => {}
@@ -488,7 +495,7 @@ impl Driver {
     }
 
     fn decide(&mut self, reports: &[StatusReport]) {
-        if self.controller.is_some() {
+        if self.controller.is_some() || self.stopped {
             return;
         }
         // A voter of a running group that holds no state lost the race to
@@ -707,6 +714,7 @@ impl Driver {
             tracing::error!(%err, "cannot persist the Raft log; the controller replica stops");
             metrics::counter!("eddy_storage_write_errors_total").increment(1);
             self.controller = None;
+            self.stopped = true;
             self.set_state(format!("stopped: {err}"));
             return;
         }
