@@ -23,7 +23,7 @@ use thiserror::Error;
 /// Nodes only form a cluster with nodes of the same version: a rolling upgrade
 /// across an incompatible change needs a new cluster, and the refusal names
 /// both versions.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Longest node name accepted, in bytes. Names travel in every gossip header,
 /// so they must stay small; 64 bytes fits a hostname plus a suffix.
@@ -79,6 +79,10 @@ pub struct NodeIdentity {
     /// Chosen at process start (e.g. wall-clock milliseconds, by the shell)
     /// and bumped by [`foca::Identity::renew`]; a restarted node is a new member.
     pub generation: u64,
+    /// The incarnation of the node's data (eddy-control's `MemberId`): fixed
+    /// while its `data_dir` lives, new at every start without one. Carried
+    /// here so every peer can map a controller's Raft id to an address.
+    pub incarnation: u64,
     /// UDP address of the SWIM gossip socket; foca's member address.
     pub gossip_addr: SocketAddr,
     /// TCP address of the peer link (replication, forwarding, handoff).
@@ -101,6 +105,7 @@ impl NodeIdentity {
             kinds: params.kinds,
             name: NodeId::new(""),
             generation: 0,
+            incarnation: 0,
             gossip_addr,
             peer_addr: gossip_addr,
             http_addr: gossip_addr,

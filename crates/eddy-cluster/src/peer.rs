@@ -91,6 +91,17 @@ pub enum PeerRequest {
         /// The epoch the new owner takes.
         epoch: u64,
     },
+    /// A message for the receiver's cluster controller (eddy-control): a
+    /// Raft frame, a status question, a join request or a pushed committed
+    /// configuration. Opaque here (this crate does not know the
+    /// controller); answered by `Controlled`. Served beside the data path,
+    /// never queued behind a partition worker.
+    Control {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// The controller message, encoded by the node.
+        body: Vec<u8>,
+    },
 }
 
 /// [`PeerRequest::Forward`] built from a borrowed batch, so the sender keeps
@@ -182,6 +193,13 @@ pub enum PeerResponse {
         /// the sender must claim above it.
         refused: Vec<(u32, u64)>,
     },
+    /// Answer of a [`PeerRequest::Control`] (empty for a one-way Raft frame).
+    Controlled {
+        /// The request's id.
+        request_id: u64,
+        /// The controller's answer, encoded by the node.
+        body: Vec<u8>,
+    },
     /// The request was not carried out at all.
     Failed {
         /// The request's id.
@@ -200,7 +218,8 @@ impl PeerRequest {
             | PeerRequest::Snapshot { request_id, .. }
             | PeerRequest::GetState { request_id, .. }
             | PeerRequest::Survey { request_id, .. }
-            | PeerRequest::Pull { request_id, .. } => Some(*request_id),
+            | PeerRequest::Pull { request_id, .. }
+            | PeerRequest::Control { request_id, .. } => Some(*request_id),
             PeerRequest::Hello { .. } => None,
         }
     }
@@ -248,7 +267,8 @@ impl PeerRequest {
             }
             PeerRequest::Hello { .. }
             | PeerRequest::Forward { .. }
-            | PeerRequest::GetState { .. } => Ok(()),
+            | PeerRequest::GetState { .. }
+            | PeerRequest::Control { .. } => Ok(()),
         }
     }
 }
@@ -261,6 +281,7 @@ impl PeerResponse {
             | PeerResponse::Replicated { request_id, .. }
             | PeerResponse::Surveyed { request_id, .. }
             | PeerResponse::State { request_id, .. }
+            | PeerResponse::Controlled { request_id, .. }
             | PeerResponse::Failed { request_id, .. } => Some(*request_id),
             PeerResponse::Welcome { .. } | PeerResponse::Refused { .. } => None,
         }

@@ -25,6 +25,7 @@ pub fn identity(name: &str, index: u16) -> NodeIdentity {
         kinds: 0,
         name: NodeId::new(name),
         generation: 1,
+        incarnation: 1,
         gossip_addr: gossip,
         peer_addr: at(GOSSIP_PORT + 1),
         http_addr: at(8080),

@@ -122,6 +122,13 @@ pub struct NodeConfig {
     pub alert_buffer: usize,
     /// `human` or `json`.
     pub log_format: LogFormat,
+    /// Names of the cluster controller's Raft voters (1, 3 or 5, the same
+    /// list on every node). Empty: no controller runs (membership by gossip
+    /// and keep-majority only). A voter needs a `data_dir`.
+    pub voters: Vec<String>,
+    /// The controller's logical clock: a Raft tick every this many ms
+    /// (elections after 10–20 ticks without a leader, heartbeats every 2).
+    pub controller_tick_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -161,6 +168,8 @@ impl Default for NodeConfig {
             tick_ms: 100,
             alert_buffer: 8_192,
             log_format: LogFormat::Human,
+            voters: Vec::new(),
+            controller_tick_ms: 100,
         }
     }
 }
@@ -349,6 +358,7 @@ impl NodeConfig {
             ("probe_period_ms", self.probe_period_ms as usize),
             ("probe_rtt_ms", self.probe_rtt_ms as usize),
             ("suspect_to_down_ms", self.suspect_to_down_ms as usize),
+            ("controller_tick_ms", self.controller_tick_ms as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -371,7 +381,49 @@ impl NodeConfig {
                 )));
             }
         }
+        self.validate_voters()
+    }
+
+    /// `voters`: 1, 3 or 5 distinct names; a voter keeps its Raft log, so
+    /// it must have a `data_dir` (a voter that forgot its votes could elect
+    /// two leaders in one term).
+    fn validate_voters(&self) -> Result<(), ConfigError> {
+        if self.voters.is_empty() {
+            return Ok(());
+        }
+        let mut names = self.voters.clone();
+        names.sort();
+        names.dedup();
+        if !eddy_control::bootstrap::VOTER_COUNTS.contains(&names.len())
+            || names.len() != self.voters.len()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "voters: {} names ({} distinct); list 1, 3 or 5 distinct node names",
+                self.voters.len(),
+                names.len()
+            )));
+        }
+        if names
+            .iter()
+            .any(|n| n.is_empty() || n.len() > eddy_cluster::MAX_NAME_LEN)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "voters: every name must be 1 to {} bytes",
+                eddy_cluster::MAX_NAME_LEN
+            )));
+        }
+        if self.is_voter() && self.data_dir.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "voters: this node ({}) is a voter and needs a data_dir for its Raft log; set data_dir, or remove it from voters",
+                self.name
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether this node is one of the configured controller voters.
+    pub fn is_voter(&self) -> bool {
+        self.voters.contains(&self.name)
     }
 
     /// SWIM settings: LAN defaults with this file's timings.
@@ -451,6 +503,27 @@ mod tests {
         assert_eq!(config.tick_ms, 9);
         assert_eq!(config.workers, 3);
         assert_eq!(config.partitions, 1024, "default kept");
+    }
+
+    #[test]
+    fn a_voter_needs_a_data_dir_and_voters_come_in_odd_counts() {
+        let three = "voters=[\"node-1\",\"node-2\",\"node-3\"]";
+        let err = load(None, &[], &[three])
+            .expect_err("node-1 is a voter without data_dir")
+            .to_string();
+        assert!(err.contains("voter") && err.contains("data_dir"), "{err}");
+        let voter = load(None, &[], &[three, "data_dir=\"/tmp/x\""]).unwrap();
+        assert!(voter.is_voter());
+        let other = load(None, &[], &[three, "name=\"node-4\""]).unwrap();
+        assert!(!other.is_voter(), "a non-voter needs no data_dir");
+        let err = load(None, &[], &["voters=[\"a\",\"b\"]"])
+            .expect_err("two voters")
+            .to_string();
+        assert!(err.contains("1, 3 or 5"), "{err}");
+        assert!(
+            load(None, &[], &[]).unwrap().voters.is_empty(),
+            "default: none"
+        );
     }
 
     #[test]

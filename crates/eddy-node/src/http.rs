@@ -43,6 +43,8 @@ pub struct AppState {
     pub faults: Arc<crate::faults::Faults>,
     /// Per-second throughput samples behind `GET /v1/stats/history`.
     pub history: Arc<std::sync::Mutex<crate::history::History>>,
+    /// The controller driver, when the config names voters.
+    pub control: Option<crate::control::ControlHandle>,
 }
 
 /// The router with every route and the body limit.
@@ -432,6 +434,13 @@ async fn post_leave(State(app): State<AppState>) -> Response {
 async fn post_forget_down(State(app): State<AppState>) -> Response {
     let mut cluster = app.ingress.watch_cluster();
     let live = cluster.borrow().live_count();
+    let down: Vec<eddy_control::MemberId> = cluster
+        .borrow()
+        .members
+        .iter()
+        .filter(|m| m.status == MemberStatus::Down)
+        .map(|m| eddy_control::MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+        .collect();
     app.forget.notify_one();
     // The driver applies it between two datagrams; wait for it, bounded.
     let applied = tokio::time::timeout(
@@ -440,21 +449,54 @@ async fn post_forget_down(State(app): State<AppState>) -> Response {
     )
     .await
     .is_ok_and(|seen| seen.is_ok());
+    // With a controller: also propose `Remove` of those members; a
+    // minority of voters cannot commit it (then 503, and it says so).
+    let controlled = match &app.control {
+        Some(control) => {
+            let proposed: Vec<String> = down.iter().map(ToString::to_string).collect();
+            let outcome = if down.is_empty() {
+                Ok(Vec::new())
+            } else {
+                control
+                    .remove(down, std::time::Duration::from_secs(3))
+                    .await
+            };
+            Some(match outcome {
+                Ok(removed) => json!({
+                    "proposed": proposed,
+                    "committed": true,
+                    "outcomes": removed
+                        .into_iter()
+                        .map(|(member, rejected)| json!({"member": member, "rejected": rejected}))
+                        .collect::<Vec<_>>(),
+                }),
+                Err(reason) => json!({
+                    "proposed": proposed,
+                    "committed": false,
+                    "error": reason,
+                }),
+            })
+        }
+        None => None,
+    };
+    let committed = controlled
+        .as_ref()
+        .is_none_or(|c| c["committed"] == serde_json::Value::Bool(true));
     let state = app.ingress.cluster();
-    let status = if applied {
+    let status = if applied && committed {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({
-            "stable_members": state.stable_members,
-            "live_when_asked": live,
-            "quorum": state.has_quorum(),
-        })),
-    )
-        .into_response()
+    let mut body = json!({
+        "stable_members": state.stable_members,
+        "live_when_asked": live,
+        "quorum": state.has_quorum(),
+    });
+    if let Some(controlled) = controlled {
+        body["controller"] = controlled;
+    }
+    (status, Json(body)).into_response()
 }
 
 /// Injects network faults (chaos testing): `{"drop_to": [names],
@@ -523,6 +565,7 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         "quorum": cluster.has_quorum(),
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
         "members": members,
+        "controller": app.control.as_ref().map(crate::control::ControlHandle::view),
     }))
     .into_response()
 }

@@ -163,6 +163,30 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Nodes refused for another partition count or protocol",
     ),
     (
+        "eddy_controller_leader",
+        Kind::Gauge,
+        "",
+        "1 while this node is the controller's Raft leader, else 0",
+    ),
+    (
+        "eddy_controller_committed_index",
+        Kind::Gauge,
+        "",
+        "Last committed controller log index this node applied (or learned, on a non-voter)",
+    ),
+    (
+        "eddy_controller_bad_frames_total",
+        Kind::Counter,
+        "",
+        "Controller messages or Raft frames refused as undecodable or implausible",
+    ),
+    (
+        "eddy_controller_dropped_frames_total",
+        Kind::Counter,
+        "",
+        "Raft frames dropped because no replica runs here or its queue was full",
+    ),
+    (
         "eddy_promotions_total",
         Kind::Counter,
         "",

@@ -116,6 +116,13 @@ impl NodeBuilder {
                 tracing::warn!(key, %addr, "an unspecified address is advertised to peers as is; they cannot reach it on another machine");
             }
         }
+        // The incarnation of this node's data: kept in data_dir, new at
+        // every start without one (it lost everything it held).
+        let incarnation = match &config.data_dir {
+            Some(dir) => crate::incarnation::load_or_create(dir)
+                .map_err(|err| NodeError::Storage(err.to_string()))?,
+            None => crate::incarnation::fresh(),
+        };
         let identity = NodeIdentity {
             protocol: eddy_cluster::PROTOCOL_VERSION,
             partitions: config.partitions,
@@ -123,6 +130,7 @@ impl NodeBuilder {
             name: NodeId::new(&config.name),
             // A restarted process is a new member: its generation is newer.
             generation: crate::worker::now().0,
+            incarnation,
             gossip_addr,
             peer_addr,
             http_addr,
@@ -247,6 +255,7 @@ impl NodeBuilder {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let leave = Arc::new(tokio::sync::Notify::new());
+        let control = start_control(&config, &identity, &cluster, &peers, &shutdown_rx)?;
         let peer_server = tokio::spawn(crate::peer::serve(
             peer_listener,
             ingress.clone(),
@@ -259,6 +268,7 @@ impl NodeBuilder {
                 max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
             faults.clone(),
+            control.clone(),
             shutdown_rx.clone(),
         ));
         tokio::spawn(crate::ownership::run(
@@ -296,6 +306,7 @@ impl NodeBuilder {
                 leave: leave.clone(),
                 forget,
                 faults: faults.clone(),
+                control,
             },
             config.max_body_bytes,
         );
@@ -423,6 +434,51 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Starts the controller driver if the config names voters (shadow mode:
+/// nothing in the data path reads it yet). A voter opens its Raft log in
+/// `data_dir`; a damaged log stops the node (never loaded silently).
+fn start_control(
+    config: &NodeConfig,
+    identity: &NodeIdentity,
+    cluster: &Cluster,
+    peers: &PeerLinks,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<crate::control::ControlHandle>, NodeError> {
+    if config.voters.is_empty() {
+        return Ok(None);
+    }
+    let log = match (&config.data_dir, config.is_voter()) {
+        (Some(dir), true) => {
+            let opened = crate::control_log::ControlLog::open(dir)
+                .map_err(|err| NodeError::Storage(err.to_string()))?;
+            if opened.torn_bytes > 0 {
+                metrics::counter!("eddy_storage_damaged_total").increment(1);
+                tracing::warn!(
+                    bytes = opened.torn_bytes,
+                    "dropped a torn last record of the Raft log (a crash mid-write; it was never acknowledged)"
+                );
+            }
+            Some(opened.log)
+        }
+        _ => None,
+    };
+    let handle = crate::control::start(
+        crate::control::ControlArgs {
+            identity: identity.clone(),
+            voters: config.voters.iter().map(|v| NodeId::new(v)).collect(),
+            log,
+            tick: Duration::from_millis(config.controller_tick_ms),
+            partitions: config.partitions,
+            replication: config.replication_factor,
+            cluster: cluster.watch(),
+            links: peers.clone(),
+        },
+        shutdown.clone(),
+    )
+    .map_err(NodeError::Storage)?;
+    Ok(Some(handle))
 }
 
 async fn bind_tcp(

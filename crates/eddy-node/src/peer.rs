@@ -569,6 +569,32 @@ impl PeerLinks {
     }
 }
 
+impl PeerLinks {
+    /// Sends a controller message to `peer` and returns its answer's body
+    /// (`crate::control_msg`). Called from tasks of the controller driver
+    /// only, never from a partition worker.
+    pub async fn control(
+        &self,
+        peer: &NodeIdentity,
+        timeout: Duration,
+        body: &[u8],
+    ) -> Result<Vec<u8>, PeerError> {
+        let answer = self
+            .call_within(peer, timeout, |request_id, frame| {
+                let request = PeerRequest::Control {
+                    request_id,
+                    body: body.to_vec(),
+                };
+                encode_frame(&request, frame)
+            })
+            .await?;
+        match answer {
+            PeerResponse::Controlled { body, .. } => Ok(body),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+}
+
 fn unexpected(peer: &NodeIdentity, answer: &PeerResponse) -> PeerError {
     PeerError::NoAnswer {
         node: peer.name.clone(),
@@ -583,6 +609,7 @@ pub async fn serve(
     local: NodeId,
     limits: FrameLimits,
     faults: Arc<crate::faults::Faults>,
+    control: Option<crate::control::ControlHandle>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -598,12 +625,21 @@ pub async fn serve(
                 ingress.clone(),
                 local.clone(),
                 limits,
-                faults.clone(),
+                Served {
+                    faults: faults.clone(),
+                    control: control.clone(),
+                },
                 shutdown.clone(),
             )
         },
     )
     .await;
+}
+
+/// What a connection serves besides the ingress.
+struct Served {
+    faults: Arc<crate::faults::Faults>,
+    control: Option<crate::control::ControlHandle>,
 }
 
 async fn connection(
@@ -612,9 +648,10 @@ async fn connection(
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
-    faults: Arc<crate::faults::Faults>,
+    served: Served,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Served { faults, control } = served;
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
         Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {
@@ -653,6 +690,7 @@ async fn connection(
         move |request: PeerRequest, answers: Answers<ServedAnswer>| {
             let ingress = ingress.clone();
             let peer = peer.clone();
+            let control = control.clone();
             // An injected fault: this peer is not heard. Refused before
             // anything reaches a worker.
             let refusal = (!faults.peer_in(&peer)).then(|| PeerResponse::Failed {
@@ -702,7 +740,18 @@ async fn connection(
                             }
                         }
                     }
-                    None => handle(request, &ingress, &peer).await,
+                    None => match request {
+                        // The controller runs in a task of its own: its
+                        // frames never wait behind a partition worker.
+                        PeerRequest::Control { request_id, body } => PeerResponse::Controlled {
+                            request_id,
+                            body: match &control {
+                                Some(control) => control.serve(&peer, &body).await,
+                                None => crate::control_msg::not_running(),
+                            },
+                        },
+                        request => handle(request, &ingress, &peer).await,
+                    },
                 };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
             })
@@ -824,6 +873,10 @@ async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerR
                 Err(reason) => failed(PeerFailure::Unavailable(reason)),
             }
         }
+        PeerRequest::Control { request_id, .. } => PeerResponse::Failed {
+            request_id,
+            failure: PeerFailure::BadRequest("controller messages are served apart".into()),
+        },
         PeerRequest::Hello { .. } => PeerResponse::Refused {
             reason: "Hello twice".into(),
         },

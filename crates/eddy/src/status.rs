@@ -57,6 +57,40 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("-")
 }
 
+/// One line about the cluster controller, when the node runs one.
+fn controller_line(controller: &Value) -> Option<String> {
+    controller.as_object()?;
+    let empty = Vec::new();
+    let members: Vec<String> = controller["members"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|m| {
+            let voter = if m["voter"] == Value::Bool(true) {
+                "*"
+            } else {
+                ""
+            };
+            format!("{}#{}{voter}", text(&m["name"]), m["incarnation"])
+        })
+        .collect();
+    Some(format!(
+        "\ncontroller: {}#{} {} ({}), leader {}, term {}, committed index {}, members {}\n",
+        text(&controller["name"]),
+        controller["incarnation"],
+        text(&controller["role"]),
+        text(&controller["state"]),
+        text(&controller["leader"]),
+        controller["term"],
+        controller["committed_index"],
+        if members.is_empty() {
+            "-".to_owned()
+        } else {
+            members.join(",")
+        }
+    ))
+}
+
 /// Both tables as text.
 fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
     let mut out = String::new();
@@ -92,6 +126,9 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
             held(name, 0),
             backups
         ));
+    }
+    if let Some(line) = controller_line(&cluster["controller"]) {
+        out.push_str(&line);
     }
     out.push_str(&format!(
         "\npartition table (local version {}) fingerprint {} ({} partitions, replication factor {})\n",
@@ -153,5 +190,26 @@ mod tests {
         assert!(out.contains("fingerprint 00ff (2 partitions, replication factor 2)"));
         let last: Vec<&str> = lines.last().expect("rows").split_whitespace().collect();
         assert_eq!(last, ["1", "a", "3"]);
+        assert!(!out.contains("controller:"), "no controller, no line");
+    }
+
+    #[test]
+    fn renders_one_controller_line() {
+        let cluster = json!({"node": "a", "local_view_version": 1, "members": [],
+        "controller": {"name": "a", "incarnation": 7, "role": "voter", "state": "running",
+            "leader": "b", "term": 3, "committed_index": 12, "members": [
+            {"name": "a", "incarnation": 7, "voter": true},
+            {"name": "d", "incarnation": 9, "voter": false},
+        ]}});
+        let table = json!({"partitions": []});
+        let out = render(&cluster, &table, false);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("controller:"))
+            .expect("line");
+        assert_eq!(
+            line,
+            "controller: a#7 voter (running), leader b, term 3, committed index 12, members a#7*,d#9"
+        );
     }
 }

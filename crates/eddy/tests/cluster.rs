@@ -350,6 +350,9 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
             .collect::<Vec<_>>()
             .join(",")
     );
+    // The shipped data_dirs are relative to where a user starts the nodes;
+    // this test keeps its own, empty ones.
+    let data = scratch("local-3");
     // Started in reverse order: the seeds list makes any order work.
     let mut nodes: Vec<NodeProcess> = (1..=3)
         .rev()
@@ -362,6 +365,7 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
                 "peer_addr=\"127.0.0.1:0\"".to_owned(),
                 format!("gossip_addr=\"{}\"", gossip[i - 1]),
                 seeds.clone(),
+                format!("data_dir=\"{}\"", data.join(format!("node-{i}")).display()),
             ] {
                 args.extend(["--set".to_owned(), set]);
             }
@@ -383,6 +387,22 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("members seen by node-2"), "{text}");
+    // The shipped configs name the three as the controller's voters.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = text.into_owned();
+    while !(text.contains(" voter (running), leader node-") && text.contains("node-3#")) {
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+        let again = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args([
+                "status",
+                "--http-addr",
+                nodes[1].base.trim_start_matches("http://"),
+            ])
+            .output()
+            .expect("eddy status runs");
+        text = String::from_utf8_lossy(&again.stdout).into_owned();
+    }
     let mut owned = 0;
     for name in ["node-1", "node-2", "node-3"] {
         let row: Vec<&str> = text

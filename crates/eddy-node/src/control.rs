@@ -1,0 +1,851 @@
+//! The node's driver of the cluster controller (eddy-control), in shadow
+//! mode: it runs the Raft group and keeps the committed configuration
+//! (members by name and incarnation, voters, leader) visible, while
+//! partition ownership still follows gossip (nothing in the data path reads
+//! it yet).
+//!
+//! One task owns the `Controller` (on a voter) and is its only caller:
+//! ticks, frames from peers and proposals arrive on a channel, and after
+//! every input the task drains the controller in the crate's order —
+//! persist (appended and fsynced to `data_dir/raft/controller.log`), only
+//! then send the frames, then read what was applied and published. Frames
+//! go out from tasks of their own, so a slow peer never stalls the driver.
+//!
+//! Start: a voter with Raft state on disk restores it. Otherwise the driver
+//! asks the configured voters it sees in gossip for their `Status` and
+//! follows `eddy_control::bootstrap_decision`: bootstrap when every voter is
+//! up and empty, join a running cluster, or wait. A node that is not a
+//! Raft voter (a non-voter, a wiped voter back as a new incarnation) asks a
+//! voter to `Join` it and learns the committed configuration from the
+//! leader, which pushes it to every live non-voter when it changes and
+//! every second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_cluster::{NodeId, NodeIdentity};
+use eddy_control::{
+    BootstrapDecision, ClusterConfig, Command, Controller, ControllerSettings, Member, MemberId,
+    MemberInfo, RaftPresence, bootstrap_decision,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::ClusterState;
+use crate::control_log::ControlLog;
+use crate::control_msg::{self, ControlRequest, ControlResponse, StatusReport};
+use crate::peer::PeerLinks;
+
+/// How long a controller request to a peer may take (status, join, push).
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Inputs queued for the driver; Raft frames beyond it are dropped (Raft
+/// retransmits), requests are refused.
+const INPUT_QUEUE: usize = 1024;
+
+/// This node's part in the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A Raft voter: holds the log.
+    Voter,
+    /// A committed member that does not vote (learns the configuration from
+    /// the leader).
+    Member,
+    /// Not (yet) a committed member.
+    None,
+}
+
+/// A committed member, as shown by `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    /// Node name.
+    pub name: String,
+    /// Incarnation of its data.
+    pub incarnation: u64,
+    /// Whether it is a Raft voter.
+    pub voter: bool,
+}
+
+/// What the controller looks like from this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlView {
+    /// This node's name.
+    pub name: String,
+    /// This node's incarnation.
+    pub incarnation: u64,
+    /// This node's role.
+    pub role: Role,
+    /// What the driver is doing (`running`, `waiting for voters: …`, …).
+    pub state: String,
+    /// The leader's name, if known.
+    pub leader: Option<String>,
+    /// The term of the leader known.
+    pub term: u64,
+    /// Index of the last committed (and applied) log entry known.
+    pub committed_index: u64,
+    /// The cluster id, once a configuration is known.
+    pub cluster_id: Option<u64>,
+    /// The committed members.
+    pub members: Vec<MemberView>,
+}
+
+enum Input {
+    /// A Raft frame from a peer.
+    Raft(Vec<u8>),
+    /// A request that wants an answer.
+    Request(ControlRequest, oneshot::Sender<ControlResponse>),
+    /// Status reports of configured voters (from a discovery task).
+    Reports(Vec<StatusReport>),
+    /// `Remove` these members (forget-down); answered when committed, or
+    /// with why not.
+    Remove(Vec<MemberId>, oneshot::Sender<RemoveResult>),
+}
+
+/// Outcome of a forget-down `Remove`: `Ok` once committed, with each
+/// member and why its removal was rejected (`None`: removed); `Err`: not
+/// committed, and why.
+pub type RemoveResult = Result<Vec<(String, Option<String>)>, String>;
+
+/// Handle to the driver: serves peers' controller messages and shows the
+/// state. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlHandle {
+    inputs: mpsc::Sender<Input>,
+    view: watch::Receiver<ControlView>,
+}
+
+impl ControlHandle {
+    /// The controller as this node sees it now.
+    pub fn view(&self) -> ControlView {
+        self.view.borrow().clone()
+    }
+
+    /// Answers one `PeerRequest::Control` body from `peer`. Undecodable
+    /// bodies and Raft frames the controller refuses are counted
+    /// (`eddy_controller_bad_frames_total`), never a panic.
+    pub async fn serve(&self, peer: &NodeId, body: &[u8]) -> Vec<u8> {
+        let request = match control_msg::decode::<ControlRequest>(body) {
+            Ok(request) => request,
+            Err(err) => {
+                metrics::counter!("eddy_controller_bad_frames_total").increment(1);
+                tracing::debug!(%peer, %err, "refused a controller message");
+                return control_msg::encode(&ControlResponse::Refused(err.to_string()));
+            }
+        };
+        let answer = match request {
+            ControlRequest::Raft(frame) => {
+                // One-way: Raft retransmits what a full queue drops.
+                if self.inputs.try_send(Input::Raft(frame)).is_err() {
+                    metrics::counter!("eddy_controller_dropped_frames_total").increment(1);
+                }
+                ControlResponse::Ack
+            }
+            request => {
+                let (reply, answer) = oneshot::channel();
+                if self
+                    .inputs
+                    .try_send(Input::Request(request, reply))
+                    .is_err()
+                {
+                    ControlResponse::Refused("controller busy".into())
+                } else {
+                    tokio::time::timeout(RPC_TIMEOUT, answer)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_else(|| ControlResponse::Refused("no answer".into()))
+                }
+            }
+        };
+        control_msg::encode(&answer)
+    }
+
+    /// Proposes `Remove` of `members` and waits (bounded) for the commit.
+    /// `Ok(names removed)`, or why nothing was committed (no leader, this
+    /// node is no voter, a minority cannot commit).
+    pub async fn remove(&self, members: Vec<MemberId>, within: Duration) -> RemoveResult {
+        let (reply, answer) = oneshot::channel();
+        self.inputs
+            .send(Input::Remove(members, reply))
+            .await
+            .map_err(|_| "the controller stopped".to_owned())?;
+        match tokio::time::timeout(within, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the controller stopped".into()),
+            Err(_) => Err(format!(
+                "not committed within {within:?}: the controller sees no majority of its voters"
+            )),
+        }
+    }
+}
+
+/// What the driver needs at start.
+pub struct ControlArgs {
+    /// This node's gossip identity (name, incarnation, addresses).
+    pub identity: NodeIdentity,
+    /// Configured voter names.
+    pub voters: Vec<NodeId>,
+    /// The Raft log, for a voter (`None` on a non-voter).
+    pub log: Option<ControlLog>,
+    /// Raft tick.
+    pub tick: Duration,
+    /// Partition count `P`.
+    pub partitions: u32,
+    /// Replication factor.
+    pub replication: usize,
+    /// Gossip membership (live members' addresses and incarnations).
+    pub cluster: watch::Receiver<Arc<ClusterState>>,
+    /// Where controller messages go out.
+    pub links: PeerLinks,
+}
+
+/// Starts the driver task; it ends when `shutdown` turns true.
+pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<ControlHandle, String> {
+    let me = MemberId::new(args.identity.name.clone(), args.identity.incarnation);
+    let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
+    let mut driver = Driver {
+        view: watch::channel(ControlView {
+            name: me.name.to_string(),
+            incarnation: me.incarnation,
+            role: Role::None,
+            state: "starting".into(),
+            leader: None,
+            term: 0,
+            committed_index: 0,
+            cluster_id: None,
+            members: Vec::new(),
+        })
+        .0,
+        me,
+        info: MemberInfo {
+            peer_addr: args.identity.peer_addr,
+            http_addr: args.identity.http_addr,
+            tcp_addr: args.identity.tcp_addr,
+        },
+        voters: args.voters,
+        log: args.log,
+        controller: None,
+        known: None,
+        partitions: args.partitions,
+        replication: u8::try_from(args.replication).unwrap_or(u8::MAX),
+        cluster: args.cluster,
+        links: args.links,
+        inputs: inputs_tx.clone(),
+        removing: Vec::new(),
+        seen_cluster: None,
+        leader_hint: None,
+        stopped: false,
+    };
+    let restore = driver
+        .log
+        .as_ref()
+        .filter(|log| !log.state().is_empty())
+        .map(|log| log.state().clone());
+    if let Some(persisted) = restore {
+        let controller = Controller::restore(driver.me.clone(), &persisted, driver.settings())
+            .map_err(|err| format!("cannot restore the controller from its log: {err}"))?;
+        tracing::info!(member = %driver.me, "controller restored from its Raft log");
+        driver.controller = Some(controller);
+    }
+    let view = driver.view.subscribe();
+    let tick = args.tick;
+    tokio::spawn(driver.run(inputs, tick, shutdown));
+    Ok(ControlHandle {
+        inputs: inputs_tx,
+        view,
+    })
+}
+
+/// The committed configuration a non-voter learned from the leader.
+struct Known {
+    config: ClusterConfig,
+    leader: NodeId,
+    term: u64,
+    index: u64,
+}
+
+struct Driver {
+    me: MemberId,
+    info: MemberInfo,
+    voters: Vec<NodeId>,
+    log: Option<ControlLog>,
+    controller: Option<Controller>,
+    /// On a non-voter: the configuration pushed by the leader.
+    known: Option<Known>,
+    partitions: u32,
+    replication: u8,
+    cluster: watch::Receiver<Arc<ClusterState>>,
+    links: PeerLinks,
+    inputs: mpsc::Sender<Input>,
+    view: watch::Sender<ControlView>,
+    /// Forget-down proposals waiting for their commit.
+    removing: Vec<PendingRemove>,
+    /// A running cluster seen in a voter's status (then this node joins).
+    seen_cluster: Option<u64>,
+    /// A voter to send `Join` to (the leader when known).
+    leader_hint: Option<NodeId>,
+    /// The replica stopped (its log could not be written): it must never
+    /// bootstrap or join afresh, having voted before.
+    stopped: bool,
+}
+
+struct PendingRemove {
+    tags: Vec<eddy_control::ProposalTag>,
+    names: Vec<String>,
+    reply: oneshot::Sender<RemoveResult>,
+}
+
+impl Driver {
+    fn settings(&self) -> ControllerSettings {
+        ControllerSettings {
+            // Distinct per node and per start: election timeouts must differ.
+            seed: self.me.raft_id().0 ^ crate::worker::now().0,
+            ..ControllerSettings::default()
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        tick: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Discovery, joins and pushes run about once a second.
+        let per_second = (1000 / tick.as_millis().max(1)).max(1) as u64;
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+                _ = ticker.tick() => {
+                    ticks += 1;
+                    if let Some(controller) = &mut self.controller {
+                        controller.tick();
+                    }
+                    if ticks.is_multiple_of(per_second) {
+                        self.every_second();
+                    }
+                }
+                input = inputs.recv() => match input {
+                    Some(input) => self.input(input),
+                    None => break,
+                },
+            }
+            self.drain();
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Raft(frame) => match &mut self.controller {
+                Some(controller) => {
+                    if let Err(err) = controller.step(&frame) {
+                        metrics::counter!("eddy_controller_bad_frames_total").increment(1);
+                        tracing::debug!(%err, "refused a Raft frame");
+                    }
+                }
+                None => {
+                    metrics::counter!("eddy_controller_dropped_frames_total").increment(1);
+                }
+            },
+            Input::Request(request, reply) => {
+                let answer = self.request(request);
+                let _ = reply.send(answer);
+            }
+            Input::Reports(reports) => self.decide(&reports),
+            Input::Remove(members, reply) => self.propose_remove(members, reply),
+        }
+    }
+
+    fn request(&mut self, request: ControlRequest) -> ControlResponse {
+        match request {
+            ControlRequest::Raft(_) => ControlResponse::Refused("raft frames are one-way".into()),
+            ControlRequest::Status => ControlResponse::Status(self.status()),
+            ControlRequest::Join { member, info } => {
+                let Some(controller) = &mut self.controller else {
+                    return ControlResponse::Refused(format!("{} is not a voter", self.me.name));
+                };
+                if controller.config().is_member(&member) {
+                    return ControlResponse::Ack;
+                }
+                match controller.propose(Command::Join { member, info }) {
+                    Ok(_) => ControlResponse::Ack,
+                    Err(err) => ControlResponse::Refused(err.to_string()),
+                }
+            }
+            ControlRequest::Config {
+                config,
+                leader,
+                term,
+                index,
+            } => {
+                if self.controller.is_some() {
+                    return ControlResponse::Refused("a voter learns from the log".into());
+                }
+                let config = match ClusterConfig::decode(&config) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        metrics::counter!("eddy_controller_bad_frames_total").increment(1);
+                        return ControlResponse::Refused(err.to_string());
+                    }
+                };
+                let newer = self
+                    .known
+                    .as_ref()
+                    .is_none_or(|k| (term, index) >= (k.term, k.index));
+                if newer {
+                    self.leader_hint = Some(leader.clone());
+                    self.known = Some(Known {
+                        config,
+                        leader,
+                        term,
+                        index,
+                    });
+                }
+                ControlResponse::Ack
+            }
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        match &self.controller {
+            Some(controller) => StatusReport {
+                member: self.me.clone(),
+                cluster: Some(controller.config().cluster_id()),
+                leader: self.leader_name(),
+                voters: controller
+                    .config()
+                    .members()
+                    .filter(|m| m.voter)
+                    .cloned()
+                    .collect(),
+            },
+            None => StatusReport {
+                member: self.me.clone(),
+                cluster: None,
+                leader: self.known.as_ref().map(|k| k.leader.clone()),
+                voters: Vec::new(),
+            },
+        }
+    }
+
+    fn leader_name(&self) -> Option<NodeId> {
+        let controller = self.controller.as_ref()?;
+        let leader = controller.leader()?;
+        controller
+            .config()
+            .member_by_raft_id(leader)
+            .map(|m| m.id.name.clone())
+    }
+
+    /// Once a second: discover (until decided), ask to join (until a
+    /// member), push the configuration (the leader).
+    fn every_second(&mut self) {
+        if self.stopped {
+            return;
+        }
+        match &self.controller {
+            Some(controller) if controller.is_leader() => self.push_config(),
+            Some(_) => {}
+            None => {
+                let member = self
+                    .known
+                    .as_ref()
+                    .is_some_and(|k| k.config.is_member(&self.me));
+                if self.seen_cluster.is_some() || self.known.is_some() {
+                    if !member {
+                        self.ask_to_join();
+                    }
+                } else {
+                    self.discover();
+                }
+            }
+        }
+    }
+
+    /// Asks every configured voter seen in gossip for its status; the
+    /// reports come back as an input.
+    fn discover(&self) {
+        let state = self.cluster.borrow().clone();
+        let peers: Vec<NodeIdentity> = self
+            .voters
+            .iter()
+            .filter(|name| **name != self.me.name)
+            .filter_map(|name| state.live_member(name).cloned())
+            .collect();
+        let links = self.links.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let body = control_msg::encode(&ControlRequest::Status);
+            let asks = peers
+                .iter()
+                .map(|peer| links.control(peer, RPC_TIMEOUT, &body));
+            let answers = futures_util::future::join_all(asks).await;
+            let reports = answers
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter_map(|bytes| match control_msg::decode(&bytes) {
+                    Ok(ControlResponse::Status(report)) => Some(report),
+                    _ => None,
+                })
+                .collect();
+            let _ = inputs.send(Input::Reports(reports)).await;
+        });
+    }
+
+    fn decide(&mut self, reports: &[StatusReport]) {
+        if self.controller.is_some() || self.stopped {
+            return;
+        }
+        // A voter of a running group that holds no state lost the race to
+        // persist the bootstrap (a peer bootstrapped and answered first):
+        // it bootstraps the identical configuration from the peer's list.
+        if let Some(report) = reports
+            .iter()
+            .find(|r| r.cluster.is_some() && r.voters.iter().any(|v| v.id == self.me))
+        {
+            let voters: Vec<(MemberId, MemberInfo)> = report
+                .voters
+                .iter()
+                .map(|m| (m.id.clone(), m.info.clone()))
+                .collect();
+            let cluster_id = report.cluster.unwrap_or_default();
+            self.bootstrap(cluster_id, &voters);
+            return;
+        }
+        let observed: Vec<RaftPresence> = reports
+            .iter()
+            .map(|r| RaftPresence {
+                member: r.member.clone(),
+                cluster: r.cluster,
+            })
+            .collect();
+        if let Some(leader) = reports.iter().find_map(|r| r.leader.clone()) {
+            self.leader_hint = Some(leader);
+        } else if let Some(voter) = reports.iter().find(|r| r.cluster.is_some()) {
+            self.leader_hint = Some(voter.member.name.clone());
+        }
+        let mine = RaftPresence {
+            member: self.me.clone(),
+            cluster: None,
+        };
+        match bootstrap_decision(&mine, &observed, &self.voters, None) {
+            BootstrapDecision::Bootstrap { voters, cluster_id } => {
+                let state = self.cluster.borrow().clone();
+                let with_info: Option<Vec<(MemberId, MemberInfo)>> = voters
+                    .into_iter()
+                    .map(|id| {
+                        if id == self.me {
+                            return Some((id, self.info.clone()));
+                        }
+                        let peer = state.live_member(&id.name)?;
+                        let info = MemberInfo {
+                            peer_addr: peer.peer_addr,
+                            http_addr: peer.http_addr,
+                            tcp_addr: peer.tcp_addr,
+                        };
+                        Some((id, info))
+                    })
+                    .collect();
+                match with_info {
+                    Some(voters) => self.bootstrap(cluster_id, &voters),
+                    None => self.set_state("waiting for voters: one left gossip".into()),
+                }
+            }
+            BootstrapDecision::JoinExisting { cluster } => {
+                tracing::info!(cluster = format!("{cluster:016x}"), member = %self.me, "a controller cluster runs: asking to join it");
+                self.seen_cluster = Some(cluster);
+                self.set_state("joining".into());
+            }
+            BootstrapDecision::Wait { missing } => {
+                let names: Vec<&str> = missing.iter().map(NodeId::as_str).collect();
+                self.set_state(format!("waiting for voters: {}", names.join(", ")));
+            }
+            BootstrapDecision::WaitForCluster => {
+                self.set_state("waiting for the voters to form a cluster".into());
+            }
+            BootstrapDecision::Misconfigured(reason) => {
+                self.set_state(format!("misconfigured: {reason}"));
+            }
+            // `mine` holds no state here: a node with state restored at start.
+            BootstrapDecision::Restore => {}
+        }
+    }
+
+    fn bootstrap(&mut self, cluster_id: u64, voters: &[(MemberId, MemberInfo)]) {
+        if self.log.is_none() {
+            // Only a configured voter has a log (config validation), and
+            // only a listed voter reaches here.
+            self.set_state("misconfigured: a voter without data_dir".into());
+            return;
+        }
+        let initial =
+            ClusterConfig::bootstrap(cluster_id, self.partitions, self.replication, voters);
+        match Controller::bootstrap(self.me.clone(), &initial, self.settings()) {
+            Ok(controller) => {
+                tracing::info!(cluster = format!("{cluster_id:016x}"), voters = voters.len(), member = %self.me, "controller cluster bootstrapped");
+                self.controller = Some(controller);
+            }
+            Err(err) => self.set_state(format!("cannot bootstrap: {err}")),
+        }
+    }
+
+    fn ask_to_join(&self) {
+        let state = self.cluster.borrow().clone();
+        // The leader if known, else any configured voter seen (a follower
+        // proposes too: Raft forwards the proposal to its leader).
+        let mut targets: Vec<NodeIdentity> = Vec::new();
+        if let Some(peer) = self.leader_hint.as_ref().and_then(|l| state.live_member(l)) {
+            targets.push(peer.clone());
+        }
+        for name in &self.voters {
+            if let Some(peer) = state.live_member(name)
+                && *name != self.me.name
+                && !targets.iter().any(|t| t.name == *name)
+            {
+                targets.push(peer.clone());
+            }
+        }
+        let Some(target) = targets.into_iter().next() else {
+            return;
+        };
+        let body = control_msg::encode(&ControlRequest::Join {
+            member: self.me.clone(),
+            info: self.info.clone(),
+        });
+        let links = self.links.clone();
+        tokio::spawn(async move {
+            match links.control(&target, RPC_TIMEOUT, &body).await {
+                Ok(bytes) => match control_msg::decode::<ControlResponse>(&bytes) {
+                    Ok(ControlResponse::Ack) => {}
+                    other => tracing::debug!(voter = %target.name, ?other, "join not taken"),
+                },
+                Err(err) => tracing::debug!(%err, "join request failed"),
+            }
+        });
+    }
+
+    /// The leader sends the committed configuration to every live node
+    /// that is not one of its voters.
+    fn push_config(&self) {
+        let Some(controller) = &self.controller else {
+            return;
+        };
+        let config = controller.config();
+        let body = control_msg::encode(&ControlRequest::Config {
+            config: config.encode(),
+            leader: self.me.name.clone(),
+            term: controller.term(),
+            index: controller.applied_index(),
+        });
+        let state = self.cluster.borrow().clone();
+        let body = Arc::new(body);
+        for entry in &state.members {
+            let peer = &entry.identity;
+            let voter = config
+                .member_named(&peer.name)
+                .is_some_and(|m| m.voter && m.id.incarnation == peer.incarnation);
+            if voter || !entry.status.is_live() || peer.name == self.me.name {
+                continue;
+            }
+            let links = self.links.clone();
+            let peer = peer.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                if let Err(err) = links.control(&peer, RPC_TIMEOUT, &body).await {
+                    tracing::debug!(%err, "configuration push failed");
+                }
+            });
+        }
+    }
+
+    fn propose_remove(&mut self, members: Vec<MemberId>, reply: oneshot::Sender<RemoveResult>) {
+        let Some(controller) = &mut self.controller else {
+            let _ = reply.send(Err(format!(
+                "{} is not a controller voter; ask a voter",
+                self.me.name
+            )));
+            return;
+        };
+        let members: Vec<MemberId> = members
+            .into_iter()
+            .filter(|m| controller.config().is_member(m))
+            .collect();
+        if members.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+            return;
+        }
+        let mut tags = Vec::new();
+        for member in &members {
+            match controller.propose(Command::Remove {
+                member: member.clone(),
+            }) {
+                Ok(tag) => tags.push(tag),
+                Err(err) => {
+                    let _ = reply.send(Err(format!(
+                        "not proposed: {err} (no leader: the controller sees no majority of its voters)"
+                    )));
+                    return;
+                }
+            }
+        }
+        self.removing.push(PendingRemove {
+            tags,
+            names: members.iter().map(ToString::to_string).collect(),
+            reply,
+        });
+    }
+
+    /// After every input: persist, then send, then read what was applied
+    /// and published (the crate's order).
+    fn drain(&mut self) {
+        let Some(controller) = &mut self.controller else {
+            self.publish_view();
+            return;
+        };
+        let persist = controller.drain_persist();
+        if let Some(log) = &mut self.log
+            && let Err(err) = log.persist(&persist)
+        {
+            // Nothing of this round may leave: peers would learn of votes
+            // or entries that are not durable. The replica stops; the
+            // node keeps serving (shadow mode) and says why.
+            tracing::error!(%err, "cannot persist the Raft log; the controller replica stops");
+            metrics::counter!("eddy_storage_write_errors_total").increment(1);
+            self.controller = None;
+            self.stopped = true;
+            self.set_state(format!("stopped: {err}"));
+            return;
+        }
+        let outbound = controller.drain_outbound();
+        let applied = controller.drain_applied();
+        let published = controller.take_published().is_some();
+        self.send(outbound);
+        for pending in std::mem::take(&mut self.removing) {
+            let mut outcomes = Vec::new();
+            for tag in &pending.tags {
+                if let Some(a) = applied.iter().find(|a| a.tag.as_ref() == Some(tag)) {
+                    outcomes.push(a.outcome.clone());
+                }
+            }
+            if outcomes.len() < pending.tags.len() {
+                self.removing.push(pending);
+                continue;
+            }
+            let result = pending
+                .names
+                .into_iter()
+                .zip(outcomes)
+                .map(|(name, outcome)| (name, outcome.err().map(|r| r.to_string())))
+                .collect();
+            let _ = pending.reply.send(Ok(result));
+        }
+        self.removing.retain(|p| !p.reply.is_closed());
+        if published && let Some(controller) = &self.controller {
+            {
+                let members: Vec<String> = controller
+                    .config()
+                    .members()
+                    .map(|m| m.id.to_string())
+                    .collect();
+                tracing::info!(
+                    index = controller.applied_index(),
+                    ?members,
+                    "committed configuration"
+                );
+                if controller.is_leader() {
+                    self.push_config();
+                }
+            }
+        }
+        self.publish_view();
+    }
+
+    fn send(&self, outbound: Vec<eddy_control::Outbound>) {
+        let Some(controller) = &self.controller else {
+            return;
+        };
+        let state = self.cluster.borrow().clone();
+        for frame in outbound {
+            let Some(member) = controller.config().member_by_raft_id(frame.to) else {
+                continue;
+            };
+            // Only to the same incarnation: a Raft id names one life.
+            let Some(peer) = state
+                .live_member(&member.id.name)
+                .filter(|p| p.incarnation == member.id.incarnation)
+                .cloned()
+            else {
+                continue;
+            };
+            let body = control_msg::encode(&ControlRequest::Raft(frame.bytes));
+            let links = self.links.clone();
+            tokio::spawn(async move {
+                if let Err(err) = links.control(&peer, RPC_TIMEOUT, &body).await {
+                    tracing::trace!(%err, "raft frame not delivered");
+                }
+            });
+        }
+    }
+
+    fn set_state(&self, state: String) {
+        self.view.send_if_modified(|view| {
+            let changed = view.state != state;
+            view.state = state;
+            changed
+        });
+    }
+
+    fn publish_view(&self) {
+        let (role, leader, term, index, config) = match (&self.controller, &self.known) {
+            (Some(controller), _) => (
+                Role::Voter,
+                self.leader_name(),
+                controller.term(),
+                controller.applied_index(),
+                Some(controller.config()),
+            ),
+            (None, Some(known)) => (
+                if known.config.is_member(&self.me) {
+                    Role::Member
+                } else {
+                    Role::None
+                },
+                Some(known.leader.clone()),
+                known.term,
+                known.index,
+                Some(&known.config),
+            ),
+            (None, None) => (Role::None, None, 0, 0, None),
+        };
+        let members: Vec<MemberView> = config
+            .map(|c| {
+                c.members()
+                    .map(|m: &Member| MemberView {
+                        name: m.id.name.to_string(),
+                        incarnation: m.id.incarnation,
+                        voter: m.voter,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let is_leader = self.controller.as_ref().is_some_and(Controller::is_leader);
+        metrics::gauge!("eddy_controller_leader").set(if is_leader { 1.0 } else { 0.0 });
+        metrics::gauge!("eddy_controller_committed_index").set(index as f64);
+        let running = config.is_some();
+        self.view.send_if_modified(|view| {
+            let before = view.clone();
+            view.role = role;
+            view.leader = leader.map(|l| l.to_string());
+            view.term = term;
+            view.committed_index = index;
+            view.cluster_id = config.map(ClusterConfig::cluster_id);
+            view.members = members;
+            if running && role != Role::None {
+                view.state = "running".into();
+            }
+            *view != before
+        });
+    }
+}
