@@ -55,7 +55,7 @@ use crate::wire::decode_message;
 
 mod swarm;
 
-pub use swarm::{SwarmConfig, SwarmReport, run_swarm};
+pub use swarm::{SwarmConfig, SwarmReport, run_swarm, run_swarm_report};
 
 /// Frames in flight beyond which new ones are dropped (counted).
 pub const MAX_IN_FLIGHT: usize = 100_000;

@@ -6,6 +6,7 @@
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use serde::Serialize;
 
 use super::{NetConfig, TestNet};
 use crate::controller::ControllerSettings;
@@ -19,6 +20,8 @@ pub struct SwarmConfig {
     pub converge_ticks: u64,
     /// Controller tuning.
     pub settings: ControllerSettings,
+    /// Voters (3 or 5); `None` lets the seed choose.
+    pub voters: Option<usize>,
 }
 
 impl Default for SwarmConfig {
@@ -27,13 +30,16 @@ impl Default for SwarmConfig {
             fault_ticks: 300,
             converge_ticks: 600,
             settings: ControllerSettings::default(),
+            voters: None,
         }
     }
 }
 
 /// What one seed did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SwarmReport {
+    /// The seed.
+    pub seed: u64,
     /// Voters.
     pub voters: usize,
     /// Entries committed (highest applied index).
@@ -44,6 +50,15 @@ pub struct SwarmReport {
     pub wiped: usize,
     /// Minority probes proposed.
     pub probes: usize,
+    /// Everything the checker found; empty when the seed passed.
+    pub violations: Vec<String>,
+}
+
+impl SwarmReport {
+    /// Whether the seed passed every check.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
 }
 
 /// Runs one seed: a random cluster size and fault mix for
@@ -51,8 +66,21 @@ pub struct SwarmReport {
 /// crashed, stops the faults and requires convergence within
 /// `swarm.converge_ticks`. `Err` carries the seed and every violation.
 pub fn run_swarm(seed: u64, swarm: &SwarmConfig) -> Result<SwarmReport, String> {
+    let report = run_swarm_report(seed, swarm);
+    if report.passed() {
+        Ok(report)
+    } else {
+        Err(format!("seed {seed}: {}", report.violations.join("\n  ")))
+    }
+}
+
+/// [`run_swarm`], with the violations in the report (for the chaos CLI,
+/// which prints a failing seed's whole report).
+pub fn run_swarm_report(seed: u64, swarm: &SwarmConfig) -> SwarmReport {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
-    let voters = if rng.random_range(0..2u32) == 0 { 3 } else { 5 };
+    // Drawn even when fixed, so a seed's fault mix does not depend on it.
+    let drawn = if rng.random_range(0..2u32) == 0 { 3 } else { 5 };
+    let voters = swarm.voters.unwrap_or(drawn);
     let net_config = NetConfig {
         voters,
         partitions: 8,
@@ -64,6 +92,7 @@ pub fn run_swarm(seed: u64, swarm: &SwarmConfig) -> Result<SwarmReport, String> 
     let fault_pct = rng.random_range(1..6u32);
     let mut net = TestNet::new(seed, net_config);
     let mut report = SwarmReport {
+        seed,
         voters,
         ..SwarmReport::default()
     };
@@ -172,9 +201,6 @@ pub fn run_swarm(seed: u64, swarm: &SwarmConfig) -> Result<SwarmReport, String> 
             net.leader()
         )),
     }
-    if net.violations.is_empty() {
-        Ok(report)
-    } else {
-        Err(format!("seed {seed}: {}", net.violations.join("\n  ")))
-    }
+    report.violations = net.violations;
+    report
 }
