@@ -166,13 +166,19 @@ fn control_campaign(
         };
     }
     let started = Instant::now();
-    let (mut failed, mut committed, mut wiped, mut probes) = (0u64, 0u64, 0usize, 0usize);
+    let (mut failed, mut committed) = (0u64, 0u64);
+    let mut totals = eddy_control::testing::SwarmReport::default();
     for seed in first..first + seeds {
         let options = options(seed);
         let report = control::run(&options);
         committed += report.committed;
-        wiped += report.wiped;
-        probes += report.probes;
+        totals.wiped += report.wiped;
+        totals.rewiped += report.rewiped;
+        totals.late_joins += report.late_joins;
+        totals.probes += report.probes;
+        totals.minority_removes += report.minority_removes;
+        totals.majority_removes += report.majority_removes;
+        totals.one_way_cuts += report.one_way_cuts;
         if !report.passed() {
             failed += 1;
             println!("seed {seed} FAILED: {}", report.violations.join("; "));
@@ -180,9 +186,19 @@ fn control_campaign(
         }
     }
     println!(
-        "{seeds} seeds in {:.1} s: {} passed, {failed} failed; {committed} entries committed, {wiped} voters wiped, {probes} minority probes",
+        "{seeds} seeds in {:.1} s: {} passed, {failed} failed; {committed} entries committed",
         started.elapsed().as_secs_f64(),
         seeds - failed
+    );
+    println!(
+        "  faults: {} voters wiped, {} wiped again as non-voters, {} late joins, {} one-way cuts; {} minority probes, {} minority forget-downs (none committed), {} majority forget-downs committed",
+        totals.wiped,
+        totals.rewiped,
+        totals.late_joins,
+        totals.one_way_cuts,
+        totals.probes,
+        totals.minority_removes,
+        totals.majority_removes
     );
     if failed == 0 {
         ExitCode::SUCCESS

@@ -12,13 +12,19 @@ use eddy_chaos::control::{self, ControlBug, ControlOptions};
 #[test]
 fn two_hundred_controller_seeds_pass() {
     let mut failed = Vec::new();
-    let (mut committed, mut wiped, mut probes, mut fives) = (0, 0, 0, 0);
+    let (mut committed, mut fives) = (0, 0);
+    let mut totals = eddy_control::testing::SwarmReport::default();
     for seed in 0..200 {
         let options = ControlOptions::new(seed);
         let report = control::run(&options);
         committed += report.committed;
-        wiped += report.wiped;
-        probes += report.probes;
+        totals.wiped += report.wiped;
+        totals.rewiped += report.rewiped;
+        totals.late_joins += report.late_joins;
+        totals.one_way_cuts += report.one_way_cuts;
+        totals.probes += report.probes;
+        totals.minority_removes += report.minority_removes;
+        totals.majority_removes += report.majority_removes;
         fives += usize::from(report.voters == 5);
         if !report.passed() {
             failed.push(format!(
@@ -31,8 +37,23 @@ fn two_hundred_controller_seeds_pass() {
     assert!(failed.is_empty(), "failing seeds:\n{}", failed.join("\n"));
     // The campaign exercised what it claims to.
     assert!(committed > 2_000, "only {committed} entries committed");
-    assert!(wiped > 20, "only {wiped} voters wiped");
-    assert!(probes > 100, "only {probes} minority probes");
+    // Every fault class the controller meets in the node occurred.
+    let t = &totals;
+    assert!(t.wiped > 20, "only {} voters wiped", t.wiped);
+    assert!(t.rewiped > 10, "only {} non-voters wiped", t.rewiped);
+    assert!(t.late_joins > 20, "only {} late joins", t.late_joins);
+    assert!(t.one_way_cuts > 50, "only {} one-way cuts", t.one_way_cuts);
+    assert!(t.probes > 100, "only {} minority probes", t.probes);
+    assert!(
+        t.minority_removes > 100,
+        "{} minority Removes",
+        t.minority_removes
+    );
+    assert!(
+        t.majority_removes > 50,
+        "{} majority Removes",
+        t.majority_removes
+    );
     assert!(
         (40..160).contains(&fives),
         "{fives} of 200 seeds had 5 voters"
