@@ -152,9 +152,13 @@ pub struct TestNet {
     /// Probe member names proposed on a minority side, with the split
     /// generation they were proposed in.
     probes: BTreeMap<NodeId, u64>,
-    /// Proposals (any command) made on a minority side, with the split
+    /// Proposals made on a minority side, with the command and the split
     /// generation they were proposed in.
-    probe_tags: BTreeMap<ProposalTag, u64>,
+    probe_tags: BTreeMap<ProposalTag, (Command, u64)>,
+    /// Every tag a proposal got. A tag's `seq` restarts at 0 with the
+    /// process (command.rs), so a restarted node reuses tags; only a tag
+    /// never used before can name a minority probe unambiguously.
+    proposed_tags: BTreeSet<ProposalTag>,
     /// Directed links cut (`from`, `to`) on top of `groups`; cleared by heal.
     one_way: BTreeSet<(usize, usize)>,
     retired: BTreeSet<RaftId>,
@@ -210,6 +214,7 @@ impl TestNet {
             split_generation: 0,
             probes: BTreeMap::new(),
             probe_tags: BTreeMap::new(),
+            proposed_tags: BTreeSet::new(),
             one_way: BTreeSet::new(),
             retired: BTreeSet::new(),
             log: BTreeMap::new(),
@@ -341,6 +346,12 @@ impl TestNet {
     pub fn propose(&mut self, index: usize, command: Command) -> Option<ProposalTag> {
         let controller = self.nodes.get_mut(index)?.controller.as_mut()?;
         let tag = controller.propose(command).ok();
+        if let Some(tag) = tag
+            && !self.proposed_tags.insert(tag)
+        {
+            // Reused after a restart: no longer a probe's unique name.
+            self.probe_tags.remove(&tag);
+        }
         self.drain(index);
         tag
     }
@@ -441,10 +452,17 @@ impl TestNet {
     /// Proposes `command` on node `index`, which the caller knows to be on a
     /// minority side of the current split; the checker then requires that
     /// no node applies it while the split lasts (forget-down — `Remove` —
-    /// from a minority must never commit).
+    /// from a minority must never commit). Returns the tag when the probe is
+    /// checked: not when refused, nor when its tag was used before (by the
+    /// node before a restart: see `proposed_tags`).
     pub fn propose_on_minority(&mut self, index: usize, command: Command) -> Option<ProposalTag> {
-        let tag = self.propose(index, command)?;
-        self.probe_tags.insert(tag, self.split_generation);
+        let before = self.proposed_tags.len();
+        let tag = self.propose(index, command.clone())?;
+        if self.proposed_tags.len() == before {
+            return None;
+        }
+        self.probe_tags
+            .insert(tag, (command, self.split_generation));
         Some(tag)
     }
 
@@ -551,7 +569,9 @@ impl TestNet {
                 ));
             }
             if let Some(tag) = record.tag
-                && self.probe_tags.get(&tag) == Some(&self.split_generation)
+                && let Some((command, generation)) = self.probe_tags.get(&tag)
+                && *generation == self.split_generation
+                && record.command.as_ref() == Some(command)
             {
                 self.violations.push(format!(
                     "tick {now}: node {index} applied {:?}, proposed on a minority, during its split",

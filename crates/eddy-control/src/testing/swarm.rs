@@ -52,7 +52,8 @@ pub struct SwarmReport {
     pub wiped: usize,
     /// Minority probes proposed.
     pub probes: usize,
-    /// Forget-downs (`Remove`) proposed on a minority side (none committed).
+    /// Forget-downs (`Remove`) proposed and checked on a minority side (none
+    /// committed).
     pub minority_removes: usize,
     /// Forget-downs the majority side committed during a split.
     pub majority_removes: usize,
@@ -159,8 +160,12 @@ pub fn run_swarm_report(seed: u64, swarm: &SwarmConfig) -> SwarmReport {
                 report.probes += 1;
                 // Forget-down of a non-voter on the minority: never commits.
                 let doomed = removable(&net, probe);
-                net.propose_on_minority(probe, Command::Remove { member: doomed });
-                report.minority_removes += 1;
+                if net
+                    .propose_on_minority(probe, Command::Remove { member: doomed })
+                    .is_some()
+                {
+                    report.minority_removes += 1;
+                }
                 // The same on the majority: commits within a bound, when the
                 // majority side holds a quorum of working voters.
                 let working = majority
