@@ -4,6 +4,9 @@
 //!   real sans-io engine (`eddy_core::Partition`, `eddy_cluster::PartitionTable`)
 //!   with a seeded virtual clock and a faulty network; hundreds of seeds a
 //!   minute, each reproducible by its seed.
+//! - [`control`]: seed campaigns of the Raft controller (`eddy_control`'s
+//!   swarm: real controllers over tikv raft-rs on a seeded faulty network),
+//!   each seed reproducible, with the controller's injected bugs exposed.
 //! - [`harness`]: real `eddy node` processes, a journaling workload, faults
 //!   from a TOML scenario (SIGKILL, SIGSTOP/SIGCONT, restart, leave, network
 //!   faults by nftables in per-node network namespaces when root, else
@@ -17,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod availability;
+pub mod control;
 pub mod harness;
 pub mod report;
 pub mod scenario;

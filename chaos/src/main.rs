@@ -1,11 +1,13 @@
-//! `eddy-chaos`: `run` a scenario against real node processes, or `sim`
-//! a seed campaign of the deterministic simulator.
+//! `eddy-chaos`: `run` a scenario against real node processes, `sim` a seed
+//! campaign of the deterministic simulator, or `control` a seed campaign of
+//! the Raft controllers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use eddy_chaos::control::{self, ControlBug, ControlOptions};
 use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
@@ -67,6 +69,26 @@ enum Command {
         #[arg(long)]
         trace: Option<u32>,
     },
+    /// Seed campaign of the Raft controllers (eddy-control's swarm: real
+    /// controllers and raft-rs on a seeded faulty network); report failures
+    /// with the command that reproduces each.
+    Control {
+        /// Number of seeds, starting at --first.
+        #[arg(long, default_value_t = 200)]
+        seeds: u64,
+        /// First seed of the campaign.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Run exactly this seed and print its report as JSON.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Voters: 3 or 5 [default: each seed chooses].
+        #[arg(long, value_parser = parse_voters)]
+        voters: Option<usize>,
+        /// Inject a controller bug: apply-before-commit or persist-late.
+        #[arg(long)]
+        bug: Option<ControlBug>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +126,84 @@ fn main() -> ExitCode {
             };
             simulate(seeds, first, seed, bug, faults, trace)
         }
+        Command::Control {
+            seeds,
+            first,
+            seed,
+            voters,
+            bug,
+        } => control_campaign(seeds, first, seed, voters, bug),
+    }
+}
+
+/// `--voters`: the swarm's fault mix is written for 3 or 5 voters.
+fn parse_voters(s: &str) -> Result<usize, String> {
+    match s {
+        "3" => Ok(3),
+        "5" => Ok(5),
+        other => Err(format!("{other}: expected 3 or 5")),
+    }
+}
+
+fn control_campaign(
+    seeds: u64,
+    first: u64,
+    seed: Option<u64>,
+    voters: Option<usize>,
+    bug: Option<ControlBug>,
+) -> ExitCode {
+    let options = |seed| ControlOptions { seed, voters, bug };
+    if let Some(seed) = seed {
+        let report = control::run(&options(seed));
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(err) => eprintln!("error: {err}"),
+        }
+        return if report.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let started = Instant::now();
+    let (mut failed, mut committed) = (0u64, 0u64);
+    let mut totals = eddy_control::testing::SwarmReport::default();
+    for seed in first..first + seeds {
+        let options = options(seed);
+        let report = control::run(&options);
+        committed += report.committed;
+        totals.wiped += report.wiped;
+        totals.rewiped += report.rewiped;
+        totals.late_joins += report.late_joins;
+        totals.probes += report.probes;
+        totals.minority_removes += report.minority_removes;
+        totals.majority_removes += report.majority_removes;
+        totals.one_way_cuts += report.one_way_cuts;
+        if !report.passed() {
+            failed += 1;
+            println!("seed {seed} FAILED: {}", report.violations.join("; "));
+            println!("  reproduce: {}", options.reproduce());
+        }
+    }
+    println!(
+        "{seeds} seeds in {:.1} s: {} passed, {failed} failed; {committed} entries committed",
+        started.elapsed().as_secs_f64(),
+        seeds - failed
+    );
+    println!(
+        "  faults: {} voters wiped, {} wiped again as non-voters, {} late joins, {} one-way cuts; {} minority probes, {} minority forget-downs (none committed), {} majority forget-downs committed",
+        totals.wiped,
+        totals.rewiped,
+        totals.late_joins,
+        totals.one_way_cuts,
+        totals.probes,
+        totals.minority_removes,
+        totals.majority_removes
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

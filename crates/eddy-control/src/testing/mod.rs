@@ -12,7 +12,8 @@
 //! Faults: [`TestNet::crash`] (the process dies, the disk stays),
 //! [`TestNet::restart`] (from the disk), [`TestNet::wipe`] (the disk is lost:
 //! the node comes back as a new incarnation, not a voter, and asks to be
-//! joined), [`TestNet::split`] / [`TestNet::heal`].
+//! joined), [`TestNet::split`] / [`TestNet::cut_one_way`] /
+//! [`TestNet::heal`].
 //!
 //! Checks, accumulated in [`TestNet::violations`]:
 //! - state machine safety: every node that applies log index `i` applies the
@@ -21,7 +22,8 @@
 //!   configurations;
 //! - every published configuration satisfies the invariants, epochs never
 //!   fall on a node, and no (partition, epoch) ever has two owners;
-//! - a probe proposed on a minority side is not applied anywhere while that
+//! - a probe proposed on a minority side ([`TestNet::propose_minority_probe`],
+//!   [`TestNet::propose_on_minority`]) is not applied anywhere while that
 //!   split lasts;
 //! - no frame is ever sent under a Raft id retired by a wipe, nor under an id
 //!   other than the sender's own;
@@ -55,7 +57,7 @@ use crate::wire::decode_message;
 
 mod swarm;
 
-pub use swarm::{SwarmConfig, SwarmReport, run_swarm};
+pub use swarm::{SwarmConfig, SwarmReport, run_swarm, run_swarm_report};
 
 /// Frames in flight beyond which new ones are dropped (counted).
 pub const MAX_IN_FLIGHT: usize = 100_000;
@@ -150,6 +152,15 @@ pub struct TestNet {
     /// Probe member names proposed on a minority side, with the split
     /// generation they were proposed in.
     probes: BTreeMap<NodeId, u64>,
+    /// Proposals made on a minority side, with the command and the split
+    /// generation they were proposed in.
+    probe_tags: BTreeMap<ProposalTag, (Command, u64)>,
+    /// Every tag a proposal got. A tag's `seq` restarts at 0 with the
+    /// process (command.rs), so a restarted node reuses tags; only a tag
+    /// never used before can name a minority probe unambiguously.
+    proposed_tags: BTreeSet<ProposalTag>,
+    /// Directed links cut (`from`, `to`) on top of `groups`; cleared by heal.
+    one_way: BTreeSet<(usize, usize)>,
     retired: BTreeSet<RaftId>,
     /// First entry applied at each index, by any node.
     log: BTreeMap<u64, AppliedRecord>,
@@ -202,6 +213,9 @@ impl TestNet {
             groups: Vec::new(),
             split_generation: 0,
             probes: BTreeMap::new(),
+            probe_tags: BTreeMap::new(),
+            proposed_tags: BTreeSet::new(),
+            one_way: BTreeSet::new(),
             retired: BTreeSet::new(),
             log: BTreeMap::new(),
             config_at: BTreeMap::new(),
@@ -332,6 +346,12 @@ impl TestNet {
     pub fn propose(&mut self, index: usize, command: Command) -> Option<ProposalTag> {
         let controller = self.nodes.get_mut(index)?.controller.as_mut()?;
         let tag = controller.propose(command).ok();
+        if let Some(tag) = tag
+            && !self.proposed_tags.insert(tag)
+        {
+            // Reused after a restart: no longer a probe's unique name.
+            self.probe_tags.remove(&tag);
+        }
         self.drain(index);
         tag
     }
@@ -409,15 +429,41 @@ impl TestNet {
         self.split_generation += 1;
     }
 
-    /// Reconnects everyone.
+    /// Reconnects everyone (one-way cuts too).
     pub fn heal(&mut self) {
         self.groups.clear();
+        self.one_way.clear();
         self.split_generation += 1;
     }
 
-    /// Whether `a` and `b` can talk now.
+    /// Cuts the link from `from` to `to` only: `to` still reaches `from`
+    /// (a half-broken link or a one-sided firewall rule). Lasts until heal.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.one_way.insert((from, to));
+    }
+
+    /// Whether a frame from `a` reaches `b` now.
     pub fn connected(&self, a: usize, b: usize) -> bool {
-        self.groups.is_empty() || self.groups.iter().any(|g| g.contains(&a) && g.contains(&b))
+        !self.one_way.contains(&(a, b))
+            && (self.groups.is_empty()
+                || self.groups.iter().any(|g| g.contains(&a) && g.contains(&b)))
+    }
+
+    /// Proposes `command` on node `index`, which the caller knows to be on a
+    /// minority side of the current split; the checker then requires that
+    /// no node applies it while the split lasts (forget-down — `Remove` —
+    /// from a minority must never commit). Returns the tag when the probe is
+    /// checked: not when refused, nor when its tag was used before (by the
+    /// node before a restart: see `proposed_tags`).
+    pub fn propose_on_minority(&mut self, index: usize, command: Command) -> Option<ProposalTag> {
+        let before = self.proposed_tags.len();
+        let tag = self.propose(index, command.clone())?;
+        if self.proposed_tags.len() == before {
+            return None;
+        }
+        self.probe_tags
+            .insert(tag, (command, self.split_generation));
+        Some(tag)
     }
 
     /// Proposes a probe `Join` on node `index`, which the caller knows to be
@@ -520,6 +566,16 @@ impl TestNet {
                 self.violations.push(format!(
                     "tick {now}: node {index} applied minority probe {} during its split",
                     member.name
+                ));
+            }
+            if let Some(tag) = record.tag
+                && let Some((command, generation)) = self.probe_tags.get(&tag)
+                && *generation == self.split_generation
+                && record.command.as_ref() == Some(command)
+            {
+                self.violations.push(format!(
+                    "tick {now}: node {index} applied {:?}, proposed on a minority, during its split",
+                    record.command
                 ));
             }
             if let Some(before) = node.applied.insert(applied.index, record.clone())
