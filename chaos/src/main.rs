@@ -155,15 +155,7 @@ fn control_campaign(
     let options = |seed| ControlOptions { seed, voters, bug };
     if let Some(seed) = seed {
         let report = control::run(&options(seed));
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(err) => eprintln!("error: {err}"),
-        }
-        return if report.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return one_seed(&report, report.passed());
     }
     let started = Instant::now();
     let (mut failed, mut committed) = (0u64, 0u64);
@@ -207,6 +199,19 @@ fn control_campaign(
     }
 }
 
+/// Prints one seed's report as JSON; the exit code says whether it passed.
+fn one_seed(report: &impl serde::Serialize, passed: bool) -> ExitCode {
+    match serde_json::to_string_pretty(report) {
+        Ok(json) => println!("{json}"),
+        Err(err) => eprintln!("error: {err}"),
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn simulate(
     seeds: u64,
     first: u64,
@@ -223,15 +228,7 @@ fn simulate(
     };
     if let Some(seed) = seed {
         let report = sim::run(&options(seed));
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(err) => eprintln!("error: {err}"),
-        }
-        return if report.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return one_seed(&report, report.passed());
     }
     let started = Instant::now();
     let (mut failed, mut events, mut takeovers) = (0u64, 0u64, 0u64);
