@@ -50,15 +50,8 @@ enum Command {
     /// Deterministic simulation: run seeds, report failures with the command
     /// that reproduces each.
     Sim {
-        /// Number of seeds, starting at --first.
-        #[arg(long, default_value_t = 200)]
-        seeds: u64,
-        /// First seed of the campaign.
-        #[arg(long, default_value_t = 0)]
-        first: u64,
-        /// Run exactly this seed and print its report as JSON.
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        seeds: Seeds,
         /// Inject a bug: ack-before-replication or view-only-quorum.
         #[arg(long)]
         bug: Option<Bug>,
@@ -73,15 +66,8 @@ enum Command {
     /// controllers and raft-rs on a seeded faulty network); report failures
     /// with the command that reproduces each.
     Control {
-        /// Number of seeds, starting at --first.
-        #[arg(long, default_value_t = 200)]
-        seeds: u64,
-        /// First seed of the campaign.
-        #[arg(long, default_value_t = 0)]
-        first: u64,
-        /// Run exactly this seed and print its report as JSON.
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        seeds: Seeds,
         /// Voters: 3 or 5 [default: each seed chooses].
         #[arg(long, value_parser = parse_voters)]
         voters: Option<usize>,
@@ -89,6 +75,20 @@ enum Command {
         #[arg(long)]
         bug: Option<ControlBug>,
     },
+}
+
+/// Which seeds a campaign runs (`sim` and `control` alike).
+#[derive(clap::Args)]
+struct Seeds {
+    /// Number of seeds, starting at --first.
+    #[arg(long, default_value_t = 200)]
+    seeds: u64,
+    /// First seed of the campaign.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Run exactly this seed and print its report as JSON.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -109,9 +109,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Sim {
-            seeds,
-            first,
-            seed,
+            seeds: Seeds { seeds, first, seed },
             bug,
             faults,
             trace,
@@ -127,9 +125,7 @@ fn main() -> ExitCode {
             simulate(seeds, first, seed, bug, faults, trace)
         }
         Command::Control {
-            seeds,
-            first,
-            seed,
+            seeds: Seeds { seeds, first, seed },
             voters,
             bug,
         } => control_campaign(seeds, first, seed, voters, bug),

@@ -263,6 +263,24 @@ const FIRST_PORT: u16 = 20_000;
 /// Size of the range ports are drawn from.
 const PORT_RANGE: u16 = 12_000;
 
+/// Deletes node `i`'s file or directory `path`; one that is not there is
+/// fine.
+fn wipe(i: usize, path: &std::path::Path) -> Result<(), ClusterError> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(ClusterError::Wipe {
+            node: i,
+            path: path.display().to_string(),
+            source: err,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A port of `ip` free for TCP (`udp` false) or UDP now, below the
 /// ephemeral range, and never handed out before by this process (nodes of
 /// one run keep theirs for restarts); processes draw from different places
@@ -351,23 +369,8 @@ impl Cluster {
         // appended to (a rerun loaded the last run's copies and failed on
         // its gaps).
         for (node, i) in nodes.iter().zip(1..) {
-            let stale = node.data_dir.iter().chain(std::iter::once(&node.log));
-            for path in stale {
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(path)
-                } else {
-                    std::fs::remove_file(path)
-                };
-                match removed {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(ClusterError::Wipe {
-                            node: i,
-                            path: path.display().to_string(),
-                            source: err,
-                        });
-                    }
-                    _ => {}
-                }
+            for path in node.data_dir.iter().chain(std::iter::once(&node.log)) {
+                wipe(i, path)?;
             }
         }
         let mut cluster = Cluster {
@@ -545,16 +548,7 @@ impl Cluster {
         }
         self.kill(i);
         if let Some(dir) = &self.nodes[i - 1].data_dir {
-            match std::fs::remove_dir_all(dir) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(ClusterError::Wipe {
-                        node: i,
-                        path: dir.display().to_string(),
-                        source: err,
-                    });
-                }
-                _ => {}
-            }
+            wipe(i, dir)?;
         }
         self.spawn(i)
     }

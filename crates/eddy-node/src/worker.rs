@@ -33,7 +33,7 @@ use crate::ingress::IngressEvent;
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::slot::{Role, Slot, role_after_table};
 use crate::storage::StorageError;
-use crate::writer::{Done, StorageWriter};
+use crate::writer::{Done, StorageWriter, complete};
 
 /// How often an owner checks that its backups still follow it.
 const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -247,9 +247,7 @@ impl WorkerState {
     /// a resend) is a barrier: what they repeat must be in the log too.
     fn persist(&mut self, partition: PartitionId, entries: &[u8], done: Option<Done>) {
         let Some(storage) = self.args.storage.clone() else {
-            if let Some(done) = done {
-                done(Ok(()));
-            }
+            complete(done, Ok(()));
             return;
         };
         if storage.is_broken(partition) {
@@ -284,9 +282,7 @@ impl WorkerState {
     /// to repair a broken log); `done` runs once written.
     fn checkpoint(&mut self, partition: PartitionId, done: Option<Done>) {
         let Some(storage) = self.args.storage.clone() else {
-            if let Some(done) = done {
-                done(Ok(()));
-            }
+            complete(done, Ok(()));
             return;
         };
         let chunks = self
@@ -308,19 +304,14 @@ impl WorkerState {
                     reason,
                     "cannot encode the snapshot"
                 );
-                if let Some(done) = done {
-                    done(Err(StorageError::Damaged {
-                        path: std::path::PathBuf::from(format!("p{:04}", partition.0)),
-                        reason,
-                    }));
-                }
+                let damaged = StorageError::Damaged {
+                    path: std::path::PathBuf::from(format!("p{:04}", partition.0)),
+                    reason,
+                };
+                complete(done, Err(damaged));
             }
             // No copy, nothing to keep: only possible if it was dropped.
-            None => {
-                if let Some(done) = done {
-                    done(Ok(()));
-                }
-            }
+            None => complete(done, Ok(())),
         }
     }
 

@@ -52,6 +52,13 @@ const MAX_OPEN_LOGS: usize = 256;
 /// hand the result on (a channel send), never block.
 pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
+/// Runs `done`, if there is one, with `result`.
+pub fn complete(done: Option<Done>, result: Result<(), StorageError>) {
+    if let Some(done) = done {
+        done(result);
+    }
+}
+
 /// When the write-ahead log is flushed to the device (`fsync` in the
 /// configuration). Acknowledged writes survive a process crash in every
 /// policy (the page cache has them); this is about a machine crash.
@@ -246,9 +253,7 @@ impl StorageWriter {
             | Request::Barrier { partition, done } => (partition, done),
             Request::Remove { .. } => return,
         };
-        if let Some(done) = done {
-            done(Err(StorageError::Stopped { partition }));
-        }
+        complete(done, Err(StorageError::Stopped { partition }));
     }
 }
 
@@ -435,9 +440,7 @@ impl Thread {
             }
         }
         for (done, result) in finished {
-            if let Some(done) = done {
-                done(result);
-            }
+            complete(done, result);
         }
         // After the completions: acknowledgements never wait for it.
         self.sync_interval(false);

@@ -4,20 +4,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[test]
-fn bench_prints_throughput_and_latency_lines() {
+/// Runs `eddy bench` with a small workload and `extra` arguments; its
+/// stdout, once it exited successfully.
+fn bench(extra: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "bench", "--events", "4000", "--keys", "200", "--batch", "200",
-        ])
+        .arg("bench")
+        .args(extra)
+        .args(["--events", "4000", "--keys", "200", "--batch", "200"])
         .output()
         .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[test]
+fn bench_prints_throughput_and_latency_lines() {
+    let stdout = bench(&[]);
     for needle in [
         "peak",
         "at half of peak rate",
@@ -34,25 +41,7 @@ fn bench_prints_throughput_and_latency_lines() {
 
 #[test]
 fn bench_durability_prints_each_fsync_policy_against_the_baseline() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "bench",
-            "--durability",
-            "--events",
-            "4000",
-            "--keys",
-            "200",
-            "--batch",
-            "200",
-        ])
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = bench(&["--durability"]);
     for needle in [
         "no data_dir",
         "fsync = never",

@@ -376,24 +376,8 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_table(&all, &["node-1", "node-2", "node-3"]);
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "status",
-            "--http-addr",
-            nodes[1].base.trim_start_matches("http://"),
-        ])
-        .output()
-        .expect("eddy status runs");
-    assert!(output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.starts_with("members seen by node-2"), "{text}");
-    // The shipped configs name the three as the controller's voters.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut text = text.into_owned();
-    while !(text.contains(" voter (running), leader node-") && text.contains("node-3#")) {
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(100));
-        let again = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+    let status = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
             .args([
                 "status",
                 "--http-addr",
@@ -401,7 +385,17 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
             ])
             .output()
             .expect("eddy status runs");
-        text = String::from_utf8_lossy(&again.stdout).into_owned();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mut text = status();
+    assert!(text.starts_with("members seen by node-2"), "{text}");
+    // The shipped configs name the three as the controller's voters.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(text.contains(" voter (running), leader node-") && text.contains("node-3#")) {
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+        text = status();
     }
     let mut owned = 0;
     for name in ["node-1", "node-2", "node-3"] {
