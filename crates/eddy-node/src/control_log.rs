@@ -134,18 +134,10 @@ impl ControlLog {
     }
 
     fn rewrite(&mut self) -> Result<(), ControlLogError> {
-        let tmp = self.path.with_extension("tmp");
         let mut out = Vec::new();
         push_record(&mut out, &Record::Full(self.state.clone()));
-        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(&out).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
-        }
+        crate::replace_file::replace_file(&self.path, &out)
+            .map_err(|(path, source)| ControlLogError::Io { path, source })?;
         self.file = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)

@@ -7,7 +7,6 @@
 //! held. Incarnations are wall-clock milliseconds so they rise across lives
 //! of a name: a `Join` replaces a member only by a higher incarnation.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -69,15 +68,8 @@ pub fn load_or_create(dir: &Path) -> Result<u64, IncarnationError> {
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let incarnation = fresh();
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(format!("{incarnation}\n").as_bytes())
-        .map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
+    crate::replace_file::replace_file(&path, format!("{incarnation}\n").as_bytes())
+        .map_err(|(path, source)| IncarnationError::Io { path, source })?;
     Ok(incarnation)
 }
 

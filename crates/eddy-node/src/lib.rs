@@ -58,6 +58,7 @@ pub mod ownership;
 pub mod peer;
 pub mod quiet;
 pub mod remembered;
+pub mod replace_file;
 pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;

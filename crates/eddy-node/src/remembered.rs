@@ -87,7 +87,6 @@ impl MembershipFile {
     /// directory synced), so a crash or power loss leaves the old file or
     /// the new one, never an empty one. On error the old file stays.
     pub fn save(&self, remembered: &Remembered) -> Result<(), RememberError> {
-        use std::io::Write;
         let io = |source| RememberError::Io {
             path: self.path.clone(),
             source,
@@ -95,20 +94,10 @@ impl MembershipFile {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let aside = self.path.with_extension("json.tmp");
         // A struct of a number and strings always serializes; an error here
         // would be serde_json's, reported as such.
         let bytes = serde_json::to_vec_pretty(remembered).map_err(|e| io(e.into()))?;
-        let mut file = std::fs::File::create(&aside).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&aside, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        crate::replace_file::replace_file(&self.path, &bytes).map_err(|(_, source)| io(source))
     }
 }
 
