@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::member::{MemberId, MemberInfo, RaftId};
 
 /// Version byte in front of every encoded command entry.
-pub const COMMAND_VERSION: u8 = 1;
+pub const COMMAND_VERSION: u8 = 2;
 
 /// Largest encoded command accepted, in bytes. `SetIsr` of a few members and
 /// a `Join` with three addresses take well under 1 KiB; the bound keeps a
@@ -60,6 +60,9 @@ pub enum Command {
         partition: PartitionId,
         /// The partition's current epoch (a stale owner's request fails).
         epoch: Epoch,
+        /// The assignment's `version` this was computed from: rejected at
+        /// any other, so a delayed proposal never undoes a later change.
+        version: u64,
         /// The new ISR, containing the owner.
         isr: Vec<MemberId>,
     },
@@ -132,6 +135,14 @@ pub enum Rejection {
         /// The partition's epoch when the command was applied.
         current: Epoch,
     },
+    /// `SetIsr` computed from another version of the assignment.
+    #[error("ISR change computed from version {given}, the assignment is at {current}")]
+    WrongVersion {
+        /// The version in the command.
+        given: u64,
+        /// The assignment's version when the command was applied.
+        current: u64,
+    },
     /// `Elect` of a member outside the partition's ISR.
     #[error("{0} is not in the partition's in-sync replica set")]
     NotInIsr(MemberId),
@@ -202,6 +213,7 @@ mod tests {
             command: Command::SetIsr {
                 partition: PartitionId(3),
                 epoch: Epoch(2),
+                version: 5,
                 isr: vec![MemberId::new("a", 1), MemberId::new("b", 7)],
             },
         }
@@ -213,10 +225,10 @@ mod tests {
         assert_eq!(bytes[0], COMMAND_VERSION);
         assert_eq!(Proposal::decode(&bytes), Ok(proposal()));
         let mut other = bytes.clone();
-        other[0] = 2;
+        other[0] = COMMAND_VERSION + 1;
         assert_eq!(
             Proposal::decode(&other),
-            Err(CommandDecodeError::Version(2))
+            Err(CommandDecodeError::Version(COMMAND_VERSION + 1))
         );
         assert_eq!(Proposal::decode(&[]), Err(CommandDecodeError::Empty));
         assert!(matches!(

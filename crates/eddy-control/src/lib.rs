@@ -42,6 +42,7 @@
 pub mod bootstrap;
 pub mod command;
 pub mod controller;
+pub mod isr;
 pub mod member;
 pub mod planner;
 pub mod plausible;
@@ -55,6 +56,7 @@ pub use command::{Command, Proposal, ProposalTag, Rejection};
 pub use controller::{
     Applied, ControlError, Controller, ControllerSettings, InjectedBug, Outbound,
 };
+pub use isr::{Decision, OwnerIsr};
 pub use member::{Member, MemberId, MemberInfo, RaftId};
 pub use planner::{plan, target_table, target_table_with_vnodes};
 pub use state::{Assignment, ClusterConfig, InvariantViolation};

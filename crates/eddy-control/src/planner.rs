@@ -113,6 +113,7 @@ fn plan_partition(
         return Some(Command::SetIsr {
             partition,
             epoch: assignment.epoch,
+            version: assignment.version,
             isr,
         });
     }
@@ -126,6 +127,7 @@ fn plan_partition(
     (all_placed && has_extra).then(|| Command::SetIsr {
         partition,
         epoch: assignment.epoch,
+        version: assignment.version,
         isr: ring.to_vec(),
     })
 }
@@ -209,6 +211,7 @@ mod tests {
                 .apply(&Command::SetIsr {
                     partition: p,
                     epoch: a.epoch,
+                    version: a.version,
                     isr: vec![owner, other],
                 })
                 .unwrap();

@@ -22,7 +22,7 @@ use crate::command::{Command, Rejection};
 use crate::member::{Member, MemberId, MemberInfo, RaftId};
 
 /// Version byte in front of an encoded [`ClusterConfig`] (Raft snapshots).
-pub const CONFIG_VERSION: u8 = 1;
+pub const CONFIG_VERSION: u8 = 2;
 
 /// Most members a configuration holds; a `Join` beyond is rejected. Far above
 /// the cluster sizes measured (docs/CLUSTER_SCALE.md) while keeping a
@@ -45,6 +45,11 @@ pub struct Assignment {
     /// included. Empty only before the first election, or once every holder
     /// was removed (then the partition is offline).
     pub isr: Vec<MemberId>,
+    /// Rises with every change of `owner`, `epoch` or `isr`. A `SetIsr`
+    /// names the version it was computed from and is rejected at any
+    /// other, so an owner that proposed an expansion knows, once a later
+    /// version is committed, that the stale proposal can never apply.
+    pub version: u64,
 }
 
 /// The committed cluster configuration.
@@ -183,8 +188,9 @@ impl ClusterConfig {
             Command::SetIsr {
                 partition,
                 epoch,
+                version,
                 isr,
-            } => self.set_isr(*partition, *epoch, isr),
+            } => self.set_isr(*partition, *epoch, *version, isr),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()), "after {command:?}");
         result
@@ -255,9 +261,13 @@ impl ClusterConfig {
     /// restarting empty elsewhere (Kafka's unclean leader election, off).
     fn forget_copies(&mut self, member: &MemberId) {
         for assignment in &mut self.assignments {
+            let before = (assignment.isr.len(), assignment.owner.is_some());
             assignment.isr.retain(|m| m != member);
             if assignment.owner.as_ref() == Some(member) {
                 assignment.owner = None;
+            }
+            if before != (assignment.isr.len(), assignment.owner.is_some()) {
+                assignment.version += 1;
             }
         }
     }
@@ -294,6 +304,7 @@ impl ClusterConfig {
         debug_assert!(epoch > assignment.epoch, "epochs only rise");
         assignment.owner = Some(owner.clone());
         assignment.epoch = epoch;
+        assignment.version += 1;
         Ok(())
     }
 
@@ -301,6 +312,7 @@ impl ClusterConfig {
         &mut self,
         partition: PartitionId,
         epoch: Epoch,
+        version: u64,
         isr: &[MemberId],
     ) -> Result<(), Rejection> {
         let unknown = isr.iter().find(|m| !self.is_member(m)).cloned();
@@ -325,7 +337,14 @@ impl ClusterConfig {
         if repeats || !isr.contains(&owner) {
             return Err(Rejection::BadIsr { owner });
         }
+        if version != assignment.version {
+            return Err(Rejection::WrongVersion {
+                given: version,
+                current: assignment.version,
+            });
+        }
         assignment.isr = isr.to_vec();
+        assignment.version += 1;
         Ok(())
     }
 
@@ -445,9 +464,11 @@ mod tests {
         epoch: u64,
         isr: &[MemberId],
     ) -> Result<(), Rejection> {
+        let version = config.assignment(PartitionId(p)).map_or(0, |a| a.version);
         config.apply(&Command::SetIsr {
             partition: PartitionId(p),
             epoch: Epoch(epoch),
+            version,
             isr: isr.to_vec(),
         })
     }
@@ -672,11 +693,13 @@ mod tests {
             (
                 0..5u32,
                 0..5u64,
+                0..6u64,
                 proptest::collection::vec(arb_member(), 0..4)
             )
-                .prop_map(|(p, e, isr)| Command::SetIsr {
+                .prop_map(|(p, e, v, isr)| Command::SetIsr {
                     partition: PartitionId(p),
                     epoch: Epoch(e),
+                    version: v,
                     isr
                 }),
         ]

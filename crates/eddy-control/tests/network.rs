@@ -354,6 +354,7 @@ fn a_wiped_voter_rejoins_as_a_new_non_voting_member() {
         Command::SetIsr {
             partition: PartitionId(0),
             epoch: Epoch(1),
+            version: 1,
             isr,
         },
     );

@@ -726,6 +726,7 @@ impl TestNet {
                 Command::SetIsr {
                     partition: PartitionId(p),
                     epoch: a.epoch,
+                    version: a.version,
                     isr,
                 }
             }
