@@ -50,6 +50,20 @@ impl Placement {
         moves
     }
 
+    /// Adopts a table and epochs decided elsewhere (the committed cluster
+    /// configuration) instead of the ring over live members; returns every
+    /// partition whose replica set changed. Epochs are taken as given:
+    /// the controller only ever raises them.
+    pub fn assign(&mut self, table: PartitionTable, epochs: Vec<u64>) -> Vec<PartitionMove> {
+        let moves = PartitionTable::diff(&self.table, &table);
+        if !moves.is_empty() || table.nodes() != self.table.nodes() || epochs != self.epochs {
+            self.version += 1;
+        }
+        self.table = table;
+        self.epochs = epochs;
+        moves
+    }
+
     /// The table.
     pub fn table(&self) -> &PartitionTable {
         &self.table

@@ -50,11 +50,16 @@ impl PartitionMove {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionTable {
     partitions: u32,
-    /// Replicas per partition: `min(rf, nodes)`.
+    /// Replicas per partition: `min(rf, nodes)` for a ring table; the
+    /// largest replica set for one given set by set.
     width: usize,
     nodes: Vec<NodeId>,
-    /// `partitions × width` indices into `nodes`, partition-major.
+    /// Indices into `nodes`, partition-major; partition `p`'s set is
+    /// `replicas[starts[p]..starts[p + 1]]`.
     replicas: Vec<u32>,
+    starts: Vec<u32>,
+    /// Every set has `width` replicas (always so for a ring table).
+    uniform: bool,
 }
 
 impl PartitionTable {
@@ -85,11 +90,50 @@ impl PartitionTable {
             debug_assert_eq!(set.len(), width, "the ring has `width` distinct nodes");
             replicas.extend_from_slice(&set);
         }
+        let starts = (0..=partitions).map(|p| p * width as u32).collect();
         PartitionTable {
             partitions,
             width,
             nodes: ring.nodes().to_vec(),
             replicas,
+            starts,
+            uniform: true,
+        }
+    }
+
+    /// A table given set by set (owner first), as the committed cluster
+    /// configuration assigns them: sets may differ in size and be empty (a
+    /// partition without an owner). `sets` beyond `partitions` are ignored,
+    /// missing ones are empty, and a name repeated within a set counts once.
+    pub fn from_sets(partitions: u32, sets: &[Vec<NodeId>]) -> PartitionTable {
+        let partitions = partitions.max(1);
+        let mut nodes: Vec<NodeId> = sets.iter().flatten().cloned().collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut replicas = Vec::new();
+        let mut starts = Vec::with_capacity(partitions as usize + 1);
+        let mut width = 0;
+        starts.push(0);
+        for p in 0..partitions as usize {
+            let begin = replicas.len();
+            for name in sets.get(p).into_iter().flatten() {
+                // `nodes` holds every name of `sets`.
+                let index = nodes.binary_search(name).unwrap_or_default() as u32;
+                if !replicas[begin..].contains(&index) {
+                    replicas.push(index);
+                }
+            }
+            width = width.max(replicas.len() - begin);
+            starts.push(replicas.len() as u32);
+        }
+        let uniform = starts.windows(2).all(|w| (w[1] - w[0]) as usize == width);
+        PartitionTable {
+            partitions,
+            width,
+            nodes,
+            replicas,
+            starts,
+            uniform,
         }
     }
 
@@ -148,9 +192,9 @@ impl PartitionTable {
     /// Partitions owned by each node, in [`PartitionTable::nodes`] order.
     pub fn owned_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.nodes.len()];
-        if self.width > 0 {
-            for set in self.replicas.chunks_exact(self.width) {
-                counts[set[0] as usize] += 1;
+        for partition in (0..self.partitions).map(PartitionId) {
+            if let Some(&owner) = self.replica_indices(partition).first() {
+                counts[owner as usize] += 1;
             }
         }
         counts
@@ -188,6 +232,11 @@ impl PartitionTable {
             hasher.update(&(name.len() as u64).to_le_bytes());
             hasher.update(name);
         }
+        if !self.uniform {
+            for start in &self.starts {
+                hasher.update(&start.to_le_bytes());
+            }
+        }
         hasher.digest()
     }
 
@@ -195,7 +244,7 @@ impl PartitionTable {
         if partition.0 >= self.partitions {
             return &[];
         }
-        let start = partition.0 as usize * self.width;
-        &self.replicas[start..start + self.width]
+        let p = partition.0 as usize;
+        &self.replicas[self.starts[p] as usize..self.starts[p + 1] as usize]
     }
 }

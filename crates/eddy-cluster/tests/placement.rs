@@ -220,3 +220,24 @@ proptest! {
         prop_assert_eq!(moved, owned_by_newcomer);
     }
 }
+
+#[test]
+fn a_table_given_set_by_set_keeps_each_set_and_its_order() {
+    let n = |s: &str| NodeId::new(s);
+    let sets = vec![
+        vec![n("b"), n("a"), n("c")],
+        vec![],
+        vec![n("c"), n("c"), n("a")],
+    ];
+    let table = PartitionTable::from_sets(4, &sets);
+    let set = |p: u32| -> Vec<NodeId> { table.replicas(PartitionId(p)).cloned().collect() };
+    assert_eq!(set(0), vec![n("b"), n("a"), n("c")]);
+    assert_eq!(set(1), Vec::<NodeId>::new(), "no owner: no replicas");
+    assert_eq!(set(2), vec![n("c"), n("a")], "a repeated name counts once");
+    assert_eq!(set(3), Vec::<NodeId>::new(), "a missing set is empty");
+    assert_eq!(table.owner(PartitionId(2)), Some(&n("c")));
+    assert_eq!(table.owned_counts(), vec![0, 1, 1]);
+    assert_eq!(table.nodes(), &[n("a"), n("b"), n("c")]);
+    let other = PartitionTable::from_sets(4, &[vec![n("b"), n("a")], vec![n("c")]]);
+    assert_ne!(table.fingerprint(), other.fingerprint());
+}
