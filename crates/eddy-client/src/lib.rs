@@ -32,7 +32,7 @@ pub mod pipeline;
 mod routed;
 
 pub use batcher::{Batcher, SendError};
-pub use pipeline::{Answer, Pending, Pipeline};
+pub use pipeline::{Answer, Link, Pending, Pipeline};
 pub use routed::RoutedClient;
 
 /// A request failed.
@@ -71,6 +71,10 @@ pub enum ClientError {
     /// An answer of the wrong type came (a node bug).
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// The connection's queue is full: the other side reads nothing (a
+    /// cut link fills the socket buffer); nothing was sent.
+    #[error("the connection is congested (the other side reads nothing); nothing sent")]
+    Congested,
 }
 
 /// The acknowledgement of a batch.

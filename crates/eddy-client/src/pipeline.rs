@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use eddy_core::wire::{WireError, decode_frame};
 use serde::de::DeserializeOwned;
@@ -37,6 +38,52 @@ pub struct Pipeline<A: Answer> {
     ended: Arc<AtomicBool>,
     next_id: AtomicU64,
     in_flight: Arc<Semaphore>,
+    link: Link,
+}
+
+/// A way to give up on a connection that stopped answering: a TCP
+/// connection whose packets were silently dropped (a cut link) is not
+/// closed by the kernel for many minutes, and after the network heals its
+/// retransmission backoff can hold it silent for tens of seconds more. A
+/// caller whose request timed out abandons it, so the next use opens a new
+/// connection at once.
+#[derive(Clone)]
+pub struct Link {
+    ended: Arc<AtomicBool>,
+    reader: tokio::task::AbortHandle,
+    opened: std::time::Instant,
+    /// Milliseconds after `opened` when the other side last sent bytes.
+    heard: Arc<AtomicU64>,
+    /// Fails every request still waiting for an answer.
+    fail_waiting: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Link {
+    /// Marks the connection ended (later requests fail `Closed`, and
+    /// [`Pipeline::is_closed`] turns true) and stops its reader.
+    pub fn abandon(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.reader.abort();
+        (self.fail_waiting)();
+    }
+
+    /// Abandons the connection if the other side sent nothing for
+    /// `silence`; a peer that is slow but answers other requests keeps it
+    /// (dropping it would lose every frame in flight). Returns whether it
+    /// did.
+    pub fn abandon_if_silent(&self, silence: Duration) -> bool {
+        if self.silence() < silence {
+            return false;
+        }
+        self.abandon();
+        true
+    }
+
+    /// How long the other side has sent nothing.
+    pub fn silence(&self) -> Duration {
+        let heard = Duration::from_millis(self.heard.load(Ordering::Acquire));
+        self.opened.elapsed().saturating_sub(heard)
+    }
 }
 
 impl<A: Answer> Pipeline<A> {
@@ -61,16 +108,34 @@ impl<A: Answer> Pipeline<A> {
             }
         });
         let ended = Arc::new(AtomicBool::new(false));
-        tokio::spawn(read_loop(
+        let opened = std::time::Instant::now();
+        let heard = Arc::new(AtomicU64::new(0));
+        let reader = tokio::spawn(read_loop(
             reader,
             max_frame_bytes,
             waiters.clone(),
             unsolicited,
             ended.clone(),
-        ));
+            (opened, heard.clone()),
+        ))
+        .abort_handle();
         Pipeline {
             frames,
-            waiters,
+            waiters: waiters.clone(),
+            link: Link {
+                ended: ended.clone(),
+                reader,
+                opened,
+                heard,
+                fail_waiting: {
+                    let waiters = waiters.clone();
+                    Arc::new(move || {
+                        if let Ok(mut waiting) = waiters.lock() {
+                            waiting.clear();
+                        }
+                    })
+                },
+            },
             ended,
             next_id: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -120,6 +185,46 @@ impl<A: Answer> Pipeline<A> {
         Ok(Pending {
             answer: rx,
             _permit: permit,
+            link: self.link.clone(),
+        })
+    }
+
+    /// Like [`Pipeline::send_request`], for callers that must never wait on
+    /// the network (partition workers): if the connection cannot take the
+    /// request at once — every in-flight slot taken, or its queue full
+    /// because the other side reads nothing — it fails with
+    /// [`ClientError::Congested`] and nothing is sent.
+    pub fn try_send_request(
+        &self,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<Pending<A>, ClientError> {
+        let permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ClientError::Congested)?;
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        encode(request_id, &mut frame)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock().map_err(|_| ClientError::Closed)?;
+            if self.ended.load(Ordering::Acquire) {
+                return Err(ClientError::Closed);
+            }
+            waiters.insert(request_id, tx);
+        }
+        if let Err(err) = self.frames.try_send(frame) {
+            self.forget(request_id);
+            return Err(match err {
+                mpsc::error::TrySendError::Full(_) => ClientError::Congested,
+                mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
+            });
+        }
+        Ok(Pending {
+            answer: rx,
+            _permit: permit,
+            link: self.link.clone(),
         })
     }
 
@@ -129,6 +234,18 @@ impl<A: Answer> Pipeline<A> {
             .send(frame)
             .await
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// The connection, to abandon it (see [`Link`]).
+    pub fn link(&self) -> Link {
+        self.link.clone()
+    }
+
+    /// Whether requests wait for answers while the other side has sent
+    /// nothing for `silence`: the connection is likely dead.
+    pub fn is_silent(&self, silence: Duration) -> bool {
+        let waiting = self.waiters.lock().map_or(0, |w| w.len());
+        waiting > 0 && self.link.silence() >= silence
     }
 
     /// Whether the connection has ended (the writer is gone).
@@ -148,9 +265,16 @@ impl<A: Answer> Pipeline<A> {
 pub struct Pending<A> {
     answer: oneshot::Receiver<A>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    link: Link,
 }
 
 impl<A> Pending<A> {
+    /// The connection the request went out on, to abandon it if the answer
+    /// does not come (see [`Link`]).
+    pub fn link(&self) -> Link {
+        self.link.clone()
+    }
+
     /// The answer; [`ClientError::Closed`] if the connection ended first.
     pub async fn answer(self) -> Result<A, ClientError> {
         self.answer.await.map_err(|_| ClientError::Closed)
@@ -163,6 +287,7 @@ async fn read_loop<A: Answer>(
     waiters: Waiters<A>,
     unsolicited: Option<mpsc::Sender<A>>,
     ended: Arc<AtomicBool>,
+    (opened, heard): (std::time::Instant, Arc<AtomicU64>),
 ) {
     // Dropping the waiters' senders tells every caller: Closed. Every exit
     // of this loop ends the connection.
@@ -213,7 +338,11 @@ async fn read_loop<A: Answer>(
                 fail_all(&waiters);
                 return;
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                let since = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                heard.store(since, Ordering::Release);
+                buf.extend_from_slice(&chunk[..n]);
+            }
         }
     }
 }
