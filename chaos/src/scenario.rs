@@ -52,6 +52,10 @@ pub struct Scenario {
     /// Give every node a `data_dir` (restarts keep their copies).
     #[serde(default)]
     pub data_dir: bool,
+    /// How many nodes (node-1 … node-V) are the controller's voters; they
+    /// always get a `data_dir`. 0: no controller (ownership by gossip).
+    #[serde(default)]
+    pub voters: usize,
     /// Seconds the workload runs; faults happen inside this window.
     pub duration_s: f64,
     /// Seed of the workload generators.
@@ -309,6 +313,12 @@ impl Scenario {
                 self.replication_factor, self.nodes
             ));
         }
+        if ![0, 1, 3, 5].contains(&self.voters) || self.voters > self.nodes {
+            return Err(format!(
+                "voters = {}: 0 (no controller), 1, 3 or 5, at most `nodes`",
+                self.voters
+            ));
+        }
         if !(self.duration_s > 0.0 && self.duration_s <= 600.0) {
             return Err("duration_s must be in (0, 600]".into());
         }
@@ -439,9 +449,22 @@ impl Scenario {
 
     /// Whether node `i` keeps its copies in a data directory.
     pub fn has_data_dir(&self, i: usize) -> bool {
-        self.spec(i)
-            .and_then(|s| s.data_dir)
-            .unwrap_or(self.data_dir)
+        i <= self.voters
+            || self
+                .spec(i)
+                .and_then(|s| s.data_dir)
+                .unwrap_or(self.data_dir)
+    }
+
+    /// The `--set` pairs of node `i`: the voters, then its own config.
+    pub fn sets(&self, i: usize) -> Vec<String> {
+        let mut sets = Vec::new();
+        if self.voters > 0 {
+            let names: Vec<String> = (1..=self.voters).map(|v| format!("\"node-{v}\"")).collect();
+            sets.push(format!("voters=[{}]", names.join(",")));
+        }
+        sets.extend(self.spec(i).map(NodeSpec::sets).unwrap_or_default());
+        sets
     }
 }
 

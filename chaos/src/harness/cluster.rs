@@ -472,7 +472,10 @@ impl Cluster {
             .args(["--set", &format!("seeds=[{}]", seeds.join(","))])
             .args(["--set", &format!("replication_factor={}", self.rf)])
             .args(["--set", "settle_ms=100"])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("EDDY_CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(dir) = &node.data_dir {

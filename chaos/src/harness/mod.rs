@@ -111,7 +111,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
             host,
             start: scenario.starts(i),
             data_dir: scenario.has_data_dir(i),
-            sets: scenario.spec(i).map(|s| s.sets()).unwrap_or_default(),
+            sets: scenario.sets(i),
         })
         .collect();
     let cluster = Cluster::start(

@@ -6,7 +6,9 @@
 //! scheduled (in order) and logged. When the membership view changes, the
 //! partition table is recomputed after `settle_ms` (DESIGN §11: a burst of
 //! changes moves partitions once) and published as a [`ClusterState`] on a
-//! watch channel that ingress, HTTP and the peer links read.
+//! watch channel that ingress, HTTP and the peer links read. With a
+//! controller (`voters` configured) the table is the committed
+//! configuration's instead, adopted as soon as it is published.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -15,13 +17,16 @@ use std::time::{Duration, Instant};
 
 use eddy_cluster::{
     MemberEntry, MemberStatus, Membership, MembershipConfig, MembershipEvent, MembershipTimer,
-    NodeId, NodeIdentity, Placement,
+    NodeId, NodeIdentity, PartitionTable, Placement,
 };
-use eddy_core::Timestamp;
+use eddy_control::{ClusterConfig, MemberId};
+use eddy_core::{PartitionId, Timestamp};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::control::Committed;
+use crate::control_plan::RingCache;
 use crate::remembered::{MembershipFile, Remembered};
 
 /// Distinct sources of bad datagrams logged at warn level; later ones are
@@ -51,6 +56,14 @@ pub struct ClusterState {
     /// after losing it. A counter, not a flag, so a reader that was busy
     /// while the node was cut off still learns that it was.
     pub quorum_regained: u64,
+    /// With a controller (`voters` configured): the placement is the
+    /// committed configuration's, not the ring over the live view, and
+    /// this node serves only as a committed member. `None` in that mode
+    /// until the first configuration arrives.
+    pub committed: Option<Arc<ClusterConfig>>,
+    /// Whether the controller decides placement (then keep-majority and
+    /// the majority base play no part).
+    pub controlled: bool,
 }
 
 impl ClusterState {
@@ -75,7 +88,22 @@ impl ClusterState {
     /// `partitions`: an isolated node, healed, acknowledged writes with no
     /// backup for 100 ms under its one-node table, and lost them).
     pub fn has_quorum(&self) -> bool {
+        if self.controlled {
+            return self.committed_member();
+        }
         self.sees_majority() && self.table_has_majority()
+    }
+
+    /// This node's identity as the controller knows members.
+    pub fn member_id(&self) -> MemberId {
+        MemberId::new(self.local.name.clone(), self.local.incarnation)
+    }
+
+    /// Whether this very incarnation is a committed member.
+    pub fn committed_member(&self) -> bool {
+        self.committed
+            .as_ref()
+            .is_some_and(|c| c.is_member(&self.member_id()))
     }
 
     /// Whether the partition table was computed from a majority of the base.
@@ -85,6 +113,18 @@ impl ClusterState {
 
     /// Why this node refuses writes now (`None`: it has a quorum).
     pub fn no_quorum_reason(&self) -> Option<String> {
+        if self.controlled {
+            return match &self.committed {
+                _ if self.committed_member() => None,
+                None => {
+                    Some("this node has not learnt the committed cluster configuration yet".into())
+                }
+                Some(_) => Some(format!(
+                    "{} is not a committed member of the cluster (yet)",
+                    self.member_id()
+                )),
+            };
+        }
         if !self.sees_majority() {
             return Some(format!(
                 "this node sees {} of the {} members of its majority base, no majority",
@@ -161,6 +201,9 @@ pub struct DriverConfig {
     pub forget: Arc<tokio::sync::Notify>,
     /// The majority base when nothing is remembered (`bootstrap_expect`).
     pub bootstrap_expect: usize,
+    /// With a controller: the committed configuration, which then decides
+    /// the placement.
+    pub committed: Option<watch::Receiver<Committed>>,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -239,6 +282,8 @@ impl Cluster {
                 .map_or(config.bootstrap_expect, |r| r.stable_members)
                 .max(1),
             quorum_regained: 0,
+            committed: None,
+            controlled: config.committed.is_some(),
         };
         metrics::gauge!("eddy_majority_base").set(state.stable_members as f64);
         if let Some(remembered) = &config.remembered {
@@ -271,8 +316,9 @@ impl Cluster {
             had_quorum: true,
             remember: config.remember,
             unsaved: None,
+            ring: RingCache::default(),
         };
-        let task = tokio::spawn(driver.run(leave_rx));
+        let task = tokio::spawn(driver.run(leave_rx, config.committed));
         Ok(Cluster {
             state: state_rx,
             leave: Some(leave),
@@ -318,13 +364,24 @@ struct Driver {
     /// only in memory is forgotten by a restart (found by the chaos review:
     /// a node that joined with a new `data_dir` was left without the file).
     unsaved: Option<tokio::time::Instant>,
+    ring: RingCache,
 }
 
 impl Driver {
-    async fn run(mut self, mut leave: tokio::sync::oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut leave: tokio::sync::oneshot::Receiver<()>,
+        mut committed: Option<watch::Receiver<Committed>>,
+    ) {
         let mut buf = vec![0u8; 65_536];
         self.flush().await;
         loop {
+            let committed_changed = async {
+                match committed.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let next_timer = self
                 .timers
                 .keys()
@@ -378,6 +435,14 @@ impl Driver {
                     self.settle_at = None;
                     self.recompute();
                 }
+                alive = committed_changed => match (alive, committed.as_mut()) {
+                    (true, Some(rx)) => {
+                        let config = rx.borrow_and_update().clone();
+                        self.adopt(config);
+                    }
+                    // The controller stopped: the placement stays as it is.
+                    _ => committed = None,
+                },
                 () = self.forget.notified() => self.forget_down(),
                 () = retry_save => self.retry_save(),
                 _ = &mut leave => {
@@ -583,7 +648,59 @@ impl Driver {
         }
     }
 
+    /// A new committed configuration: its assignments become the table
+    /// (owner, the rest of its ISR, then the ring replicas outside the ISR,
+    /// which the owner brings up to date so they can join it), with the
+    /// committed epochs.
+    fn adopt(&mut self, config: Committed) {
+        let Some(config) = config else {
+            return;
+        };
+        let target = self.ring.target(&config);
+        let sets: Vec<Vec<NodeId>> = config
+            .assignments()
+            .iter()
+            .enumerate()
+            .map(|(p, a)| {
+                let Some(owner) = &a.owner else {
+                    return Vec::new();
+                };
+                let mut set = vec![owner.name.clone()];
+                for name in a
+                    .isr
+                    .iter()
+                    .map(|m| &m.name)
+                    .chain(target.replicas(PartitionId(p as u32)))
+                {
+                    if !set.contains(name) {
+                        set.push(name.clone());
+                    }
+                }
+                set
+            })
+            .collect();
+        let table = PartitionTable::from_sets(config.partitions(), &sets);
+        let epochs = config.assignments().iter().map(|a| a.epoch.0).collect();
+        let local = self.membership.identity();
+        let me = MemberId::new(local.name.clone(), local.incarnation);
+        let owned = config
+            .assignments()
+            .iter()
+            .filter(|a| a.owner.as_ref() == Some(&me))
+            .count();
+        metrics::gauge!("eddy_partitions_owned").set(owned as f64);
+        self.publish_change(|state| {
+            state.placement.assign(table, epochs);
+            state.committed = Some(config);
+        });
+    }
+
     fn recompute(&mut self) {
+        if self.publish.borrow().controlled {
+            // The controller places partitions; the live view only tells
+            // who can be reached.
+            return;
+        }
         let live = self.membership.view().live_nodes();
         let mut next = self.publish.borrow().as_ref().clone();
         let moves = next.placement.update(&live);
@@ -641,7 +758,42 @@ mod tests {
             placement: Placement::new(&node_names(table_nodes), 64, 2),
             stable_members: stable,
             quorum_regained: 0,
+            committed: None,
+            controlled: false,
         }
+    }
+
+    #[test]
+    fn under_a_controller_only_a_committed_incarnation_has_a_quorum() {
+        let mut state = state(1, 1, 3);
+        state.controlled = true;
+        assert!(!state.has_quorum(), "no configuration learnt yet");
+        let local = state.local.clone();
+        let info = eddy_control::MemberInfo {
+            peer_addr: local.peer_addr,
+            http_addr: local.http_addr,
+            tcp_addr: local.tcp_addr,
+        };
+        let other = MemberId::new(local.name.clone(), local.incarnation + 1);
+        state.committed = Some(Arc::new(ClusterConfig::bootstrap(
+            1,
+            64,
+            2,
+            &[(other, info.clone())],
+        )));
+        assert!(!state.has_quorum(), "the same name as another incarnation");
+        assert!(
+            state
+                .no_quorum_reason()
+                .is_some_and(|r| r.contains("not a committed member"))
+        );
+        state.committed = Some(Arc::new(ClusterConfig::bootstrap(
+            1,
+            64,
+            2,
+            &[(state.member_id(), info)],
+        )));
+        assert!(state.has_quorum(), "a member, whatever the live view says");
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The node's driver of the cluster controller (eddy-control), in shadow
-//! mode: it runs the Raft group and keeps the committed configuration
-//! (members by name and incarnation, voters, leader) visible, while
-//! partition ownership still follows gossip (nothing in the data path reads
-//! it yet).
+//! The node's driver of the cluster controller (eddy-control): it runs the
+//! Raft group and publishes the committed configuration (members by name
+//! and incarnation, voters, leader, and per partition the owner, its epoch
+//! and its in-sync replicas), which the data path acts on. On the leader it
+//! also proposes the placement (`control_plan`); owners' ISR changes reach
+//! it as `Propose` requests.
 //!
 //! One task owns the `Controller` (on a voter) and is its only caller:
 //! ticks, frames from peers and proposals arrive on a channel, and after
@@ -20,20 +21,23 @@
 //! leader, which pushes it to every live non-voter when it changes and
 //! every second.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_cluster::{NodeId, NodeIdentity};
 use eddy_control::{
-    BootstrapDecision, ClusterConfig, Command, Controller, ControllerSettings, Member, MemberId,
-    MemberInfo, RaftPresence, bootstrap_decision,
+    Assignment, BootstrapDecision, ClusterConfig, Command, Controller, ControllerSettings, Member,
+    MemberId, MemberInfo, RaftPresence, bootstrap_decision,
 };
+use eddy_core::PartitionId;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::ClusterState;
 use crate::control_log::ControlLog;
 use crate::control_msg::{self, ControlRequest, ControlResponse, StatusReport};
+use crate::control_plan::Planning;
 use crate::peer::PeerLinks;
 
 /// How long a controller request to a peer may take (status, join, push).
@@ -99,7 +103,27 @@ enum Input {
     /// `Remove` these members (forget-down); answered when committed, or
     /// with why not.
     Remove(Vec<MemberId>, oneshot::Sender<RemoveResult>),
+    /// Propose an owner's `SetIsr`; answered with the partition's
+    /// assignment once a later version is committed (or dropped unanswered).
+    Propose(Command, bool, oneshot::Sender<Assignment>),
 }
+
+/// Someone waiting for a partition's assignment to pass a version.
+struct IsrWaiter {
+    partition: PartitionId,
+    version: u64,
+    until: Instant,
+    reply: IsrReply,
+}
+
+enum IsrReply {
+    Local(oneshot::Sender<Assignment>),
+    Peer(oneshot::Sender<ControlResponse>),
+}
+
+/// The committed configuration as the data path reads it (`None` until
+/// this node learnt one).
+pub type Committed = Option<Arc<ClusterConfig>>;
 
 /// Outcome of a forget-down `Remove`: `Ok` once committed, with each
 /// member and why its removal was rejected (`None`: removed); `Err`: not
@@ -160,6 +184,25 @@ impl ControlHandle {
         control_msg::encode(&answer)
     }
 
+    /// Proposes an owner's `SetIsr` — here if this node is a voter, and
+    /// with `every_voter` (or on a non-voter) through the other live
+    /// voters too, so an owner cut off from the leader alone still gets a
+    /// shrink committed — and returns the partition's
+    /// assignment once a version after the command's is committed, as the
+    /// first voter to apply it reports (`None` if none did in `within`).
+    pub async fn propose_isr(
+        &self,
+        command: Command,
+        within: Duration,
+        every_voter: bool,
+    ) -> Option<Assignment> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs
+            .try_send(Input::Propose(command, every_voter, reply))
+            .ok()?;
+        tokio::time::timeout(within, answer).await.ok()?.ok()
+    }
+
     /// Proposes `Remove` of `members` and waits (bounded) for the commit.
     /// `Ok(names removed)`, or why nothing was committed (no leader, this
     /// node is no voter, a minority cannot commit).
@@ -197,6 +240,8 @@ pub struct ControlArgs {
     pub cluster: watch::Receiver<Arc<ClusterState>>,
     /// Where controller messages go out.
     pub links: PeerLinks,
+    /// Where the committed configuration is published for the data path.
+    pub committed: watch::Sender<Committed>,
 }
 
 /// Starts the driver task; it ends when `shutdown` turns true.
@@ -235,6 +280,11 @@ pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<Contr
         seen_cluster: None,
         leader_hint: None,
         stopped: false,
+        committed: args.committed,
+        logged_members: Vec::new(),
+        published_at: None,
+        planning: Planning::default(),
+        isr_waiters: Vec::new(),
     };
     let restore = driver
         .log
@@ -287,6 +337,14 @@ struct Driver {
     /// The replica stopped (its log could not be written): it must never
     /// bootstrap or join afresh, having voted before.
     stopped: bool,
+    committed: watch::Sender<Committed>,
+    /// The committed members last logged.
+    logged_members: Vec<String>,
+    /// `(term, index)` of the configuration last published to `committed`.
+    published_at: Option<(u64, u64)>,
+    planning: Planning,
+    /// Owners waiting for their ISR changes to be applied here.
+    isr_waiters: Vec<IsrWaiter>,
 }
 
 struct PendingRemove {
@@ -349,12 +407,194 @@ impl Driver {
                     metrics::counter!("eddy_controller_dropped_frames_total").increment(1);
                 }
             },
+            Input::Request(ControlRequest::Propose(command), reply) => {
+                self.propose_for_peer(command, reply);
+            }
             Input::Request(request, reply) => {
                 let answer = self.request(request);
                 let _ = reply.send(answer);
             }
             Input::Reports(reports) => self.decide(&reports),
             Input::Remove(members, reply) => self.propose_remove(members, reply),
+            Input::Propose(command, every_voter, reply) => {
+                self.propose_isr(command, every_voter, reply);
+            }
+        }
+    }
+
+    /// An owner's `SetIsr`: proposed here on a voter (Raft forwards it to
+    /// the leader) and sent to every other live voter, which proposes it
+    /// too (the version makes duplicates harmless) and answers once it
+    /// applied a later version. The first answer goes to `reply`.
+    fn propose_isr(
+        &mut self,
+        command: Command,
+        every_voter: bool,
+        reply: oneshot::Sender<Assignment>,
+    ) {
+        let Command::SetIsr {
+            partition, version, ..
+        } = &command
+        else {
+            return;
+        };
+        let (partition, version) = (*partition, *version);
+        let (first_tx, first) = oneshot::channel::<Assignment>();
+        let first_tx = Arc::new(std::sync::Mutex::new(Some(first_tx)));
+        if let Some(controller) = &mut self.controller {
+            if let Err(err) = controller.propose(command.clone()) {
+                tracing::debug!(%err, "ISR change not proposed here");
+            }
+            let (local_tx, local) = oneshot::channel();
+            self.isr_waiters.push(IsrWaiter {
+                partition,
+                version,
+                until: Instant::now() + RPC_TIMEOUT * 2,
+                reply: IsrReply::Local(local_tx),
+            });
+            let first_tx = first_tx.clone();
+            tokio::spawn(async move {
+                if let Ok(assignment) = local.await {
+                    deliver(&first_tx, assignment);
+                }
+            });
+        }
+        let state = self.cluster.borrow().clone();
+        let peers: Vec<NodeIdentity> = if every_voter || self.controller.is_none() {
+            self.voters
+                .iter()
+                .filter(|name| **name != self.me.name)
+                .filter_map(|name| state.live_member(name).cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let body = Arc::new(control_msg::encode(&ControlRequest::Propose(command)));
+        for peer in peers {
+            let (links, body, first_tx) = (self.links.clone(), body.clone(), first_tx.clone());
+            tokio::spawn(async move {
+                match links.control(&peer, RPC_TIMEOUT, &body).await {
+                    Ok(bytes) => match control_msg::decode::<ControlResponse>(&bytes) {
+                        Ok(ControlResponse::Assignment { assignment, .. }) => {
+                            deliver(&first_tx, assignment);
+                        }
+                        other => {
+                            tracing::debug!(voter = %peer.name, ?other, "ISR change not taken")
+                        }
+                    },
+                    Err(err) => tracing::debug!(%err, "ISR change not delivered"),
+                }
+            });
+        }
+        tokio::spawn(async move {
+            if let Ok(assignment) = first.await {
+                let _ = reply.send(assignment);
+            }
+        });
+    }
+
+    /// Answers the waiters whose partition passed their version, and drops
+    /// those past their time.
+    fn answer_isr_waiters(&mut self) {
+        if self.isr_waiters.is_empty() {
+            return;
+        }
+        let Some(config) = self.controller.as_ref().map(Controller::config) else {
+            self.isr_waiters.clear();
+            return;
+        };
+        let now = Instant::now();
+        let mut waiting = Vec::new();
+        for waiter in std::mem::take(&mut self.isr_waiters) {
+            let passed = config
+                .assignment(waiter.partition)
+                .filter(|a| a.version > waiter.version)
+                .cloned();
+            match (passed, waiter.reply) {
+                (Some(assignment), IsrReply::Local(reply)) => {
+                    let _ = reply.send(assignment);
+                }
+                (Some(assignment), IsrReply::Peer(reply)) => {
+                    let _ = reply.send(ControlResponse::Assignment {
+                        partition: waiter.partition,
+                        assignment,
+                    });
+                }
+                (None, reply) if now < waiter.until => waiting.push(IsrWaiter { reply, ..waiter }),
+                (None, _) => {}
+            }
+        }
+        self.isr_waiters = waiting;
+    }
+
+    /// A peer owner's `SetIsr`: proposed here, answered once applied.
+    fn propose_for_peer(&mut self, command: Command, reply: oneshot::Sender<ControlResponse>) {
+        let Some(controller) = &mut self.controller else {
+            let _ = reply.send(ControlResponse::Refused(format!(
+                "{} is not a voter",
+                self.me.name
+            )));
+            return;
+        };
+        // Peers change ISRs only; membership has its own requests.
+        let Command::SetIsr {
+            partition, version, ..
+        } = &command
+        else {
+            let _ = reply.send(ControlResponse::Refused(
+                "only SetIsr is proposed for peers".into(),
+            ));
+            return;
+        };
+        let (partition, version) = (*partition, *version);
+        if let Err(err) = controller.propose(command) {
+            tracing::debug!(%err, "a peer's ISR change not proposed here");
+        }
+        self.isr_waiters.push(IsrWaiter {
+            partition,
+            version,
+            until: Instant::now() + RPC_TIMEOUT,
+            reply: IsrReply::Peer(reply),
+        });
+    }
+
+    /// The leader if known and live, else any live configured voter.
+    fn voter_to_ask(&self) -> Option<NodeIdentity> {
+        let state = self.cluster.borrow().clone();
+        if let Some(peer) = self.leader_hint.as_ref().and_then(|l| state.live_member(l))
+            && peer.name != self.me.name
+        {
+            return Some(peer.clone());
+        }
+        self.voters
+            .iter()
+            .filter(|name| **name != self.me.name)
+            .find_map(|name| state.live_member(name).cloned())
+    }
+
+    /// On the leader: propose what moves the placement on.
+    fn plan(&mut self) {
+        let Some(controller) = &mut self.controller else {
+            return;
+        };
+        if !controller.is_leader() {
+            return;
+        }
+        let state = self.cluster.borrow().clone();
+        let live: BTreeSet<MemberId> = state
+            .members
+            .iter()
+            .filter(|m| m.status.is_live())
+            .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+            .collect();
+        let commands = self
+            .planning
+            .commands(controller.config(), &live, Instant::now());
+        for command in commands {
+            if let Err(err) = controller.propose(command) {
+                tracing::debug!(%err, "placement change not proposed");
+                break;
+            }
         }
     }
 
@@ -362,6 +602,9 @@ impl Driver {
         match request {
             ControlRequest::Raft(_) => ControlResponse::Refused("raft frames are one-way".into()),
             ControlRequest::Status => ControlResponse::Status(self.status()),
+            ControlRequest::Propose(_) => {
+                ControlResponse::Refused("proposals are answered when applied".into())
+            }
             ControlRequest::Join { member, info } => {
                 let Some(controller) = &mut self.controller else {
                     return ControlResponse::Refused(format!("{} is not a voter", self.me.name));
@@ -446,7 +689,10 @@ impl Driver {
             return;
         }
         match &self.controller {
-            Some(controller) if controller.is_leader() => self.push_config(),
+            Some(controller) if controller.is_leader() => {
+                self.push_config();
+                self.plan();
+            }
             Some(_) => {}
             None => {
                 let member = self
@@ -592,22 +838,9 @@ impl Driver {
     }
 
     fn ask_to_join(&self) {
-        let state = self.cluster.borrow().clone();
         // The leader if known, else any configured voter seen (a follower
         // proposes too: Raft forwards the proposal to its leader).
-        let mut targets: Vec<NodeIdentity> = Vec::new();
-        if let Some(peer) = self.leader_hint.as_ref().and_then(|l| state.live_member(l)) {
-            targets.push(peer.clone());
-        }
-        for name in &self.voters {
-            if let Some(peer) = state.live_member(name)
-                && *name != self.me.name
-                && !targets.iter().any(|t| t.name == *name)
-            {
-                targets.push(peer.clone());
-            }
-        }
-        let Some(target) = targets.into_iter().next() else {
+        let Some(target) = self.voter_to_ask() else {
             return;
         };
         let body = control_msg::encode(&ControlRequest::Join {
@@ -722,6 +955,7 @@ impl Driver {
         let applied = controller.drain_applied();
         let published = controller.take_published().is_some();
         self.send(outbound);
+        self.answer_isr_waiters();
         for pending in std::mem::take(&mut self.removing) {
             let mut outcomes = Vec::new();
             for tag in &pending.tags {
@@ -749,13 +983,19 @@ impl Driver {
                     .members()
                     .map(|m| m.id.to_string())
                     .collect();
-                tracing::info!(
-                    index = controller.applied_index(),
-                    ?members,
-                    "committed configuration"
-                );
+                // Ownership and ISR changes commit all the time; a person
+                // reads the member changes.
+                if members != self.logged_members {
+                    tracing::info!(
+                        index = controller.applied_index(),
+                        ?members,
+                        "committed members"
+                    );
+                    self.logged_members = members;
+                }
                 if controller.is_leader() {
                     self.push_config();
+                    self.plan();
                 }
             }
         }
@@ -797,7 +1037,7 @@ impl Driver {
         });
     }
 
-    fn publish_view(&self) {
+    fn publish_view(&mut self) {
         let (role, leader, term, index, config) = match (&self.controller, &self.known) {
             (Some(controller), _) => (
                 Role::Voter,
@@ -819,6 +1059,13 @@ impl Driver {
             ),
             (None, None) => (Role::None, None, 0, 0, None),
         };
+        if let Some(config) = config
+            && self.published_at != Some((term, index))
+        {
+            self.published_at = Some((term, index));
+            let config = Arc::new(config.clone());
+            self.committed.send_replace(Some(config));
+        }
         let members: Vec<MemberView> = config
             .map(|c| {
                 c.members()
@@ -847,5 +1094,12 @@ impl Driver {
             }
             *view != before
         });
+    }
+}
+
+/// Hands the first answer of several to whoever waits for it.
+fn deliver(first: &std::sync::Mutex<Option<oneshot::Sender<Assignment>>>, assignment: Assignment) {
+    if let Some(sender) = first.lock().ok().and_then(|mut f| f.take()) {
+        let _ = sender.send(assignment);
     }
 }

@@ -4,7 +4,7 @@
 //! version byte, refused whole if it does not decode.
 
 use eddy_cluster::NodeId;
-use eddy_control::{Member, MemberId, MemberInfo};
+use eddy_control::{Command, Member, MemberId, MemberInfo};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -38,6 +38,10 @@ pub enum ControlRequest {
         /// The log index the configuration is applied up to.
         index: u64,
     },
+    /// Propose this `SetIsr` (an owner's ISR change; an owner that is not a
+    /// voter asks a voter, and Raft forwards it to the leader). Added last:
+    /// the other variants keep their encoding.
+    Propose(Command),
 }
 
 /// An answer of a peer's controller driver.
@@ -49,6 +53,14 @@ pub enum ControlResponse {
     Status(StatusReport),
     /// Not done, and why.
     Refused(String),
+    /// Answer of `Propose`: the partition's assignment once a version after
+    /// the one the command named is committed (added last, as above).
+    Assignment {
+        /// The partition.
+        partition: eddy_core::PartitionId,
+        /// Its committed assignment.
+        assignment: eddy_control::Assignment,
+    },
 }
 
 /// A node's report of itself and its Raft state.

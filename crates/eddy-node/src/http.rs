@@ -632,7 +632,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
         with_retry_after(
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "not ready"}),
+                json!({"error": "not ready", "reason": app.ingress.cluster().no_quorum_reason()}),
             ),
             1,
         )

@@ -35,6 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::alerts::AlertHub;
 use crate::cluster::ClusterState;
+use crate::isr_acks::{IsrAcks, Outcome};
 use crate::peer::{PeerError, PeerLinks};
 use crate::worker::{ReplicaAck, WorkerMsg};
 
@@ -141,6 +142,7 @@ struct Inner {
     cluster: watch::Receiver<Arc<ClusterState>>,
     peers: PeerLinks,
     wait_for_backups: bool,
+    isr: Option<IsrAcks>,
 }
 
 /// What an ingress is built from.
@@ -154,6 +156,8 @@ pub(crate) struct IngressParts {
     pub peers: PeerLinks,
     /// `acks = all`.
     pub wait_for_backups: bool,
+    /// With a controller: acknowledgements by the committed ISR.
+    pub isr: Option<IsrAcks>,
 }
 
 /// Cloneable handle to the node's workers.
@@ -173,6 +177,7 @@ impl Ingress {
             cluster,
             peers,
             wait_for_backups,
+            isr,
         } = parts;
         let budgets = worker_names
             .iter()
@@ -189,6 +194,7 @@ impl Ingress {
                 cluster,
                 peers,
                 wait_for_backups,
+                isr,
             }),
         }
     }
@@ -566,7 +572,24 @@ impl Ingress {
                 partition.0
             )));
         }
-        if self.inner.wait_for_backups {
+        if let Some(isr) = self
+            .inner
+            .isr
+            .as_ref()
+            .filter(|_| self.inner.wait_for_backups)
+        {
+            let started = Instant::now();
+            let outcomes = isr.confirm(self.watch_cluster(), acks).await;
+            metrics::histogram!("eddy_replication_latency_seconds")
+                .record(started.elapsed().as_secs_f64());
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Ack => {}
+                    Outcome::Deposed(partition) => return Err(self.deposed(partition)),
+                    Outcome::Failed(err) => return Err(err),
+                }
+            }
+        } else if self.inner.wait_for_backups {
             let started = Instant::now();
             let settled = join_all(acks.into_iter().map(|ack| self.confirm(ack))).await;
             metrics::histogram!("eddy_replication_latency_seconds")
@@ -829,7 +852,26 @@ impl Ingress {
     /// Makes this node the owner of `partition` from its own copy (or empty).
     pub(crate) fn take(&self, partition: PartitionId, epoch: Epoch) {
         if let Some(worker) = self.worker_of_partition(partition) {
-            let _ = worker.cast(WorkerMsg::Take { partition, epoch });
+            let _ = worker.cast(WorkerMsg::Take {
+                partition,
+                epoch,
+                need_copy: false,
+            });
+        }
+    }
+
+    /// Makes this node the owner of `partition` at the committed `epoch`,
+    /// elected from the ISR: from its own copy, which holds every
+    /// acknowledged write. Only a partition's first ownership (epoch 1)
+    /// may start empty; an ISR member without a copy (a worker restarted
+    /// empty) takes nothing and says so.
+    pub(crate) fn take_committed(&self, partition: PartitionId, epoch: Epoch) {
+        if let Some(worker) = self.worker_of_partition(partition) {
+            let _ = worker.cast(WorkerMsg::Take {
+                partition,
+                epoch,
+                need_copy: epoch > Epoch(1),
+            });
         }
     }
 
@@ -970,6 +1012,7 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
         Ok(pending) => pending,
         Err(err) => return all_failed(&parts, err.to_string()),
     };
+    let link = pending.link();
     let outcomes = match tokio::time::timeout(REPLICA_PATIENCE, pending.outcomes()).await {
         Ok(Ok(outcomes)) if outcomes.len() == parts.len() => outcomes,
         Ok(Ok(outcomes)) => {
@@ -977,7 +1020,12 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
             return all_failed(&parts, reason);
         }
         Ok(Err(err)) => return all_failed(&parts, err.to_string()),
-        Err(_) => return all_failed(&parts, format!("no answer within {REPLICA_PATIENCE:?}")),
+        Err(_) => {
+            // Silent this long: the connection is given up so the next
+            // frame opens a new one (`eddy_client::Link`).
+            link.abandon_if_silent(crate::peer::SILENT_LINK);
+            return all_failed(&parts, format!("no answer within {REPLICA_PATIENCE:?}"));
+        }
     };
     parts
         .iter()

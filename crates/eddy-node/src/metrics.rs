@@ -193,6 +193,24 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Partitions this node took over from its own copy (failover)",
     ),
     (
+        "eddy_isr_shrinks_proposed_total",
+        Kind::Counter,
+        "",
+        "ISR shrinks this node proposed as owner because a needed backup did not confirm a write (under a controller)",
+    ),
+    (
+        "eddy_isr_expansions_proposed_total",
+        Kind::Counter,
+        "",
+        "Backups this node proposed into an ISR as owner once they held everything acknowledged",
+    ),
+    (
+        "eddy_takeovers_without_copy_total",
+        Kind::Counter,
+        "",
+        "Elections of this node that it could not serve: it holds no copy of the partition (say, a worker restarted empty)",
+    ),
+    (
         "eddy_handoffs_sent_total",
         Kind::Counter,
         "",

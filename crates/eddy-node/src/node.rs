@@ -161,6 +161,9 @@ impl NodeBuilder {
             None => None,
         };
         let forget = Arc::new(tokio::sync::Notify::new());
+        // With voters, the committed configuration places partitions.
+        let (committed_tx, committed_rx) = watch::channel::<crate::control::Committed>(None);
+        let controlled = !config.voters.is_empty();
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
@@ -174,6 +177,7 @@ impl NodeBuilder {
                 settle: Duration::from_millis(config.settle_ms),
                 remember,
                 remembered,
+                committed: controlled.then_some(committed_rx),
             },
         )
         .await?;
@@ -217,7 +221,20 @@ impl NodeBuilder {
             }
             _ => (None, Vec::new()),
         };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let control = start_control(
+            &config,
+            &identity,
+            &cluster,
+            &peers,
+            committed_tx,
+            &shutdown_rx,
+        )?;
+        let isr = control
+            .clone()
+            .map(|handle| crate::isr_acks::IsrAcks::new(handle, names.clone()));
         let worker = WorkerArgs {
+            isr: isr.clone(),
             registry: registry.clone(),
             partition_config,
             alerts: alerts.clone(),
@@ -241,6 +258,7 @@ impl NodeBuilder {
         .await
         .map_err(|err| NodeError::Workers(err.to_string()))?;
         let ingress = Ingress::new(crate::ingress::IngressParts {
+            isr: isr.clone(),
             registry,
             partitions: config.partitions,
             worker_names: names,
@@ -253,9 +271,7 @@ impl NodeBuilder {
         metrics::gauge!("eddy_partitions_owned").set(f64::from(config.partitions));
         tracing::debug!(partitions_per_worker, workers, "workers started");
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let leave = Arc::new(tokio::sync::Notify::new());
-        let control = start_control(&config, &identity, &cluster, &peers, &shutdown_rx)?;
         let peer_server = tokio::spawn(crate::peer::serve(
             peer_listener,
             ingress.clone(),
@@ -318,14 +334,24 @@ impl NodeBuilder {
         ));
         // Serve only once partitions are taken (join, survey, takeover); the
         // HTTP and TCP ports answer 503 meanwhile.
-        let ready_by = tokio::time::Instant::now()
-            + Duration::from_millis(config.join_timeout_ms)
-            + Duration::from_secs(10);
+        // Under a controller, readiness waits for the voters to form the
+        // cluster, which may need nodes started after this one: say so
+        // after a moment instead of holding the start back.
+        let ready_wait = if controlled {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_millis(config.join_timeout_ms) + Duration::from_secs(10)
+        };
+        let ready_by = tokio::time::Instant::now() + ready_wait;
         while !ingress.is_ready() && tokio::time::Instant::now() < ready_by {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if !ingress.is_ready() {
-            tracing::warn!("not ready yet: partitions not taken over; serving 503 until they are");
+            let why = ingress
+                .cluster()
+                .no_quorum_reason()
+                .unwrap_or_else(|| "partitions not taken over".into());
+            tracing::warn!("not ready yet ({why}); serving 503 until it is");
         }
         // At debug: `run_with` prints the one summary line a person reads.
         tracing::debug!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
@@ -444,6 +470,7 @@ fn start_control(
     identity: &NodeIdentity,
     cluster: &Cluster,
     peers: &PeerLinks,
+    committed: watch::Sender<crate::control::Committed>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<crate::control::ControlHandle>, NodeError> {
     if config.voters.is_empty() {
@@ -474,6 +501,7 @@ fn start_control(
             replication: config.replication_factor,
             cluster: cluster.watch(),
             links: peers.clone(),
+            committed,
         },
         shutdown.clone(),
     )

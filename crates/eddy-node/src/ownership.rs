@@ -59,6 +59,9 @@ pub struct OwnershipArgs {
 
 /// Runs until `shutdown`.
 pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
+    if args.ingress.cluster().controlled {
+        return run_controlled(args, shutdown).await;
+    }
     let mut changes = args.ingress.watch_cluster();
     if args.has_seeds {
         let deadline = tokio::time::Instant::now() + args.join_timeout;
@@ -177,6 +180,47 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             () = retry => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}
+
+/// Under a controller: this node takes over exactly the partitions the
+/// committed configuration gives this incarnation, at the committed epoch,
+/// from its own copy (it is in the ISR, so the copy holds every
+/// acknowledged write). No survey and no pull: the controller chose from
+/// the ISR, and the old owner is fenced by the new epoch at every ISR
+/// member it needs.
+async fn run_controlled(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = args.ingress.watch_cluster();
+    let mut version = None;
+    loop {
+        let current = changes.borrow_and_update().clone();
+        if version != Some(current.placement.version()) {
+            version = Some(current.placement.version());
+            args.ingress.placement_changed(&current);
+        }
+        if let Some(config) = current
+            .committed
+            .as_ref()
+            .filter(|_| current.committed_member())
+        {
+            let me = current.member_id();
+            for partition in args.ingress.incoming().await {
+                if let Some(assignment) = config
+                    .assignment(partition)
+                    .filter(|a| a.owner.as_ref() == Some(&me))
+                {
+                    args.ingress.take_committed(partition, assignment.epoch);
+                }
+            }
+            if !args.ingress.is_ready() {
+                args.ingress.set_ready(true);
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
     }

@@ -36,6 +36,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a forwarded request may take; beyond it the caller gets 503 and
 /// retries (with producer ids to stay exactly-once).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link on which the peer sent nothing this long while a request timed
+/// out is given up and opened again (`eddy_client::Link`): packets of a cut
+/// link vanish without a reset, and after the network heals the kernel's
+/// retransmission backoff kept one silent for 11 s more.
+pub const SILENT_LINK: Duration = Duration::from_secs(4);
+/// A forwarded write is not queued on a link silent this long while other
+/// requests wait on it: it goes elsewhere at once.
+const SILENT_FAST: Duration = Duration::from_millis(1500);
 /// How long a takeover waits for a survey's answer. Short: an unanswered
 /// survey only retries the takeover (500 ms later), while a member cut off
 /// by a real partition (packets dropped, the connection silent) would hold
@@ -145,6 +153,7 @@ impl PeerPending {
     /// The replica's outcomes, one per part of a `Replicate`.
     pub async fn outcomes(self) -> Result<Vec<Replicated>, PeerError> {
         let node = self.node;
+        let link = self.pending.link();
         match tokio::time::timeout(CALL_TIMEOUT, self.pending.answer()).await {
             Ok(Ok(PeerAnswer(PeerResponse::Replicated { outcomes, .. }))) => Ok(outcomes),
             Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => {
@@ -158,11 +167,20 @@ impl PeerPending {
                 node,
                 reason: err.to_string(),
             }),
-            Err(_) => Err(PeerError::NoAnswer {
-                node,
-                reason: format!("no answer within {CALL_TIMEOUT:?}"),
-            }),
+            Err(_) => {
+                link.abandon_if_silent(SILENT_LINK);
+                Err(PeerError::NoAnswer {
+                    node,
+                    reason: format!("no answer within {CALL_TIMEOUT:?}"),
+                })
+            }
         }
+    }
+
+    /// The connection the request went out on: a caller that stops
+    /// waiting for the answer abandons it (`eddy_client::Link`).
+    pub fn link(&self) -> eddy_client::Link {
+        self.pending.link()
     }
 }
 
@@ -229,13 +247,7 @@ impl PeerLinks {
 
     async fn link(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
         self.fault_gate(peer).await?;
-        let recently_failed = self
-            .failed
-            .lock()
-            .ok()
-            .and_then(|f| f.get(&peer.name).copied())
-            .is_some_and(|at| at.elapsed() < RETRY_LINK_AFTER);
-        if recently_failed {
+        if self.failed_recently(&peer.name) {
             return Err(PeerError::Unreachable {
                 node: peer.name.clone(),
                 addr: peer.peer_addr,
@@ -250,6 +262,15 @@ impl PeerLinks {
             };
         }
         linked
+    }
+
+    /// Whether connecting to `peer` failed within `RETRY_LINK_AFTER`.
+    fn failed_recently(&self, peer: &NodeId) -> bool {
+        self.failed
+            .lock()
+            .ok()
+            .and_then(|f| f.get(peer).copied())
+            .is_some_and(|at| at.elapsed() < RETRY_LINK_AFTER)
     }
 
     /// Opens the link to `peer` now if it is not up (for callers that may
@@ -330,6 +351,13 @@ impl PeerLinks {
             addr: peer.peer_addr,
             reason,
         };
+        // A caller that waited for the lock behind an attempt that just
+        // failed does not try again: behind a cut link each attempt takes
+        // the connect timeout, and queued callers trying one after another
+        // held a forwarded write for 12 s and more.
+        if self.failed_recently(&peer.name) {
+            return Err(unreachable("unreachable moments ago".into()));
+        }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.peer_addr))
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
@@ -390,6 +418,7 @@ impl PeerLinks {
             node: peer.name.clone(),
             reason,
         };
+        let connection = link.link();
         let call = link.call(encode);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
@@ -399,7 +428,56 @@ impl PeerLinks {
             Ok(Ok(PeerAnswer(answer))) => Ok(answer),
             Ok(Err(ClientError::Closed)) => Err(no_answer("connection closed".into())),
             Ok(Err(err)) => Err(no_answer(err.to_string())),
-            Err(_) => Err(no_answer(format!("no answer within {timeout:?}"))),
+            Err(_) => {
+                // A connection silent this long is given up: see
+                // `eddy_client::Link` (a cut link kept answering nothing for
+                // 11 s after the network healed).
+                connection.abandon_if_silent(SILENT_LINK);
+                Err(no_answer(format!("no answer within {timeout:?}")))
+            }
+        }
+    }
+
+    /// Like [`Self::call`] for a caller with somewhere else to go (a
+    /// forwarded write is re-routed, its client retries another node): a
+    /// link that is not up, or silent while requests wait, fails at once
+    /// (nothing sent) instead of costing a connect or call timeout.
+    async fn call_fast(
+        &self,
+        peer: &NodeIdentity,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+    ) -> Result<PeerResponse, PeerError> {
+        self.fault_gate(peer).await?;
+        let unreachable = |reason: &str| PeerError::Unreachable {
+            node: peer.name.clone(),
+            addr: peer.peer_addr,
+            reason: reason.into(),
+        };
+        let Some(link) = self.established(&peer.name) else {
+            self.connect_in_background(peer);
+            return Err(unreachable("no link yet (connecting)"));
+        };
+        if link.is_silent(SILENT_FAST) {
+            return Err(unreachable("the link is silent (cut?)"));
+        }
+        let connection = link.link();
+        match tokio::time::timeout(CALL_TIMEOUT, link.call(encode)).await {
+            Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
+                node: peer.name.clone(),
+                failure,
+            }),
+            Ok(Ok(PeerAnswer(answer))) => Ok(answer),
+            Ok(Err(err)) => Err(PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: err.to_string(),
+            }),
+            Err(_) => {
+                connection.abandon_if_silent(SILENT_LINK);
+                Err(PeerError::NoAnswer {
+                    node: peer.name.clone(),
+                    reason: format!("no answer within {CALL_TIMEOUT:?}"),
+                })
+            }
         }
     }
 
@@ -431,7 +509,19 @@ impl PeerLinks {
                 reason: "no link yet (connecting)".into(),
             });
         };
-        send_on(&link, peer, encode).await
+        // Not even a full queue is waited for: behind a cut link the socket
+        // buffer fills, and a worker waiting for room stalled every
+        // partition it serves.
+        let pending = link
+            .try_send_request(encode)
+            .map_err(|err| PeerError::NoAnswer {
+                node: peer.name.clone(),
+                reason: err.to_string(),
+            })?;
+        Ok(PeerPending {
+            node: peer.name.clone(),
+            pending,
+        })
     }
 
     /// Ships entries of several partitions to backup `peer` in one frame;
@@ -532,7 +622,7 @@ impl PeerLinks {
     ) -> Result<ForwardOutcome, PeerError> {
         let started = std::time::Instant::now();
         let answer = self
-            .call(peer, |request_id, frame| {
+            .call_fast(peer, |request_id, frame| {
                 encode_frame(&PeerRequestRef::Forward { request_id, events }, frame)
             })
             .await?;

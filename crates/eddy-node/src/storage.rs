@@ -251,8 +251,7 @@ impl Storage {
                 continue;
             };
             match self.load(partition, registry, config) {
-                Ok(Some(copy)) => loaded.push(copy),
-                Ok(None) => {}
+                Ok(copy) => loaded.push(copy),
                 Err(err) => errors.push((Some(partition), err)),
             }
         }
@@ -264,7 +263,7 @@ impl Storage {
         partition: PartitionId,
         registry: &Arc<Registry>,
         config: &PartitionConfig,
-    ) -> Result<Option<Loaded>, StorageError> {
+    ) -> Result<Loaded, StorageError> {
         let dir = self.partition_dir(partition);
         let snapshot = dir.join("snapshot");
         let mut copy = match fs::read(&snapshot) {
@@ -295,15 +294,14 @@ impl Storage {
             Err(source) => return Err(StorageError::Io { path: wal, source }),
         }
         let warning = replay(&wal, &bytes, &mut copy);
-        if copy.last_seq().0 == 0 && copy.stats().keys_passive + copy.stats().keys_active == 0 {
-            return Ok(None);
-        }
-        Ok(Some(Loaded {
+        // An empty copy is a copy too: an ISR member that held a partition
+        // before its first write is elected from it after a restart.
+        Ok(Loaded {
             partition,
             copy,
             wal_bytes: bytes.len() as u64,
             warning,
-        }))
+        })
     }
 }
 

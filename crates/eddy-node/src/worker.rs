@@ -154,6 +154,8 @@ pub enum WorkerMsg {
         partition: PartitionId,
         /// The epoch to take (at least).
         epoch: Epoch,
+        /// Take nothing without a local copy (an election from the ISR).
+        need_copy: bool,
     },
     /// Make sure every current backup holds the log so far: a snapshot to
     /// those in `resync` (they lost track) and to new ones, an empty barrier
@@ -204,6 +206,9 @@ pub struct WorkerArgs {
     pub storage: Option<StorageWriter>,
     /// Copies loaded from the data directory at start; each worker takes its own.
     pub recovered: Arc<std::sync::Mutex<Vec<crate::storage::Loaded>>>,
+    /// With a controller: the owner-side ISR bookkeeping, fed the answers
+    /// of the periodic check so idle partitions' backups join the ISR too.
+    pub isr: Option<crate::isr_acks::IsrAcks>,
 }
 
 /// The worker actor.
@@ -543,7 +548,21 @@ impl WorkerState {
         for p in (0..table.partitions()).filter(|p| *p as usize % workers == index) {
             let partition = PartitionId(p);
             let current = self.slot(partition).as_ref().map(|s| s.role);
-            let next = role_after_table(current, table, partition, &state.local.name, now);
+            let mut next = role_after_table(current, table, partition, &state.local.name, now);
+            // Under a controller, an owner serves only at the committed
+            // epoch: re-elected after it was deposed unseen (paused past
+            // the failure timeout), it takes the partition over again.
+            let serving = self
+                .slot(partition)
+                .as_ref()
+                .and_then(|s| s.partition.as_ref())
+                .map(Partition::epoch);
+            if state.controlled
+                && next == Some(Role::Owner)
+                && serving.is_some_and(|e| e < state.placement.epoch(partition))
+            {
+                next = Some(Role::Incoming);
+            }
             let slot = self.slot(partition);
             match (slot.as_mut(), next) {
                 (Some(slot), Some(role)) => {
@@ -828,13 +847,24 @@ impl WorkerState {
         Installed::Written(Replicated::Applied { through })
     }
 
-    fn take(&mut self, partition: PartitionId, epoch: Epoch) {
+    /// Becomes the owner; `false` (nothing changed) if `need_copy` and
+    /// there is no copy here.
+    fn take(&mut self, partition: PartitionId, epoch: Epoch, need_copy: bool) -> bool {
         let fresh = self.fresh(partition);
         let regained = self.regained();
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Incoming));
         let had_copy = slot.partition.is_some();
+        if need_copy && !had_copy {
+            metrics::counter!("eddy_takeovers_without_copy_total").increment(1);
+            crate::warn_limited!(
+                partition = partition.0,
+                epoch = epoch.0,
+                "elected owner without a local copy (lost with a worker restart?); the partition stays unavailable until an operator moves it"
+            );
+            return false;
+        }
         let copy = slot.partition.take().unwrap_or(fresh);
         tracing::debug!(
             partition = partition.0,
@@ -847,6 +877,12 @@ impl WorkerState {
             metrics::counter!("eddy_promotions_total").increment(1);
         }
         slot.promote(copy, epoch, regained);
+        if !had_copy {
+            // On disk before any write: a restarted ISR member must find
+            // the copy it was elected with, even an empty one.
+            self.checkpoint(partition, None);
+        }
+        true
     }
 
     async fn pull(
@@ -987,10 +1023,13 @@ impl WorkerState {
             let myself = myself.clone();
             let hub = self.args.alerts.clone();
             let wait = self.args.wait_for_backups;
+            let isr = self.args.isr.clone();
+            let cluster = self.args.cluster.clone();
             // Timer alerts, like event alerts, are published once the
-            // firing is on every backup, and dropped if it is not (as a
-            // failed write's are): its partition may yet be taken over
-            // without it, and the new owner fires the timer again.
+            // firing is on every backup (under a controller: every backup
+            // the ISR needs), and dropped if it is not (as a failed write's
+            // are): its partition may yet be taken over without it, and the
+            // new owner fires the timer again.
             tokio::spawn(async move {
                 let mut unconfirmed = std::collections::BTreeSet::new();
                 for (partition, written) in durable {
@@ -1000,12 +1039,19 @@ impl WorkerState {
                 }
                 if wait || check {
                     for ack in acks {
-                        for (partition, failure) in crate::ingress::settle_ack(ack).await {
+                        let (backup, parts) = (ack.backup.clone(), ack.parts.clone());
+                        let failed = crate::ingress::settle_ack(ack).await;
+                        let needed = isr.as_ref().map(|isr| {
+                            let state = cluster.borrow().clone();
+                            isr.settled(&state, &backup, &parts, &failed)
+                        });
+                        for (partition, failure) in failed {
                             if matches!(failure, crate::ingress::AckFailure::Stale) {
                                 let _ = myself.cast(WorkerMsg::Deposed { partition });
                             }
                             tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
-                            if wait {
+                            let counts = needed.as_ref().is_none_or(|n| n.contains(&partition));
+                            if wait && counts {
                                 unconfirmed.insert(partition);
                             }
                         }
@@ -1205,9 +1251,27 @@ impl Actor for Worker {
             } => {
                 let _ = reply.send(state.pull(partition, epoch, &to).await);
             }
-            WorkerMsg::Take { partition, epoch } => {
-                state.take(partition, epoch);
-                let _ = state.ship(partition, &[]).await;
+            WorkerMsg::Take {
+                partition,
+                epoch,
+                need_copy,
+            } => {
+                if state.take(partition, epoch, need_copy) {
+                    let acks = state.ship(partition, &[]).await;
+                    // Under a controller, the backups' first answers make
+                    // them ISR candidates now rather than at the next check.
+                    if let Some(isr) = state.args.isr.clone() {
+                        let cluster = state.args.cluster.clone();
+                        tokio::spawn(async move {
+                            for ack in acks {
+                                let (backup, parts) = (ack.backup.clone(), ack.parts.clone());
+                                let failed = crate::ingress::settle_ack(ack).await;
+                                let state = cluster.borrow().clone();
+                                isr.settled(&state, &backup, &parts, &failed);
+                            }
+                        });
+                    }
+                }
             }
             WorkerMsg::Barrier {
                 partition,

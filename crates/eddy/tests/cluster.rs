@@ -369,10 +369,14 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
             ] {
                 args.extend(["--set".to_owned(), set]);
             }
-            NodeProcess::launch(&args)
+            // Voters: ready once all three formed the cluster.
+            NodeProcess::launch_unready(&args)
         })
         .collect();
     nodes.reverse();
+    for node in &nodes {
+        node.wait_ready(std::time::Duration::from_secs(30));
+    }
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_table(&all, &["node-1", "node-2", "node-3"]);
 

@@ -62,15 +62,19 @@ fn start_voter(i: usize, dir: &std::path::Path, seed: Option<&str>) -> NodeProce
     if let Some(seeds) = &seeds {
         sets.push(seeds);
     }
-    NodeProcess::start(&sets)
+    NodeProcess::start_unready(&sets)
 }
 
+/// Three voters; ready (serving) once they formed the cluster together.
 fn start_voters(dir: &std::path::Path) -> Vec<NodeProcess> {
     let first = start_voter(1, dir, None);
     let seed = first.gossip.clone();
     let mut nodes = vec![first];
     for i in 2..=3 {
         nodes.push(start_voter(i, dir, Some(&seed)));
+    }
+    for node in &nodes {
+        node.wait_ready(Duration::from_secs(30));
     }
     nodes
 }

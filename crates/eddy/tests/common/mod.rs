@@ -28,6 +28,31 @@ impl NodeProcess {
     /// Starts `eddy node` on free loopback ports with extra `--set` pairs and
     /// waits (bounded) until it prints its addresses and answers /readyz.
     pub fn start(sets: &[&str]) -> NodeProcess {
+        let node = NodeProcess::start_unready(sets);
+        node.wait_ready(Duration::from_secs(10));
+        node
+    }
+
+    /// Like [`NodeProcess::start`], with JSON logs at debug level written to
+    /// `log`.
+    pub fn start_logged(sets: &[&str], log: &std::path::Path) -> NodeProcess {
+        let mut all = vec!["log_format=\"json\""];
+        all.extend_from_slice(sets);
+        let file = std::fs::File::create(log).expect("log file");
+        LOG.with(|slot| *slot.borrow_mut() = Some(file));
+        NodeProcess::start(&all)
+    }
+
+    /// Starts `eddy node` with exactly these arguments (after `node`).
+    pub fn launch(args: &[String]) -> NodeProcess {
+        let node = NodeProcess::launch_unready(args);
+        node.wait_ready(Duration::from_secs(10));
+        node
+    }
+
+    /// Like [`NodeProcess::start`], without waiting for /readyz: a voter
+    /// is ready only once enough voters run to form the cluster.
+    pub fn start_unready(sets: &[&str]) -> NodeProcess {
         let mut args: Vec<String> = [
             "--http-addr",
             "127.0.0.1:0",
@@ -45,21 +70,20 @@ impl NodeProcess {
         for set in sets {
             args.extend(["--set".to_owned(), (*set).to_owned()]);
         }
-        NodeProcess::launch(&args)
+        NodeProcess::launch_unready(&args)
     }
 
-    /// Like [`NodeProcess::start`], with JSON logs at debug level written to
-    /// `log`.
-    pub fn start_logged(sets: &[&str], log: &std::path::Path) -> NodeProcess {
-        let mut all = vec!["log_format=\"json\""];
-        all.extend_from_slice(sets);
-        let file = std::fs::File::create(log).expect("log file");
-        LOG.with(|slot| *slot.borrow_mut() = Some(file));
-        NodeProcess::start(&all)
+    /// Waits (bounded) until the node answers /readyz.
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while get(&self.url("/readyz")).0 != 200 {
+            assert!(Instant::now() < deadline, "node never became ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
-    /// Starts `eddy node` with exactly these arguments (after `node`).
-    pub fn launch(args: &[String]) -> NodeProcess {
+    /// Starts `eddy node` with these arguments once it printed its addresses.
+    pub fn launch_unready(args: &[String]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
         command.arg("node").args(args).stdout(Stdio::piped());
         match LOG.with(|slot| slot.borrow_mut().take()) {
@@ -95,11 +119,6 @@ impl NodeProcess {
         node.tcp = word("tcp://").trim_start_matches("tcp://").to_owned();
         node.gossip = word("gossip://").trim_start_matches("gossip://").to_owned();
         node.peer = word("peer://").trim_start_matches("peer://").to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while get(&node.url("/readyz")).0 != 200 {
-            assert!(Instant::now() < deadline, "node never became ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         node
     }
 

@@ -1,0 +1,120 @@
+//! The leader's placement loop: which `Elect`/`SetIsr` commands to propose
+//! now, from the committed configuration and the members gossip sees live
+//! (`eddy_control::plan` decides; this only remembers what it proposed
+//! lately, so a command is not proposed again every second while it waits
+//! for its commit).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use eddy_cluster::{NodeId, PartitionTable};
+use eddy_control::{ClusterConfig, Command, MemberId};
+use eddy_core::PartitionId;
+
+/// A partition proposed for is left alone this long (a commit takes a
+/// round trip and an fsync; a lost proposal is proposed again after it).
+const PROPOSE_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// The ring target, cached by member names, and the recent proposals.
+#[derive(Default)]
+pub struct Planning {
+    ring: RingCache,
+    recent: BTreeMap<PartitionId, Instant>,
+}
+
+/// The ring placement over the committed member names, computed again only
+/// when the names change (it sorts every vnode of every member).
+#[derive(Default)]
+pub struct RingCache {
+    names: Vec<NodeId>,
+    table: Option<PartitionTable>,
+}
+
+impl RingCache {
+    /// The ring placement of `config`'s members.
+    pub fn target(&mut self, config: &ClusterConfig) -> &PartitionTable {
+        let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+        if names != self.names {
+            self.names = names;
+            self.table = None;
+        }
+        self.table
+            .get_or_insert_with(|| eddy_control::target_table(config))
+    }
+}
+
+impl Planning {
+    /// The commands to propose now toward the ring placement of `config`,
+    /// with `live` the members the failure detector sees (by incarnation).
+    pub fn commands(
+        &mut self,
+        config: &ClusterConfig,
+        live: &BTreeSet<MemberId>,
+        now: Instant,
+    ) -> Vec<Command> {
+        let table = self.ring.target(config);
+        // Backups enter an ISR on their owner's proposal (it alone knows
+        // what it acknowledged), never on a report to the leader.
+        let caught_up = BTreeSet::new();
+        self.recent
+            .retain(|_, at| now.duration_since(*at) < PROPOSE_AGAIN_AFTER);
+        let mut commands = Vec::new();
+        for command in eddy_control::plan(config, table, live, &caught_up) {
+            let partition = match &command {
+                Command::Elect { partition, .. } | Command::SetIsr { partition, .. } => *partition,
+                Command::Join { .. } | Command::Remove { .. } => continue,
+            };
+            if self.recent.contains_key(&partition) {
+                continue;
+            }
+            self.recent.insert(partition, now);
+            commands.push(command);
+        }
+        commands
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use eddy_control::MemberInfo;
+
+    fn config() -> ClusterConfig {
+        let info = MemberInfo {
+            peer_addr: "127.0.0.1:1".parse().unwrap(),
+            http_addr: "127.0.0.1:2".parse().unwrap(),
+            tcp_addr: "127.0.0.1:3".parse().unwrap(),
+        };
+        let voters: Vec<(MemberId, MemberInfo)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| (MemberId::new(*n, 1), info.clone()))
+            .collect();
+        ClusterConfig::bootstrap(7, 8, 2, &voters)
+    }
+
+    #[test]
+    fn elects_every_partition_once_until_the_commit_or_the_retry_delay() {
+        let config = config();
+        let live: BTreeSet<MemberId> = config.members().map(|m| m.id.clone()).collect();
+        let mut planning = Planning::default();
+        let now = Instant::now();
+        let first = planning.commands(&config, &live, now);
+        assert_eq!(first.len(), 8);
+        assert!(first.iter().all(|c| matches!(c, Command::Elect { .. })));
+        assert!(planning.commands(&config, &live, now).is_empty());
+        let later = now + PROPOSE_AGAIN_AFTER;
+        assert_eq!(planning.commands(&config, &live, later).len(), 8);
+    }
+
+    #[test]
+    fn nothing_is_elected_without_a_live_member() {
+        let mut planning = Planning::default();
+        assert!(
+            planning
+                .commands(&config(), &BTreeSet::new(), Instant::now())
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Acknowledging under a controller: a write stands once every member of
+//! its partition's committed in-sync replica set confirmed it, or once the
+//! controller committed an ISR without those that did not
+//! (`eddy_control::OwnerIsr` decides; this drives it).
+//!
+//! Backups the owner does not need (ring replicas outside the ISR, catching
+//! up) are not waited for: their answers are read in the background, and a
+//! backup that confirmed everything acknowledged becomes a candidate and
+//! then joins the ISR on this owner's proposal. A backup that is needed and
+//! does not confirm — dead, cut off, or a link that broke — costs one
+//! commit (`SetIsr`, proposed through the controller), never a wait for the
+//! failure detector: a single broken link does not stall a partition.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eddy_control::{Command, Decision, MemberId, OwnerIsr};
+use eddy_core::{PartitionId, Seq};
+use futures_util::future::join_all;
+
+use eddy_cluster::NodeId;
+use ractor::ActorRef;
+
+use crate::cluster::ClusterState;
+use crate::control::ControlHandle;
+use crate::ingress::{AckFailure, IngressError, settle_ack};
+use crate::worker::{ReplicaAck, WorkerMsg};
+
+/// How long an owner waits for its ISR change to be committed before the
+/// write fails (503, retried by the client): an election takes about 2 s.
+const COMMIT_WAIT: Duration = Duration::from_secs(4);
+/// ISR changes one write may wait for (another change can commit between
+/// the owner's view and its proposal; then it proposes again).
+const MAX_PROPOSALS: u32 = 3;
+/// A backup that keeps failing is resynced (a snapshot) at most this often
+/// per partition: a snapshot encodes the whole partition.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// The owner-side ISR bookkeeping of every partition this node owns.
+#[derive(Clone)]
+pub struct IsrAcks {
+    trackers: Arc<Mutex<HashMap<PartitionId, OwnerIsr>>>,
+    control: ControlHandle,
+    /// Partition workers by index (`p % workers`), to resync a backup.
+    workers: Arc<Vec<String>>,
+    resynced: Arc<Mutex<HashMap<(PartitionId, NodeId), Instant>>>,
+}
+
+/// What happened to one partition of a write.
+pub enum Outcome {
+    /// Acknowledge.
+    Ack,
+    /// A backup serves a newer owner, or the committed owner changed.
+    Deposed(PartitionId),
+    /// Not acknowledged, and why.
+    Failed(IngressError),
+}
+
+impl IsrAcks {
+    /// Bookkeeping that proposes through `control`.
+    pub fn new(control: ControlHandle, workers: Vec<String>) -> IsrAcks {
+        IsrAcks {
+            trackers: Arc::new(Mutex::new(HashMap::new())),
+            control,
+            workers: Arc::new(workers),
+            resynced: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A backup did not confirm: its partition's worker sends it a
+    /// snapshot next (it may have lost frames), without waiting for it.
+    fn resync(&self, partition: PartitionId, backup: &NodeId) {
+        {
+            let now = Instant::now();
+            let mut resynced = self.resynced.lock().unwrap_or_else(|p| p.into_inner());
+            resynced.retain(|_, at| now.duration_since(*at) < RESYNC_EVERY);
+            if resynced.contains_key(&(partition, backup.clone())) {
+                return;
+            }
+            resynced.insert((partition, backup.clone()), now);
+        }
+        let Some(name) = self
+            .workers
+            .get(partition.0 as usize % self.workers.len().max(1))
+        else {
+            return;
+        };
+        if let Some(worker) = ractor::registry::where_is(name.clone()) {
+            let worker: ActorRef<WorkerMsg> = worker.into();
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let _ = worker.cast(WorkerMsg::Barrier {
+                partition,
+                resync: vec![backup.clone()],
+                reply: reply.into(),
+            });
+        }
+    }
+
+    /// Runs `f` on `partition`'s tracker, brought up to the committed
+    /// assignment of `cluster`; `None` if this node is not its committed
+    /// owner.
+    fn with<T>(
+        &self,
+        cluster: &ClusterState,
+        partition: PartitionId,
+        f: impl FnOnce(&mut OwnerIsr) -> T,
+    ) -> Option<T> {
+        let config = cluster.committed.as_ref()?;
+        let assignment = config.assignment(partition)?;
+        let me = cluster.member_id();
+        if assignment.owner.as_ref() != Some(&me) {
+            return None;
+        }
+        // A poisoned lock means a panic mid-update elsewhere: the map is
+        // still consistent (each update is one assignment), so go on.
+        let mut trackers = self.trackers.lock().unwrap_or_else(|p| p.into_inner());
+        let tracker = trackers
+            .entry(partition)
+            .and_modify(|t| {
+                if t.epoch() != assignment.epoch {
+                    *t = OwnerIsr::new(partition, me.clone(), assignment);
+                }
+            })
+            .or_insert_with(|| OwnerIsr::new(partition, me.clone(), assignment));
+        tracker.observe(assignment);
+        Some(f(tracker))
+    }
+
+    fn member(cluster: &ClusterState, name: &eddy_cluster::NodeId) -> Option<MemberId> {
+        let config = cluster.committed.as_ref()?;
+        config.member_named(name).map(|m| m.id.clone())
+    }
+
+    /// A backup confirmed `partition` through `through`: proposes its
+    /// entry into the ISR when due.
+    fn note(
+        &self,
+        cluster: &ClusterState,
+        partition: PartitionId,
+        member: &MemberId,
+        through: Seq,
+    ) {
+        let expand = self
+            .with(cluster, partition, |t| t.confirmed(member, through))
+            .flatten();
+        if let Some(command) = expand {
+            metrics::counter!("eddy_isr_expansions_proposed_total").increment(1);
+            self.propose_in_background(partition, command);
+        }
+    }
+
+    /// Proposes `command` without waiting; its committed outcome updates
+    /// the partition's tracker as soon as a voter reports it.
+    fn propose_in_background(&self, partition: PartitionId, command: Command) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Some(assignment) = this.control.propose_isr(command, COMMIT_WAIT, false).await {
+                this.adopt(partition, &assignment);
+            }
+        });
+    }
+
+    /// A committed assignment a voter reported, possibly ahead of this
+    /// node's own view of the configuration (it may be cut off from the
+    /// leader, which is when this matters).
+    fn adopt(&self, partition: PartitionId, assignment: &eddy_control::Assignment) {
+        let mut trackers = self.trackers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tracker) = trackers.get_mut(&partition) {
+            tracker.observe(assignment);
+        }
+    }
+
+    /// Answers not waited for (backups outside the ISR, the owner's
+    /// periodic check): confirmations move backups toward the ISR; a
+    /// backup that failed gets a snapshot. Returns the partitions whose
+    /// needed backup failed. No shrink is proposed here: one slow answer
+    /// is no reason to drop a replica (a busy disk at start made every
+    /// node shrink every ISR); the next write that needs it decides.
+    pub fn settled(
+        &self,
+        cluster: &ClusterState,
+        backup: &NodeId,
+        parts: &[(PartitionId, Seq)],
+        failed: &[(PartitionId, AckFailure)],
+    ) -> Vec<PartitionId> {
+        let Some(member) = Self::member(cluster, backup) else {
+            return Vec::new();
+        };
+        let mut needed = Vec::new();
+        for &(partition, through) in parts {
+            if !failed.iter().any(|(p, _)| *p == partition) {
+                self.note(cluster, partition, &member, through);
+                continue;
+            }
+            self.resync(partition, backup);
+            if self
+                .with(cluster, partition, |t| t.is_required(&member))
+                .unwrap_or(false)
+            {
+                needed.push(partition);
+            }
+        }
+        needed
+    }
+
+    /// Waits for the answers the write needs and decides each partition.
+    pub async fn confirm(
+        &self,
+        cluster: watch_cluster::Receiver,
+        acks: Vec<ReplicaAck>,
+    ) -> Vec<Outcome> {
+        let state = cluster.borrow().clone();
+        let mut positions: BTreeMap<PartitionId, Seq> = BTreeMap::new();
+        let mut needed = Vec::new();
+        for ack in acks {
+            for (partition, through) in &ack.parts {
+                let at = positions.entry(*partition).or_default();
+                *at = (*at).max(*through);
+            }
+            let Some(member) = Self::member(&state, &ack.backup) else {
+                continue;
+            };
+            let required = ack.parts.iter().any(|(p, _)| {
+                self.with(&state, *p, |t| t.is_required(&member))
+                    .unwrap_or(false)
+            });
+            if required {
+                needed.push((member, ack));
+            } else {
+                let this = self.clone();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let (parts, backup) = (ack.parts.clone(), ack.backup.clone());
+                    let failed = settle_ack(ack).await;
+                    this.settled(&state, &backup, &parts, &failed);
+                });
+            }
+        }
+        let answers = join_all(needed.into_iter().map(|(member, ack)| async move {
+            let (parts, backup) = (ack.parts.clone(), ack.backup.clone());
+            (member, backup, parts, settle_ack(ack).await)
+        }))
+        .await;
+        let mut confirmed: BTreeMap<PartitionId, BTreeSet<MemberId>> = BTreeMap::new();
+        let mut outcomes = Vec::new();
+        for (member, backup, parts, failed) in answers {
+            for (partition, failure) in &failed {
+                match failure {
+                    AckFailure::Stale => outcomes.push(Outcome::Deposed(*partition)),
+                    _ => self.resync(*partition, &backup),
+                }
+            }
+            for (partition, through) in parts {
+                if !failed.iter().any(|(p, _)| *p == partition) {
+                    self.note(&state, partition, &member, through);
+                    confirmed
+                        .entry(partition)
+                        .or_default()
+                        .insert(member.clone());
+                }
+            }
+        }
+        if !outcomes.is_empty() {
+            return outcomes;
+        }
+        let decisions = positions.into_iter().map(|(partition, position)| {
+            let confirmed = confirmed.remove(&partition).unwrap_or_default();
+            self.decide(cluster.clone(), partition, position, confirmed)
+        });
+        join_all(decisions).await
+    }
+
+    /// Decides one partition, shrinking its ISR through the controller
+    /// when a needed backup did not confirm.
+    async fn decide(
+        &self,
+        cluster: watch_cluster::Receiver,
+        partition: PartitionId,
+        position: Seq,
+        confirmed: BTreeSet<MemberId>,
+    ) -> Outcome {
+        let mut proposed = 0;
+        loop {
+            let state = cluster.borrow().clone();
+            let decision = self.with(&state, partition, |t| t.decide(position, &confirmed));
+            let (shrink, dropped) = match decision {
+                None | Some(Decision::Deposed) => return Outcome::Deposed(partition),
+                Some(Decision::Ack) => return Outcome::Ack,
+                Some(Decision::Shrink { shrink, dropped }) => (shrink, dropped),
+            };
+            if proposed == MAX_PROPOSALS {
+                return Outcome::Failed(IngressError::Unavailable(format!(
+                    "partition {}: backups {} did not confirm and the controller did not commit an ISR without them",
+                    partition.0,
+                    names(&dropped)
+                )));
+            }
+            tracing::debug!(partition = partition.0, dropped = %names(&dropped), "shrinking the ISR before acknowledging");
+            metrics::counter!("eddy_isr_shrinks_proposed_total").increment(1);
+            proposed += 1;
+            match self.control.propose_isr(shrink, COMMIT_WAIT, true).await {
+                Some(assignment) => self.adopt(partition, &assignment),
+                None => {
+                    return Outcome::Failed(IngressError::Unavailable(format!(
+                        "partition {}: backups {} did not confirm, and no ISR without them was committed within {COMMIT_WAIT:?} (is a majority of the controller's voters reachable?)",
+                        partition.0,
+                        names(&dropped)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn names(members: &[MemberId]) -> String {
+    members
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The cluster watch, named for this module's signatures.
+mod watch_cluster {
+    /// Receiver of the published cluster state.
+    pub type Receiver = tokio::sync::watch::Receiver<std::sync::Arc<crate::cluster::ClusterState>>;
+}
