@@ -1,4 +1,4 @@
-//! One TCP connection carrying pipelined request/answer frames
+//! One TCP (or TLS) connection carrying pipelined request/answer frames
 //! (`eddy_core::wire`): many requests in flight, answers matched by request
 //! id. Shared by [`crate::Client`] (client protocol) and the node's peer links
 //! (peer protocol), which differ only in their message types.
@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use eddy_core::wire::{WireError, decode_frame};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::ClientError;
@@ -28,6 +26,37 @@ pub trait Answer: DeserializeOwned + Send + 'static {
 
 type Waiters<A> = Arc<Mutex<HashMap<u64, oneshot::Sender<A>>>>;
 
+/// A connection a pipeline can run on: split into a reading and a writing
+/// half that two tasks own.
+pub trait Transport: Send + 'static {
+    /// The reading half.
+    type Read: AsyncRead + Send + Unpin + 'static;
+    /// The writing half.
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    /// Splits the connection.
+    fn into_halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Transport for tokio::net::TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Owned halves: no lock between reader and writer on plain TCP.
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Transport for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+
+    /// One TLS session serves both directions, so the halves share it.
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
 /// The sending half of a pipelined connection; the reader and writer run as
 /// tasks that end when the connection does.
 pub struct Pipeline<A: Answer> {
@@ -35,6 +64,9 @@ pub struct Pipeline<A: Answer> {
     waiters: Waiters<A>,
     /// Set by the reader when the connection ended: nothing will be answered.
     ended: Arc<AtomicBool>,
+    /// Set by the reader when the other side answered with TLS records:
+    /// requests then fail with [`ClientError::NeedsTls`], not `Closed`.
+    spoke_tls: Arc<AtomicBool>,
     next_id: AtomicU64,
     in_flight: Arc<Semaphore>,
 }
@@ -44,13 +76,13 @@ impl<A: Answer> Pipeline<A> {
     /// wait for answers. Unsolicited messages go to `unsolicited` (dropped
     /// when it is `None`); when it is full the reader waits, so a slow
     /// consumer slows the connection down instead of losing messages.
-    pub fn start(
-        stream: TcpStream,
+    pub fn start<S: Transport>(
+        stream: S,
         max_frame_bytes: usize,
         max_in_flight: usize,
         unsolicited: Option<mpsc::Sender<A>>,
     ) -> Pipeline<A> {
-        let (reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_halves();
         let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(max_in_flight.max(1));
         let waiters: Waiters<A> = Arc::default();
         tokio::spawn(async move {
@@ -61,17 +93,19 @@ impl<A: Answer> Pipeline<A> {
             }
         });
         let ended = Arc::new(AtomicBool::new(false));
+        let spoke_tls = Arc::new(AtomicBool::new(false));
         tokio::spawn(read_loop(
             reader,
             max_frame_bytes,
             waiters.clone(),
             unsolicited,
-            ended.clone(),
+            (ended.clone(), spoke_tls.clone()),
         ));
         Pipeline {
             frames,
             waiters,
             ended,
+            spoke_tls,
             next_id: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
@@ -119,6 +153,7 @@ impl<A: Answer> Pipeline<A> {
         }
         Ok(Pending {
             answer: rx,
+            spoke_tls: self.spoke_tls.clone(),
             _permit: permit,
         })
     }
@@ -147,22 +182,30 @@ impl<A: Answer> Pipeline<A> {
 /// its in-flight slot until then.
 pub struct Pending<A> {
     answer: oneshot::Receiver<A>,
+    spoke_tls: Arc<AtomicBool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<A> Pending<A> {
     /// The answer; [`ClientError::Closed`] if the connection ended first.
     pub async fn answer(self) -> Result<A, ClientError> {
-        self.answer.await.map_err(|_| ClientError::Closed)
+        let spoke_tls = self.spoke_tls;
+        self.answer.await.map_err(|_| {
+            if spoke_tls.load(Ordering::Acquire) {
+                ClientError::NeedsTls
+            } else {
+                ClientError::Closed
+            }
+        })
     }
 }
 
-async fn read_loop<A: Answer>(
-    mut reader: OwnedReadHalf,
+async fn read_loop<A: Answer, R: AsyncRead + Unpin>(
+    mut reader: R,
     max_frame_bytes: usize,
     waiters: Waiters<A>,
     unsolicited: Option<mpsc::Sender<A>>,
-    ended: Arc<AtomicBool>,
+    (ended, spoke_tls): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) {
     // Dropping the waiters' senders tells every caller: Closed. Every exit
     // of this loop ends the connection.
@@ -201,6 +244,12 @@ async fn read_loop<A: Answer>(
                     }
                 }
                 Ok(None) => break,
+                Err(err) if crate::tls::looks_like_tls(&buf) => {
+                    tracing::debug!(%err, "the other side answered with TLS records");
+                    spoke_tls.store(true, Ordering::Release);
+                    fail_all(&waiters);
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(%err, "bad frame from the other side; closing");
                     fail_all(&waiters);
