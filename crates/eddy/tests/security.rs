@@ -225,10 +225,14 @@ fn strangers_without_a_certificate_of_the_cluster_or_its_gossip_key_never_join()
     let other = dir.join("other-ca");
     make_ca(&other);
     make_node_cert(&other, "node-4", &other);
+    // (Its HTTPS port shows the other CA's certificate: trust that to see
+    // it ready, then the cluster's again.)
+    trust_ca(&other.join("ca.pem"));
     let with_key = start(
         &secure_sets("node-4", &other, &other, Some(&key)),
         Some(&nodes[0]),
     );
+    trust_ca(&dir.join("ca.pem"));
     // node-5 has a certificate of the cluster but the wrong gossip key.
     make_node_cert(&dir, "node-5", &dir);
     let wrong_key = dir.join("wrong.key");
