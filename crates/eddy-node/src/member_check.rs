@@ -76,15 +76,17 @@ impl MemberCheck {
     }
 
     /// Starts checks of live members not admitted yet (except `local`),
-    /// and forgets identities no longer live. Returns when the next retry
-    /// is due, if any.
+    /// and forgets identities no longer in the view (an admitted member
+    /// that is down stays admitted, so it is shown down, not hidden).
+    /// Returns when the next retry is due, if any.
     pub fn start(&mut self, members: &[MemberEntry], local: &NodeId) -> Option<Instant> {
+        let known: BTreeSet<Checked> = members.iter().map(|m| key(&m.identity)).collect();
         let live: BTreeSet<Checked> = members
             .iter()
             .filter(|m| m.status.is_live() && m.identity.name != *local)
             .map(|m| key(&m.identity))
             .collect();
-        self.admitted.retain(|k| live.contains(k));
+        self.admitted.retain(|k| known.contains(k));
         self.retry_at.retain(|k, _| live.contains(k));
         let now = Instant::now();
         for member in members.iter().filter(|m| live.contains(&key(&m.identity))) {

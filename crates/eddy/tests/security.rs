@@ -208,6 +208,18 @@ fn a_secured_cluster_acknowledges_writes_over_https_and_the_binary_port_with_tls
         String::from_utf8_lossy(&sent.stderr)
     );
     assert_eq!(events_of(&nodes[0], "account", "acct-9"), Some(1));
+
+    // A verified member that dies is shown down, not hidden.
+    let mut nodes = nodes;
+    nodes[2].kill();
+    wait_until("node-3 shown down", || {
+        let (_, body, _) = get(&nodes[0].url("/v1/cluster"));
+        json(&body)["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["name"] == "node-3" && m["status"] == "down")
+    });
 }
 
 #[test]
