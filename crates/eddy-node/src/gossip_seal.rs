@@ -11,6 +11,10 @@
 //! and opened with either, so a cluster rolls to a new key in two restarts
 //! per node (see docs/SECURITY.md, "Rotating the gossip key").
 //!
+//! The seal adds [`SEAL_OVERHEAD`] (29) bytes: foca's 1400-byte datagrams
+//! become 1429, still inside a 1500-byte Ethernet MTU with IP and UDP
+//! headers.
+//!
 //! The key id is derived from the key (the first byte of its SHA-256), so
 //! nodes agree on it without configuring it; a datagram whose id matches no
 //! key is refused at once, and two keys sharing an id are both tried.
