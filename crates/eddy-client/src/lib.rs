@@ -30,10 +30,12 @@ use tokio::sync::mpsc;
 mod batcher;
 pub mod pipeline;
 mod routed;
+pub mod tls;
 
 pub use batcher::{Batcher, SendError};
-pub use pipeline::{Answer, Link, Pending, Pipeline};
+pub use pipeline::{Answer, Link, Pending, Pipeline, Transport};
 pub use routed::RoutedClient;
+pub use tls::{ClientTls, TlsError};
 
 /// A request failed.
 #[derive(Debug, Error)]
@@ -45,6 +47,10 @@ pub enum ClientError {
     /// The connection closed before the answer came.
     #[error("connection closed before the answer")]
     Closed,
+    /// The node answered with TLS: its port needs a TLS connection (a
+    /// client configured with its CA). Nothing was applied.
+    #[error("the node speaks TLS on this port; connect with its CA (--ca or EDDY_CA)")]
+    NeedsTls,
     /// The node refused the request as a whole; nothing was applied.
     #[error("refused ({code:?}): {message}")]
     Rejected {
@@ -90,8 +96,8 @@ pub struct Ack {
     pub misrouted: u32,
 }
 
-/// Client limits.
-#[derive(Debug, Clone, Copy)]
+/// Client limits and transport.
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Requests in flight at once; further callers wait.
     pub max_in_flight: usize,
@@ -99,6 +105,9 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// Alerts buffered for [`Client::subscribe`] before the reader waits.
     pub alert_buffer: usize,
+    /// TLS to nodes whose binary port has it (`tls_cert` set); `None`
+    /// speaks plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -107,6 +116,7 @@ impl Default for ClientConfig {
             max_in_flight: 256,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             alert_buffer: 4096,
+            tls: None,
         }
     }
 }
@@ -152,13 +162,22 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (alert_tx, alert_rx) = mpsc::channel(config.alert_buffer.max(1));
-        Ok(Client {
-            pipeline: Pipeline::start(
+        let pipeline = match &config.tls {
+            Some(tls) => Pipeline::start(
+                tls.connect(stream).await?,
+                config.max_frame_bytes,
+                config.max_in_flight,
+                Some(alert_tx),
+            ),
+            None => Pipeline::start(
                 stream,
                 config.max_frame_bytes,
                 config.max_in_flight,
                 Some(alert_tx),
             ),
+        };
+        Ok(Client {
+            pipeline,
             alerts: Mutex::new(Some(alert_rx)),
         })
     }

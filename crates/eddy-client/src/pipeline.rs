@@ -1,4 +1,4 @@
-//! One TCP connection carrying pipelined request/answer frames
+//! One TCP (or TLS) connection carrying pipelined request/answer frames
 //! (`eddy_core::wire`): many requests in flight, answers matched by request
 //! id. Shared by [`crate::Client`] (client protocol) and the node's peer links
 //! (peer protocol), which differ only in their message types.
@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use eddy_core::wire::{WireError, decode_frame};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::ClientError;
@@ -29,6 +27,37 @@ pub trait Answer: DeserializeOwned + Send + 'static {
 
 type Waiters<A> = Arc<Mutex<HashMap<u64, oneshot::Sender<A>>>>;
 
+/// A connection a pipeline can run on: split into a reading and a writing
+/// half that two tasks own.
+pub trait Transport: Send + 'static {
+    /// The reading half.
+    type Read: AsyncRead + Send + Unpin + 'static;
+    /// The writing half.
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    /// Splits the connection.
+    fn into_halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Transport for tokio::net::TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Owned halves: no lock between reader and writer on plain TCP.
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Transport for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+
+    /// One TLS session serves both directions, so the halves share it.
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
 /// The sending half of a pipelined connection; the reader and writer run as
 /// tasks that end when the connection does.
 pub struct Pipeline<A: Answer> {
@@ -36,6 +65,9 @@ pub struct Pipeline<A: Answer> {
     waiters: Waiters<A>,
     /// Set by the reader when the connection ended: nothing will be answered.
     ended: Arc<AtomicBool>,
+    /// Set by the reader when the other side answered with TLS records:
+    /// requests then fail with [`ClientError::NeedsTls`], not `Closed`.
+    spoke_tls: Arc<AtomicBool>,
     next_id: AtomicU64,
     in_flight: Arc<Semaphore>,
     link: Link,
@@ -91,13 +123,13 @@ impl<A: Answer> Pipeline<A> {
     /// wait for answers. Unsolicited messages go to `unsolicited` (dropped
     /// when it is `None`); when it is full the reader waits, so a slow
     /// consumer slows the connection down instead of losing messages.
-    pub fn start(
-        stream: TcpStream,
+    pub fn start<S: Transport>(
+        stream: S,
         max_frame_bytes: usize,
         max_in_flight: usize,
         unsolicited: Option<mpsc::Sender<A>>,
     ) -> Pipeline<A> {
-        let (reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_halves();
         let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(max_in_flight.max(1));
         let waiters: Waiters<A> = Arc::default();
         tokio::spawn(async move {
@@ -110,12 +142,13 @@ impl<A: Answer> Pipeline<A> {
         let ended = Arc::new(AtomicBool::new(false));
         let opened = std::time::Instant::now();
         let heard = Arc::new(AtomicU64::new(0));
+        let spoke_tls = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_loop(
             reader,
             max_frame_bytes,
             waiters.clone(),
             unsolicited,
-            ended.clone(),
+            (ended.clone(), spoke_tls.clone()),
             (opened, heard.clone()),
         ))
         .abort_handle();
@@ -137,6 +170,7 @@ impl<A: Answer> Pipeline<A> {
                 },
             },
             ended,
+            spoke_tls,
             next_id: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
@@ -184,6 +218,7 @@ impl<A: Answer> Pipeline<A> {
         }
         Ok(Pending {
             answer: rx,
+            spoke_tls: self.spoke_tls.clone(),
             _permit: permit,
             link: self.link.clone(),
         })
@@ -223,6 +258,7 @@ impl<A: Answer> Pipeline<A> {
         }
         Ok(Pending {
             answer: rx,
+            spoke_tls: self.spoke_tls.clone(),
             _permit: permit,
             link: self.link.clone(),
         })
@@ -264,6 +300,7 @@ impl<A: Answer> Pipeline<A> {
 /// its in-flight slot until then.
 pub struct Pending<A> {
     answer: oneshot::Receiver<A>,
+    spoke_tls: Arc<AtomicBool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
     link: Link,
 }
@@ -277,16 +314,23 @@ impl<A> Pending<A> {
 
     /// The answer; [`ClientError::Closed`] if the connection ended first.
     pub async fn answer(self) -> Result<A, ClientError> {
-        self.answer.await.map_err(|_| ClientError::Closed)
+        let spoke_tls = self.spoke_tls;
+        self.answer.await.map_err(|_| {
+            if spoke_tls.load(Ordering::Acquire) {
+                ClientError::NeedsTls
+            } else {
+                ClientError::Closed
+            }
+        })
     }
 }
 
-async fn read_loop<A: Answer>(
-    mut reader: OwnedReadHalf,
+async fn read_loop<A: Answer, R: AsyncRead + Unpin>(
+    mut reader: R,
     max_frame_bytes: usize,
     waiters: Waiters<A>,
     unsolicited: Option<mpsc::Sender<A>>,
-    ended: Arc<AtomicBool>,
+    (ended, spoke_tls): (Arc<AtomicBool>, Arc<AtomicBool>),
     (opened, heard): (std::time::Instant, Arc<AtomicU64>),
 ) {
     // Dropping the waiters' senders tells every caller: Closed. Every exit
@@ -326,6 +370,12 @@ async fn read_loop<A: Answer>(
                     }
                 }
                 Ok(None) => break,
+                Err(err) if crate::tls::looks_like_tls(&buf) => {
+                    tracing::debug!(%err, "the other side answered with TLS records");
+                    spoke_tls.store(true, Ordering::Release);
+                    fail_all(&waiters);
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(%err, "bad frame from the other side; closing");
                     fail_all(&waiters);

@@ -204,6 +204,12 @@ pub struct DriverConfig {
     /// With a controller: the committed configuration, which then decides
     /// the placement.
     pub committed: Option<watch::Receiver<Committed>>,
+    /// Seals every datagram with the cluster's gossip key
+    /// (`gossip_key_file`); `None`: plain gossip.
+    pub seal: Option<crate::gossip_seal::GossipSeal>,
+    /// With TLS: members count once their certificate is verified
+    /// ([`crate::member_check`]); `None`: every live member counts.
+    pub check: Option<crate::member_check::MemberCheck>,
 }
 
 /// Milliseconds since the driver's start: the membership clock. Monotonic,
@@ -317,6 +323,9 @@ impl Cluster {
             remember: config.remember,
             unsaved: None,
             ring: RingCache::default(),
+            seal: config.seal,
+            check: config.check,
+            check_retry: None,
         };
         let task = tokio::spawn(driver.run(leave_rx, config.committed));
         Ok(Cluster {
@@ -365,6 +374,23 @@ struct Driver {
     /// a node that joined with a new `data_dir` was left without the file).
     unsaved: Option<tokio::time::Instant>,
     ring: RingCache,
+    /// The gossip key: datagrams that do not open with it never reach the
+    /// membership (a stranger can neither join nor forge members).
+    seal: Option<crate::gossip_seal::GossipSeal>,
+    /// Certificate checks of members (with TLS).
+    check: Option<crate::member_check::MemberCheck>,
+    /// When failed checks are tried again.
+    check_retry: Option<tokio::time::Instant>,
+}
+
+/// The next finished member check; never, without checks.
+async fn next_check(
+    check: &mut Option<crate::member_check::MemberCheck>,
+) -> Option<crate::member_check::Outcome> {
+    match check {
+        Some(check) => check.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -400,6 +426,13 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let check_retry = self.check_retry;
+            let retry_checks = async {
+                match check_retry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let unsaved = self.unsaved;
             let retry_save = async {
                 match unsaved {
@@ -410,12 +443,7 @@ impl Driver {
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((_, from)) if !self.faults.gossip_in(from) => {}
-                    Ok((len, from)) => {
-                        let now = self.clock.now();
-                        if let Err(err) = self.membership.handle_datagram(&buf[..len], now) {
-                            self.bad_datagram(from, &err);
-                        }
-                    }
+                    Ok((len, from)) => self.received(from, len, &mut buf),
                     Err(err) => tracing::debug!(%err, "gossip receive failed"),
                 },
                 () = timer_due => {
@@ -443,6 +471,17 @@ impl Driver {
                     // The controller stopped: the placement stays as it is.
                     _ => committed = None,
                 },
+                Some(outcome) = next_check(&mut self.check) => {
+                    let admitted = self.check.as_mut().is_some_and(|c| c.record(outcome));
+                    if admitted {
+                        self.members_changed();
+                    }
+                    self.start_checks();
+                }
+                () = retry_checks => {
+                    self.check_retry = None;
+                    self.start_checks();
+                }
                 () = self.forget.notified() => self.forget_down(),
                 () = retry_save => self.retry_save(),
                 _ = &mut leave => {
@@ -460,7 +499,23 @@ impl Driver {
         }
     }
 
-    fn bad_datagram(&mut self, from: SocketAddr, err: &eddy_cluster::MembershipError) {
+    /// Hands a received datagram (`buf[..len]`) to the membership, opening
+    /// it first when gossip is sealed.
+    fn received(&mut self, from: SocketAddr, len: usize, buf: &mut [u8]) {
+        let payload = match &self.seal {
+            Some(seal) => match seal.open(&mut buf[..len]) {
+                Ok(payload) => payload,
+                Err(err) => return self.bad_datagram(from, &err),
+            },
+            None => &buf[..len],
+        };
+        let now = self.clock.now();
+        if let Err(err) = self.membership.handle_datagram(payload, now) {
+            self.bad_datagram(from, &err);
+        }
+    }
+
+    fn bad_datagram(&mut self, from: SocketAddr, err: &dyn std::fmt::Display) {
         metrics::counter!("eddy_gossip_bad_datagrams_total").increment(1);
         if self.bad_sources.len() < MAX_LOGGED_BAD_SOURCES && self.bad_sources.insert(from) {
             tracing::warn!(%from, %err, "dropped a datagram on the gossip port (further ones from this source are only counted)");
@@ -475,7 +530,21 @@ impl Driver {
             if !self.faults.gossip_out(datagram.to) {
                 continue;
             }
-            if let Err(err) = self.socket.send_to(&datagram.bytes, datagram.to).await {
+            let sealed;
+            let bytes = match &self.seal {
+                Some(seal) => match seal.seal(&datagram.bytes) {
+                    Ok(bytes) => {
+                        sealed = bytes;
+                        &sealed
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "gossip datagram not sent");
+                        continue;
+                    }
+                },
+                None => &datagram.bytes,
+            };
+            if let Err(err) = self.socket.send_to(bytes, datagram.to).await {
                 tracing::debug!(to = %datagram.to, %err, "gossip send failed");
             }
         }
@@ -521,11 +590,44 @@ impl Driver {
             }
         }
         if changed {
-            self.publish_members();
-            if self.settle_at.is_none() {
-                self.settle_at = Some(tokio::time::Instant::now() + self.settle);
-            }
+            self.start_checks();
+            self.members_changed();
         }
+    }
+
+    /// Publishes the members and schedules the table's recomputation.
+    fn members_changed(&mut self) {
+        self.publish_members();
+        if self.settle_at.is_none() {
+            self.settle_at = Some(tokio::time::Instant::now() + self.settle);
+        }
+    }
+
+    /// Starts certificate checks of live members not admitted yet.
+    fn start_checks(&mut self) {
+        let Some(check) = &mut self.check else {
+            return;
+        };
+        let members: Vec<MemberEntry> = self.membership.view().iter().cloned().collect();
+        self.check_retry = check.start(&members, &self.membership.identity().name);
+    }
+
+    /// Whether a member counts: this node, any member without TLS, a
+    /// member whose certificate was verified with it.
+    fn admitted(&self, identity: &NodeIdentity) -> bool {
+        self.check.as_ref().is_none_or(|check| {
+            identity.name == self.membership.identity().name || check.admitted(identity)
+        })
+    }
+
+    /// Live members that count, sorted by name: the table's input.
+    fn live_admitted(&self) -> Vec<eddy_cluster::NodeId> {
+        self.membership
+            .view()
+            .iter()
+            .filter(|m| m.status.is_live() && self.admitted(&m.identity))
+            .map(|m| m.identity.name.clone())
+            .collect()
     }
 
     /// `POST /v1/admin/forget-down`: the operator says the members down now
@@ -551,9 +653,7 @@ impl Driver {
         let remembered = Remembered {
             stable_members: members,
             members: self
-                .membership
-                .view()
-                .live_nodes()
+                .live_admitted()
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
@@ -605,7 +705,11 @@ impl Driver {
     fn publish_members(&mut self) {
         let before = self.publish.borrow().live_count();
         let view = self.membership.view();
-        let members: Vec<MemberEntry> = view.iter().cloned().collect();
+        let members: Vec<MemberEntry> = view
+            .iter()
+            .filter(|m| self.admitted(&m.identity))
+            .cloned()
+            .collect();
         let version = view.version();
         let local = self.membership.identity().clone();
         // The base rises with the live count in the same publication: when
@@ -701,7 +805,7 @@ impl Driver {
             // who can be reached.
             return;
         }
-        let live = self.membership.view().live_nodes();
+        let live = self.live_admitted();
         let mut next = self.publish.borrow().as_ref().clone();
         let moves = next.placement.update(&live);
         if moves.is_empty() {

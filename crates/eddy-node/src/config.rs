@@ -129,6 +129,17 @@ pub struct NodeConfig {
     /// The controller's logical clock: a Raft tick every this many ms
     /// (elections after 10–20 ticks without a leader, heartbeats every 2).
     pub controller_tick_ms: u64,
+    /// TLS (docs/SECURITY.md): PEM file of the cluster CA. With `tls_cert`
+    /// and `tls_key` (all three or none): mutual TLS on the peer port, TLS
+    /// on the HTTP and binary ports. None: plain TCP.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// This node's certificate, signed by `tls_ca`, naming its IP addresses.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// This node's private key (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// File of the gossip key (the current one, then the previous one during
+    /// a rotation); every gossip datagram is sealed with it. None: plain.
+    pub gossip_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -170,6 +181,10 @@ impl Default for NodeConfig {
             log_format: LogFormat::Human,
             voters: Vec::new(),
             controller_tick_ms: 100,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            gossip_key_file: None,
         }
     }
 }
@@ -381,7 +396,24 @@ impl NodeConfig {
                 )));
             }
         }
-        self.validate_voters()
+        self.validate_voters()?;
+        self.tls_files().map(drop)
+    }
+
+    /// The TLS files when all three `tls_*` keys are set; an error when only
+    /// some are (a half-configured node would silently speak plaintext).
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            _ => Err(ConfigError::Invalid(
+                "tls_ca, tls_cert and tls_key: set all three (TLS) or none (plain TCP)".into(),
+            )),
+        }
     }
 
     /// `voters`: 1, 3 or 5 distinct names; a voter keeps its Raft log, so
@@ -601,6 +633,23 @@ mod tests {
             .expect_err("bad value")
             .to_string();
         assert!(err.contains("EDDY_TICK_MS"), "{err}");
+    }
+
+    #[test]
+    fn tls_takes_all_three_files_or_none() {
+        assert!(load(None, &[], &[]).unwrap().tls_files().unwrap().is_none());
+        let err = load(None, &[], &["tls_ca=\"ca.pem\""])
+            .expect_err("only the CA")
+            .to_string();
+        assert!(err.contains("all three"), "{err}");
+        let config = load(
+            None,
+            &[("EDDY_TLS_CA", "ca.pem"), ("EDDY_TLS_CERT", "n.pem")],
+            &["tls_key=\"n.key\""],
+        )
+        .expect("all three");
+        let files = config.tls_files().unwrap().expect("tls");
+        assert_eq!(files.key, std::path::PathBuf::from("n.key"));
     }
 
     #[test]

@@ -29,10 +29,16 @@ use std::time::Duration;
 use eddy_core::wire::{WireError, decode_frame, encode_frame};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::tls::Conn;
+
+/// The reading half of a connection, TLS or not.
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection, TLS or not.
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Bounds of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +107,7 @@ pub struct Answers<A> {
 
 /// A connection's reading half with bytes already read past the last frame.
 pub struct FrameReader {
-    reader: OwnedReadHalf,
+    reader: ReadHalf,
     buf: Vec<u8>,
     chunk: Vec<u8>,
     max_frame_bytes: usize,
@@ -124,11 +130,7 @@ const IDLE_BUFFER_BYTES: usize = 64 * 1024;
 
 impl FrameReader {
     /// Wraps the reading half of a connection.
-    pub fn new(
-        reader: OwnedReadHalf,
-        limits: &FrameLimits,
-        budget: Arc<FrameBudget>,
-    ) -> FrameReader {
+    pub fn new(reader: ReadHalf, limits: &FrameLimits, budget: Arc<FrameBudget>) -> FrameReader {
         FrameReader {
             reader,
             buf: Vec::with_capacity(IDLE_BUFFER_BYTES),
@@ -208,7 +210,7 @@ impl FrameReader {
 /// decoded is handed to `handler` in its own task.
 pub async fn serve<R, A, H, F>(
     mut reader: FrameReader,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
     peer: SocketAddr,
     limits: FrameLimits,
     what: &'static str,
@@ -264,7 +266,7 @@ pub async fn serve<R, A, H, F>(
     let _ = writer_task.await;
 }
 
-async fn write_loop<A: ServerAnswer>(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<A>) {
+async fn write_loop<A: ServerAnswer>(mut writer: WriteHalf, mut queue: mpsc::Receiver<A>) {
     let mut out = Vec::new();
     while let Some(first) = queue.recv().await {
         out.clear();
@@ -314,14 +316,23 @@ pub async fn accept<F, Fut>(
     }
 }
 
-/// Splits an accepted stream into a frame reader and a writer.
+/// Splits an accepted connection into a frame reader and a writer.
 pub fn split(
-    stream: TcpStream,
+    conn: Conn,
     limits: &FrameLimits,
     budget: Arc<FrameBudget>,
-) -> (FrameReader, OwnedWriteHalf) {
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+) -> (FrameReader, WriteHalf) {
+    let (reader, writer): (ReadHalf, WriteHalf) = match conn {
+        // Owned halves: no lock between reader and writer on plain TCP.
+        Conn::Plain(stream) => {
+            let (reader, writer) = stream.into_split();
+            (Box::new(reader), Box::new(writer))
+        }
+        Conn::Tls(stream) => {
+            let (reader, writer) = tokio::io::split(*stream);
+            (Box::new(reader), Box::new(writer))
+        }
+    };
     (FrameReader::new(reader, limits, budget), writer)
 }
 

@@ -11,6 +11,9 @@
 //!   a slower body fails to read (the handler answers 400) and the
 //!   connection closes, since its unread rest cannot be skipped.
 //!
+//! - With TLS configured, each connection's handshake runs in its own task
+//!   within `header_timeout` (see [`crate::tls`]).
+//!
 //! Shutdown stops accepting, asks every connection to finish its current
 //! request and close, and waits for them.
 
@@ -42,11 +45,13 @@ pub struct HttpLimits {
     pub caps: ConnectionCaps,
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+/// Serves `app` on `listener` until `shutdown` turns true; HTTPS when `tls`
+/// is given.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
     let app = app.layer(axum::middleware::map_request_with_state(
@@ -57,13 +62,20 @@ pub async fn serve(
     // Every connection task holds a sender; when the last is dropped, `recv`
     // answers `None` and shutdown is complete. Nothing is ever sent.
     let (open_tx, mut all_closed) = mpsc::channel::<()>(1);
-    while let Some((stream, _from, admission)) =
+    while let Some((stream, from, admission)) =
         crate::gate::next_connection(&listener, &gate, &mut shutdown).await
     {
         let service = TowerToHyperService::new(app.clone());
         let mut stop = shutdown.clone();
         let open = open_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let Some(stream) =
+                crate::tls::Conn::accept(stream, tls.as_ref(), from, "http", limits.header_timeout)
+                    .await
+            else {
+                return;
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -30,6 +30,9 @@
 //!   [`storage`]: the optional on-disk copy, written by the [`writer`]
 //!   thread with group commit (docs/PROTOCOL.md explains the replication
 //!   protocol).
+//! - [`tls`], [`gossip_seal`], [`member_check`]: TLS on the TCP ports
+//!   (mutual on the peer port), sealed gossip, and admitting members by
+//!   certificate (docs/SECURITY.md).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -46,6 +49,7 @@ pub mod dashboard;
 pub mod faults;
 pub mod framed;
 pub mod gate;
+pub mod gossip_seal;
 pub mod history;
 pub mod http;
 pub mod http_serve;
@@ -53,6 +57,7 @@ pub mod incarnation;
 pub mod ingress;
 pub mod isr_acks;
 pub mod logging;
+pub mod member_check;
 pub mod metrics;
 pub mod node;
 pub mod origin;
@@ -64,6 +69,7 @@ pub mod replace_file;
 pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;
+pub mod tls;
 pub mod worker;
 pub mod writer;
 

@@ -148,7 +148,19 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_gossip_bad_datagrams_total",
         Kind::Counter,
         "",
-        "Datagrams dropped on the gossip port",
+        "Datagrams dropped on the gossip port (undecodable, or not opening with the gossip key)",
+    ),
+    (
+        "eddy_tls_handshake_failures_total",
+        Kind::Counter,
+        "port",
+        "Connections refused in the TLS handshake (a plaintext client, a certificate the cluster CA did not sign, a timeout)",
+    ),
+    (
+        "eddy_members_unverified_total",
+        Kind::Counter,
+        "",
+        "Certificate checks of a gossiped member that failed; it is not admitted until one succeeds",
     ),
     (
         "eddy_members_down_total",

@@ -50,6 +50,9 @@ pub enum NodeError {
     /// The membership driver could not start.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// The TLS files or the gossip key file could not be used.
+    #[error("{0}")]
+    Security(String),
 }
 
 /// Entry point for programs hosting behaviours:
@@ -68,6 +71,61 @@ impl Node {
 /// Collects the kinds a node hosts.
 pub struct NodeBuilder {
     registry: RegistryBuilder,
+}
+
+/// The node's TLS configurations and gossip seal from `tls_*` and
+/// `gossip_key_file` (docs/SECURITY.md); `None` for each not configured.
+fn load_security(
+    config: &NodeConfig,
+) -> Result<
+    (
+        Option<crate::tls::NodeTls>,
+        Option<crate::gossip_seal::GossipSeal>,
+    ),
+    NodeError,
+> {
+    let tls = match config
+        .tls_files()
+        .map_err(|err| NodeError::Security(err.to_string()))?
+    {
+        Some(files) => {
+            // Peers verify a node's certificate against its name.
+            if !crate::tls::is_dns_name(&config.name) {
+                return Err(NodeError::Security(format!(
+                    "name `{}`: with TLS a node name must be a DNS name (letters, digits, `-`, `.`): peers check it in the node's certificate",
+                    config.name
+                )));
+            }
+            Some(
+                crate::tls::NodeTls::load(&files)
+                    .map_err(|err| NodeError::Security(err.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let seal = match &config.gossip_key_file {
+        Some(path) => Some(
+            crate::gossip_seal::GossipSeal::from_file(path)
+                .map_err(|err| NodeError::Security(err.to_string()))?,
+        ),
+        None => None,
+    };
+    tracing::debug!(
+        tls = tls.is_some(),
+        sealed_gossip = seal.is_some(),
+        "transport security"
+    );
+    Ok((tls, seal))
+}
+
+/// What the start line says of TLS and the gossip key.
+fn security_note(config: &NodeConfig) -> &'static str {
+    match (config.tls_cert.is_some(), config.gossip_key_file.is_some()) {
+        (true, true) => ", TLS with peer certificates, sealed gossip",
+        (true, false) => ", TLS with peer certificates, gossip NOT sealed",
+        (false, true) => ", sealed gossip, no TLS",
+        (false, false) => "",
+    }
 }
 
 /// Distinguishes the actor names of nodes started in one process (tests).
@@ -91,6 +149,7 @@ impl NodeBuilder {
             .map(|i| format!("eddy-{}-{instance}-worker-{i}", config.name))
             .collect();
         let alerts = AlertHub::new(config.alert_buffer);
+        let (tls, gossip_seal) = load_security(&config)?;
         let http_listener = bind_tcp("http_addr", config.http_addr).await?;
         let tcp_listener = bind_tcp("tcp_addr", config.tcp_addr).await?;
         let peer_listener = bind_tcp("peer_addr", config.peer_addr).await?;
@@ -178,6 +237,10 @@ impl NodeBuilder {
                 remember,
                 remembered,
                 committed: controlled.then_some(committed_rx),
+                seal: gossip_seal,
+                check: tls
+                    .as_ref()
+                    .map(|tls| crate::member_check::MemberCheck::new(tls.peer_connector.clone())),
             },
         )
         .await?;
@@ -186,6 +249,7 @@ impl NodeBuilder {
             identity.params(),
             config.max_frame_bytes,
             faults.clone(),
+            tls.as_ref().map(|tls| tls.peer_connector.clone()),
         );
         let partitions_per_worker = (config.partitions as usize).div_ceil(workers).max(1);
         let partition_config = PartitionConfig {
@@ -283,8 +347,11 @@ impl NodeBuilder {
                 caps: config.connection_caps(),
                 max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
-            faults.clone(),
-            control.clone(),
+            crate::peer::Served {
+                faults: faults.clone(),
+                control: control.clone(),
+                tls: tls.as_ref().map(|tls| tls.peer_acceptor.clone()),
+            },
             shutdown_rx.clone(),
         ));
         tokio::spawn(crate::ownership::run(
@@ -307,6 +374,7 @@ impl NodeBuilder {
                 caps: config.connection_caps(),
                 max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
+            tls.as_ref().map(|tls| tls.client_acceptor.clone()),
             shutdown_rx.clone(),
         ));
         let history = Arc::new(std::sync::Mutex::new(crate::history::History::new(
@@ -330,6 +398,7 @@ impl NodeBuilder {
             http_listener,
             app,
             config.http_limits(),
+            tls.as_ref().map(|tls| tls.client_acceptor.clone()),
             shutdown_rx,
         ));
         // Serve only once partitions are taken (join, survey, takeover); the
@@ -411,8 +480,9 @@ impl NodeBuilder {
             // The one line a person starting a node needs; tools and tests
             // read the actual addresses from it (words split on spaces).
             println!(
-                "eddy node {} listening on http://{} tcp://{} gossip://{} peer://{} ({} partitions, replication_factor {}, data_dir {})",
+                "eddy node {} listening on {}://{} tcp://{} gossip://{} peer://{} ({} partitions, replication_factor {}, data_dir {}{})",
                 config.name,
+                if config.tls_cert.is_some() { "https" } else { "http" },
                 node.http_addr(),
                 node.tcp_addr(),
                 node.gossip_addr(),
@@ -423,6 +493,7 @@ impl NodeBuilder {
                     .data_dir
                     .as_deref()
                     .map_or_else(|| "none: state in memory only".into(), |d| d.display().to_string()),
+                security_note(&config),
             );
             tokio::select! {
                 () = wait_for_signal() => {}

@@ -24,7 +24,6 @@ use eddy_core::{Epoch, PartitionId, Replicated};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -219,6 +218,8 @@ pub struct PeerLinks {
     /// [`PeerLinks::start_without_waiting`]).
     connecting: Arc<Mutex<std::collections::HashSet<NodeId>>>,
     faults: Arc<crate::faults::Faults>,
+    /// Mutual TLS to peers (`tls_*` set); `None`: plain TCP.
+    tls: Option<eddy_client::ClientTls>,
 }
 
 impl PeerLinks {
@@ -228,6 +229,7 @@ impl PeerLinks {
         params: ClusterParams,
         max_frame_bytes: usize,
         faults: Arc<crate::faults::Faults>,
+        tls: Option<eddy_client::ClientTls>,
     ) -> PeerLinks {
         PeerLinks {
             local,
@@ -237,6 +239,7 @@ impl PeerLinks {
             failed: Arc::default(),
             connecting: Arc::default(),
             faults,
+            tls,
         }
     }
 
@@ -366,7 +369,21 @@ impl PeerLinks {
         let (handshake, mut greeting) = mpsc::channel(1);
         // Requests in flight on a link are bounded upstream (the ingress budget
         // of events per worker); this bound only caps a runaway.
-        let pipeline = Pipeline::start(stream, self.max_frame_bytes, 65_536, Some(handshake));
+        let pipeline = match &self.tls {
+            Some(tls) => {
+                // The peer's certificate must be signed by the cluster CA and
+                // name the member dialled; ours is checked against the CA.
+                let stream = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    tls.connect_named(stream, peer.name.as_str()),
+                )
+                .await
+                .map_err(|_| unreachable("TLS handshake timed out".into()))?
+                .map_err(|err| unreachable(format!("TLS handshake: {err}")))?;
+                Pipeline::start(stream, self.max_frame_bytes, 65_536, Some(handshake))
+            }
+            None => Pipeline::start(stream, self.max_frame_bytes, 65_536, Some(handshake)),
+        };
         let mut hello = Vec::new();
         encode_frame(
             &PeerRequestRef::Hello {
@@ -698,8 +715,7 @@ pub async fn serve(
     ingress: Ingress,
     local: NodeId,
     limits: FrameLimits,
-    faults: Arc<crate::faults::Faults>,
-    control: Option<crate::control::ControlHandle>,
+    served: Served,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -710,15 +726,12 @@ pub async fn serve(
         stop,
         move |stream, from, budget| {
             connection(
-                framed::split(stream, &limits, budget),
+                (stream, budget),
                 from,
                 ingress.clone(),
                 local.clone(),
                 limits,
-                Served {
-                    faults: faults.clone(),
-                    control: control.clone(),
-                },
+                served.clone(),
                 shutdown.clone(),
             )
         },
@@ -726,14 +739,21 @@ pub async fn serve(
     .await;
 }
 
-/// What a connection serves besides the ingress.
-struct Served {
-    faults: Arc<crate::faults::Faults>,
-    control: Option<crate::control::ControlHandle>,
+/// What peer connections serve besides the ingress, and how they are
+/// secured.
+#[derive(Clone)]
+pub struct Served {
+    /// Injected network faults (chaos testing).
+    pub faults: Arc<crate::faults::Faults>,
+    /// The cluster controller, when this node runs one.
+    pub control: Option<crate::control::ControlHandle>,
+    /// Mutual TLS (`tls_*` set): peers must show a certificate of the
+    /// cluster CA; `None`: plain TCP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 async fn connection(
-    (mut reader, writer): (framed::FrameReader, OwnedWriteHalf),
+    (stream, budget): (TcpStream, Arc<framed::FrameBudget>),
     from: SocketAddr,
     ingress: Ingress,
     local: NodeId,
@@ -741,7 +761,17 @@ async fn connection(
     served: Served,
     shutdown: watch::Receiver<bool>,
 ) {
-    let Served { faults, control } = served;
+    // Mutual TLS: a node whose certificate the cluster CA did not sign ends
+    // here, before any frame of it is read.
+    let Some(conn) =
+        crate::tls::Conn::accept(stream, served.tls.as_ref(), from, "peer", CONNECT_TIMEOUT).await
+    else {
+        return;
+    };
+    let (mut reader, writer) = framed::split(conn, &limits, budget);
+    let Served {
+        faults, control, ..
+    } = served;
     let greeting = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<PeerRequest>(from)).await;
     let peer = match greeting {
         Ok(Ok(Some(PeerRequest::Hello { from: name, params }))) => {
@@ -852,7 +882,7 @@ async fn connection(
 }
 
 /// Answers `Refused` (logged once per connection) and closes.
-async fn refuse(mut writer: OwnedWriteHalf, from: SocketAddr, reason: String) {
+async fn refuse(mut writer: framed::WriteHalf, from: SocketAddr, reason: String) {
     crate::warn_limited!(%from, %reason, "refused a peer link");
     metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
     let mut frame = Vec::new();

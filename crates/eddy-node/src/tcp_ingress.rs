@@ -45,11 +45,13 @@ impl TcpLimits {
     }
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true; with `tls`, each
+/// connection is served after its TLS handshake.
 pub async fn serve(
     listener: TcpListener,
     ingress: Ingress,
     limits: TcpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -65,6 +67,7 @@ pub async fn serve(
                 budget,
                 ingress.clone(),
                 limits,
+                tls.clone(),
                 shutdown.clone(),
             )
         },
@@ -88,10 +91,18 @@ async fn connection(
     budget: std::sync::Arc<framed::FrameBudget>,
     ingress: Ingress,
     limits: TcpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
     let frame_limits = limits.frame_limits();
-    let (reader, writer) = framed::split(stream, &frame_limits, budget);
+    // The handshake gets the time a frame gets to arrive.
+    let Some(conn) =
+        crate::tls::Conn::accept(stream, tls.as_ref(), peer, "tcp", limits.frame_read_timeout)
+            .await
+    else {
+        return;
+    };
+    let (reader, writer) = framed::split(conn, &frame_limits, budget);
     framed::serve(
         reader,
         writer,

@@ -9,12 +9,14 @@
 mod bench;
 mod bench_cluster;
 mod bench_disk;
+mod cert;
 mod demo;
 mod new;
 mod progress;
 mod send;
 mod status;
 mod tail;
+mod tls_args;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Measure throughput and latency of one node with the fraud workload.
     Bench(bench::BenchArgs),
+    /// Make a local CA, node certificates and a gossip key (docs/SECURITY.md).
+    Cert(cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::New(args) => new::run(args),
         Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Cert(args) => cert::run(args),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct SendArgs {
     http: Option<String>,
     /// NDJSON file; `-` or nothing reads stdin.
     file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 #[derive(Deserialize)]
@@ -217,13 +219,20 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         },
     };
     if let Some(addr) = args.http.clone() {
-        return send_http(&addr, args.batch.max(1), reader);
+        return send_http(&addr, args.batch.max(1), &args.tls, reader);
     }
     let Some(runtime) = crate::runtime() else {
         return ExitCode::FAILURE;
     };
+    let config = match args.tls.client_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(async move {
-        let client = match Client::connect(&args.addr).await {
+        let client = match Client::connect_with(&args.addr, config).await {
             Ok(client) => std::sync::Arc::new(client),
             Err(err) => {
                 eprintln!(
@@ -297,13 +306,20 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
 
 /// `eddy send --http`: the lines in batches of `batch`, as NDJSON, one
 /// request at a time, each retried while the node answers 429 or 503.
-fn send_http(addr: &str, batch: usize, reader: Box<dyn BufRead>) -> ExitCode {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let url = format!("http://{addr}/v1/events");
+fn send_http(
+    addr: &str,
+    batch: usize,
+    tls: &crate::tls_args::TlsArgs,
+    reader: Box<dyn BufRead>,
+) -> ExitCode {
+    let agent = match tls.agent(Duration::from_secs(30), false) {
+        Ok(agent) => agent,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{}://{addr}/v1/events", tls.scheme());
     let mut totals = Totals::default();
     // (line number, line) of the batch being filled.
     let mut lines: Vec<(usize, String)> = Vec::with_capacity(batch);

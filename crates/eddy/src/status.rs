@@ -16,10 +16,12 @@ pub struct StatusArgs {
     /// Print every partition (owner, backups, epoch), not only the counts.
     #[arg(long)]
     pub partitions: bool,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
-fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
-    let url = format!("http://{base}{path}");
+fn fetch(agent: &ureq::Agent, scheme: &str, base: &str, path: &str) -> Result<Value, String> {
+    let url = format!("{scheme}://{base}{path}");
     let mut response = agent.get(&url).call().map_err(|err| match err {
         // The node answered: the status says it all.
         ureq::Error::StatusCode(_) => format!("{url}: {err}"),
@@ -34,13 +36,16 @@ fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
 
 /// Runs `eddy status`.
 pub fn run(args: StatusArgs) -> ExitCode {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let answers = fetch(&agent, &args.http_addr, "/v1/cluster").and_then(|cluster| {
-        fetch(&agent, &args.http_addr, "/v1/partitions").map(|table| (cluster, table))
-    });
+    let scheme = args.tls.scheme();
+    let answers = args
+        .tls
+        .agent(Duration::from_secs(5), true)
+        .and_then(|agent| {
+            fetch(&agent, scheme, &args.http_addr, "/v1/cluster").and_then(|cluster| {
+                fetch(&agent, scheme, &args.http_addr, "/v1/partitions")
+                    .map(|table| (cluster, table))
+            })
+        });
     match answers {
         Ok((cluster, table)) => {
             print!("{}", render(&cluster, &table, args.partitions));

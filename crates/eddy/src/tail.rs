@@ -21,6 +21,8 @@ pub struct TailArgs {
     /// Exit after this many alerts.
     #[arg(long)]
     count: Option<u64>,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 /// Runs `eddy tail` until Ctrl-C, the node closing, or `--count` alerts.
@@ -28,8 +30,15 @@ pub fn run(args: TailArgs) -> ExitCode {
     let Some(runtime) = crate::runtime() else {
         return ExitCode::FAILURE;
     };
+    let config = match args.tls.client_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(async move {
-        let client = match Client::connect(&args.addr).await {
+        let client = match Client::connect_with(&args.addr, config).await {
             Ok(client) => client,
             Err(err) => {
                 eprintln!(

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 thread_local! {
     /// Where the next [`NodeProcess::launch`] on this thread writes its logs.
     static LOG: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+    /// The CA the HTTP helpers of this thread trust (nodes with TLS).
+    static CA: std::cell::RefCell<Option<std::path::PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the HTTP helpers of this thread speak HTTPS trusting `ca`.
+pub fn trust_ca(ca: &std::path::Path) {
+    CA.with(|slot| *slot.borrow_mut() = Some(ca.to_path_buf()));
 }
 
 /// A running `eddy node` child process.
@@ -84,8 +91,24 @@ impl NodeProcess {
 
     /// Starts `eddy node` with these arguments once it printed its addresses.
     pub fn launch_unready(args: &[String]) -> NodeProcess {
+        NodeProcess::launch_unready_in(None, args)
+    }
+
+    /// [`NodeProcess::launch`] in directory `dir` (relative paths of a
+    /// shipped config resolve there).
+    pub fn launch_in(dir: Option<&std::path::Path>, args: &[String]) -> NodeProcess {
+        let node = NodeProcess::launch_unready_in(dir, args);
+        node.wait_ready(Duration::from_secs(10));
+        node
+    }
+
+    /// [`NodeProcess::launch_unready`] in directory `dir`.
+    pub fn launch_unready_in(dir: Option<&std::path::Path>, args: &[String]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
         command.arg("node").args(args).stdout(Stdio::piped());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
         match LOG.with(|slot| slot.borrow_mut().take()) {
             Some(file) => command.env("RUST_LOG", "debug").stderr(file),
             None => command.env("RUST_LOG", "warn").stderr(Stdio::null()),
@@ -115,7 +138,8 @@ impl NodeProcess {
                 .unwrap_or_else(|| panic!("no {prefix} address in `{line}`"))
                 .to_owned()
         };
-        node.base = word("http://");
+        // http:// or https:// (a node with TLS).
+        node.base = word("http");
         node.tcp = word("tcp://").trim_start_matches("tcp://").to_owned();
         node.gossip = word("gossip://").trim_start_matches("gossip://").to_owned();
         node.peer = word("peer://").trim_start_matches("peer://").to_owned();
@@ -179,11 +203,26 @@ impl Drop for NodeProcess {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+        .timeout_global(Some(Duration::from_secs(20)));
+    if let Some(ca) = CA.with(|slot| slot.borrow().clone()) {
+        let pem = std::fs::read(&ca).expect("CA file");
+        let certs = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        builder = builder.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .unversioned_rustls_crypto_provider(eddy_client::tls::provider())
+                .build(),
+        );
+    }
+    builder.build().into()
 }
 
 /// (status, body, retry-after header).
