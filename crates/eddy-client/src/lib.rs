@@ -86,8 +86,8 @@ pub struct Ack {
     pub misrouted: u32,
 }
 
-/// Client limits.
-#[derive(Debug, Clone, Copy)]
+/// Client limits and credentials.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Requests in flight at once; further callers wait.
     pub max_in_flight: usize,
@@ -95,6 +95,29 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// Alerts buffered for [`Client::subscribe`] before the reader waits.
     pub alert_buffer: usize,
+    /// The API token presented in the `Hello` of every connection; `None`
+    /// sends no `Hello` (a node without tokens, or one from before them).
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    /// This config presenting `token` (`None`: none) on every connection.
+    pub fn with_token(mut self, token: Option<String>) -> ClientConfig {
+        self.token = token;
+        self
+    }
+}
+
+/// Shows whether a token is set, never the token.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("alert_buffer", &self.alert_buffer)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -103,6 +126,7 @@ impl Default for ClientConfig {
             max_in_flight: 256,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             alert_buffer: 4096,
+            token: None,
         }
     }
 }
@@ -120,7 +144,8 @@ impl Answer for Response {
             | Response::Rejected { request_id, .. }
             | Response::Overloaded { request_id, .. }
             | Response::State { request_id, .. }
-            | Response::Table { request_id, .. } => Some(*request_id),
+            | Response::Table { request_id, .. }
+            | Response::Welcome { request_id, .. } => Some(*request_id),
             Response::Alert { .. } | Response::ProtocolError { .. } => None,
         }
     }
@@ -131,6 +156,13 @@ impl Answer for Response {
             return true;
         }
         false
+    }
+
+    fn fatal_reason(&self) -> Option<String> {
+        match self {
+            Response::ProtocolError { message } => Some(message.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -148,7 +180,7 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (alert_tx, alert_rx) = mpsc::channel(config.alert_buffer.max(1));
-        Ok(Client {
+        let client = Client {
             pipeline: Pipeline::start(
                 stream,
                 config.max_frame_bytes,
@@ -156,7 +188,30 @@ impl Client {
                 Some(alert_tx),
             ),
             alerts: Mutex::new(Some(alert_rx)),
-        })
+        };
+        if let Some(token) = config.token {
+            client.hello(token).await?;
+        }
+        Ok(client)
+    }
+
+    /// Presents `token`; the node answers with its role, or closes with
+    /// the reason (an unknown token: [`ClientError::Protocol`]).
+    async fn hello(&self, token: String) -> Result<(), ClientError> {
+        let answer = self
+            .request(|request_id, frame| encode_frame(&Request::Hello { request_id, token }, frame))
+            .await;
+        match answer {
+            Ok(Response::Welcome { .. }) => Ok(()),
+            // A node from before tokens cannot decode Hello.
+            Err(ClientError::Protocol(message)) if message.contains("malformed frame body") => {
+                Err(ClientError::Protocol(format!(
+                    "the node does not support API tokens (it answered: {message}); connect without a token"
+                )))
+            }
+            Ok(other) => Err(refusal(other)),
+            Err(err) => Err(err),
+        }
     }
 
     /// Encodes a typed event of kind `B` for [`submit`](Self::submit).

@@ -71,7 +71,7 @@ impl RoutedClient {
         if let Some(client) = self.lock().clients.get(addr).filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
-        let client = Arc::new(Client::connect_with(addr, self.config).await?);
+        let client = Arc::new(Client::connect_with(addr, self.config.clone()).await?);
         self.lock().clients.insert(addr.to_owned(), client.clone());
         Ok(client)
     }

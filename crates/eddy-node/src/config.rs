@@ -129,6 +129,15 @@ pub struct NodeConfig {
     /// The controller's logical clock: a Raft tick every this many ms
     /// (elections after 10–20 ticks without a leader, heartbeats every 2).
     pub controller_tick_ms: u64,
+    // --- API tokens and exposure (docs/SECURITY.md, "Tokens") ---
+    /// File of API tokens, one `role:name:secret` per line (roles `read`,
+    /// `write`, `admin`); none: the node serves anyone (loopback only,
+    /// unless `insecure`). Secrets live in that file, never in this config.
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Run listening beyond loopback without every protection (tokens,
+    /// TLS, gossip key). Logged at start, shown by `/v1/cluster` and the
+    /// dashboard. For a network you trust.
+    pub insecure: bool,
 }
 
 impl Default for NodeConfig {
@@ -170,6 +179,8 @@ impl Default for NodeConfig {
             log_format: LogFormat::Human,
             voters: Vec::new(),
             controller_tick_ms: 100,
+            tokens_file: None,
+            insecure: false,
         }
     }
 }
@@ -313,6 +324,32 @@ impl NodeConfig {
         Ok((config, notes))
     }
 
+    /// The addresses this node listens on, by config key.
+    pub fn listeners(&self) -> [(&'static str, SocketAddr); 4] {
+        [
+            ("http_addr", self.http_addr),
+            ("tcp_addr", self.tcp_addr),
+            ("gossip_addr", self.gossip_addr),
+            ("peer_addr", self.peer_addr),
+        ]
+    }
+
+    /// What protects this node's ports, as configured.
+    pub fn protection(&self) -> crate::exposure::Protection {
+        crate::exposure::Protection {
+            tokens: self.tokens_file.is_some(),
+            // Not configurable yet: count as absent.
+            tls: false,
+            gossip_key: false,
+        }
+    }
+
+    /// Secure by default off loopback ([`crate::exposure::check`]).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        crate::exposure::check(&self.listeners(), self.protection(), self.insecure)
+            .map_err(ConfigError::Invalid)
+    }
+
     /// The connection caps every TCP listener applies.
     pub fn connection_caps(&self) -> crate::gate::ConnectionCaps {
         crate::gate::ConnectionCaps {
@@ -381,7 +418,8 @@ impl NodeConfig {
                 )));
             }
         }
-        self.validate_voters()
+        self.validate_voters()?;
+        self.check_exposure()
     }
 
     /// `voters`: 1, 3 or 5 distinct names; a voter keeps its Raft log, so
@@ -601,6 +639,27 @@ mod tests {
             .expect_err("bad value")
             .to_string();
         assert!(err.contains("EDDY_TICK_MS"), "{err}");
+    }
+
+    #[test]
+    fn beyond_loopback_needs_protection_or_insecure() {
+        let err = load(None, &[], &["http_addr=\"0.0.0.0:8080\""])
+            .expect_err("exposed without tokens")
+            .to_string();
+        assert!(
+            err.contains("http_addr 0.0.0.0:8080") && err.contains("insecure = true"),
+            "{err}"
+        );
+        let config = load(None, &[], &["http_addr=\"0.0.0.0:8080\"", "insecure=true"])
+            .expect("insecure says so");
+        assert!(config.insecure);
+        let tokens =
+            load(None, &[("EDDY_TOKENS_FILE", "/etc/eddy/tokens")], &[]).expect("loopback");
+        assert_eq!(
+            tokens.tokens_file,
+            Some("/etc/eddy/tokens".into()),
+            "EDDY_TOKENS_FILE applied"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct SendArgs {
     /// hosts.
     #[arg(long)]
     http: Option<String>,
+    #[command(flatten)]
+    token: crate::TokenArg,
     /// NDJSON file; `-` or nothing reads stdin.
     file: Option<PathBuf>,
 }
@@ -217,19 +219,18 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         },
     };
     if let Some(addr) = args.http.clone() {
-        return send_http(&addr, args.batch.max(1), reader);
+        return send_http(&addr, args.batch.max(1), &args.token, reader);
     }
     let Some(runtime) = crate::runtime() else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let client = match Client::connect(&args.addr).await {
+        let client = match Client::connect_with(&args.addr, args.token.client_config()).await {
             Ok(client) => std::sync::Arc::new(client),
             Err(err) => {
                 eprintln!(
-                    "error: cannot connect to {}: {err}; {}",
-                    args.addr,
-                    crate::no_node_hint(&args.addr, "--addr")
+                    "error: {}",
+                    crate::connect_error(&args.addr, &err, "--addr")
                 );
                 return ExitCode::FAILURE;
             }
@@ -297,7 +298,13 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
 
 /// `eddy send --http`: the lines in batches of `batch`, as NDJSON, one
 /// request at a time, each retried while the node answers 429 or 503.
-fn send_http(addr: &str, batch: usize, reader: Box<dyn BufRead>) -> ExitCode {
+fn send_http(
+    addr: &str,
+    batch: usize,
+    token: &crate::TokenArg,
+    reader: Box<dyn BufRead>,
+) -> ExitCode {
+    let bearer = token.bearer();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -320,10 +327,13 @@ fn send_http(addr: &str, batch: usize, reader: Box<dyn BufRead>) -> ExitCode {
         let numbers: Vec<usize> = lines.drain(..).map(|(number, _)| number).collect();
         let mut attempts = 0;
         loop {
-            let answer = agent
+            let mut request = agent
                 .post(&url)
-                .header("content-type", "application/x-ndjson")
-                .send(&body);
+                .header("content-type", "application/x-ndjson");
+            if let Some(bearer) = &bearer {
+                request = request.header("authorization", bearer);
+            }
+            let answer = request.send(&body);
             let (status, text) = match answer {
                 Ok(mut response) => (
                     response.status().as_u16(),

@@ -16,11 +16,28 @@ pub struct StatusArgs {
     /// Print every partition (owner, backups, epoch), not only the counts.
     #[arg(long)]
     pub partitions: bool,
+    #[command(flatten)]
+    pub token: crate::TokenArg,
 }
 
-fn fetch(agent: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
+fn fetch(
+    agent: &ureq::Agent,
+    base: &str,
+    path: &str,
+    token: &crate::TokenArg,
+) -> Result<Value, String> {
     let url = format!("http://{base}{path}");
-    let mut response = agent.get(&url).call().map_err(|err| match err {
+    let mut request = agent.get(&url);
+    if let Some(bearer) = token.bearer() {
+        request = request.header("authorization", bearer);
+    }
+    let mut response = request.call().map_err(|err| match err {
+        ureq::Error::StatusCode(401) => format!(
+            "{url}: 401: the node requires an API token with role `read` (--token or EDDY_TOKEN)"
+        ),
+        ureq::Error::StatusCode(403) => {
+            format!("{url}: 403: the token lacks role `read`")
+        }
         // The node answered: the status says it all.
         ureq::Error::StatusCode(_) => format!("{url}: {err}"),
         _ => format!("{url}: {err}; {}", crate::no_node_hint(base, "--http-addr")),
@@ -38,8 +55,8 @@ pub fn run(args: StatusArgs) -> ExitCode {
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let answers = fetch(&agent, &args.http_addr, "/v1/cluster").and_then(|cluster| {
-        fetch(&agent, &args.http_addr, "/v1/partitions").map(|table| (cluster, table))
+    let answers = fetch(&agent, &args.http_addr, "/v1/cluster", &args.token).and_then(|cluster| {
+        fetch(&agent, &args.http_addr, "/v1/partitions", &args.token).map(|table| (cluster, table))
     });
     match answers {
         Ok((cluster, table)) => {

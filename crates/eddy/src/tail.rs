@@ -21,6 +21,8 @@ pub struct TailArgs {
     /// Exit after this many alerts.
     #[arg(long)]
     count: Option<u64>,
+    #[command(flatten)]
+    token: crate::TokenArg,
 }
 
 /// Runs `eddy tail` until Ctrl-C, the node closing, or `--count` alerts.
@@ -29,13 +31,12 @@ pub fn run(args: TailArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let client = match Client::connect(&args.addr).await {
+        let client = match Client::connect_with(&args.addr, args.token.client_config()).await {
             Ok(client) => client,
             Err(err) => {
                 eprintln!(
-                    "error: cannot connect to {}: {err}; {}",
-                    args.addr,
-                    crate::no_node_hint(&args.addr, "--addr")
+                    "error: {}",
+                    crate::connect_error(&args.addr, &err, "--addr")
                 );
                 return ExitCode::FAILURE;
             }

@@ -58,6 +58,13 @@ impl NodeProcess {
         NodeProcess::start(&all)
     }
 
+    /// [`NodeProcess::launch`] with debug logs written to `log`.
+    pub fn launch_logged(args: &[String], log: &std::path::Path) -> NodeProcess {
+        let file = std::fs::File::create(log).expect("log file");
+        LOG.with(|slot| *slot.borrow_mut() = Some(file));
+        NodeProcess::launch(args)
+    }
+
     /// Starts `eddy node` with exactly these arguments (after `node`).
     pub fn launch(args: &[String]) -> NodeProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
