@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    fn a_node_from_before_tokens_names_a_hello_as_a_malformed_body() {
+        // What such a node decodes into: five variants, none of them Hello.
+        // eddy-client matches this message to say "the node does not
+        // support API tokens".
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        enum BeforeTokens {
+            Submit,
+            GetState,
+            Subscribe,
+            GetTable,
+            SubmitJson,
+        }
+        let hello = frame(&Request::Hello {
+            request_id: 1,
+            token: "s".into(),
+        });
+        let err = decode_frame::<BeforeTokens>(&hello, 1024).expect_err("unknown variant");
+        assert!(err.to_string().starts_with("malformed frame body"), "{err}");
+    }
+
+    #[test]
     fn oversized_length_is_refused_before_buffering() {
         let mut bytes = frame(&submit());
         bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -124,6 +124,11 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
         text(&cluster["node"]),
         cluster["local_view_version"]
     ));
+    if cluster["insecure"] == Value::Bool(true) {
+        out.push_str(
+            "INSECURE: this node runs unprotected beyond loopback (insecure = true; docs/SECURITY.md)\n",
+        );
+    }
     out.push_str(&format!(
         "{:<16} {:<8} {:<22} {:<22} {:<22} {:>6} {:>7}\n",
         "NAME", "STATUS", "HTTP", "TCP", "GOSSIP", "OWNS", "BACKUPS"
@@ -200,6 +205,10 @@ mod tests {
         let out = render(&cluster, &table, true);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].contains("members seen by a (its local view version 4)"));
+        assert!(!out.contains("INSECURE"), "{out}");
+        let mut insecure = cluster.clone();
+        insecure["insecure"] = json!(true);
+        assert!(render(&insecure, &table, false).contains("INSECURE: "));
         let a: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(a, ["a", "up", "h1", "t1", "g1", "2", "0"]);
         let b: Vec<&str> = lines[3].split_whitespace().collect();
