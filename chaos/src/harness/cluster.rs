@@ -472,6 +472,10 @@ impl Cluster {
             .args(["--set", &format!("seeds=[{}]", seeds.join(","))])
             .args(["--set", &format!("replication_factor={}", self.rf)])
             .args(["--set", "settle_ms=100"])
+            // In network namespaces the nodes listen on 10.X.0.i, which is
+            // not loopback: without this they refuse to start unprotected.
+            // The harness's bridge is reachable from this machine only.
+            .args(["--set", "insecure=true"])
             .env(
                 "RUST_LOG",
                 std::env::var("EDDY_CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into()),

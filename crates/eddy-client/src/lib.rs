@@ -96,8 +96,8 @@ pub struct Ack {
     pub misrouted: u32,
 }
 
-/// Client limits and transport.
-#[derive(Debug, Clone)]
+/// Client limits, transport and credentials.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Requests in flight at once; further callers wait.
     pub max_in_flight: usize,
@@ -108,6 +108,30 @@ pub struct ClientConfig {
     /// TLS to nodes whose binary port has it (`tls_cert` set); `None`
     /// speaks plain TCP.
     pub tls: Option<ClientTls>,
+    /// The API token presented in the `Hello` of every connection; `None`
+    /// sends no `Hello` (a node without tokens, or one from before them).
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    /// This config presenting `token` (`None`: none) on every connection.
+    pub fn with_token(mut self, token: Option<String>) -> ClientConfig {
+        self.token = token;
+        self
+    }
+}
+
+/// Shows whether a token is set, never the token.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("alert_buffer", &self.alert_buffer)
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -117,6 +141,7 @@ impl Default for ClientConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             alert_buffer: 4096,
             tls: None,
+            token: None,
         }
     }
 }
@@ -134,7 +159,8 @@ impl Answer for Response {
             | Response::Rejected { request_id, .. }
             | Response::Overloaded { request_id, .. }
             | Response::State { request_id, .. }
-            | Response::Table { request_id, .. } => Some(*request_id),
+            | Response::Table { request_id, .. }
+            | Response::Welcome { request_id, .. } => Some(*request_id),
             Response::Alert { .. } | Response::ProtocolError { .. } => None,
         }
     }
@@ -145,6 +171,13 @@ impl Answer for Response {
             return true;
         }
         false
+    }
+
+    fn fatal_reason(&self) -> Option<String> {
+        match self {
+            Response::ProtocolError { message } => Some(message.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -176,10 +209,33 @@ impl Client {
                 Some(alert_tx),
             ),
         };
-        Ok(Client {
+        let client = Client {
             pipeline,
             alerts: Mutex::new(Some(alert_rx)),
-        })
+        };
+        if let Some(token) = config.token {
+            client.hello(token).await?;
+        }
+        Ok(client)
+    }
+
+    /// Presents `token`; the node answers with its role, or closes with
+    /// the reason (an unknown token: [`ClientError::Protocol`]).
+    async fn hello(&self, token: String) -> Result<(), ClientError> {
+        let answer = self
+            .request(|request_id, frame| encode_frame(&Request::Hello { request_id, token }, frame))
+            .await;
+        match answer {
+            Ok(Response::Welcome { .. }) => Ok(()),
+            // A node from before tokens cannot decode Hello.
+            Err(ClientError::Protocol(message)) if message.contains("malformed frame body") => {
+                Err(ClientError::Protocol(format!(
+                    "the node does not support API tokens (it answered: {message}); connect without a token"
+                )))
+            }
+            Ok(other) => Err(refusal(other)),
+            Err(err) => Err(err),
+        }
     }
 
     /// Encodes a typed event of kind `B` for [`submit`](Self::submit).

@@ -23,6 +23,12 @@ pub trait Answer: DeserializeOwned + Send + 'static {
     /// Whether the other side is closing the connection with this message;
     /// every waiting request then fails with [`ClientError::Closed`].
     fn is_fatal(&self) -> bool;
+
+    /// Why the other side closed, for a fatal message that says so: what
+    /// a caller whose request was cut off is told instead of "closed".
+    fn fatal_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 type Waiters<A> = Arc<Mutex<HashMap<u64, oneshot::Sender<A>>>>;
@@ -68,6 +74,8 @@ pub struct Pipeline<A: Answer> {
     /// Set by the reader when the other side answered with TLS records:
     /// requests then fail with [`ClientError::NeedsTls`], not `Closed`.
     spoke_tls: Arc<AtomicBool>,
+    /// The other side's reason for closing, when it gave one.
+    closed_because: Arc<Mutex<Option<String>>>,
     next_id: AtomicU64,
     in_flight: Arc<Semaphore>,
     link: Link,
@@ -143,12 +151,17 @@ impl<A: Answer> Pipeline<A> {
         let opened = std::time::Instant::now();
         let heard = Arc::new(AtomicU64::new(0));
         let spoke_tls = Arc::new(AtomicBool::new(false));
+        let closed_because = Arc::new(Mutex::new(None));
         let reader = tokio::spawn(read_loop(
             reader,
             max_frame_bytes,
             waiters.clone(),
             unsolicited,
-            (ended.clone(), spoke_tls.clone()),
+            Ended {
+                flag: ended.clone(),
+                because: closed_because.clone(),
+                spoke_tls: spoke_tls.clone(),
+            },
             (opened, heard.clone()),
         ))
         .abort_handle();
@@ -171,6 +184,7 @@ impl<A: Answer> Pipeline<A> {
             },
             ended,
             spoke_tls,
+            closed_because,
             next_id: AtomicU64::new(1),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
@@ -182,7 +196,21 @@ impl<A: Answer> Pipeline<A> {
         &self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<A, ClientError> {
-        self.send_request(encode).await?.answer().await
+        match self.send_request(encode).await?.answer().await {
+            Err(ClientError::Closed) => Err(self.closed_error()),
+            answer => answer,
+        }
+    }
+
+    /// [`ClientError::Protocol`] with the other side's reason if it gave
+    /// one when it closed (an unknown token, say), else `Closed`.
+    pub fn closed_error(&self) -> ClientError {
+        let because = self
+            .closed_because
+            .lock()
+            .ok()
+            .and_then(|reason| reason.clone());
+        because.map_or(ClientError::Closed, ClientError::Protocol)
     }
 
     /// Sends the request `encode` writes and returns once it is queued for
@@ -325,19 +353,26 @@ impl<A> Pending<A> {
     }
 }
 
+/// What the reader sets when the connection ends.
+struct Ended {
+    flag: Arc<AtomicBool>,
+    because: Arc<Mutex<Option<String>>>,
+    spoke_tls: Arc<AtomicBool>,
+}
+
 async fn read_loop<A: Answer, R: AsyncRead + Unpin>(
     mut reader: R,
     max_frame_bytes: usize,
     waiters: Waiters<A>,
     unsolicited: Option<mpsc::Sender<A>>,
-    (ended, spoke_tls): (Arc<AtomicBool>, Arc<AtomicBool>),
+    ended: Ended,
     (opened, heard): (std::time::Instant, Arc<AtomicU64>),
 ) {
     // Dropping the waiters' senders tells every caller: Closed. Every exit
     // of this loop ends the connection.
     let fail_all = |waiters: &Waiters<A>| {
         if let Ok(mut w) = waiters.lock() {
-            ended.store(true, Ordering::Release);
+            ended.flag.store(true, Ordering::Release);
             w.clear();
         }
     };
@@ -349,6 +384,12 @@ async fn read_loop<A: Answer, R: AsyncRead + Unpin>(
                 Ok(Some((answer, used))) => {
                     buf.drain(..used);
                     if answer.is_fatal() {
+                        // Set before the waiters fail, so they find it.
+                        if let (Some(reason), Ok(mut because)) =
+                            (answer.fatal_reason(), ended.because.lock())
+                        {
+                            *because = Some(reason);
+                        }
                         fail_all(&waiters);
                         if let Some(sink) = &unsolicited {
                             let _ = sink.send(answer).await;
@@ -372,7 +413,7 @@ async fn read_loop<A: Answer, R: AsyncRead + Unpin>(
                 Ok(None) => break,
                 Err(err) if crate::tls::looks_like_tls(&buf) => {
                     tracing::debug!(%err, "the other side answered with TLS records");
-                    spoke_tls.store(true, Ordering::Release);
+                    ended.spoke_tls.store(true, Ordering::Release);
                     fail_all(&waiters);
                     return;
                 }

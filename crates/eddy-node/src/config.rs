@@ -140,6 +140,15 @@ pub struct NodeConfig {
     /// File of the gossip key (the current one, then the previous one during
     /// a rotation); every gossip datagram is sealed with it. None: plain.
     pub gossip_key_file: Option<std::path::PathBuf>,
+    // --- API tokens and exposure (docs/SECURITY.md, "Tokens") ---
+    /// File of API tokens, one `role:name:secret` per line (roles `read`,
+    /// `write`, `admin`); none: the node serves anyone (loopback only,
+    /// unless `insecure`). Secrets live in that file, never in this config.
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Run listening beyond loopback without every protection (tokens,
+    /// TLS, gossip key). Logged at start, shown by `/v1/cluster` and the
+    /// dashboard. For a network you trust.
+    pub insecure: bool,
 }
 
 impl Default for NodeConfig {
@@ -185,6 +194,8 @@ impl Default for NodeConfig {
             tls_cert: None,
             tls_key: None,
             gossip_key_file: None,
+            tokens_file: None,
+            insecure: false,
         }
     }
 }
@@ -328,6 +339,32 @@ impl NodeConfig {
         Ok((config, notes))
     }
 
+    /// The addresses this node listens on, by config key.
+    pub fn listeners(&self) -> [(&'static str, SocketAddr); 4] {
+        [
+            ("http_addr", self.http_addr),
+            ("tcp_addr", self.tcp_addr),
+            ("gossip_addr", self.gossip_addr),
+            ("peer_addr", self.peer_addr),
+        ]
+    }
+
+    /// What protects this node's ports, as configured.
+    pub fn protection(&self) -> crate::exposure::Protection {
+        crate::exposure::Protection {
+            tokens: self.tokens_file.is_some(),
+            // A half-configured TLS is refused by `tls_files` already.
+            tls: self.tls_files().is_ok_and(|files| files.is_some()),
+            gossip_key: self.gossip_key_file.is_some(),
+        }
+    }
+
+    /// Secure by default off loopback ([`crate::exposure::check`]).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        crate::exposure::check(&self.listeners(), self.protection(), self.insecure)
+            .map_err(ConfigError::Invalid)
+    }
+
     /// The connection caps every TCP listener applies.
     pub fn connection_caps(&self) -> crate::gate::ConnectionCaps {
         crate::gate::ConnectionCaps {
@@ -397,7 +434,8 @@ impl NodeConfig {
             }
         }
         self.validate_voters()?;
-        self.tls_files().map(drop)
+        self.tls_files()?;
+        self.check_exposure()
     }
 
     /// The TLS files when all three `tls_*` keys are set; an error when only
@@ -650,6 +688,27 @@ mod tests {
         .expect("all three");
         let files = config.tls_files().unwrap().expect("tls");
         assert_eq!(files.key, std::path::PathBuf::from("n.key"));
+    }
+
+    #[test]
+    fn beyond_loopback_needs_protection_or_insecure() {
+        let err = load(None, &[], &["http_addr=\"0.0.0.0:8080\""])
+            .expect_err("exposed without tokens")
+            .to_string();
+        assert!(
+            err.contains("http_addr 0.0.0.0:8080") && err.contains("insecure = true"),
+            "{err}"
+        );
+        let config = load(None, &[], &["http_addr=\"0.0.0.0:8080\"", "insecure=true"])
+            .expect("insecure says so");
+        assert!(config.insecure);
+        let tokens =
+            load(None, &[("EDDY_TOKENS_FILE", "/etc/eddy/tokens")], &[]).expect("loopback");
+        assert_eq!(
+            tokens.tokens_file,
+            Some("/etc/eddy/tokens".into()),
+            "EDDY_TOKENS_FILE applied"
+        );
     }
 
     #[test]

@@ -45,10 +45,16 @@ pub struct AppState {
     pub history: Arc<std::sync::Mutex<crate::history::History>>,
     /// The controller driver, when the config names voters.
     pub control: Option<crate::control::ControlHandle>,
+    /// The API tokens; `None` serves anyone (see [`crate::http_auth`]).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
+    /// `insecure = true` in the config: shown by `/v1/cluster` and the
+    /// dashboard.
+    pub insecure: bool,
 }
 
 /// The router with every route and the body limit.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let tokens = state.tokens.clone();
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/actors/{kind}/{key}", get(get_actor))
@@ -65,6 +71,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Every request's token is checked against the role its route
+        // needs; inside the origin guard, so a refused read still carries
+        // the CORS header and the dashboard can show why.
+        .layer(axum::middleware::from_fn_with_state(
+            tokens,
+            crate::http_auth::guard,
+        ))
         // Any origin may read (the dashboard reads every member); writes
         // from another origin and admin actions not declared JSON are
         // refused before any handler runs.
@@ -566,6 +579,8 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
         "members": members,
         "controller": app.control.as_ref().map(crate::control::ControlHandle::view),
+        "insecure": app.insecure,
+        "tokens": app.tokens.is_some(),
     }))
     .into_response()
 }

@@ -20,7 +20,8 @@
 //! - [`http`]: the API of DESIGN §7; every refusal is a JSON error that names
 //!   the item and field and changes nothing.
 //! - [`alerts`], [`metrics`], [`logging`], [`cli`], [`node`]; [`origin`]:
-//!   which browser requests may change anything.
+//!   which browser requests may change anything; [`auth`]: API tokens and
+//!   roles, checked by [`http_auth`] and [`tcp_ingress`].
 //! - [`dashboard`]: the embedded web page at `/`; [`history`]: the
 //!   per-second throughput ring behind its chart (`GET /v1/stats/history`).
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
@@ -37,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod alerts;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -46,12 +48,14 @@ pub mod control_log;
 pub mod control_msg;
 pub mod control_plan;
 pub mod dashboard;
+pub mod exposure;
 pub mod faults;
 pub mod framed;
 pub mod gate;
 pub mod gossip_seal;
 pub mod history;
 pub mod http;
+pub mod http_auth;
 pub mod http_serve;
 pub mod incarnation;
 pub mod ingress;

@@ -265,6 +265,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "HTTP writes refused for their origin or content type",
     ),
     (
+        "eddy_auth_refused_total",
+        Kind::Counter,
+        "port, outcome",
+        "Requests refused for their API token: none or unknown (`unauthenticated`) or too low a role (`forbidden`)",
+    ),
+    (
         "eddy_storage_queue_full_total",
         Kind::Counter,
         "",

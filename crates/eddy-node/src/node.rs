@@ -53,6 +53,13 @@ pub enum NodeError {
     /// The TLS files or the gossip key file could not be used.
     #[error("{0}")]
     Security(String),
+    /// The tokens file could not be used; nothing was started.
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokensError),
+    /// The node would listen beyond loopback unprotected without
+    /// `insecure = true`; nothing was started.
+    #[error(transparent)]
+    Exposure(#[from] crate::config::ConfigError),
 }
 
 /// Entry point for programs hosting behaviours:
@@ -142,6 +149,22 @@ impl NodeBuilder {
     pub async fn start(self, config: NodeConfig) -> Result<RunningNode, NodeError> {
         // Create the recorder first so nothing counted at start is lost.
         let _ = crate::metrics::handle();
+        // Before anything binds: an exposed, unprotected node never listens.
+        config.check_exposure()?;
+        let tokens = match &config.tokens_file {
+            Some(path) => {
+                let tokens = crate::auth::Tokens::load(path)?;
+                tracing::info!(tokens = %tokens.summary(), file = %path.display(), "API tokens required");
+                Some(Arc::new(tokens))
+            }
+            None => None,
+        };
+        if config.insecure {
+            tracing::warn!(
+                protected = ?config.protection(),
+                "insecure = true: this node runs without every protection even if reachable from other machines"
+            );
+        }
         let registry = Arc::new(self.registry.build()?);
         let workers = config.worker_count();
         let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
@@ -374,7 +397,10 @@ impl NodeBuilder {
                 caps: config.connection_caps(),
                 max_partial_frame_bytes: config.max_partial_frame_bytes,
             },
-            tls.as_ref().map(|tls| tls.client_acceptor.clone()),
+            crate::tcp_ingress::Access {
+                tls: tls.as_ref().map(|tls| tls.client_acceptor.clone()),
+                tokens: tokens.clone(),
+            },
             shutdown_rx.clone(),
         ));
         let history = Arc::new(std::sync::Mutex::new(crate::history::History::new(
@@ -391,6 +417,8 @@ impl NodeBuilder {
                 forget,
                 faults: faults.clone(),
                 control,
+                tokens,
+                insecure: config.insecure,
             },
             config.max_body_bytes,
         );

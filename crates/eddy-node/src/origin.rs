@@ -10,6 +10,12 @@
 //! on cross-origin writes; curl and the clients send none), and the admin
 //! endpoints take JSON only, which a browser cannot send cross-origin
 //! without a preflight that is never answered.
+//!
+//! With API tokens ([`crate::http_auth`]) the dashboard sends
+//! `Authorization` on its reads of other members, which makes the browser
+//! ask first (a preflight `OPTIONS`). Preflights are answered for reads
+//! only (`GET`, header `Authorization`); for writes and `/v1/admin/*` they
+//! get no CORS headers, so a page of another origin can still never write.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -78,9 +84,38 @@ pub fn check(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Ref
     Ok(())
 }
 
+/// Whether a preflight for `path` is answered: reads only, never admin
+/// actions or event writes.
+fn preflight_allowed(path: &str) -> bool {
+    !path.starts_with("/v1/admin/") && path != "/v1/events"
+}
+
+/// The answer to a CORS preflight of a cross-origin read with a token.
+fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::ACCESS_CONTROL_ALLOW_METHODS, "GET"),
+        (header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization"),
+        (header::ACCESS_CONTROL_MAX_AGE, "600"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// The middleware: refuses what [`check`] refuses; lets any origin read.
 pub async fn guard(request: Request, next: Next) -> Response {
     let method = request.method().clone();
+    if method == Method::OPTIONS {
+        return if preflight_allowed(request.uri().path()) {
+            preflight()
+        } else {
+            // No CORS headers: the browser refuses the write it asked about.
+            StatusCode::METHOD_NOT_ALLOWED.into_response()
+        };
+    }
     if let Err(refusal) = check(&method, request.uri().path(), request.headers()) {
         metrics::counter!("eddy_http_refused_total").increment(1);
         return refusal.response();
@@ -131,6 +166,19 @@ mod tests {
         assert_eq!(
             check(&Method::POST, "/v1/events", &HeaderMap::new()),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn preflights_are_answered_for_reads_only() {
+        assert!(preflight_allowed("/v1/cluster"));
+        assert!(preflight_allowed("/metrics"));
+        assert!(!preflight_allowed("/v1/admin/leave"));
+        assert!(!preflight_allowed("/v1/events"));
+        let answer = preflight();
+        assert_eq!(
+            answer.headers().get(header::ACCESS_CONTROL_ALLOW_METHODS),
+            Some(&HeaderValue::from_static("GET"))
         );
     }
 

@@ -5,13 +5,24 @@
 //! validates and answers the requests: submits (forwarded to owners by the
 //! ingress; JSON events encoded here with the kinds this node hosts), state
 //! reads, the routing table, alert subscriptions.
+//!
+//! With API tokens ([`crate::auth`]) a connection starts unauthenticated;
+//! its first request must be `Hello` with a token, which sets the
+//! connection's role. Requests are admitted in arrival order, before any
+//! runs, so a `Submit` pipelined right behind its `Hello` is judged by the
+//! role that `Hello` set. No or an unknown token: `ProtocolError` (which
+//! every client version decodes) and the connection closes; a known token
+//! of too low a role: `Rejected` with `ErrorCode::Forbidden`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use eddy_core::wire::{ErrorCode, JsonEvent, Request, Response, RouteTable, WireEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{Role, Tokens};
 use crate::framed::{self, Answers, FrameLimits, ServerAnswer};
 
 use crate::ingress::{Ingress, IngressError, IngressEvent};
@@ -45,13 +56,23 @@ impl TcpLimits {
     }
 }
 
-/// Accepts connections until `shutdown` turns true; with `tls`, each
-/// connection is served after its TLS handshake.
+/// Who may use the port: TLS (the node's side of the handshake) and the
+/// API tokens a `Hello` must present; `None`: not required.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// Served after a TLS handshake.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Tokens with roles.
+    pub tokens: Option<Arc<Tokens>>,
+}
+
+/// Accepts connections until `shutdown` turns true; with TLS, each
+/// connection is served after its handshake.
 pub async fn serve(
     listener: TcpListener,
     ingress: Ingress,
     limits: TcpLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    access: Access,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = shutdown.clone();
@@ -67,7 +88,7 @@ pub async fn serve(
                 budget,
                 ingress.clone(),
                 limits,
-                tls.clone(),
+                access.clone(),
                 shutdown.clone(),
             )
         },
@@ -91,7 +112,7 @@ async fn connection(
     budget: std::sync::Arc<framed::FrameBudget>,
     ingress: Ingress,
     limits: TcpLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    Access { tls, tokens }: Access,
     shutdown: watch::Receiver<bool>,
 ) {
     let frame_limits = limits.frame_limits();
@@ -102,6 +123,10 @@ async fn connection(
     else {
         return;
     };
+    // The connection's role as a `Role` number; 0 until a `Hello` is
+    // accepted. Written and read only by the reader loop (the handler
+    // closure runs there, in arrival order), hence `Relaxed`.
+    let role = AtomicU8::new(0);
     let (reader, writer) = framed::split(conn, &frame_limits, budget);
     framed::serve(
         reader,
@@ -111,11 +136,97 @@ async fn connection(
         "tcp",
         move |request: Request, answers: Answers<Response>| {
             let ingress = ingress.clone();
-            async move { handle(request, &ingress, limits, answers).await }
+            let admitted = admit(tokens.as_deref(), &role, request);
+            async move {
+                match admitted {
+                    Ok(request) => handle(request, &ingress, limits, answers).await,
+                    Err(answer) => {
+                        let _ = answers.sender.send(answer).await;
+                    }
+                }
+            }
         },
         shutdown,
     )
     .await;
+}
+
+/// The role a request needs.
+fn required_role(request: &Request) -> Role {
+    match request {
+        Request::Submit { .. } | Request::SubmitJson { .. } => Role::Write,
+        Request::GetState { .. }
+        | Request::GetTable { .. }
+        | Request::Subscribe { .. }
+        | Request::Hello { .. } => Role::Read,
+    }
+}
+
+/// The request's id, if it has one.
+fn request_id(request: &Request) -> Option<u64> {
+    match request {
+        Request::Submit { request_id, .. }
+        | Request::SubmitJson { request_id, .. }
+        | Request::GetState { request_id, .. }
+        | Request::GetTable { request_id }
+        | Request::Hello { request_id, .. } => Some(*request_id),
+        Request::Subscribe { .. } => None,
+    }
+}
+
+/// Decides, before it runs, whether a request is served on a connection
+/// whose role is `role` (0: none yet); answers `Hello` itself. `tokens`
+/// `None`: the node has none and serves anyone.
+fn admit(tokens: Option<&Tokens>, role: &AtomicU8, request: Request) -> Result<Request, Response> {
+    if let Request::Hello { request_id, token } = &request {
+        let request_id = *request_id;
+        let Some(tokens) = tokens else {
+            return Err(Response::Welcome {
+                request_id,
+                role: Role::Admin.as_str().to_owned(),
+            });
+        };
+        return match tokens.authenticate(token.as_bytes()) {
+            Some(caller) => {
+                role.store(caller.role as u8, Ordering::Relaxed);
+                tracing::debug!(token = %caller.name, role = %caller.role, "binary-protocol connection authenticated");
+                Err(Response::Welcome {
+                    request_id,
+                    role: caller.role.as_str().to_owned(),
+                })
+            }
+            None => {
+                role.store(0, Ordering::Relaxed);
+                metrics::counter!("eddy_auth_refused_total", "port" => "tcp", "outcome" => "unauthenticated").increment(1);
+                Err(Response::ProtocolError {
+                    message: "unknown API token; closing".into(),
+                })
+            }
+        };
+    }
+    if tokens.is_none() {
+        return Ok(request);
+    }
+    let needs = required_role(&request);
+    let Some(has) = Role::from_level(role.load(Ordering::Relaxed)) else {
+        metrics::counter!("eddy_auth_refused_total", "port" => "tcp", "outcome" => "unauthenticated").increment(1);
+        return Err(Response::ProtocolError {
+            message: format!(
+                "this node requires an API token with role `{needs}`: send Hello with it first (eddy: --token or EDDY_TOKEN); closing"
+            ),
+        });
+    };
+    if has >= needs {
+        return Ok(request);
+    }
+    metrics::counter!("eddy_auth_refused_total", "port" => "tcp", "outcome" => "forbidden")
+        .increment(1);
+    let message =
+        format!("this connection's token has role `{has}`; this request needs role `{needs}`");
+    Err(match request_id(&request) {
+        Some(request_id) => rejected(request_id, ErrorCode::Forbidden, message),
+        None => Response::ProtocolError { message },
+    })
 }
 
 fn rejected(request_id: u64, code: ErrorCode, message: String) -> Response {
@@ -290,6 +401,13 @@ async fn handle(
             request_id,
             table: route_table(ingress),
         },
+        // `admit` answers every Hello itself; should one get here, it
+        // grants nothing.
+        Request::Hello { request_id, .. } => rejected(
+            request_id,
+            ErrorCode::BadRequest,
+            "Hello is answered before requests are handled".into(),
+        ),
         Request::Subscribe { kind, key } => {
             let mut alerts = ingress.subscribe_alerts();
             loop {
@@ -318,4 +436,63 @@ async fn handle(
         }
     };
     let _ = answers.send(response).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(token: &str) -> Request {
+        Request::Hello {
+            request_id: 1,
+            token: token.into(),
+        }
+    }
+
+    fn submit() -> Request {
+        Request::Submit {
+            request_id: 2,
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn requests_are_admitted_by_the_role_of_the_connections_hello() {
+        let tokens = Tokens::parse(
+            "read:dash:rrrrrrrrrrrrrrrrrrrr\nwrite:ingest:wwwwwwwwwwwwwwwwwwww",
+            "t",
+        )
+        .expect("valid");
+        let role = AtomicU8::new(0);
+        let refused = admit(Some(&tokens), &role, submit()).expect_err("no Hello yet");
+        assert!(
+            matches!(&refused, Response::ProtocolError { message } if message.contains("requires an API token")),
+            "{refused:?}"
+        );
+        let refused =
+            admit(Some(&tokens), &role, hello("wrong-wrong-wrong-wrong")).expect_err("answered");
+        assert!(
+            matches!(refused, Response::ProtocolError { .. }),
+            "{refused:?}"
+        );
+        let welcome =
+            admit(Some(&tokens), &role, hello("rrrrrrrrrrrrrrrrrrrr")).expect_err("answered");
+        assert_eq!(
+            welcome,
+            Response::Welcome {
+                request_id: 1,
+                role: "read".into()
+            }
+        );
+        assert!(admit(Some(&tokens), &role, Request::GetTable { request_id: 3 }).is_ok());
+        let refused = admit(Some(&tokens), &role, submit()).expect_err("read cannot write");
+        assert!(
+            matches!(&refused, Response::Rejected { request_id: 2, code: ErrorCode::Forbidden, message } if message.contains("`write`")),
+            "{refused:?}"
+        );
+        let _ = admit(Some(&tokens), &role, hello("wwwwwwwwwwwwwwwwwwww"));
+        assert!(admit(Some(&tokens), &role, submit()).is_ok());
+        let open = AtomicU8::new(0);
+        assert!(admit(None, &open, submit()).is_ok(), "no tokens: open");
+    }
 }

@@ -87,6 +87,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--token` / `EDDY_TOKEN`, shared by the client subcommands.
+#[derive(Clone, Default, clap::Args)]
+pub struct TokenArg {
+    /// API token presented to the node (role `read` for status and tail,
+    /// `write` for send). Prefer the environment variable EDDY_TOKEN: a
+    /// flag is visible to other users in `ps`.
+    #[arg(long = "token", env = "EDDY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for TokenArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.token.is_some() {
+            "TokenArg(<set>)"
+        } else {
+            "TokenArg(none)"
+        })
+    }
+}
+
+impl TokenArg {
+    /// The `Authorization` header value, if a token is set.
+    pub fn bearer(&self) -> Option<String> {
+        self.token.as_ref().map(|token| format!("Bearer {token}"))
+    }
+
+    /// A client config presenting the token.
+    pub fn client_config(&self) -> eddy_client::ClientConfig {
+        eddy_client::ClientConfig::default().with_token(self.token.clone())
+    }
+}
+
+/// Why connecting to `addr` failed, with the hint that fits: a refused
+/// token is not a missing node.
+fn connect_error(addr: &str, err: &eddy_client::ClientError, flag: &str) -> String {
+    match err {
+        eddy_client::ClientError::Protocol(_) => format!("{addr}: {err}"),
+        _ => format!(
+            "cannot connect to {addr}: {err}; {}",
+            no_node_hint(addr, flag)
+        ),
+    }
+}
+
 /// What to say when nothing answers at `addr`: most often no node runs
 /// there, or it runs at another address (`flag` sets the one asked).
 fn no_node_hint(addr: &str, flag: &str) -> String {

@@ -38,6 +38,8 @@ pub struct SendArgs {
     /// hosts.
     #[arg(long)]
     http: Option<String>,
+    #[command(flatten)]
+    token: crate::TokenArg,
     /// NDJSON file; `-` or nothing reads stdin.
     file: Option<PathBuf>,
     #[command(flatten)]
@@ -219,7 +221,7 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         },
     };
     if let Some(addr) = args.http.clone() {
-        return send_http(&addr, args.batch.max(1), &args.tls, reader);
+        return send_http(&addr, args.batch.max(1), (&args.tls, &args.token), reader);
     }
     let Some(runtime) = crate::runtime() else {
         return ExitCode::FAILURE;
@@ -232,17 +234,19 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let client = match Client::connect_with(&args.addr, config).await {
-            Ok(client) => std::sync::Arc::new(client),
-            Err(err) => {
-                eprintln!(
-                    "error: cannot connect to {}: {err}; {}",
-                    args.addr,
-                    crate::no_node_hint(&args.addr, "--addr")
-                );
-                return ExitCode::FAILURE;
-            }
-        };
+        let client =
+            match Client::connect_with(&args.addr, config.with_token(args.token.token.clone()))
+                .await
+            {
+                Ok(client) => std::sync::Arc::new(client),
+                Err(err) => {
+                    eprintln!(
+                        "error: {}",
+                        crate::connect_error(&args.addr, &err, "--addr")
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
         let mut totals = Totals::default();
         let mut in_flight = JoinSet::new();
         // One batch per form, with the input line of each event; a key's
@@ -309,7 +313,7 @@ pub fn run(args: SendArgs, registry: Registry) -> ExitCode {
 fn send_http(
     addr: &str,
     batch: usize,
-    tls: &crate::tls_args::TlsArgs,
+    (tls, token): (&crate::tls_args::TlsArgs, &crate::TokenArg),
     reader: Box<dyn BufRead>,
 ) -> ExitCode {
     let agent = match tls.agent(Duration::from_secs(30), false) {
@@ -319,6 +323,7 @@ fn send_http(
             return ExitCode::FAILURE;
         }
     };
+    let bearer = token.bearer();
     let url = format!("{}://{addr}/v1/events", tls.scheme());
     let mut totals = Totals::default();
     // (line number, line) of the batch being filled.
@@ -336,10 +341,13 @@ fn send_http(
         let numbers: Vec<usize> = lines.drain(..).map(|(number, _)| number).collect();
         let mut attempts = 0;
         loop {
-            let answer = agent
+            let mut request = agent
                 .post(&url)
-                .header("content-type", "application/x-ndjson")
-                .send(&body);
+                .header("content-type", "application/x-ndjson");
+            if let Some(bearer) = &bearer {
+                request = request.header("authorization", bearer);
+            }
+            let answer = request.send(&body);
             let (status, text) = match answer {
                 Ok(mut response) => (
                     response.status().as_u16(),

@@ -18,11 +18,28 @@ pub struct StatusArgs {
     pub partitions: bool,
     #[command(flatten)]
     pub tls: crate::tls_args::TlsArgs,
+    #[command(flatten)]
+    pub token: crate::TokenArg,
 }
 
-fn fetch(agent: &ureq::Agent, scheme: &str, base: &str, path: &str) -> Result<Value, String> {
+fn fetch(
+    agent: &ureq::Agent,
+    (scheme, base): (&str, &str),
+    path: &str,
+    token: &crate::TokenArg,
+) -> Result<Value, String> {
     let url = format!("{scheme}://{base}{path}");
-    let mut response = agent.get(&url).call().map_err(|err| match err {
+    let mut request = agent.get(&url);
+    if let Some(bearer) = token.bearer() {
+        request = request.header("authorization", bearer);
+    }
+    let mut response = request.call().map_err(|err| match err {
+        ureq::Error::StatusCode(401) => format!(
+            "{url}: 401: the node requires an API token with role `read` (--token or EDDY_TOKEN)"
+        ),
+        ureq::Error::StatusCode(403) => {
+            format!("{url}: 403: the token lacks role `read`")
+        }
         // The node answered: the status says it all.
         ureq::Error::StatusCode(_) => format!("{url}: {err}"),
         _ => format!("{url}: {err}; {}", crate::no_node_hint(base, "--http-addr")),
@@ -37,13 +54,13 @@ fn fetch(agent: &ureq::Agent, scheme: &str, base: &str, path: &str) -> Result<Va
 /// Runs `eddy status`.
 pub fn run(args: StatusArgs) -> ExitCode {
     let scheme = args.tls.scheme();
+    let at = (scheme, args.http_addr.as_str());
     let answers = args
         .tls
         .agent(Duration::from_secs(5), true)
         .and_then(|agent| {
-            fetch(&agent, scheme, &args.http_addr, "/v1/cluster").and_then(|cluster| {
-                fetch(&agent, scheme, &args.http_addr, "/v1/partitions")
-                    .map(|table| (cluster, table))
+            fetch(&agent, at, "/v1/cluster", &args.token).and_then(|cluster| {
+                fetch(&agent, at, "/v1/partitions", &args.token).map(|table| (cluster, table))
             })
         });
     match answers {
@@ -112,6 +129,11 @@ fn render(cluster: &Value, table: &Value, every_partition: bool) -> String {
         text(&cluster["node"]),
         cluster["local_view_version"]
     ));
+    if cluster["insecure"] == Value::Bool(true) {
+        out.push_str(
+            "INSECURE: this node runs unprotected beyond loopback (insecure = true; docs/SECURITY.md)\n",
+        );
+    }
     out.push_str(&format!(
         "{:<16} {:<8} {:<22} {:<22} {:<22} {:>6} {:>7}\n",
         "NAME", "STATUS", "HTTP", "TCP", "GOSSIP", "OWNS", "BACKUPS"
@@ -188,6 +210,10 @@ mod tests {
         let out = render(&cluster, &table, true);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].contains("members seen by a (its local view version 4)"));
+        assert!(!out.contains("INSECURE"), "{out}");
+        let mut insecure = cluster.clone();
+        insecure["insecure"] = json!(true);
+        assert!(render(&insecure, &table, false).contains("INSECURE: "));
         let a: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(a, ["a", "up", "h1", "t1", "g1", "2", "0"]);
         let b: Vec<&str> = lines[3].split_whitespace().collect();

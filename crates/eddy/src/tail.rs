@@ -23,6 +23,8 @@ pub struct TailArgs {
     count: Option<u64>,
     #[command(flatten)]
     tls: crate::tls_args::TlsArgs,
+    #[command(flatten)]
+    token: crate::TokenArg,
 }
 
 /// Runs `eddy tail` until Ctrl-C, the node closing, or `--count` alerts.
@@ -38,17 +40,19 @@ pub fn run(args: TailArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let client = match Client::connect_with(&args.addr, config).await {
-            Ok(client) => client,
-            Err(err) => {
-                eprintln!(
-                    "error: cannot connect to {}: {err}; {}",
-                    args.addr,
-                    crate::no_node_hint(&args.addr, "--addr")
-                );
-                return ExitCode::FAILURE;
-            }
-        };
+        let client =
+            match Client::connect_with(&args.addr, config.with_token(args.token.token.clone()))
+                .await
+            {
+                Ok(client) => client,
+                Err(err) => {
+                    eprintln!(
+                        "error: {}",
+                        crate::connect_error(&args.addr, &err, "--addr")
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
         let mut alerts = match client.subscribe(args.kind, args.key).await {
             Ok(Some(alerts)) => alerts,
             Ok(None) | Err(_) => {

@@ -265,3 +265,97 @@ fn metrics_of_a_busy_cluster_pass_promtool() {
         );
     }
 }
+
+#[test]
+fn dashboard_with_api_tokens_asks_for_one_and_reads_every_member_with_it() {
+    const READ: &str = "dashboard-read-secret-0123456789";
+    const WRITE: &str = "dashboard-write-secret-012345678";
+    let dir = scratch("dashboard-tokens");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("read:dash:{READ}\nwrite:load:{WRITE}\n")).expect("tokens");
+    let set = format!("tokens_file=\"{}\"", tokens.display());
+    let nodes = start_cluster(2, &[&set]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let with_token = |url: String, token: &str| {
+        let mut response = agent
+            .get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .expect("answers");
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), body)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = with_token(nodes[0].url("/v1/partitions"), READ);
+        assert_eq!(status, 200, "{body}");
+        if json(&body)["owned"]
+            .as_object()
+            .is_some_and(|o| o.len() == 2)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two nodes never shared the table"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut response = agent
+        .post(nodes[0].url("/v1/events"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {WRITE}"))
+        .send(&hot_readings(12))
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body_mut().read_to_string();
+
+    // Without a token the page asks for one and shows no data.
+    let profile = scratch("chromium-tokens-none");
+    let dom = chromium(&nodes[0].url("/"), "--dump-dom", &profile);
+    assert!(
+        dom.contains(r#"<form id="auth">"#),
+        "the token form is shown:\n{dom}"
+    );
+    assert!(
+        !dom.contains(r#"data-ready="true""#),
+        "no data without a token"
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+
+    // With one (from the address, kept per tab) it reads this node and,
+    // across origins, the other member's alerts and history.
+    let on_other = json(&with_token(nodes[1].url("/v1/alerts/recent"), READ).1)["alerts"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let profile = scratch("chromium-tokens-read");
+    let dom = chromium(
+        &nodes[0].url(&format!("/#token={READ}")),
+        "--dump-dom",
+        &profile,
+    );
+    assert!(
+        dom.contains(r#"data-ready="true""#),
+        "page never loaded its data:\n{dom}"
+    );
+    assert!(
+        dom.contains(r#"<form id="auth" hidden="">"#),
+        "no token form:\n{dom}"
+    );
+    assert!(!dom.contains(READ), "the token stays out of the page");
+    for n in 1..=2 {
+        assert!(
+            dom.contains(&format!(r#"data-name="node-{n}" data-status="up""#)),
+            "node-{n} is not listed as up:\n{dom}"
+        );
+    }
+    let rows = dom.matches(r#"data-kind="device""#).count();
+    assert_eq!(
+        rows, 12,
+        "every alert shown, {on_other} of them read from the other member:\n{dom}"
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+}

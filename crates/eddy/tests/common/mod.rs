@@ -89,6 +89,13 @@ impl NodeProcess {
         }
     }
 
+    /// [`NodeProcess::launch`] with debug logs written to `log`.
+    pub fn launch_logged(args: &[String], log: &std::path::Path) -> NodeProcess {
+        let file = std::fs::File::create(log).expect("log file");
+        LOG.with(|slot| *slot.borrow_mut() = Some(file));
+        NodeProcess::launch(args)
+    }
+
     /// Starts `eddy node` with these arguments once it printed its addresses.
     pub fn launch_unready(args: &[String]) -> NodeProcess {
         NodeProcess::launch_unready_in(None, args)
