@@ -434,9 +434,13 @@ fn the_shipped_secure_3_configs_form_a_cluster_with_the_files_of_eddy_cert_local
             ] {
                 args.extend(["--set".to_owned(), set]);
             }
-            NodeProcess::launch_in(Some(&dir), &args)
+            // Voters: ready once all three formed the cluster.
+            NodeProcess::launch_unready_in(Some(&dir), &args)
         })
         .collect();
+    for node in &nodes {
+        node.wait_ready(std::time::Duration::from_secs(30));
+    }
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_agreement(&all, |owners| owners.len() == 3);
     let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &tx("acct-3", 1.0, "FR"));
