@@ -942,8 +942,8 @@ impl Driver {
             && let Err(err) = log.persist(&persist)
         {
             // Nothing of this round may leave: peers would learn of votes
-            // or entries that are not durable. The replica stops; the
-            // node keeps serving (shadow mode) and says why.
+            // or entries that are not durable. The replica stops (the
+            // group goes on with the other voters) and says why.
             tracing::error!(%err, "cannot persist the Raft log; the controller replica stops");
             metrics::counter!("eddy_storage_write_errors_total").increment(1);
             self.controller = None;

@@ -561,9 +561,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Starts the controller driver if the config names voters (shadow mode:
-/// nothing in the data path reads it yet). A voter opens its Raft log in
-/// `data_dir`; a damaged log stops the node (never loaded silently).
+/// Starts the controller driver if the config names voters (then the
+/// committed configuration places partitions). A voter opens its Raft log
+/// in `data_dir`; a damaged log stops the node (never loaded silently).
 fn start_control(
     config: &NodeConfig,
     identity: &NodeIdentity,
