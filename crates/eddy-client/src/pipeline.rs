@@ -227,29 +227,12 @@ impl<A: Answer> Pipeline<A> {
             .acquire_owned()
             .await
             .map_err(|_| ClientError::Closed)?;
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::new();
-        encode(request_id, &mut frame)?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiters = self.waiters.lock().map_err(|_| ClientError::Closed)?;
-            // Checked under the lock the reader clears waiters with, so a
-            // request is either refused here or failed by the reader.
-            if self.ended.load(Ordering::Acquire) {
-                return Err(ClientError::Closed);
-            }
-            waiters.insert(request_id, tx);
-        }
+        let (request_id, frame, pending) = self.register(permit, encode)?;
         if self.frames.send(frame).await.is_err() {
             self.forget(request_id);
             return Err(ClientError::Closed);
         }
-        Ok(Pending {
-            answer: rx,
-            spoke_tls: self.spoke_tls.clone(),
-            _permit: permit,
-            link: self.link.clone(),
-        })
+        Ok(pending)
     }
 
     /// Like [`Pipeline::send_request`], for callers that must never wait on
@@ -266,17 +249,7 @@ impl<A: Answer> Pipeline<A> {
             .clone()
             .try_acquire_owned()
             .map_err(|_| ClientError::Congested)?;
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::new();
-        encode(request_id, &mut frame)?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiters = self.waiters.lock().map_err(|_| ClientError::Closed)?;
-            if self.ended.load(Ordering::Acquire) {
-                return Err(ClientError::Closed);
-            }
-            waiters.insert(request_id, tx);
-        }
+        let (request_id, frame, pending) = self.register(permit, encode)?;
         if let Err(err) = self.frames.try_send(frame) {
             self.forget(request_id);
             return Err(match err {
@@ -284,12 +257,36 @@ impl<A: Answer> Pipeline<A> {
                 mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
             });
         }
-        Ok(Pending {
+        Ok(pending)
+    }
+
+    /// Encodes a request under a fresh id and registers its waiter; the
+    /// caller queues the frame (or forgets the id).
+    fn register(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<(u64, Vec<u8>, Pending<A>), ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        encode(request_id, &mut frame)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock().map_err(|_| ClientError::Closed)?;
+            // Checked under the lock the reader clears waiters with, so a
+            // request is either refused here or failed by the reader.
+            if self.ended.load(Ordering::Acquire) {
+                return Err(ClientError::Closed);
+            }
+            waiters.insert(request_id, tx);
+        }
+        let pending = Pending {
             answer: rx,
             spoke_tls: self.spoke_tls.clone(),
             _permit: permit,
             link: self.link.clone(),
-        })
+        };
+        Ok((request_id, frame, pending))
     }
 
     /// Sends a frame that expects no matched answer (a subscription).

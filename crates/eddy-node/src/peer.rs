@@ -189,17 +189,52 @@ async fn send_on(
     peer: &NodeIdentity,
     encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
 ) -> Result<PeerPending, PeerError> {
-    let pending = link
-        .send_request(encode)
-        .await
-        .map_err(|err| PeerError::NoAnswer {
-            node: peer.name.clone(),
-            reason: err.to_string(),
-        })?;
+    pending_on(peer, link.send_request(encode).await)
+}
+
+/// A request queued (or not) for `peer`, as this module returns it.
+fn pending_on(
+    peer: &NodeIdentity,
+    queued: Result<eddy_client::Pending<PeerAnswer>, ClientError>,
+) -> Result<PeerPending, PeerError> {
+    let pending = queued.map_err(|err| PeerError::NoAnswer {
+        node: peer.name.clone(),
+        reason: err.to_string(),
+    })?;
     Ok(PeerPending {
         node: peer.name.clone(),
         pending,
     })
+}
+
+/// Sends the request `encode` writes on `link` and waits up to `timeout`
+/// for its answer. A connection silent that long is given up (see
+/// `eddy_client::Link`: a cut link kept answering nothing for 11 s after
+/// the network healed).
+async fn call_on(
+    link: &Pipeline<PeerAnswer>,
+    peer: &NodeIdentity,
+    timeout: Duration,
+    encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
+) -> Result<PeerResponse, PeerError> {
+    let no_answer = |reason: String| PeerError::NoAnswer {
+        node: peer.name.clone(),
+        reason,
+    };
+    let connection = link.link();
+    match tokio::time::timeout(timeout, link.call(encode)).await {
+        Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
+            node: peer.name.clone(),
+            failure,
+        }),
+        Ok(Ok(PeerAnswer(answer))) => Ok(answer),
+        Ok(Err(ClientError::Closed)) => Err(no_answer("connection closed".into())),
+        Ok(Err(err)) => Err(no_answer(err.to_string())),
+        Err(_) => {
+            connection.abandon_if_silent(SILENT_LINK);
+            Err(no_answer(format!("no answer within {timeout:?}")))
+        }
+    }
 }
 
 /// A survey's answer: copies held, and claims refused with the epoch that
@@ -431,28 +466,7 @@ impl PeerLinks {
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
     ) -> Result<PeerResponse, PeerError> {
         let link = self.link(peer).await?;
-        let no_answer = |reason: String| PeerError::NoAnswer {
-            node: peer.name.clone(),
-            reason,
-        };
-        let connection = link.link();
-        let call = link.call(encode);
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
-                node: peer.name.clone(),
-                failure,
-            }),
-            Ok(Ok(PeerAnswer(answer))) => Ok(answer),
-            Ok(Err(ClientError::Closed)) => Err(no_answer("connection closed".into())),
-            Ok(Err(err)) => Err(no_answer(err.to_string())),
-            Err(_) => {
-                // A connection silent this long is given up: see
-                // `eddy_client::Link` (a cut link kept answering nothing for
-                // 11 s after the network healed).
-                connection.abandon_if_silent(SILENT_LINK);
-                Err(no_answer(format!("no answer within {timeout:?}")))
-            }
-        }
+        call_on(&link, peer, timeout, encode).await
     }
 
     /// Like [`Self::call`] for a caller with somewhere else to go (a
@@ -477,25 +491,7 @@ impl PeerLinks {
         if link.is_silent(SILENT_FAST) {
             return Err(unreachable("the link is silent (cut?)"));
         }
-        let connection = link.link();
-        match tokio::time::timeout(CALL_TIMEOUT, link.call(encode)).await {
-            Ok(Ok(PeerAnswer(PeerResponse::Failed { failure, .. }))) => Err(PeerError::Failed {
-                node: peer.name.clone(),
-                failure,
-            }),
-            Ok(Ok(PeerAnswer(answer))) => Ok(answer),
-            Ok(Err(err)) => Err(PeerError::NoAnswer {
-                node: peer.name.clone(),
-                reason: err.to_string(),
-            }),
-            Err(_) => {
-                connection.abandon_if_silent(SILENT_LINK);
-                Err(PeerError::NoAnswer {
-                    node: peer.name.clone(),
-                    reason: format!("no answer within {CALL_TIMEOUT:?}"),
-                })
-            }
-        }
+        call_on(&link, peer, CALL_TIMEOUT, encode).await
     }
 
     async fn start(
@@ -529,16 +525,7 @@ impl PeerLinks {
         // Not even a full queue is waited for: behind a cut link the socket
         // buffer fills, and a worker waiting for room stalled every
         // partition it serves.
-        let pending = link
-            .try_send_request(encode)
-            .map_err(|err| PeerError::NoAnswer {
-                node: peer.name.clone(),
-                reason: err.to_string(),
-            })?;
-        Ok(PeerPending {
-            node: peer.name.clone(),
-            pending,
-        })
+        pending_on(peer, link.try_send_request(encode))
     }
 
     /// Ships entries of several partitions to backup `peer` in one frame;
