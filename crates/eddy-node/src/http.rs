@@ -38,8 +38,8 @@ pub struct AppState {
     /// Rung by `POST /v1/admin/forget-down`: the majority base becomes the
     /// live count.
     pub forget: Arc<tokio::sync::Notify>,
-    /// Injected network faults; set by `POST /v1/admin/faults` (feature
-    /// `fault-injection` only).
+    /// Injected faults; set by `POST /v1/admin/faults`, which exists only
+    /// when the binary installed the hook (`NodeBuilder::fault_hook`).
     pub faults: Arc<crate::faults::Faults>,
     /// Per-second throughput samples behind `GET /v1/stats/history`.
     pub history: Arc<std::sync::Mutex<crate::history::History>>,
@@ -47,9 +47,10 @@ pub struct AppState {
     pub control: Option<crate::control::ControlHandle>,
 }
 
-/// The router with every route and the body limit.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The router with every route and the body limit; `fault_hook` adds
+/// `POST /v1/admin/faults` (chaos binaries only, `NodeBuilder::fault_hook`).
+pub fn router(state: AppState, max_body_bytes: usize, fault_hook: bool) -> Router {
+    let router = Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/actors/{kind}/{key}", get(get_actor))
         .route("/", get(crate::dashboard::page))
@@ -60,10 +61,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
         .route("/v1/admin/forget-down", post(post_forget_down))
-        .route("/v1/admin/faults", post(post_faults))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let router = if fault_hook {
+        router.route("/v1/admin/faults", post(post_faults))
+    } else {
+        router
+    };
+    router
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Any origin may read (the dashboard reads every member); writes
         // from another origin and admin actions not declared JSON are
@@ -500,15 +506,10 @@ async fn post_forget_down(State(app): State<AppState>) -> Response {
 }
 
 /// Injects network faults (chaos testing): `{"drop_to": [names],
-/// "drop_from": [names], "loss": 0-1, "delay_ms": n}`; `{}` heals. Answers
-/// 404 unless built with the `fault-injection` feature.
+/// "drop_from": [names], "loss": 0-1, "delay_ms": n, "drop_log_entries":
+/// bool, "fail_storage": bool}`; `{}` heals. Routed only when the binary
+/// installed the hook.
 async fn post_faults(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    if !cfg!(feature = "fault-injection") {
-        return error(
-            StatusCode::NOT_FOUND,
-            json!({"error": "fault injection is not compiled into this node (feature `fault-injection`)"}),
-        );
-    }
     let body = match body {
         Ok(body) => body,
         Err(err) => return error(err.status(), json!({"error": err.body_text()})),

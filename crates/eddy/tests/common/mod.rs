@@ -24,28 +24,55 @@ pub struct NodeProcess {
     pub peer: String,
 }
 
+/// `--set` pairs on free loopback ports, fast ticks, then `sets`.
+fn start_args(sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--tcp-addr",
+        "127.0.0.1:0",
+        "--gossip-addr",
+        "127.0.0.1:0",
+        "--peer-addr",
+        "127.0.0.1:0",
+        "--set",
+        "tick_ms=20",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for set in sets {
+        args.extend(["--set".to_owned(), (*set).to_owned()]);
+    }
+    args
+}
+
+/// The chaos crate's node binary (`eddy node` with the fault hook), built
+/// next to `eddy` by any workspace build.
+pub fn chaos_node_binary() -> std::path::PathBuf {
+    let sibling = std::path::Path::new(env!("CARGO_BIN_EXE_eddy"))
+        .parent()
+        .expect("bin dir")
+        .join("eddy-chaos-node");
+    assert!(
+        sibling.exists(),
+        "{} is not built: run the workspace tests (cargo nextest run --workspace) or build the workspace first",
+        sibling.display()
+    );
+    sibling
+}
+
 impl NodeProcess {
     /// Starts `eddy node` on free loopback ports with extra `--set` pairs and
     /// waits (bounded) until it prints its addresses and answers /readyz.
     pub fn start(sets: &[&str]) -> NodeProcess {
-        let mut args: Vec<String> = [
-            "--http-addr",
-            "127.0.0.1:0",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--peer-addr",
-            "127.0.0.1:0",
-            "--set",
-            "tick_ms=20",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        for set in sets {
-            args.extend(["--set".to_owned(), (*set).to_owned()]);
-        }
-        NodeProcess::launch(&args)
+        NodeProcess::launch(&start_args(sets))
+    }
+
+    /// Like [`NodeProcess::start`], but the node is the chaos crate's
+    /// `eddy-chaos-node` (`eddy node` with the fault hook installed), for
+    /// tests that inject faults through `POST /v1/admin/faults`.
+    pub fn start_with_fault_hook(sets: &[&str]) -> NodeProcess {
+        NodeProcess::launch_binary(&chaos_node_binary(), &start_args(sets))
     }
 
     /// Like [`NodeProcess::start`], with JSON logs at debug level written to
@@ -60,7 +87,12 @@ impl NodeProcess {
 
     /// Starts `eddy node` with exactly these arguments (after `node`).
     pub fn launch(args: &[String]) -> NodeProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        NodeProcess::launch_binary(std::path::Path::new(env!("CARGO_BIN_EXE_eddy")), args)
+    }
+
+    /// Starts `<binary> node` with exactly these arguments (after `node`).
+    pub fn launch_binary(binary: &std::path::Path, args: &[String]) -> NodeProcess {
+        let mut command = Command::new(binary);
         command.arg("node").args(args).stdout(Stdio::piped());
         match LOG.with(|slot| slot.borrow_mut().take()) {
             Some(file) => command.env("RUST_LOG", "debug").stderr(file),
