@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use eddy_cluster::MemberStatus;
-use eddy_core::{PartitionId, ProducerRef};
+use eddy_core::{PartitionId, ProducerRef, Registry};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
@@ -79,9 +79,12 @@ pub fn router(state: AppState, max_body_bytes: usize, fault_hook: bool) -> Route
 }
 
 /// A refusal: status and JSON body `{"error": …, "index"?, "field"?}`.
-struct ApiError {
-    status: StatusCode,
-    body: serde_json::Value,
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status (4xx: the request's fault).
+    pub status: StatusCode,
+    /// The JSON body, naming the item and field where one is at fault.
+    pub body: serde_json::Value,
 }
 
 impl IntoResponse for ApiError {
@@ -177,8 +180,38 @@ fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
     Ok(items)
 }
 
+/// Decodes the body of `POST /v1/events` (a JSON array, one object, or
+/// NDJSON) into events for the ingress, with the kinds of `registry`: the
+/// count is checked against `max_batch_events` before any item is decoded,
+/// every item is validated, and the first bad one refuses the whole body.
+/// Public so the fuzz target drives exactly what the route runs.
+pub fn decode_events(
+    registry: &Registry,
+    body: &[u8],
+    max_batch_events: usize,
+) -> Result<Vec<IngressEvent>, ApiError> {
+    let items = split_items(body)?;
+    if items.is_empty() {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "no events in body"}),
+        ));
+    }
+    if items.len() > max_batch_events {
+        return Err(api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("{} events in one request; the limit is {max_batch_events}", items.len())}),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| validate(registry, index, raw))
+        .collect()
+}
+
 /// Validates one item into an event for the ingress.
-fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEvent, ApiError> {
+fn validate(registry: &Registry, index: usize, raw: &RawValue) -> Result<IngressEvent, ApiError> {
     let bad = |field: Option<&str>, message: String| {
         let mut body = json!({"error": message, "index": index});
         if let Some(field) = field {
@@ -188,7 +221,6 @@ fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEv
     };
     let item: Item<'_> =
         serde_json::from_str(raw.get()).map_err(|err| bad(None, err.to_string()))?;
-    let registry = ingress.registry();
     let kind = registry.kind_id(&item.kind).ok_or_else(|| {
         let known: Vec<&str> = registry.kinds().map(|(_, name)| name).collect();
         bad(
@@ -231,29 +263,10 @@ async fn post_events(State(app): State<AppState>, body: Result<Bytes, BytesRejec
             return error(rejection.status(), json!({"error": rejection.body_text()}));
         }
     };
-    let items = match split_items(&body) {
-        Ok(items) => items,
+    let batch = match decode_events(app.ingress.registry(), &body, app.max_batch_events) {
+        Ok(batch) => batch,
         Err(refusal) => return refusal.into_response(),
     };
-    if items.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "no events in body"}),
-        );
-    }
-    if items.len() > app.max_batch_events {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"error": format!("{} events in one request; the limit is {}", items.len(), app.max_batch_events)}),
-        );
-    }
-    let mut batch = Vec::with_capacity(items.len());
-    for (index, raw) in items.into_iter().enumerate() {
-        match validate(&app.ingress, index, raw) {
-            Ok(event) => batch.push(event),
-            Err(refusal) => return refusal.into_response(),
-        }
-    }
     match app.ingress.submit(batch).await {
         Ok(reply) if reply.rejected.is_empty() => (
             StatusCode::OK,
