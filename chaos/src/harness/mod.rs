@@ -1,4 +1,4 @@
-//! The process harness: real `eddy node` processes on loopback, the
+//! The process harness: real node processes (`eddy-chaos-node`) on loopback, the
 //! journaling workload, the scenario's faults at their times, then healing,
 //! quiescing and the checks ([`check`]), and the report ([`crate::report`]).
 //!
