@@ -10,12 +10,25 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Mode byte, then: 0 a raw Raft message frame; 1 a Raft message body,
 /// framed with version and checksum; 2 a proposal; 3 a cluster config;
-/// 4 a controller request; 5 a controller answer.
+/// 4 a controller request; 5 a controller answer; 6 the controller's log
+/// file in `data_dir` as on disk; 7 its record bodies ([`crate::pieces`])
+/// framed with lengths and checksums.
 pub fn control_frame(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 6 {
+    match mode % 8 {
+        6 => control_log(rest),
+        7 => {
+            let mut log = Vec::new();
+            for body in crate::pieces(rest) {
+                let record = frame_around(body);
+                let len = u32::try_from(record.len()).expect("pieces are small");
+                log.extend_from_slice(&len.to_le_bytes());
+                log.extend_from_slice(&record);
+            }
+            control_log(&log);
+        }
         0 => raft_message(rest),
         1 => raft_message(&frame_around(rest)),
         2 => {
@@ -51,6 +64,14 @@ pub fn frame_around(body: &[u8]) -> Vec<u8> {
     let sum = xxh3_64(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
+}
+
+/// The controller log replays (or is refused) without a panic, and uses
+/// no more bytes than it was given.
+fn control_log(bytes: &[u8]) {
+    if let Ok((_, used)) = eddy_node::control_log::decode(std::path::Path::new("log"), bytes) {
+        assert!(used <= bytes.len());
+    }
 }
 
 /// A message that decodes re-encodes to one that decodes the same.

@@ -310,6 +310,56 @@ fn control(out: &mut Vec<Seed>) {
         "refused".into(),
         with_mode(5, &control_msg::encode(&refused)),
     ));
+    let log = controller_log(&proposal);
+    out.push(("control_frame", "controller-log".into(), with_mode(6, &log)));
+    // The same records, bodies only: each record is `len | version | body |
+    // xxh3`.
+    let mut bodies = Vec::new();
+    let mut at = 0;
+    while let Some(len) = log.get(at..at + 4) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        bodies.push(log[at + 5..at + 4 + len - 8].to_vec());
+        at += 4 + len;
+    }
+    let joined = crate::join_pieces(bodies.iter().map(Vec::as_slice));
+    out.push((
+        "control_frame",
+        "controller-log-bodies".into(),
+        with_mode(7, &joined),
+    ));
+}
+
+/// A controller log as a voter writes it to `data_dir`: its hard state and
+/// two entries.
+fn controller_log(proposal: &Proposal) -> Vec<u8> {
+    use eddy_control::Persist;
+    use eddy_control::wire::{EntryRecord, HardStateRecord};
+    let dir = std::env::temp_dir().join(format!("eddy-fuzz-seed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut log = eddy_node::control_log::ControlLog::open(&dir)
+        .expect("a scratch directory")
+        .log;
+    let entry = |index| EntryRecord {
+        term: 2,
+        index,
+        data: proposal.encode(),
+        context: Vec::new(),
+    };
+    let effects = [
+        Persist::HardState(HardStateRecord {
+            term: 2,
+            vote: 1,
+            commit: 1,
+        }),
+        Persist::Entries(vec![entry(1), entry(2)]),
+    ];
+    log.persist(&effects).expect("a scratch directory");
+    let path = dir
+        .join(eddy_node::control_log::DIR)
+        .join(eddy_node::control_log::FILE);
+    let bytes = std::fs::read(path).expect("the log was written");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
 }
 
 fn http(out: &mut Vec<Seed>) {
