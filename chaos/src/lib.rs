@@ -7,7 +7,8 @@
 //! - [`control`]: seed campaigns of the Raft controller (`eddy_control`'s
 //!   swarm: real controllers over tikv raft-rs on a seeded faulty network),
 //!   each seed reproducible, with the controller's injected bugs exposed.
-//! - [`harness`]: real `eddy node` processes, a journaling workload, faults
+//! - [`harness`]: real node processes (`eddy-chaos-node node`: `eddy node`
+//!   with the fault hook installed), a journaling workload, faults
 //!   from a TOML scenario (SIGKILL, SIGSTOP/SIGCONT, restart, leave, network
 //!   faults by nftables in per-node network namespaces when root, else
 //!   through the nodes' fault hook; restarts without data, spares added

@@ -33,7 +33,8 @@ enum Command {
         /// Where logs and reports go [default: target/chaos/<name>].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// The eddy binary [default: $EDDY_BIN, else next to eddy-chaos].
+        /// The node binary [default: $EDDY_BIN, else `eddy-chaos-node` next
+        /// to eddy-chaos: `eddy node` with the fault hook].
         #[arg(long)]
         eddy: Option<PathBuf>,
         /// Turn on the nodes' injected bug (owners stop replicating): the

@@ -1,8 +1,8 @@
 //! The process harness against real `eddy node` processes: the CI scenario
 //! passes, and the checker catches a node whose owners stop replicating.
 //!
-//! The nodes are the workspace's `eddy` binary (built with the fault hook
-//! by any workspace build, see Cargo.toml); `EDDY_BIN` points elsewhere.
+//! The nodes are this crate's `eddy-chaos-node` binary (`eddy node` with
+//! the fault hook installed); `EDDY_BIN` points elsewhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

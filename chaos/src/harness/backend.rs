@@ -62,7 +62,7 @@ pub enum Backend {
         /// Why this one.
         why: String,
         /// Whether anything was posted to a hook yet: until then nothing
-        /// needs one, so an `eddy` built without the hook feature can run
+        /// needs one, so an `eddy` binary (no hook) can run
         /// scenarios that need neither the bug switch nor hook delay.
         hook_used: bool,
     },

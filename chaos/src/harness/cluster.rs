@@ -39,7 +39,7 @@ pub enum ClusterError {
     Ports(std::io::Error),
     /// The node has no fault hook, or its hook does not know a field.
     #[error(
-        "node-{node} refused the fault {spec} ({status}): {body}; faults through the hook need an eddy binary built with --features eddy/fault-injection (any workspace build has it) whose hook knows every field sent"
+        "node-{node} refused the fault {spec} ({status}): {body}; faults through the hook need a node binary with the hook installed (eddy-chaos-node; the eddy binary has none) whose hook knows every field sent"
     )]
     NoFaultHook {
         /// 1-based index.

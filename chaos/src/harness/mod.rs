@@ -1,9 +1,10 @@
-//! The process harness: real `eddy node` processes on loopback, the
+//! The process harness: real node processes (`eddy-chaos-node`) on loopback, the
 //! journaling workload, the scenario's faults at their times, then healing,
 //! quiescing and the checks ([`check`]), and the report ([`crate::report`]).
 //!
 //! Network faults are made real by a [`backend::Backend`]: each node's fault
-//! hook (`POST /v1/admin/faults`, feature `fault-injection`), which works
+//! hook (`POST /v1/admin/faults`, installed by the `eddy-chaos-node` binary
+//! the harness runs, never by `eddy`), which works
 //! without root, or nftables in per-node network namespaces ([`netns`]),
 //! chosen by `--network` and recorded in the report.
 
@@ -64,17 +65,22 @@ pub enum RunError {
     },
 }
 
-/// Finds the `eddy` binary: `EDDY_BIN`, else next to this executable.
+/// The node binary the harness runs when none is named: `EDDY_BIN`, else
+/// `eddy-chaos-node` (the node with the fault hook installed) next to this
+/// executable, else on `PATH`.
 pub fn default_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("EDDY_BIN") {
         return PathBuf::from(path);
     }
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("eddy")))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(CHAOS_NODE)))
         .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("eddy"))
+        .unwrap_or_else(|| PathBuf::from(CHAOS_NODE))
 }
+
+/// The chaos crate's node binary: `eddy node` with the fault hook.
+pub const CHAOS_NODE: &str = "eddy-chaos-node";
 
 /// Runs `scenario` and returns its report (also written to `options.out`).
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {

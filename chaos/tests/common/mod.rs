@@ -3,22 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// The nodes are the workspace's `eddy` binary (built with the fault hook
-/// by any workspace build, see Cargo.toml); `EDDY_BIN` points elsewhere.
+/// The nodes are this crate's `eddy-chaos-node` binary (`eddy node` with
+/// the fault hook installed); `EDDY_BIN` points elsewhere.
 pub fn eddy_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("EDDY_BIN") {
         return PathBuf::from(path);
     }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .parent()
-        .expect("bin dir")
-        .join("eddy");
-    assert!(
-        sibling.exists(),
-        "{} is not built: run the workspace tests (cargo nextest run --workspace) or `cargo build -p eddy --features fault-injection`, or set EDDY_BIN",
-        sibling.display()
-    );
-    sibling
+    PathBuf::from(env!("CARGO_BIN_EXE_eddy-chaos-node"))
 }
 
 /// An empty directory for the run `name`'s logs and report.

@@ -339,6 +339,12 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
     message.commit = record.commit;
     message.commit_term = record.commit_term;
     if let Some(snapshot) = &record.snapshot {
+        // The encoder leaves out a snapshot of index 0 (none); one on the
+        // wire is not from us. Found by fuzzing: it decoded into a message
+        // that does not encode back to itself.
+        if snapshot.index == 0 {
+            return Err(WireError::Body("snapshot of index 0".to_owned()));
+        }
         message.set_snapshot(snapshot.to_raft());
     }
     message.request_snapshot = record.request_snapshot;
@@ -419,6 +425,24 @@ mod tests {
         assert_eq!(
             decode_message(&huge),
             Err(WireError::TooLarge(MAX_FRAME_BYTES + 1))
+        );
+    }
+
+    /// Found by the `control_frame` fuzz target: a snapshot record of
+    /// index 0, which the encoder never writes, decoded into a message that
+    /// did not encode back to itself. It is refused.
+    #[test]
+    fn a_snapshot_of_index_zero_is_refused() {
+        let mut record: MessageRecord = unframe(&encode_message(&append()).unwrap()).unwrap();
+        record.snapshot = Some(SnapshotRecord {
+            index: 0,
+            term: 1,
+            conf: ConfStateRecord::default(),
+            data: vec![1],
+        });
+        assert_eq!(
+            decode_message(&frame(&record)),
+            Err(WireError::Body("snapshot of index 0".to_owned()))
         );
     }
 

@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::id::{Epoch, Seq};
+use crate::time::Timestamp;
 
 /// A payload could not be turned into (or back from) a kind's type.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -97,6 +98,16 @@ pub enum ApplyError {
     /// An encoded entry did not decode.
     #[error("malformed log entry: {0}")]
     Malformed(String),
+    /// A replicated entry's time is before the last applied entry's: an
+    /// owner never logs one (its clock is clamped to the log's), so the
+    /// entries are damaged or not from an owner. Nothing was applied.
+    #[error("entry time {got:?} is before the log's last time {last:?}")]
+    TimeBackwards {
+        /// Time of the last applied entry.
+        last: Timestamp,
+        /// The rejected entry's time.
+        got: Timestamp,
+    },
     /// A key longer than `PartitionConfig::max_key_bytes`.
     #[error("key is {len} bytes, more than the limit of {limit}")]
     KeyTooLong {

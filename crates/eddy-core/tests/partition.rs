@@ -429,6 +429,39 @@ fn log_time_never_runs_backwards() {
     assert_eq!(logged(&out)[0].ts, Timestamp(100));
 }
 
+/// Found by the `wal_records` fuzz target: a replicated (or replayed)
+/// entry older than the log's last one tripped a debug assertion, and in
+/// release builds was applied with time running backwards. It is refused:
+/// nothing applied, the replica asks for a snapshot.
+#[test]
+fn a_replicated_entry_whose_time_runs_backwards_is_refused() {
+    let mut owner = partition(PartitionConfig::default());
+    let first = logged(&submit(&mut owner, 100, cmd("a", Cmd::Add(1))))[0].clone();
+    let second = Entry {
+        seq: Seq(2),
+        ts: Timestamp(50),
+        ..first.clone()
+    };
+    let mut replica = partition(PartitionConfig::default());
+    replica
+        .apply(&first.view(), &mut Outputs::default())
+        .expect("the first entry applies");
+    assert_eq!(
+        replica.apply(&second.view(), &mut Outputs::default()),
+        Err(ApplyError::TimeBackwards {
+            last: Timestamp(100),
+            got: Timestamp(50),
+        })
+    );
+    let bytes = postcard::to_stdvec(&second).expect("encodes");
+    assert_eq!(
+        replica.apply_replicated(Epoch(0), &bytes),
+        eddy_core::Replicated::NeedSnapshot { have: Seq(1) }
+    );
+    assert_eq!(replica.last_seq(), Seq(1), "nothing applied");
+    assert_eq!(counter_state(&replica, "a").map(|s| s.events), Some(1));
+}
+
 #[test]
 fn alerts_carry_partition_and_seq() {
     let mut p = partition(PartitionConfig::default());

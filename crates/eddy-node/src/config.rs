@@ -250,29 +250,49 @@ impl NodeConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<(NodeConfig, Vec<String>), ConfigError> {
+        let file = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                Some((shown, text))
+            }
+            None => None,
+        };
+        let file = file
+            .as_ref()
+            .map(|(shown, text)| (shown.as_str(), text.as_str()));
+        Self::load_text(file, env, overrides)
+    }
+
+    /// [`NodeConfig::load_noting`] with the file already read: `file` is
+    /// the name errors show and the file's text. Every check of a loaded
+    /// configuration runs here (the config fuzz target drives it).
+    pub fn load_text(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<(NodeConfig, Vec<String>), ConfigError> {
         let known = known_keys();
         let mut table = toml::Table::new();
         // Where each key was set, so an error can point at it.
         let mut origin: std::collections::HashMap<String, String> = Default::default();
-        if let Some(path) = file {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: shown.clone(),
-                source,
-            })?;
+        if let Some((shown, text)) = file {
             table = text
                 .parse::<toml::Table>()
                 .map_err(|err| ConfigError::Syntax {
                     path: match err.span() {
-                        Some(span) => format!("{shown} line {}", line_at(&text, span.start)),
-                        None => shown.clone(),
+                        Some(span) => format!("{shown} line {}", line_at(text, span.start)),
+                        None => shown.to_owned(),
                     },
                     message: one_line(err.message()),
                 })?;
             for key in table.keys() {
-                let place = match line_of(&text, key) {
+                let place = match line_of(text, key) {
                     Some(line) => format!("{shown} line {line}"),
-                    None => shown.clone(),
+                    None => shown.to_owned(),
                 };
                 origin.insert(key.clone(), place);
             }

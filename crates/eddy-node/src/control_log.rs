@@ -154,8 +154,10 @@ fn push_record(out: &mut Vec<u8>, record: &Record) {
     out.extend_from_slice(&body);
 }
 
-/// The state in `bytes` and how many bytes of complete records it used.
-fn decode(path: &Path, bytes: &[u8]) -> Result<(PersistedState, usize), ControlLogError> {
+/// The state in `bytes` (the controller log's contents; `path` names it in
+/// errors) and how many bytes of complete records it used. Public for the
+/// `control_frame` fuzz target.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<(PersistedState, usize), ControlLogError> {
     let mut state = PersistedState::default();
     let mut at = 0;
     while bytes.len() - at >= 4 {

@@ -3,9 +3,10 @@
 //! storage writes. The checks sit where
 //! traffic leaves and enters: gossip datagrams, peer links (outgoing calls
 //! and incoming requests). Only reachable through `POST /v1/admin/faults`,
-//! which exists only when the crate is built with the `fault-injection`
-//! feature; without it nothing can turn a fault on, and each check is one
-//! relaxed atomic load.
+//! which a node serves only when its binary installed the hook
+//! (`NodeBuilder::fault_hook`: `eddy-chaos-node` does, `eddy` never does);
+//! without it nothing can turn a fault on, and each check is one relaxed
+//! atomic load.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use eddy_cluster::MemberStatus;
-use eddy_core::{PartitionId, ProducerRef};
+use eddy_core::{PartitionId, ProducerRef, Registry};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
@@ -38,8 +38,8 @@ pub struct AppState {
     /// Rung by `POST /v1/admin/forget-down`: the majority base becomes the
     /// live count.
     pub forget: Arc<tokio::sync::Notify>,
-    /// Injected network faults; set by `POST /v1/admin/faults` (feature
-    /// `fault-injection` only).
+    /// Injected faults; set by `POST /v1/admin/faults`, which exists only
+    /// when the binary installed the hook (`NodeBuilder::fault_hook`).
     pub faults: Arc<crate::faults::Faults>,
     /// Per-second throughput samples behind `GET /v1/stats/history`.
     pub history: Arc<std::sync::Mutex<crate::history::History>>,
@@ -52,10 +52,11 @@ pub struct AppState {
     pub insecure: bool,
 }
 
-/// The router with every route and the body limit.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The router with every route and the body limit; `fault_hook` adds
+/// `POST /v1/admin/faults` (chaos binaries only, `NodeBuilder::fault_hook`).
+pub fn router(state: AppState, max_body_bytes: usize, fault_hook: bool) -> Router {
     let tokens = state.tokens.clone();
-    Router::new()
+    let router = Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/actors/{kind}/{key}", get(get_actor))
         .route("/", get(crate::dashboard::page))
@@ -66,10 +67,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/partitions", get(get_partitions))
         .route("/v1/admin/leave", post(post_leave))
         .route("/v1/admin/forget-down", post(post_forget_down))
-        .route("/v1/admin/faults", post(post_faults))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let router = if fault_hook {
+        router.route("/v1/admin/faults", post(post_faults))
+    } else {
+        router
+    };
+    router
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Every request's token is checked against the role its route
         // needs; inside the origin guard, so a refused read still carries
@@ -86,9 +92,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 /// A refusal: status and JSON body `{"error": …, "index"?, "field"?}`.
-struct ApiError {
-    status: StatusCode,
-    body: serde_json::Value,
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status (4xx: the request's fault).
+    pub status: StatusCode,
+    /// The JSON body, naming the item and field where one is at fault.
+    pub body: serde_json::Value,
 }
 
 impl IntoResponse for ApiError {
@@ -184,8 +193,38 @@ fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
     Ok(items)
 }
 
+/// Decodes the body of `POST /v1/events` (a JSON array, one object, or
+/// NDJSON) into events for the ingress, with the kinds of `registry`: the
+/// count is checked against `max_batch_events` before any item is decoded,
+/// every item is validated, and the first bad one refuses the whole body.
+/// Public so the fuzz target drives exactly what the route runs.
+pub fn decode_events(
+    registry: &Registry,
+    body: &[u8],
+    max_batch_events: usize,
+) -> Result<Vec<IngressEvent>, ApiError> {
+    let items = split_items(body)?;
+    if items.is_empty() {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "no events in body"}),
+        ));
+    }
+    if items.len() > max_batch_events {
+        return Err(api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("{} events in one request; the limit is {max_batch_events}", items.len())}),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| validate(registry, index, raw))
+        .collect()
+}
+
 /// Validates one item into an event for the ingress.
-fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEvent, ApiError> {
+fn validate(registry: &Registry, index: usize, raw: &RawValue) -> Result<IngressEvent, ApiError> {
     let bad = |field: Option<&str>, message: String| {
         let mut body = json!({"error": message, "index": index});
         if let Some(field) = field {
@@ -195,7 +234,6 @@ fn validate(ingress: &Ingress, index: usize, raw: &RawValue) -> Result<IngressEv
     };
     let item: Item<'_> =
         serde_json::from_str(raw.get()).map_err(|err| bad(None, err.to_string()))?;
-    let registry = ingress.registry();
     let kind = registry.kind_id(&item.kind).ok_or_else(|| {
         let known: Vec<&str> = registry.kinds().map(|(_, name)| name).collect();
         bad(
@@ -238,29 +276,10 @@ async fn post_events(State(app): State<AppState>, body: Result<Bytes, BytesRejec
             return error(rejection.status(), json!({"error": rejection.body_text()}));
         }
     };
-    let items = match split_items(&body) {
-        Ok(items) => items,
+    let batch = match decode_events(app.ingress.registry(), &body, app.max_batch_events) {
+        Ok(batch) => batch,
         Err(refusal) => return refusal.into_response(),
     };
-    if items.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "no events in body"}),
-        );
-    }
-    if items.len() > app.max_batch_events {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"error": format!("{} events in one request; the limit is {}", items.len(), app.max_batch_events)}),
-        );
-    }
-    let mut batch = Vec::with_capacity(items.len());
-    for (index, raw) in items.into_iter().enumerate() {
-        match validate(&app.ingress, index, raw) {
-            Ok(event) => batch.push(event),
-            Err(refusal) => return refusal.into_response(),
-        }
-    }
     match app.ingress.submit(batch).await {
         Ok(reply) if reply.rejected.is_empty() => (
             StatusCode::OK,
@@ -513,15 +532,10 @@ async fn post_forget_down(State(app): State<AppState>) -> Response {
 }
 
 /// Injects network faults (chaos testing): `{"drop_to": [names],
-/// "drop_from": [names], "loss": 0-1, "delay_ms": n}`; `{}` heals. Answers
-/// 404 unless built with the `fault-injection` feature.
+/// "drop_from": [names], "loss": 0-1, "delay_ms": n, "drop_log_entries":
+/// bool, "fail_storage": bool}`; `{}` heals. Routed only when the binary
+/// installed the hook.
 async fn post_faults(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    if !cfg!(feature = "fault-injection") {
-        return error(
-            StatusCode::NOT_FOUND,
-            json!({"error": "fault injection is not compiled into this node (feature `fault-injection`)"}),
-        );
-    }
     let body = match body {
         Ok(body) => body,
         Err(err) => return error(err.status(), json!({"error": err.body_text()})),

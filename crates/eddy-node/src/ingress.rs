@@ -228,33 +228,7 @@ impl Ingress {
     /// key (`eddy_core::check_key`), producer seq below `u64::MAX`, payload that decodes as the kind's event. The error names the
     /// event's position and field.
     pub fn validate_wire(&self, events: Vec<WireEvent>) -> Result<Vec<IngressEvent>, String> {
-        let registry = &self.inner.registry;
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(index, event)| {
-                let kind = registry
-                    .kind_id(&event.kind)
-                    .ok_or_else(|| format!("event {index}: kind: unknown kind `{}`", event.kind))?;
-                let admitted =
-                    eddy_core::check_key(&event.key).and_then(|()| match &event.producer {
-                        Some(producer) => eddy_core::check_seq(producer.seq),
-                        None => Ok(()),
-                    });
-                if let Err(err) = admitted {
-                    return Err(format!("event {index}: {}: {err}", err.field()));
-                }
-                registry
-                    .check_event(kind, &event.payload)
-                    .map_err(|err| format!("event {index}: event: {err}"))?;
-                Ok(IngressEvent {
-                    kind,
-                    key: event.key,
-                    payload: event.payload,
-                    producer: event.producer,
-                })
-            })
-            .collect()
+        validate_wire(&self.inner.registry, events)
     }
 
     fn ingress_to_wire(&self, event: IngressEvent) -> WireEvent {
@@ -1036,6 +1010,40 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
                 Some((partition, AckFailure::Behind))
             }
             Replicated::Stale { .. } => Some((partition, AckFailure::Stale)),
+        })
+        .collect()
+}
+
+/// [`Ingress::validate_wire`] with the kinds of `registry`: what the TCP
+/// ingress checks of every event of a batch before anything is applied
+/// (public for the wire-frame fuzz target).
+pub fn validate_wire(
+    registry: &Registry,
+    events: Vec<WireEvent>,
+) -> Result<Vec<IngressEvent>, String> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let kind = registry
+                .kind_id(&event.kind)
+                .ok_or_else(|| format!("event {index}: kind: unknown kind `{}`", event.kind))?;
+            let admitted = eddy_core::check_key(&event.key).and_then(|()| match &event.producer {
+                Some(producer) => eddy_core::check_seq(producer.seq),
+                None => Ok(()),
+            });
+            if let Err(err) = admitted {
+                return Err(format!("event {index}: {}: {err}", err.field()));
+            }
+            registry
+                .check_event(kind, &event.payload)
+                .map_err(|err| format!("event {index}: event: {err}"))?;
+            Ok(IngressEvent {
+                kind,
+                key: event.key,
+                payload: event.payload,
+                producer: event.producer,
+            })
         })
         .collect()
 }

@@ -71,13 +71,16 @@ impl Node {
     pub fn builder() -> NodeBuilder {
         NodeBuilder {
             registry: eddy_core::Registry::builder(),
+            fault_hook: false,
         }
     }
 }
 
-/// Collects the kinds a node hosts.
+/// Collects the kinds a node hosts, and whether it takes injected faults.
 pub struct NodeBuilder {
     registry: RegistryBuilder,
+    /// Serve `POST /v1/admin/faults` ([`NodeBuilder::fault_hook`]).
+    fault_hook: bool,
 }
 
 /// The node's TLS configurations and gossip seal from `tls_*` and
@@ -142,6 +145,18 @@ impl NodeBuilder {
     /// Hosts behaviour `B`.
     pub fn kind<B: Behaviour>(mut self) -> Self {
         self.registry = self.registry.kind::<B>();
+        self
+    }
+
+    /// Installs the fault hook: `POST /v1/admin/faults` turns injected
+    /// network and storage faults on (`crate::faults`). Only a chaos
+    /// binary (`eddy-chaos-node`) calls this; a node built without it has no
+    /// such route (404) and nothing can turn a fault on. A binary installs
+    /// the hook rather than a cargo feature compiling it in, because cargo
+    /// unifies features: a feature any workspace member turned on would
+    /// reach the `eddy` binary of every workspace build.
+    pub fn fault_hook(mut self) -> Self {
+        self.fault_hook = true;
         self
     }
 
@@ -421,6 +436,7 @@ impl NodeBuilder {
                 insecure: config.insecure,
             },
             config.max_body_bytes,
+            self.fault_hook,
         );
         let server = tokio::spawn(crate::http_serve::serve(
             http_listener,

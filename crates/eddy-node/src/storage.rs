@@ -305,7 +305,10 @@ impl Storage {
     }
 }
 
-fn read_snapshot(
+/// Decodes a `snapshot` file's bytes (`path` names it in errors): chunks
+/// each prefixed by its length, checked and restored by
+/// [`SnapshotReader`]; anything damaged or incomplete is an error.
+pub fn read_snapshot(
     path: &Path,
     mut bytes: &[u8],
     registry: &Arc<Registry>,
@@ -330,9 +333,9 @@ fn read_snapshot(
     reader.finish().map_err(|err| damaged(err.to_string()))
 }
 
-/// Applies the WAL's records in order; stops at the first damaged or torn
-/// one and says so.
-fn replay(path: &Path, mut bytes: &[u8], copy: &mut Partition) -> Option<StorageError> {
+/// Applies the WAL's records (`path` names it in reports) to `copy` in
+/// order; stops at the first damaged or torn one and says so.
+pub fn replay(path: &Path, mut bytes: &[u8], copy: &mut Partition) -> Option<StorageError> {
     let mut offset = 0usize;
     while !bytes.is_empty() {
         let damaged = |reason: String| {

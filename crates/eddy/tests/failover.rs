@@ -816,7 +816,7 @@ fn with_bootstrap_expect_a_lone_new_node_waits_for_a_majority() {
 }
 
 /// A write the write-ahead log could not take (disk full, no file
-/// descriptors: injected through the fault hook) is refused, not
+/// descriptors: injected through the fault hook of `eddy-chaos-node`) is refused, not
 /// acknowledged; once the disk takes writes again the log is repaired by a
 /// snapshot, so a restart finds every acknowledged event — not only those
 /// before the failure (replay stops at a gap in the log).
@@ -825,7 +825,7 @@ fn a_write_the_log_cannot_take_is_not_acknowledged_and_the_log_is_repaired() {
     let root = scratch("wal-failure");
     let sets = ["name=\"node-1\"", "replication_factor=1"];
     let dir = data_dir(&root, 1);
-    let node = NodeProcess::start(&[sets[0], sets[1], &dir]);
+    let node = NodeProcess::start_with_fault_hook(&[sets[0], sets[1], &dir]);
     let event = |seq: u64| {
         format!(
             r#"{{"kind":"account","key":"acct-wal","event":{{"amount":5.0,"country":"DE"}},"producer":"p-wal","seq":{seq}}}"#
@@ -835,7 +835,7 @@ fn a_write_the_log_cannot_take_is_not_acknowledged_and_the_log_is_repaired() {
         let (status, body, _) = post_json(&node.url("/v1/admin/faults"), spec);
         assert_eq!(
             status, 200,
-            "the fault hook is part of workspace builds: {body}"
+            "eddy-chaos-node installs the fault hook: {body}"
         );
     };
     for seq in 1..=3 {

@@ -302,3 +302,28 @@ fn a_web_page_of_another_origin_can_read_but_change_nothing() {
     assert_eq!(status, 200);
     assert_eq!(allow.as_deref(), Some("*"));
 }
+
+/// The fault hook never ships: the `eddy` binary (of this build, and so of
+/// any `cargo build --release` at the workspace root, which has no feature
+/// or flag that could add it) has no `POST /v1/admin/faults` — not even the
+/// replication bug switch that acknowledges without replicating — while
+/// the chaos crate's `eddy-chaos-node` serves it and still refuses a spec
+/// it does not know.
+#[test]
+fn only_the_chaos_node_flavour_has_the_fault_hook() {
+    let bug = r#"{"drop_log_entries": true}"#;
+    let eddy = NodeProcess::start(&[]);
+    let (status, body, _) = post_json(&eddy.url("/v1/admin/faults"), bug);
+    assert_eq!(status, 404, "eddy must not take injected faults: {body}");
+    let (status, body, _) = post_json(&eddy.url("/v1/admin/faults"), "{}");
+    assert_eq!(status, 404, "{body}");
+
+    let chaos = NodeProcess::start_with_fault_hook(&[]);
+    let url = chaos.url("/v1/admin/faults");
+    let (status, body, _) = post_json(&url, bug);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["faults"]["drop_log_entries"], true, "{body}");
+    let (status, body, _) = post_json(&url, r#"{"drop_everything": true}"#);
+    assert_eq!(status, 400, "an unknown fault is refused: {body}");
+    assert_eq!(post_json(&url, "{}").0, 200);
+}

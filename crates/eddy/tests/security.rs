@@ -435,7 +435,7 @@ fn the_shipped_secure_3_configs_form_a_cluster_with_the_files_of_eddy_cert_local
                 args.extend(["--set".to_owned(), set]);
             }
             // Voters: ready once all three formed the cluster.
-            NodeProcess::launch_unready_in(Some(&dir), &args)
+            NodeProcess::launch_unready_in(&common::eddy_binary(), Some(&dir), &args)
         })
         .collect();
     for node in &nodes {

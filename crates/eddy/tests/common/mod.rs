@@ -31,11 +31,62 @@ pub struct NodeProcess {
     pub peer: String,
 }
 
+/// `--set` pairs on free loopback ports, fast ticks, then `sets`.
+fn start_args(sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--tcp-addr",
+        "127.0.0.1:0",
+        "--gossip-addr",
+        "127.0.0.1:0",
+        "--peer-addr",
+        "127.0.0.1:0",
+        "--set",
+        "tick_ms=20",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for set in sets {
+        args.extend(["--set".to_owned(), (*set).to_owned()]);
+    }
+    args
+}
+
+/// The `eddy` binary of this build.
+pub fn eddy_binary() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_eddy"))
+}
+
+/// The chaos crate's node binary (`eddy node` with the fault hook), built
+/// next to `eddy` by any workspace build.
+pub fn chaos_node_binary() -> std::path::PathBuf {
+    let sibling = std::path::Path::new(env!("CARGO_BIN_EXE_eddy"))
+        .parent()
+        .expect("bin dir")
+        .join("eddy-chaos-node");
+    assert!(
+        sibling.exists(),
+        "{} is not built: run the workspace tests (cargo nextest run --workspace) or build the workspace first",
+        sibling.display()
+    );
+    sibling
+}
+
 impl NodeProcess {
     /// Starts `eddy node` on free loopback ports with extra `--set` pairs and
     /// waits (bounded) until it prints its addresses and answers /readyz.
     pub fn start(sets: &[&str]) -> NodeProcess {
         let node = NodeProcess::start_unready(sets);
+        node.wait_ready(Duration::from_secs(10));
+        node
+    }
+
+    /// Like [`NodeProcess::start`], but the node is the chaos crate's
+    /// `eddy-chaos-node` (`eddy node` with the fault hook installed), for
+    /// tests that inject faults through `POST /v1/admin/faults`.
+    pub fn start_with_fault_hook(sets: &[&str]) -> NodeProcess {
+        let node = NodeProcess::launch_unready_in(&chaos_node_binary(), None, &start_args(sets));
         node.wait_ready(Duration::from_secs(10));
         node
     }
@@ -60,24 +111,7 @@ impl NodeProcess {
     /// Like [`NodeProcess::start`], without waiting for /readyz: a voter
     /// is ready only once enough voters run to form the cluster.
     pub fn start_unready(sets: &[&str]) -> NodeProcess {
-        let mut args: Vec<String> = [
-            "--http-addr",
-            "127.0.0.1:0",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--peer-addr",
-            "127.0.0.1:0",
-            "--set",
-            "tick_ms=20",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        for set in sets {
-            args.extend(["--set".to_owned(), (*set).to_owned()]);
-        }
-        NodeProcess::launch_unready(&args)
+        NodeProcess::launch_unready(&start_args(sets))
     }
 
     /// Waits (bounded) until the node answers /readyz.
@@ -98,20 +132,25 @@ impl NodeProcess {
 
     /// Starts `eddy node` with these arguments once it printed its addresses.
     pub fn launch_unready(args: &[String]) -> NodeProcess {
-        NodeProcess::launch_unready_in(None, args)
+        NodeProcess::launch_unready_in(&eddy_binary(), None, args)
     }
 
     /// [`NodeProcess::launch`] in directory `dir` (relative paths of a
     /// shipped config resolve there).
     pub fn launch_in(dir: Option<&std::path::Path>, args: &[String]) -> NodeProcess {
-        let node = NodeProcess::launch_unready_in(dir, args);
+        let node = NodeProcess::launch_unready_in(&eddy_binary(), dir, args);
         node.wait_ready(Duration::from_secs(10));
         node
     }
 
-    /// [`NodeProcess::launch_unready`] in directory `dir`.
-    pub fn launch_unready_in(dir: Option<&std::path::Path>, args: &[String]) -> NodeProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    /// Starts `<binary> node` in directory `dir` with these arguments once
+    /// it printed its addresses.
+    pub fn launch_unready_in(
+        binary: &std::path::Path,
+        dir: Option<&std::path::Path>,
+        args: &[String],
+    ) -> NodeProcess {
+        let mut command = Command::new(binary);
         command.arg("node").args(args).stdout(Stdio::piped());
         if let Some(dir) = dir {
             command.current_dir(dir);
