@@ -51,6 +51,15 @@ pub enum Decision {
     },
     /// This node no longer owns the partition at this epoch: not acknowledged.
     Deposed,
+    /// Fewer in-sync copies than `min_insync` would hold the write (the
+    /// committed ISR is that small, or only a shrink below it would let it
+    /// stand): not acknowledged.
+    TooFew {
+        /// Members of the committed ISR (owner included).
+        in_sync: usize,
+        /// The minimum asked for.
+        min_insync: usize,
+    },
 }
 
 /// The owner's ISR bookkeeping for one partition at one epoch.
@@ -65,11 +74,27 @@ pub struct OwnerIsr {
     /// Highest position acknowledged at this epoch.
     acked: Seq,
     deposed: bool,
+    /// A write stands only on at least this many in-sync copies.
+    min_insync: usize,
 }
 
 impl OwnerIsr {
     /// Bookkeeping for `me`, owner of `partition` by `assignment`.
     pub fn new(partition: PartitionId, me: MemberId, assignment: &Assignment) -> OwnerIsr {
+        OwnerIsr::with_min_insync(partition, me, assignment, 1)
+    }
+
+    /// Like [`OwnerIsr::new`], acknowledging a write only while at least
+    /// `min_insync` copies (the owner's included) are in sync: with 2, a
+    /// write never rests on one copy, at the price of refusing writes while
+    /// a partition's ISR is down to its owner (Kafka's
+    /// `min.insync.replicas`).
+    pub fn with_min_insync(
+        partition: PartitionId,
+        me: MemberId,
+        assignment: &Assignment,
+        min_insync: usize,
+    ) -> OwnerIsr {
         let mut isr = OwnerIsr {
             partition,
             me,
@@ -79,6 +104,7 @@ impl OwnerIsr {
             joining: BTreeMap::new(),
             acked: Seq(0),
             deposed: false,
+            min_insync: min_insync.max(1),
         };
         isr.observe(assignment);
         isr
@@ -142,16 +168,22 @@ impl OwnerIsr {
             .into_iter()
             .filter(|m| !confirmed.contains(m))
             .collect();
-        if missing.is_empty() {
-            self.acked = self.acked.max(position);
-            return Decision::Ack;
-        }
         let isr: Vec<MemberId> = self
             .committed
             .iter()
             .filter(|m| !missing.contains(m))
             .cloned()
             .collect();
+        if isr.len() < self.min_insync {
+            return Decision::TooFew {
+                in_sync: self.committed.len(),
+                min_insync: self.min_insync,
+            };
+        }
+        if missing.is_empty() {
+            self.acked = self.acked.max(position);
+            return Decision::Ack;
+        }
         Decision::Shrink {
             shrink: Command::SetIsr {
                 partition: self.partition,
@@ -239,6 +271,34 @@ mod tests {
         // Committed: now the write stands without c.
         isr.observe(&assignment(2, 5, &["a", "b"]));
         assert_eq!(isr.decide(Seq(6), &set(&["b"])), Decision::Ack);
+    }
+
+    #[test]
+    fn a_minimum_of_in_sync_copies_refuses_rather_than_shrink_below_it() {
+        let a = assignment(1, 1, &["a", "b"]);
+        let mut isr = OwnerIsr::with_min_insync(PartitionId(0), id("a"), &a, 2);
+        assert_eq!(isr.decide(Seq(1), &set(&["b"])), Decision::Ack);
+        assert_eq!(
+            isr.decide(Seq(2), &set(&[])),
+            Decision::TooFew {
+                in_sync: 2,
+                min_insync: 2
+            },
+            "dropping b would leave one copy"
+        );
+        // An ISR already down to the owner takes no write at all.
+        let mut alone =
+            OwnerIsr::with_min_insync(PartitionId(0), id("a"), &assignment(1, 2, &["a"]), 2);
+        assert!(matches!(
+            alone.decide(Seq(1), &set(&[])),
+            Decision::TooFew { in_sync: 1, .. }
+        ));
+        // The default, 1, shrinks instead.
+        let mut shrinks = OwnerIsr::new(PartitionId(0), id("a"), &a);
+        assert!(matches!(
+            shrinks.decide(Seq(2), &set(&[])),
+            Decision::Shrink { .. }
+        ));
     }
 
     #[test]

@@ -129,6 +129,12 @@ pub struct NodeConfig {
     /// The controller's logical clock: a Raft tick every this many ms
     /// (elections after 10–20 ticks without a leader, heartbeats every 2).
     pub controller_tick_ms: u64,
+    /// Under a controller: a write is acknowledged only while at least this
+    /// many copies (the owner's included) are in sync; else 503. 1 (the
+    /// default) lets an owner shrink its ISR to itself to stay available;
+    /// 2 keeps every acknowledged write on two nodes (Kafka's
+    /// `min.insync.replicas`). At most `replication_factor`.
+    pub min_insync_replicas: usize,
     /// TLS (docs/SECURITY.md): PEM file of the cluster CA. With `tls_cert`
     /// and `tls_key` (all three or none): mutual TLS on the peer port, TLS
     /// on the HTTP and binary ports. None: plain TCP.
@@ -190,6 +196,7 @@ impl Default for NodeConfig {
             log_format: LogFormat::Human,
             voters: Vec::new(),
             controller_tick_ms: 100,
+            min_insync_replicas: 1,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -478,6 +485,12 @@ impl NodeConfig {
     /// it must have a `data_dir` (a voter that forgot its votes could elect
     /// two leaders in one term).
     fn validate_voters(&self) -> Result<(), ConfigError> {
+        if self.min_insync_replicas == 0 || self.min_insync_replicas > self.replication_factor {
+            return Err(ConfigError::Invalid(format!(
+                "min_insync_replicas = {}: must be 1..={} (replication_factor)",
+                self.min_insync_replicas, self.replication_factor
+            )));
+        }
         if self.voters.is_empty() {
             return Ok(());
         }
@@ -729,6 +742,16 @@ mod tests {
             Some("/etc/eddy/tokens".into()),
             "EDDY_TOKENS_FILE applied"
         );
+    }
+
+    #[test]
+    fn min_insync_replicas_is_at_most_the_replication_factor() {
+        let err = load(None, &[], &["min_insync_replicas=3"])
+            .expect_err("above replication_factor 2")
+            .to_string();
+        assert!(err.contains("min_insync_replicas = 3"), "{err}");
+        let config = load(None, &[], &["min_insync_replicas=2"]).expect("2 of 2");
+        assert_eq!(config.min_insync_replicas, 2);
     }
 
     #[test]

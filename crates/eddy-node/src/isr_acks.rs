@@ -45,6 +45,8 @@ pub struct IsrAcks {
     /// Partition workers by index (`p % workers`), to resync a backup.
     workers: Arc<Vec<String>>,
     resynced: Arc<Mutex<HashMap<(PartitionId, NodeId), Instant>>>,
+    /// `min_insync_replicas`.
+    min_insync: usize,
 }
 
 /// What happened to one partition of a write.
@@ -59,12 +61,13 @@ pub enum Outcome {
 
 impl IsrAcks {
     /// Bookkeeping that proposes through `control`.
-    pub fn new(control: ControlHandle, workers: Vec<String>) -> IsrAcks {
+    pub fn new(control: ControlHandle, workers: Vec<String>, min_insync: usize) -> IsrAcks {
         IsrAcks {
             trackers: Arc::new(Mutex::new(HashMap::new())),
             control,
             workers: Arc::new(workers),
             resynced: Arc::new(Mutex::new(HashMap::new())),
+            min_insync,
         }
     }
 
@@ -119,10 +122,17 @@ impl IsrAcks {
             .entry(partition)
             .and_modify(|t| {
                 if t.epoch() != assignment.epoch {
-                    *t = OwnerIsr::new(partition, me.clone(), assignment);
+                    *t = OwnerIsr::with_min_insync(
+                        partition,
+                        me.clone(),
+                        assignment,
+                        self.min_insync,
+                    );
                 }
             })
-            .or_insert_with(|| OwnerIsr::new(partition, me.clone(), assignment));
+            .or_insert_with(|| {
+                OwnerIsr::with_min_insync(partition, me.clone(), assignment, self.min_insync)
+            });
         tracker.observe(assignment);
         Some(f(tracker))
     }
@@ -287,6 +297,15 @@ impl IsrAcks {
             let (shrink, dropped) = match decision {
                 None | Some(Decision::Deposed) => return Outcome::Deposed(partition),
                 Some(Decision::Ack) => return Outcome::Ack,
+                Some(Decision::TooFew {
+                    in_sync,
+                    min_insync,
+                }) => {
+                    return Outcome::Failed(IngressError::Unavailable(format!(
+                        "partition {}: {in_sync} in-sync copies, fewer than min_insync_replicas = {min_insync} would hold the write; not acknowledged",
+                        partition.0
+                    )));
+                }
                 Some(Decision::Shrink { shrink, dropped }) => (shrink, dropped),
             };
             if proposed == MAX_PROPOSALS {

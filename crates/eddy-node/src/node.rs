@@ -332,9 +332,9 @@ impl NodeBuilder {
             committed_tx,
             &shutdown_rx,
         )?;
-        let isr = control
-            .clone()
-            .map(|handle| crate::isr_acks::IsrAcks::new(handle, names.clone()));
+        let isr = control.clone().map(|handle| {
+            crate::isr_acks::IsrAcks::new(handle, names.clone(), config.min_insync_replicas)
+        });
         let worker = WorkerArgs {
             isr: isr.clone(),
             registry: registry.clone(),

@@ -799,6 +799,7 @@ impl WorkerState {
             None => return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) }),
         };
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
+        let held_seq = slot.partition.as_ref().map_or(Seq(0), Partition::last_seq);
         let fence = self.fence(partition);
         if epoch.max(restored.epoch()) < fence {
             // From an owner older than one this node promised or follows.
@@ -818,6 +819,13 @@ impl WorkerState {
             });
         }
         let through = restored.last_seq();
+        if !owner && restored.epoch() == held_epoch && through < held_seq {
+            // An older snapshot of the log this copy follows, arriving late
+            // (on a connection the owner gave up for a new one, read after
+            // the newer frames): one log per epoch, so the longer copy holds
+            // it. Installing it would drop entries this copy confirmed.
+            return Installed::Answer(Replicated::Applied { through: held_seq });
+        }
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
