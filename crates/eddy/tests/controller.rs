@@ -41,10 +41,19 @@ fn members(view: &Value) -> Vec<(String, u64, bool)> {
 
 /// Waits (bounded) until `check` holds for every node's controller view.
 fn wait_for(nodes: &[&NodeProcess], what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
+    wait_for_all(nodes, what, |views| views.iter().all(&check))
+}
+
+/// Like [`wait_for`], with a condition over every node's view at once.
+fn wait_for_all(
+    nodes: &[&NodeProcess],
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let views: Vec<Value> = nodes.iter().map(|n| controller(n)).collect();
-        if views.iter().all(&check) {
+        if check(&views) {
             return views;
         }
         assert!(Instant::now() < deadline, "{what}: {views:#?}");
@@ -92,8 +101,12 @@ fn three_voters_elect_a_leader_commit_a_joining_member_and_survive_the_leaders_d
     let dir = scratch("ctl-three");
     let mut nodes = start_voters(&dir);
     let all: Vec<&NodeProcess> = nodes.iter().collect();
-    let views = wait_for(&all, "a leader and three committed voters", |v| {
-        has_leader_and(v, 3) && v["role"] == "voter"
+    // One leader all three agree on (a busy machine can delay heartbeats
+    // into a new election while the views are read).
+    let views = wait_for_all(&all, "a leader and three committed voters", |views| {
+        views.iter().all(|v| {
+            has_leader_and(v, 3) && v["role"] == "voter" && v["leader"] == views[0]["leader"]
+        })
     });
     let leader = leader_of(&views);
     assert!(
