@@ -121,7 +121,8 @@ impl OwnerIsr {
             self.deposed = true;
             return;
         }
-        if assignment.version < self.version {
+        if assignment.version <= self.version {
+            // Nothing newer (every write calls this with the node's view).
             return;
         }
         self.version = assignment.version;

@@ -667,7 +667,7 @@ impl Ingress {
     }
 
     fn worker_of_partition(&self, partition: PartitionId) -> Option<ActorRef<WorkerMsg>> {
-        self.worker(self.worker_of(partition)).ok()
+        crate::worker::of_partition(&self.inner.worker_names, partition)
     }
 
     /// Hands shipped entries to the partition's worker now, so messages of

@@ -20,7 +20,6 @@ use eddy_core::{PartitionId, Seq};
 use futures_util::future::join_all;
 
 use eddy_cluster::NodeId;
-use ractor::ActorRef;
 
 use crate::cluster::ClusterState;
 use crate::control::ControlHandle;
@@ -83,14 +82,7 @@ impl IsrAcks {
             }
             resynced.insert((partition, backup.clone()), now);
         }
-        let Some(name) = self
-            .workers
-            .get(partition.0 as usize % self.workers.len().max(1))
-        else {
-            return;
-        };
-        if let Some(worker) = ractor::registry::where_is(name.clone()) {
-            let worker: ActorRef<WorkerMsg> = worker.into();
+        if let Some(worker) = crate::worker::of_partition(&self.workers, partition) {
             let (reply, _) = tokio::sync::oneshot::channel();
             let _ = worker.cast(WorkerMsg::Barrier {
                 partition,
@@ -118,21 +110,12 @@ impl IsrAcks {
         // A poisoned lock means a panic mid-update elsewhere: the map is
         // still consistent (each update is one assignment), so go on.
         let mut trackers = self.trackers.lock().unwrap_or_else(|p| p.into_inner());
-        let tracker = trackers
-            .entry(partition)
-            .and_modify(|t| {
-                if t.epoch() != assignment.epoch {
-                    *t = OwnerIsr::with_min_insync(
-                        partition,
-                        me.clone(),
-                        assignment,
-                        self.min_insync,
-                    );
-                }
-            })
-            .or_insert_with(|| {
-                OwnerIsr::with_min_insync(partition, me.clone(), assignment, self.min_insync)
-            });
+        let fresh =
+            || OwnerIsr::with_min_insync(partition, me.clone(), assignment, self.min_insync);
+        let tracker = trackers.entry(partition).or_insert_with(fresh);
+        if tracker.epoch() != assignment.epoch {
+            *tracker = fresh();
+        }
         tracker.observe(assignment);
         Some(f(tracker))
     }
@@ -214,6 +197,21 @@ impl IsrAcks {
         needed
     }
 
+    /// Waits for an answer no acknowledgement waits for and records it
+    /// ([`Self::settled`]); returns the partitions it did not confirm and
+    /// those of them whose ISR needs that backup.
+    pub async fn settle(
+        &self,
+        cluster: &watch_cluster::Receiver,
+        ack: ReplicaAck,
+    ) -> (Vec<(PartitionId, AckFailure)>, Vec<PartitionId>) {
+        let (backup, parts) = (ack.backup.clone(), ack.parts.clone());
+        let failed = settle_ack(ack).await;
+        let state = cluster.borrow().clone();
+        let needed = self.settled(&state, &backup, &parts, &failed);
+        (failed, needed)
+    }
+
     /// Waits for the answers the write needs and decides each partition.
     pub async fn confirm(
         &self,
@@ -238,13 +236,8 @@ impl IsrAcks {
             if required {
                 needed.push((member, ack));
             } else {
-                let this = self.clone();
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let (parts, backup) = (ack.parts.clone(), ack.backup.clone());
-                    let failed = settle_ack(ack).await;
-                    this.settled(&state, &backup, &parts, &failed);
-                });
+                let (this, cluster) = (self.clone(), cluster.clone());
+                tokio::spawn(async move { this.settle(&cluster, ack).await });
             }
         }
         let answers = join_all(needed.into_iter().map(|(member, ack)| async move {

@@ -211,6 +211,16 @@ pub struct WorkerArgs {
     pub isr: Option<crate::isr_acks::IsrAcks>,
 }
 
+/// The running worker of `partition` among the workers `names` (by index,
+/// `partition % workers`), if it runs.
+pub(crate) fn of_partition(
+    names: &[String],
+    partition: PartitionId,
+) -> Option<ActorRef<WorkerMsg>> {
+    let name = names.get(partition.0 as usize % names.len().max(1))?;
+    ractor::registry::where_is(name.clone()).map(ActorRef::from)
+}
+
 /// The worker actor.
 pub struct Worker;
 
@@ -1047,12 +1057,13 @@ impl WorkerState {
                 }
                 if wait || check {
                     for ack in acks {
-                        let (backup, parts) = (ack.backup.clone(), ack.parts.clone());
-                        let failed = crate::ingress::settle_ack(ack).await;
-                        let needed = isr.as_ref().map(|isr| {
-                            let state = cluster.borrow().clone();
-                            isr.settled(&state, &backup, &parts, &failed)
-                        });
+                        let (failed, needed) = match &isr {
+                            Some(isr) => {
+                                let (failed, needed) = isr.settle(&cluster, ack).await;
+                                (failed, Some(needed))
+                            }
+                            None => (crate::ingress::settle_ack(ack).await, None),
+                        };
                         for (partition, failure) in failed {
                             if matches!(failure, crate::ingress::AckFailure::Stale) {
                                 let _ = myself.cast(WorkerMsg::Deposed { partition });
@@ -1272,10 +1283,7 @@ impl Actor for Worker {
                         let cluster = state.args.cluster.clone();
                         tokio::spawn(async move {
                             for ack in acks {
-                                let (backup, parts) = (ack.backup.clone(), ack.parts.clone());
-                                let failed = crate::ingress::settle_ack(ack).await;
-                                let state = cluster.borrow().clone();
-                                isr.settled(&state, &backup, &parts, &failed);
+                                isr.settle(&cluster, ack).await;
                             }
                         });
                     }
