@@ -52,10 +52,11 @@ pub struct Scenario {
     /// Give every node a `data_dir` (restarts keep their copies).
     #[serde(default)]
     pub data_dir: bool,
-    /// How many nodes (node-1 … node-V) are the controller's voters; they
-    /// always get a `data_dir`. 0: no controller (ownership by gossip).
+    /// How many nodes (node-1 … node-V) are the controller's voters (1, 3
+    /// or 5; they always get a `data_dir`). Default: 3, or 1 for a cluster
+    /// of fewer than three nodes (see [`Scenario::voter_count`]).
     #[serde(default)]
-    pub voters: usize,
+    pub voters: Option<usize>,
     /// Seconds the workload runs; faults happen inside this window.
     pub duration_s: f64,
     /// Seed of the workload generators.
@@ -313,11 +314,9 @@ impl Scenario {
                 self.replication_factor, self.nodes
             ));
         }
-        if ![0, 1, 3, 5].contains(&self.voters) || self.voters > self.nodes {
-            return Err(format!(
-                "voters = {}: 0 (no controller), 1, 3 or 5, at most `nodes`",
-                self.voters
-            ));
+        let voters = self.voter_count();
+        if ![1, 3, 5].contains(&voters) || voters > self.nodes {
+            return Err(format!("voters = {voters}: 1, 3 or 5, at most `nodes`"));
         }
         if !(self.duration_s > 0.0 && self.duration_s <= 600.0) {
             return Err("duration_s must be in (0, 600]".into());
@@ -404,6 +403,11 @@ impl Scenario {
                 return Err(format!("{at}: loss must be within 0..=1"));
             }
         }
+        if let Some(spare) = (1..=voters).find(|&v| !self.starts(v)) {
+            return Err(format!(
+                "node {spare} is a voter: voters start with the run (the cluster forms only once they all run)"
+            ));
+        }
         Ok(())
     }
 
@@ -447,9 +451,15 @@ impl Scenario {
         self.spec(i).is_none_or(|s| s.start)
     }
 
+    /// The controller's voter count: as configured, else 3 (1 below three
+    /// nodes).
+    pub fn voter_count(&self) -> usize {
+        self.voters.unwrap_or(if self.nodes >= 3 { 3 } else { 1 })
+    }
+
     /// Whether node `i` keeps its copies in a data directory.
     pub fn has_data_dir(&self, i: usize) -> bool {
-        i <= self.voters
+        i <= self.voter_count()
             || self
                 .spec(i)
                 .and_then(|s| s.data_dir)
@@ -459,10 +469,10 @@ impl Scenario {
     /// The `--set` pairs of node `i`: the voters, then its own config.
     pub fn sets(&self, i: usize) -> Vec<String> {
         let mut sets = Vec::new();
-        if self.voters > 0 {
-            let names: Vec<String> = (1..=self.voters).map(|v| format!("\"node-{v}\"")).collect();
-            sets.push(format!("voters=[{}]", names.join(",")));
-        }
+        let names: Vec<String> = (1..=self.voter_count())
+            .map(|v| format!("\"node-{v}\""))
+            .collect();
+        sets.push(format!("voters=[{}]", names.join(",")));
         sets.extend(self.spec(i).map(NodeSpec::sets).unwrap_or_default());
         sets
     }
@@ -481,6 +491,7 @@ mod tests {
     const BASE: &str = r#"
 name = "t"
 nodes = 3
+voters = 1
 duration_s = 10
 [workload]
 kinds = ["account"]
@@ -563,7 +574,8 @@ rate = 100
         );
         assert!(scenario.faults[3].wipe);
         assert!(scenario.starts(1) && !scenario.starts(3));
-        assert!(!scenario.has_data_dir(1) && scenario.has_data_dir(3));
+        assert!(scenario.has_data_dir(1), "a voter keeps its Raft log");
+        assert!(!scenario.has_data_dir(2) && scenario.has_data_dir(3));
         let mut sets = scenario.spec(3).unwrap().sets();
         sets.sort();
         assert_eq!(sets, ["bootstrap_expect=1", "join_timeout_ms=500"]);

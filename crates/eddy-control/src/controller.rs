@@ -260,6 +260,13 @@ impl Controller {
             applied: Vec::new(),
             published: true,
         };
+        // The only voter need not wait an election timeout: no other
+        // member could be leader, so a cluster of one serves at once.
+        if persisted.snapshot.conf.voters == [raft_id.0]
+            && persisted.snapshot.conf.learners.is_empty()
+        {
+            controller.node.campaign()?;
+        }
         controller.after_input();
         Ok(controller)
     }
@@ -694,9 +701,7 @@ mod tests {
         let mut disk = PersistedState::default();
         drain(&mut controller, &mut disk);
         assert!(controller.take_published().is_some());
-        controller.campaign().unwrap();
-        drain(&mut controller, &mut disk);
-        assert!(controller.is_leader());
+        assert!(controller.is_leader(), "the only voter leads at once");
         let mut outcomes = Vec::new();
         for partition in 0..4 {
             let command = Command::Elect {
@@ -730,6 +735,11 @@ mod tests {
         let config = controller.config().clone();
         let restored = Controller::restore(member(0), &disk, settings).unwrap();
         assert_eq!(restored.config(), &config);
-        assert_eq!(restored.applied_index(), controller.applied_index());
+        assert!(restored.is_leader(), "the only voter leads at once again");
+        assert_eq!(
+            restored.applied_index(),
+            controller.applied_index() + 1,
+            "everything restored, then the new term's empty entry"
+        );
     }
 }

@@ -1,21 +1,27 @@
 //! The placement planner: which commands move the committed assignments
 //! toward the ring placement, without ever electing outside an ISR.
 //!
-//! The target is the `eddy_cluster` ring over the *committed* member names
-//! (not the live ones: a dead member keeps its place until it is removed by a
-//! committed `Remove`, so a flapping node does not move partitions). The
-//! failure detector only decides who can serve now. Per partition, at most
-//! one command per call, in this order:
+//! The target is the `eddy_cluster` ring over the committed members the
+//! failure detector does not call down: a dead member's partitions get a
+//! new replica among the others, so the replication factor is restored
+//! (and a member back from the dead takes its share again once caught up).
+//! A merely suspected member keeps its place, so a slow node does not move
+//! partitions. Per partition, at most one command per call, in this order:
 //!
 //! 1. owner missing or not live → `Elect` a live ISR member (the first in
 //!    ring order, else the first in ISR order) at epoch + 1; a never-owned
-//!    partition starts on its first live ring replica; a partition with no
-//!    live ISR member gets nothing (it waits, or stays offline);
-//! 2. ring replicas the data plane reports caught up but not yet in the ISR →
+//!    partition first gets its live ring replicas as ISR (`SetIsr` at epoch
+//!    0), then its first owner from them; a partition with no live ISR
+//!    member gets nothing (it waits, or stays offline);
+//! 2. ISR members not live beside a live owner → `SetIsr` without them (as
+//!    Kafka's controller does on a broker's death: the owner holds every
+//!    acknowledged write, so a smaller ISR loses nothing, and the owner
+//!    need not wait out a dead backup on its next write);
+//! 3. ring replicas the data plane reports caught up but not yet in the ISR →
 //!    `SetIsr` expanding it (the planner cannot know a copy is complete);
-//! 3. the ring's owner is a live ISR member but not the owner → `Elect` it
+//! 4. the ring's owner is a live ISR member but not the owner → `Elect` it
 //!    (handoff: expand first, then elect);
-//! 4. the owner is the ring's owner and every ring replica is in the ISR →
+//! 5. the owner is the ring's owner and every ring replica is in the ISR →
 //!    `SetIsr` dropping members the ring no longer places there.
 //!
 //! Commands are computed from one configuration; the caller proposes them
@@ -31,17 +37,32 @@ use crate::command::Command;
 use crate::member::MemberId;
 use crate::state::{Assignment, ClusterConfig};
 
-/// The ring placement over `config`'s committed members. Costly (a ring of
-/// 512 points per member is sorted), so compute it once per change of the
-/// member names and pass it to [`plan`] (DESIGN §6: never on the hot path).
-pub fn target_table(config: &ClusterConfig) -> PartitionTable {
-    target_table_with_vnodes(config, DEFAULT_VNODES)
+/// The ring placement over `config`'s committed members that are `live`.
+/// Costly (a ring of 512 points per member is sorted), so compute it once
+/// per change of [`ring_members`] and pass it to [`plan`] (DESIGN §6: never
+/// on the hot path).
+pub fn target_table(config: &ClusterConfig, live: &BTreeSet<MemberId>) -> PartitionTable {
+    target_table_with_vnodes(config, live, DEFAULT_VNODES)
+}
+
+/// The names the ring target is computed over: committed members that are
+/// `live`, in the configuration's order.
+pub fn ring_members(config: &ClusterConfig, live: &BTreeSet<MemberId>) -> Vec<NodeId> {
+    config
+        .members()
+        .filter(|m| live.contains(&m.id))
+        .map(|m| m.id.name.clone())
+        .collect()
 }
 
 /// [`target_table`] with another vnode count: every node of a cluster must
 /// use the same one. Test workloads use few vnodes to plan cheaply.
-pub fn target_table_with_vnodes(config: &ClusterConfig, vnodes: u32) -> PartitionTable {
-    let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+pub fn target_table_with_vnodes(
+    config: &ClusterConfig,
+    live: &BTreeSet<MemberId>,
+    vnodes: u32,
+) -> PartitionTable {
+    let names = ring_members(config, live);
     PartitionTable::compute_with_vnodes(
         &names,
         config.partitions(),
@@ -51,7 +72,7 @@ pub fn target_table_with_vnodes(config: &ClusterConfig, vnodes: u32) -> Partitio
 }
 
 /// The commands that move `config` toward the ring placement `table`
-/// ([`target_table`] of the same member names), given the members the
+/// ([`target_table`] of the same live members), given the members the
 /// failure detector sees `live` and the `(partition, member)` copies the data
 /// plane reports `caught_up`.
 pub fn plan(
@@ -91,10 +112,19 @@ fn plan_partition(
         Some(owner) if live.contains(owner) => owner,
         _ => {
             if assignment.isr.is_empty() {
-                // Only a partition that never held data may start empty.
-                return (assignment.epoch == Epoch(0))
-                    .then(|| ring.iter().find(|m| live.contains(*m)).map(elect))
-                    .flatten();
+                // Only a partition that never held data may start empty,
+                // with its live ring replicas in sync from the start (so a
+                // first owner that dies at once has a successor).
+                let isr: Vec<MemberId> =
+                    ring.iter().filter(|m| live.contains(*m)).cloned().collect();
+                return (assignment.epoch == Epoch(0) && !isr.is_empty()).then(|| {
+                    Command::SetIsr {
+                        partition,
+                        epoch: assignment.epoch,
+                        version: assignment.version,
+                        isr,
+                    }
+                });
             }
             let in_ring_order = ring
                 .iter()
@@ -103,6 +133,19 @@ fn plan_partition(
             return in_ring_order.or(in_isr_order).map(elect);
         }
     };
+    if assignment.isr.iter().any(|m| !live.contains(m)) {
+        return Some(Command::SetIsr {
+            partition,
+            epoch: assignment.epoch,
+            version: assignment.version,
+            isr: assignment
+                .isr
+                .iter()
+                .filter(|m| live.contains(*m))
+                .cloned()
+                .collect(),
+        });
+    }
     let joining: Vec<&MemberId> = ring
         .iter()
         .filter(|m| !assignment.isr.contains(*m) && caught_up.contains(&(partition, (*m).clone())))
@@ -168,7 +211,7 @@ mod tests {
         caught_up: &BTreeSet<(PartitionId, MemberId)>,
     ) -> usize {
         for round in 0..10 {
-            let commands = plan(config, &target_table(config), live, caught_up);
+            let commands = plan(config, &target_table(config, live), live, caught_up);
             if commands.is_empty() {
                 return round;
             }
@@ -180,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_cluster_starts_every_partition_on_its_ring_owner() {
+    fn a_fresh_cluster_starts_every_partition_on_its_ring_owner_with_its_backups_in_sync() {
         let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
         let live = all_live(&config);
         settle(&mut config, &live, &BTreeSet::new());
@@ -190,7 +233,20 @@ mod tests {
             let a = config.assignment(p).unwrap();
             assert_eq!(a.owner.as_ref().map(|m| &m.name), table.owner(p));
             assert_eq!(a.epoch, Epoch(1));
+            let isr: Vec<&NodeId> = a.isr.iter().map(|m| &m.name).collect();
+            assert_eq!(isr, table.replicas(p).collect::<Vec<_>>(), "{p:?}");
         }
+        // Its first owner dies before any write: a backup takes over.
+        let mut live = live;
+        live.remove(&MemberId::new("node-0", 1));
+        settle(&mut config, &live, &BTreeSet::new());
+        assert!(
+            config
+                .assignments()
+                .iter()
+                .all(|a| a.owner.as_ref().is_some_and(|o| live.contains(o))),
+            "no partition offline"
+        );
     }
 
     #[test]
@@ -220,7 +276,12 @@ mod tests {
         let mut live = live;
         live.remove(&dead);
         let before = config.clone();
-        let commands = plan(&config, &target_table(&config), &live, &BTreeSet::new());
+        let commands = plan(
+            &config,
+            &target_table(&config, &live),
+            &live,
+            &BTreeSet::new(),
+        );
         for command in &commands {
             if let Command::Elect {
                 partition,
@@ -258,7 +319,7 @@ mod tests {
         // node-0's partitions have ISR [node-0] (rf 1): nothing may move.
         let commands = plan(
             &config,
-            &target_table(&config),
+            &target_table(&config, &only_node_1),
             &only_node_1,
             &BTreeSet::new(),
         );
@@ -290,7 +351,7 @@ mod tests {
             })
             .unwrap();
         live.insert(newcomer.clone());
-        let commands = plan(&config, &target_table(&config), &live, &old_copies);
+        let commands = plan(&config, &target_table(&config, &live), &live, &old_copies);
         assert!(
             commands.iter().all(|c| match c {
                 Command::SetIsr { isr, .. } => !isr.contains(&newcomer),
@@ -318,6 +379,37 @@ mod tests {
         assert!(owned > 0, "the newcomer took over its ring partitions");
     }
 
+    #[test]
+    fn a_dead_members_copies_are_restored_on_the_others_and_it_takes_its_share_back() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
+        let everyone = all_live(&config);
+        let copies_of = |members: &BTreeSet<MemberId>| -> BTreeSet<(PartitionId, MemberId)> {
+            (0..64)
+                .flat_map(|p| members.iter().map(move |m| (PartitionId(p), m.clone())))
+                .collect()
+        };
+        settle(&mut config, &everyone, &copies_of(&everyone));
+        let dead = MemberId::new("node-0", 1);
+        let mut live = everyone.clone();
+        live.remove(&dead);
+        // The owners stream to their new ring replicas, which then report
+        // caught up.
+        settle(&mut config, &live, &copies_of(&live));
+        for (p, a) in config.assignments().iter().enumerate() {
+            assert!(a.owner.as_ref().is_some_and(|o| live.contains(o)), "{p}");
+            assert!(!a.isr.contains(&dead), "{p}: {:?}", a.isr);
+            assert_eq!(a.isr.len(), 2, "{p}: two copies again: {:?}", a.isr);
+        }
+        // Back (its copies caught up): it owns its ring share again.
+        settle(&mut config, &everyone, &copies_of(&everyone));
+        let owned = config
+            .assignments()
+            .iter()
+            .filter(|a| a.owner.as_ref() == Some(&dead))
+            .count();
+        assert!(owned > 0, "node-0 owns partitions again");
+    }
+
     proptest! {
         /// Whatever the live set and caught-up reports, every planned command
         /// is accepted when applied in order, and elections name live ISR
@@ -339,7 +431,7 @@ mod tests {
                 .collect();
             for _ in 0..rounds {
                 let before = config.clone();
-                for command in plan(&before, &target_table(&before), &live, &caught_up) {
+                for command in plan(&before, &target_table(&before, &live), &live, &caught_up) {
                     if let Command::Elect { partition, owner, .. } = &command {
                         let a = before.assignment(*partition).unwrap();
                         prop_assert!(live.contains(owner));

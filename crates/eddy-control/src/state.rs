@@ -326,16 +326,21 @@ impl ClusterConfig {
                 current: assignment.epoch,
             });
         }
-        let owner = assignment
-            .owner
-            .clone()
-            .ok_or(Rejection::NoOwner(partition))?;
         if let Some(unknown) = unknown {
             return Err(Rejection::UnknownMember(unknown));
         }
         let repeats = isr.iter().enumerate().any(|(i, m)| isr[..i].contains(m));
-        if repeats || !isr.contains(&owner) {
-            return Err(Rejection::BadIsr { owner });
+        match assignment.owner.clone() {
+            Some(owner) if repeats || !isr.contains(&owner) => {
+                return Err(Rejection::BadIsr { owner });
+            }
+            Some(_) => {}
+            // A partition that never held data may name its ISR before its
+            // first owner: every copy of nothing is complete, and the
+            // first owner is then elected from it with its backups already
+            // in sync.
+            None if assignment.epoch == Epoch(0) && !repeats && !isr.is_empty() => {}
+            None => return Err(Rejection::NoOwner(partition)),
         }
         if version != assignment.version {
             return Err(Rejection::WrongVersion {
@@ -616,8 +621,18 @@ mod tests {
         let mut config = config();
         let (v0, v1) = (id("v0", 1), id("v1", 1));
         assert_eq!(
-            set_isr(&mut config, 0, 0, std::slice::from_ref(&v0)),
-            Err(Rejection::NoOwner(PartitionId(0)))
+            set_isr(&mut config, 0, 0, &[]),
+            Err(Rejection::NoOwner(PartitionId(0))),
+            "a never-owned partition may name its ISR, not an empty one"
+        );
+        assert_eq!(
+            set_isr(&mut config, 0, 0, &[v0.clone(), v1.clone()]),
+            Ok(()),
+            "before its first owner: its backups in sync from the start"
+        );
+        assert_eq!(
+            elect(&mut config, 0, &id("v2", 1), 1),
+            Err(Rejection::NotInIsr(id("v2", 1)))
         );
         elect(&mut config, 0, &v0, 1).unwrap();
         assert_eq!(

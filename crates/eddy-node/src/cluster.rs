@@ -760,7 +760,14 @@ impl Driver {
         let Some(config) = config else {
             return;
         };
-        let target = self.ring.target(&config);
+        let live: BTreeSet<MemberId> = self
+            .membership
+            .view()
+            .iter()
+            .filter(|m| m.status.is_live() && self.admitted(&m.identity))
+            .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+            .collect();
+        let target = self.ring.target(&config, &live);
         let sets: Vec<Vec<NodeId>> = config
             .assignments()
             .iter()
@@ -801,8 +808,11 @@ impl Driver {
 
     fn recompute(&mut self) {
         if self.publish.borrow().controlled {
-            // The controller places partitions; the live view only tells
-            // who can be reached.
+            // The controller places owners and in-sync sets; the live view
+            // only picks the ring replicas outside them (a dead member's
+            // share goes to the others until it is back).
+            let committed = self.publish.borrow().committed.clone();
+            self.adopt(committed);
             return;
         }
         let live = self.live_admitted();

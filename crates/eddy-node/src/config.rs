@@ -359,10 +359,15 @@ impl NodeConfig {
                 }));
             }
         }
-        let config: NodeConfig = toml::Value::Table(table)
+        let mut config: NodeConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|err: toml::de::Error| ConfigError::Invalid(one_line(err.message())))?;
         config.validate()?;
+        if config.voters.is_empty() {
+            // Validation let this through only without seeds: a lone node
+            // is deliberately a cluster of one, its own single voter.
+            config.voters = vec![config.name.clone()];
+        }
         Ok((config, notes))
     }
 
@@ -483,7 +488,11 @@ impl NodeConfig {
 
     /// `voters`: 1, 3 or 5 distinct names; a voter keeps its Raft log, so
     /// it must have a `data_dir` (a voter that forgot its votes could elect
-    /// two leaders in one term).
+    /// two leaders in one term), unless it is the only one: a lone voter
+    /// without `data_dir` forgets its cluster with its data, and never
+    /// admits another member. None: only without `seeds` (the node is then
+    /// its own single voter); a node that joins others must be told who
+    /// decides, or it could form a cluster of its own.
     fn validate_voters(&self) -> Result<(), ConfigError> {
         if self.min_insync_replicas == 0 || self.min_insync_replicas > self.replication_factor {
             return Err(ConfigError::Invalid(format!(
@@ -492,7 +501,12 @@ impl NodeConfig {
             )));
         }
         if self.voters.is_empty() {
-            return Ok(());
+            if self.seeds.is_empty() {
+                return Ok(());
+            }
+            return Err(ConfigError::Invalid(
+                "voters: a node with seeds needs the list of the cluster's controller voters (1, 3 or 5 node names, the same on every node; docs/OPERATIONS.md, \"Bootstrap\")".into(),
+            ));
         }
         let mut names = self.voters.clone();
         names.sort();
@@ -515,7 +529,7 @@ impl NodeConfig {
                 eddy_cluster::MAX_NAME_LEN
             )));
         }
-        if self.is_voter() && self.data_dir.is_none() {
+        if self.is_voter() && self.data_dir.is_none() && self.voters.len() > 1 {
             return Err(ConfigError::Invalid(format!(
                 "voters: this node ({}) is a voter and needs a data_dir for its Raft log; set data_dir, or remove it from voters",
                 self.name
@@ -623,10 +637,28 @@ mod tests {
             .expect_err("two voters")
             .to_string();
         assert!(err.contains("1, 3 or 5"), "{err}");
-        assert!(
-            load(None, &[], &[]).unwrap().voters.is_empty(),
-            "default: none"
-        );
+    }
+
+    #[test]
+    fn a_lone_node_is_its_own_voter_and_a_joining_node_must_name_the_voters() {
+        let alone = load(None, &[], &[]).unwrap();
+        assert_eq!(alone.voters, ["node-1"], "a cluster of one, deliberately");
+        assert!(alone.is_voter() && alone.data_dir.is_none());
+        let err = load(None, &[], &["seeds=[\"127.0.0.1:7946\"]"])
+            .expect_err("seeds without voters")
+            .to_string();
+        assert!(err.contains("voters") && err.contains("seeds"), "{err}");
+        let member = load(
+            None,
+            &[],
+            &[
+                "seeds=[\"127.0.0.1:7946\"]",
+                "voters=[\"node-1\"]",
+                "name=\"node-2\"",
+            ],
+        )
+        .unwrap();
+        assert!(!member.is_voter());
     }
 
     #[test]

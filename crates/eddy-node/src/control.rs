@@ -184,7 +184,8 @@ impl ControlHandle {
         control_msg::encode(&answer)
     }
 
-    /// Proposes an owner's `SetIsr` — here if this node is a voter, and
+    /// Proposes an owner's `SetIsr` (or an `Elect` handing a partition
+    /// over) — here if this node is a voter, and
     /// with `every_voter` (or on a non-voter) through the other live
     /// voters too, so an owner cut off from the leader alone still gets a
     /// shrink committed — and returns the partition's
@@ -432,13 +433,9 @@ impl Driver {
         every_voter: bool,
         reply: oneshot::Sender<Assignment>,
     ) {
-        let Command::SetIsr {
-            partition, version, ..
-        } = &command
-        else {
+        let Some((partition, version)) = self.proposal_key(&command) else {
             return;
         };
-        let (partition, version) = (*partition, *version);
         let (first_tx, first) = oneshot::channel::<Assignment>();
         let first_tx = Arc::new(std::sync::Mutex::new(Some(first_tx)));
         if let Some(controller) = &mut self.controller {
@@ -493,6 +490,26 @@ impl Driver {
         });
     }
 
+    /// The partition a proposal of an owner or ISR change is about, and the
+    /// assignment version an answer must pass: a `SetIsr` names its own, an
+    /// `Elect` moves on from the version known here.
+    fn proposal_key(&self, command: &Command) -> Option<(PartitionId, u64)> {
+        match command {
+            Command::SetIsr {
+                partition, version, ..
+            } => Some((*partition, *version)),
+            Command::Elect { partition, .. } => {
+                let known = self.committed.borrow().clone();
+                let version = match &self.controller {
+                    Some(controller) => controller.config().assignment(*partition)?.version,
+                    None => known.as_ref()?.assignment(*partition)?.version,
+                };
+                Some((*partition, version))
+            }
+            Command::Join { .. } | Command::Remove { .. } => None,
+        }
+    }
+
     /// Answers the waiters whose partition passed their version, and drops
     /// those past their time.
     fn answer_isr_waiters(&mut self) {
@@ -536,17 +553,24 @@ impl Driver {
             )));
             return;
         };
-        // Peers change ISRs only; membership has its own requests.
-        let Command::SetIsr {
-            partition, version, ..
-        } = &command
-        else {
+        // Peers change ISRs and owners only; membership has its own
+        // requests.
+        let key = match &command {
+            Command::SetIsr {
+                partition, version, ..
+            } => Some((*partition, *version)),
+            Command::Elect { partition, .. } => controller
+                .config()
+                .assignment(*partition)
+                .map(|a| (*partition, a.version)),
+            Command::Join { .. } | Command::Remove { .. } => None,
+        };
+        let Some((partition, version)) = key else {
             let _ = reply.send(ControlResponse::Refused(
-                "only SetIsr is proposed for peers".into(),
+                "only SetIsr and Elect are proposed for peers".into(),
             ));
             return;
         };
-        let (partition, version) = (*partition, *version);
         if let Err(err) = controller.propose(command) {
             tracing::debug!(%err, "a peer's ISR change not proposed here");
         }
@@ -611,6 +635,14 @@ impl Driver {
                 };
                 if controller.config().is_member(&member) {
                     return ControlResponse::Ack;
+                }
+                if !self.log.as_ref().is_some_and(ControlLog::is_durable) {
+                    // Its configuration dies with the process: a restart
+                    // would found a new cluster beside the members.
+                    return ControlResponse::Refused(format!(
+                        "{} is a cluster of one without data_dir and admits no member; give it a data_dir to grow a cluster",
+                        self.me.name
+                    ));
                 }
                 match controller.propose(Command::Join { member, info }) {
                     Ok(_) => ControlResponse::Ack,

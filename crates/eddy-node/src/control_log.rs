@@ -64,8 +64,9 @@ pub enum ControlLogError {
 
 /// The open log and the state it holds.
 pub struct ControlLog {
-    path: PathBuf,
-    file: std::fs::File,
+    /// The file and its path; `None` for the state of a lone voter without
+    /// `data_dir`, which lives as long as the process (and its data).
+    file: Option<(PathBuf, std::fs::File)>,
     state: PersistedState,
 }
 
@@ -100,9 +101,26 @@ impl ControlLog {
             file.sync_all().map_err(io(&path))?;
         }
         Ok(Opened {
-            log: ControlLog { path, file, state },
+            log: ControlLog {
+                file: Some((path, file)),
+                state,
+            },
             torn_bytes,
         })
+    }
+
+    /// A log kept in memory only: for a cluster of one without `data_dir`,
+    /// whose partitions are forgotten with it anyway.
+    pub fn in_memory() -> ControlLog {
+        ControlLog {
+            file: None,
+            state: PersistedState::default(),
+        }
+    }
+
+    /// Whether the state survives a restart.
+    pub fn is_durable(&self) -> bool {
+        self.file.is_some()
     }
 
     /// The persisted state (what `Controller::restore` starts from).
@@ -122,27 +140,26 @@ impl ControlLog {
         let rewrite = effects
             .iter()
             .any(|e| matches!(e, Persist::Compact(_) | Persist::InstallSnapshot(_)));
+        let Some((path, file)) = &mut self.file else {
+            return Ok(());
+        };
         if rewrite {
-            return self.rewrite();
+            let mut out = Vec::new();
+            push_record(&mut out, &Record::Full(self.state.clone()));
+            crate::replace_file::replace_file(path, &out)
+                .map_err(|(path, source)| ControlLogError::Io { path, source })?;
+            *file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&*path)
+                .map_err(io(path))?;
+            return Ok(());
         }
         let mut out = Vec::new();
         for effect in effects {
             push_record(&mut out, &Record::Step(effect.clone()));
         }
-        self.file.write_all(&out).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))
-    }
-
-    fn rewrite(&mut self) -> Result<(), ControlLogError> {
-        let mut out = Vec::new();
-        push_record(&mut out, &Record::Full(self.state.clone()));
-        crate::replace_file::replace_file(&self.path, &out)
-            .map_err(|(path, source)| ControlLogError::Io { path, source })?;
-        self.file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io(&self.path))?;
-        Ok(())
+        file.write_all(&out).map_err(io(path))?;
+        file.sync_data().map_err(io(path))
     }
 }
 

@@ -9,21 +9,25 @@ use std::time::{Duration, Instant};
 
 use eddy_cluster::{NodeId, PartitionTable};
 use eddy_control::{ClusterConfig, Command, MemberId};
-use eddy_core::PartitionId;
+use eddy_core::{Epoch, PartitionId};
 
-/// A partition proposed for is left alone this long (a commit takes a
-/// round trip and an fsync; a lost proposal is proposed again after it).
+/// A partition proposed for is left alone this long, unless its assignment
+/// changed meanwhile (a commit takes a round trip and an fsync; a lost
+/// proposal is proposed again after it).
 const PROPOSE_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 /// The ring target, cached by member names, and the recent proposals.
 #[derive(Default)]
 pub struct Planning {
     ring: RingCache,
-    recent: BTreeMap<PartitionId, Instant>,
+    /// When each partition was last proposed for, and its assignment's
+    /// (epoch, version) then.
+    recent: BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
 }
 
-/// The ring placement over the committed member names, computed again only
-/// when the names change (it sorts every vnode of every member).
+/// The ring placement over the committed members that are live, computed
+/// again only when their names change (it sorts every vnode of every
+/// member).
 #[derive(Default)]
 pub struct RingCache {
     names: Vec<NodeId>,
@@ -31,15 +35,15 @@ pub struct RingCache {
 }
 
 impl RingCache {
-    /// The ring placement of `config`'s members.
-    pub fn target(&mut self, config: &ClusterConfig) -> &PartitionTable {
-        let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+    /// The ring placement of `config`'s `live` members.
+    pub fn target(&mut self, config: &ClusterConfig, live: &BTreeSet<MemberId>) -> &PartitionTable {
+        let names = eddy_control::ring_members(config, live);
         if names != self.names {
             self.names = names;
             self.table = None;
         }
         self.table
-            .get_or_insert_with(|| eddy_control::target_table(config))
+            .get_or_insert_with(|| eddy_control::target_table(config, live))
     }
 }
 
@@ -52,12 +56,18 @@ impl Planning {
         live: &BTreeSet<MemberId>,
         now: Instant,
     ) -> Vec<Command> {
-        let table = self.ring.target(config);
+        let table = self.ring.target(config, live);
         // Backups enter an ISR on their owner's proposal (it alone knows
         // what it acknowledged), never on a report to the leader.
         let caught_up = BTreeSet::new();
-        self.recent
-            .retain(|_, at| now.duration_since(*at) < PROPOSE_AGAIN_AFTER);
+        let at_of = |p: PartitionId| {
+            config
+                .assignment(p)
+                .map_or((Epoch(0), 0), |a| (a.epoch, a.version))
+        };
+        self.recent.retain(|p, (at, state)| {
+            now.duration_since(*at) < PROPOSE_AGAIN_AFTER && *state == at_of(*p)
+        });
         let mut commands = Vec::new();
         for command in eddy_control::plan(config, table, live, &caught_up) {
             let partition = match &command {
@@ -67,7 +77,7 @@ impl Planning {
             if self.recent.contains_key(&partition) {
                 continue;
             }
-            self.recent.insert(partition, now);
+            self.recent.insert(partition, (now, at_of(partition)));
             commands.push(command);
         }
         commands
@@ -95,17 +105,26 @@ mod tests {
     }
 
     #[test]
-    fn elects_every_partition_once_until_the_commit_or_the_retry_delay() {
+    fn proposes_for_every_partition_once_until_the_commit_or_the_retry_delay() {
         let config = config();
         let live: BTreeSet<MemberId> = config.members().map(|m| m.id.clone()).collect();
         let mut planning = Planning::default();
         let now = Instant::now();
         let first = planning.commands(&config, &live, now);
         assert_eq!(first.len(), 8);
-        assert!(first.iter().all(|c| matches!(c, Command::Elect { .. })));
+        assert!(first.iter().all(|c| matches!(c, Command::SetIsr { .. })));
         assert!(planning.commands(&config, &live, now).is_empty());
         let later = now + PROPOSE_AGAIN_AFTER;
         assert_eq!(planning.commands(&config, &live, later).len(), 8);
+        // Once those commit, the next step (the first owner) is proposed at
+        // once, not after the retry delay.
+        let mut config = config;
+        for command in &first {
+            config.apply(command).unwrap();
+        }
+        let next = planning.commands(&config, &live, later);
+        assert_eq!(next.len(), 8);
+        assert!(next.iter().all(|c| matches!(c, Command::Elect { .. })));
     }
 
     #[test]

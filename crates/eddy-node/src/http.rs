@@ -608,10 +608,19 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
         .map(PartitionId)
         .map(|p| {
             let replicas: Vec<&str> = table.replicas(p).map(|n| n.as_str()).collect();
+            // The committed in-sync set: the copies a write waits for, and
+            // the only ones a new owner is elected from.
+            let in_sync: Vec<&str> = cluster
+                .committed
+                .as_ref()
+                .and_then(|c| c.assignment(p))
+                .map(|a| a.isr.iter().map(|m| m.name.as_str()).collect())
+                .unwrap_or_default();
             json!({
                 "partition": p.0,
                 "owner": replicas.first(),
                 "replicas": replicas,
+                "in_sync": in_sync,
                 "local_table_epoch": placement.epoch(p).0,
             })
         })

@@ -223,6 +223,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Elections of this node that it could not serve: it holds no copy of the partition (say, a worker restarted empty)",
     ),
     (
+        "eddy_partitions_offline_damaged_total",
+        Kind::Counter,
+        "",
+        "Checks that found a partition offline: this node's copy is damaged and no other in-sync copy is live",
+    ),
+    (
         "eddy_handoffs_sent_total",
         Kind::Counter,
         "",

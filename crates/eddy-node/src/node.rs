@@ -296,9 +296,17 @@ impl NodeBuilder {
             hash_seed: random_seed(),
             ..PartitionConfig::default()
         };
+        let mut untrusted = std::collections::BTreeSet::new();
         let (writer, recovered) = match (storage, &config.data_dir) {
             (Some(storage), Some(dir)) => {
                 let (loaded, damaged) = storage.load_all(&registry, &partition_config);
+                untrusted.extend(damaged.iter().filter_map(|(p, _)| *p));
+                untrusted.extend(
+                    loaded
+                        .iter()
+                        .filter(|c| c.warning.is_some())
+                        .map(|c| c.partition),
+                );
                 for (partition, err) in &damaged {
                     metrics::counter!("eddy_storage_damaged_total").increment(1);
                     tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
@@ -324,14 +332,14 @@ impl NodeBuilder {
             _ => (None, Vec::new()),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let control = start_control(
+        let control = Some(start_control(
             &config,
             &identity,
             &cluster,
             &peers,
             committed_tx,
             &shutdown_rx,
-        )?;
+        )?);
         let isr = control.clone().map(|handle| {
             crate::isr_acks::IsrAcks::new(handle, names.clone(), config.min_insync_replicas)
         });
@@ -398,6 +406,8 @@ impl NodeBuilder {
                 links: peers,
                 has_seeds: !config.seeds.is_empty(),
                 join_timeout: Duration::from_millis(config.join_timeout_ms),
+                untrusted,
+                control: control.clone(),
             },
             shutdown_rx.clone(),
         ));
@@ -431,7 +441,7 @@ impl NodeBuilder {
                 leave: leave.clone(),
                 forget,
                 faults: faults.clone(),
-                control,
+                control: control.clone(),
                 tokens,
                 insecure: config.insecure,
             },
@@ -445,18 +455,19 @@ impl NodeBuilder {
             tls.as_ref().map(|tls| tls.client_acceptor.clone()),
             shutdown_rx,
         ));
-        // Serve only once partitions are taken (join, survey, takeover); the
-        // HTTP and TCP ports answer 503 meanwhile.
-        // Under a controller, readiness waits for the voters to form the
-        // cluster, which may need nodes started after this one: say so
-        // after a moment instead of holding the start back.
-        let ready_wait = if controlled {
-            Duration::from_secs(3)
-        } else {
-            Duration::from_millis(config.join_timeout_ms) + Duration::from_secs(10)
-        };
-        let ready_by = tokio::time::Instant::now() + ready_wait;
+        // Serve only once this node is a committed member and its
+        // partitions are taken; the HTTP and TCP ports answer 503 meanwhile.
+        // Forming a cluster may need voters started after this one: while
+        // the controller waits for them, say so at once instead of holding
+        // the start (and the addresses it prints) back.
+        let ready_by = tokio::time::Instant::now() + Duration::from_secs(3);
         while !ingress.is_ready() && tokio::time::Instant::now() < ready_by {
+            let waiting = control
+                .as_ref()
+                .is_some_and(|c| c.view().state.starts_with("waiting for voters"));
+            if waiting {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if !ingress.is_ready() {
@@ -577,9 +588,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Starts the controller driver if the config names voters (then the
-/// committed configuration places partitions). A voter opens its Raft log
-/// in `data_dir`; a damaged log stops the node (never loaded silently).
+/// Starts the controller driver, which places partitions. A voter opens
+/// its Raft log in `data_dir` (a damaged log stops the node, never loaded
+/// silently); a lone voter without `data_dir` keeps it in memory.
 fn start_control(
     config: &NodeConfig,
     identity: &NodeIdentity,
@@ -587,10 +598,7 @@ fn start_control(
     peers: &PeerLinks,
     committed: watch::Sender<crate::control::Committed>,
     shutdown: &watch::Receiver<bool>,
-) -> Result<Option<crate::control::ControlHandle>, NodeError> {
-    if config.voters.is_empty() {
-        return Ok(None);
-    }
+) -> Result<crate::control::ControlHandle, NodeError> {
     let log = match (&config.data_dir, config.is_voter()) {
         (Some(dir), true) => {
             let opened = crate::control_log::ControlLog::open(dir)
@@ -604,7 +612,9 @@ fn start_control(
             }
             Some(opened.log)
         }
-        _ => None,
+        // Config validation: only a lone voter has no data_dir.
+        (None, true) => Some(crate::control_log::ControlLog::in_memory()),
+        (_, false) => None,
     };
     let handle = crate::control::start(
         crate::control::ControlArgs {
@@ -621,7 +631,7 @@ fn start_control(
         shutdown.clone(),
     )
     .map_err(NodeError::Storage)?;
-    Ok(Some(handle))
+    Ok(handle)
 }
 
 async fn bind_tcp(

@@ -55,7 +55,17 @@ pub struct OwnershipArgs {
     /// How long a node with seeds waits for another member before it forms
     /// a cluster of its own.
     pub join_timeout: Duration,
+    /// Partitions whose copy on disk was damaged or torn at start: it may
+    /// miss acknowledged writes, so it is neither served nor kept in the
+    /// ISR (see [`run_controlled`]).
+    pub untrusted: BTreeSet<PartitionId>,
+    /// The controller, to hand untrusted partitions over.
+    pub control: Option<crate::control::ControlHandle>,
 }
+
+/// How long a proposal about an untrusted copy is left to commit before
+/// it is made again.
+const UNTRUSTED_PROPOSE_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown`.
 pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
@@ -191,9 +201,10 @@ pub async fn run(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
 /// acknowledged write). No survey and no pull: the controller chose from
 /// the ISR, and the old owner is fenced by the new epoch at every ISR
 /// member it needs.
-async fn run_controlled(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
+async fn run_controlled(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut changes = args.ingress.watch_cluster();
     let mut version = None;
+    let mut proposed: BTreeMap<PartitionId, Instant> = BTreeMap::new();
     loop {
         let current = changes.borrow_and_update().clone();
         if version != Some(current.placement.version()) {
@@ -206,7 +217,11 @@ async fn run_controlled(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>
             .filter(|_| current.committed_member())
         {
             let me = current.member_id();
+            give_up_untrusted(&mut args, &current, config, &mut proposed);
             for partition in args.ingress.incoming().await {
+                if args.untrusted.contains(&partition) {
+                    continue;
+                }
                 if let Some(assignment) = config
                     .assignment(partition)
                     .filter(|a| a.owner.as_ref() == Some(&me))
@@ -214,7 +229,10 @@ async fn run_controlled(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>
                     args.ingress.take_committed(partition, assignment.epoch);
                 }
             }
-            if !args.ingress.is_ready() {
+            // Ready once the cluster placed every partition a first time
+            // (a partition still at epoch 0 has no owner to route to yet).
+            let placed = config.assignments().iter().all(|a| a.epoch > Epoch(0));
+            if placed && !args.ingress.is_ready() {
                 args.ingress.set_ready(true);
             }
         }
@@ -223,6 +241,89 @@ async fn run_controlled(args: OwnershipArgs, mut shutdown: watch::Receiver<bool>
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
+    }
+}
+
+/// Untrusted copies leave the ISR: a backup proposes the ISR without
+/// itself, an owner an `Elect` of another live ISR member (the partition
+/// stays offline, and says so, if none is left: the damaged copy is all
+/// there is, and an operator decides). Once this node is out of a
+/// partition's ISR its copy is trusted again as any outside one: it
+/// rejoins only after its owner brought it up to date.
+fn give_up_untrusted(
+    args: &mut OwnershipArgs,
+    current: &ClusterState,
+    config: &eddy_control::ClusterConfig,
+    proposed: &mut BTreeMap<PartitionId, Instant>,
+) {
+    if args.untrusted.is_empty() {
+        return;
+    }
+    let me = current.member_id();
+    let now = Instant::now();
+    proposed.retain(|_, at| now.duration_since(*at) < UNTRUSTED_PROPOSE_EVERY);
+    let live: BTreeSet<eddy_control::MemberId> = current
+        .members
+        .iter()
+        .filter(|m| m.status.is_live())
+        .map(|m| eddy_control::MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+        .collect();
+    let mut commands = Vec::new();
+    args.untrusted.retain(|&partition| {
+        let Some(a) = config.assignment(partition) else {
+            return false;
+        };
+        if !a.isr.contains(&me) {
+            tracing::info!(partition = partition.0, "the damaged copy left the ISR; it is brought up to date before it rejoins");
+            return false;
+        }
+        if proposed.contains_key(&partition) {
+            return true;
+        }
+        let others: Vec<eddy_control::MemberId> =
+            a.isr.iter().filter(|m| **m != me).cloned().collect();
+        let command = if a.owner.as_ref() == Some(&me) {
+            match others.iter().find(|m| live.contains(*m)) {
+                Some(successor) => eddy_control::Command::Elect {
+                    partition,
+                    owner: successor.clone(),
+                    epoch: Epoch(a.epoch.0 + 1),
+                },
+                None => {
+                    metrics::counter!("eddy_partitions_offline_damaged_total").increment(1);
+                    crate::warn_limited!(
+                        partition = partition.0,
+                        "this node's copy is damaged and no other in-sync copy is live: the partition stays offline (restore the files, or bring an in-sync member back)"
+                    );
+                    return true;
+                }
+            }
+        } else {
+            eddy_control::Command::SetIsr {
+                partition,
+                epoch: a.epoch,
+                version: a.version,
+                isr: others,
+            }
+        };
+        proposed.insert(partition, now);
+        commands.push(command);
+        true
+    });
+    let Some(control) = args.control.clone() else {
+        return;
+    };
+    for command in commands {
+        let control = control.clone();
+        tokio::spawn(async move {
+            if control
+                .propose_isr(command, UNTRUSTED_PROPOSE_EVERY, true)
+                .await
+                .is_none()
+            {
+                tracing::debug!("a damaged copy's hand-over was not committed yet");
+            }
+        });
     }
 }
 

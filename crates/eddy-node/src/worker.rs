@@ -181,6 +181,17 @@ pub enum WorkerMsg {
     },
 }
 
+/// Whether this node is in `partition`'s committed ISR while the partition
+/// is still with its first owner (epoch 1 at most).
+fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
+    let me = state.member_id();
+    state
+        .committed
+        .as_ref()
+        .and_then(|c| c.assignment(partition))
+        .is_some_and(|a| a.epoch <= Epoch(1) && a.isr.contains(&me))
+}
+
 /// Everything a worker needs to start.
 #[derive(Clone)]
 pub struct WorkerArgs {
@@ -584,7 +595,24 @@ impl WorkerState {
                 (None, Some(role)) => *slot = Some(Slot::new(role)),
                 (_, None) => {}
             }
+            if next == Some(Role::Backup) && in_first_isr(state, partition) {
+                self.hold_empty(partition);
+            }
         }
+    }
+
+    /// A backup in the ISR a partition got before its first owner holds a
+    /// copy from the start, empty until the owner's first entries: no write
+    /// was acknowledged without it, and elected next it must find a copy.
+    fn hold_empty(&mut self, partition: PartitionId) {
+        if self.copy_of(partition).is_some() {
+            return;
+        }
+        let fresh = self.fresh(partition);
+        if let Some(slot) = self.slot(partition).as_mut() {
+            slot.partition = Some(fresh);
+        }
+        self.checkpoint(partition, None);
     }
 
     /// Stops serving a partition someone else owns at a newer epoch. If our

@@ -185,7 +185,7 @@ fn a_killed_node_is_marked_down_and_its_partitions_get_new_owners() {
             assert_eq!(
                 new["local_table_epoch"].as_u64(),
                 old["local_table_epoch"].as_u64().map(|e| e + bump),
-                "a new owner means the next epoch, the same owner the same (partition {p})"
+                "a new owner means the next epoch, the same owner the same (partition {p}: {old} then {new})"
             );
         }
     }
@@ -238,7 +238,13 @@ fn admin_leave_makes_a_node_leave_and_exit() {
 fn a_node_with_another_partition_count_is_refused() {
     let nodes = start_cluster(1, &[]);
     let seeds = format!("seeds=[\"{}\"]", nodes[0].gossip);
-    let stranger = NodeProcess::start(&["name=\"stranger\"", "partitions=512", &seeds]);
+    // Never ready: the cluster does not admit it.
+    let stranger = NodeProcess::start_unready(&[
+        "name=\"stranger\"",
+        "partitions=512",
+        &seeds,
+        &voters_for(1),
+    ]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, metrics, _) = get(&nodes[0].url("/metrics"));

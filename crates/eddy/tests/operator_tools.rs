@@ -237,6 +237,25 @@ fn metrics_of_a_busy_cluster_pass_promtool() {
     // Touch every family: events, alerts, forwarding, replication.
     let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &hot_readings(50));
     assert_eq!(status, 200, "{body}");
+    // Keys over many partitions until both nodes applied events as owners
+    // (the second node takes its share over once its copies are in sync).
+    let applied = |node: &NodeProcess| {
+        get(&node.url("/metrics"))
+            .1
+            .contains("eddy_events_applied_total")
+    };
+    for i in 0..2000 {
+        if nodes.iter().all(applied) {
+            break;
+        }
+        // (A write caught by a move of its partition is refused with 503,
+        // to be retried.)
+        let (status, body, _) = post_json(
+            &nodes[1].url("/v1/events"),
+            &tx(&format!("acct-{i}"), 1.0, "FR"),
+        );
+        assert!(status == 200 || status == 503, "{status} {body}");
+    }
     let (status, body, _) = post_json(&nodes[0].url("/v1/events"), "{not json");
     assert_eq!(status, 400, "{body}");
     for node in &nodes {

@@ -71,13 +71,24 @@ fn secure_sets(name: &str, ca: &Path, certs: &Path, gossip_key: Option<&Path>) -
     sets
 }
 
+/// Starts a node of a cluster whose voters are node-1..3, each with a data
+/// directory of its own; a voter is ready only once the three formed the
+/// cluster, so this does not wait (see [`ready`]).
 fn start(sets: &[String], seed: Option<&NodeProcess>) -> NodeProcess {
     let mut all: Vec<String> = sets.to_vec();
+    all.push(voters_for(3));
+    all.push(data_dir_in(&cluster_root(), 1));
     if let Some(seed) = seed {
         all.push(format!("seeds=[\"{}\"]", seed.gossip));
     }
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    NodeProcess::start(&refs)
+    NodeProcess::start_unready(&refs)
+}
+
+fn ready(nodes: &[&NodeProcess]) {
+    for node in nodes {
+        node.wait_ready(Duration::from_secs(30));
+    }
 }
 
 /// A cluster CA with node-1..3 certificates and a gossip key in `dir`;
@@ -103,6 +114,7 @@ fn secured_cluster(dir: &Path, key: &Path) -> Vec<NodeProcess> {
         nodes.push(node);
     }
     let all: Vec<&NodeProcess> = nodes.iter().collect();
+    ready(&all);
     wait_for_agreement(&all, |owners| owners.len() == 3);
     nodes
 }
@@ -380,6 +392,7 @@ fn nodes_in_the_middle_of_a_gossip_key_rotation_form_one_cluster() {
         Some(&first),
     );
     let all = [&first, &second, &third];
+    ready(&all);
     wait_for_agreement(&all, |owners| owners.len() == 3);
     for node in all {
         assert_eq!(metric(node, "eddy_gossip_bad_datagrams_total"), 0.0);

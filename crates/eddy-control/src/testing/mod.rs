@@ -696,14 +696,14 @@ impl TestNet {
                     })
                     .filter(|_| self.rng.random_range(0..4u32) == 0)
                     .collect();
-                let names: Vec<NodeId> = config.members().map(|m| m.id.name.clone()).collect();
+                let names = crate::planner::ring_members(&config, &live);
                 if self.tables.len() >= MAX_CACHED_TABLES {
                     self.tables.clear();
                 }
                 let table = self
                     .tables
                     .entry(names)
-                    .or_insert_with(|| target_table_with_vnodes(&config, WORKLOAD_VNODES));
+                    .or_insert_with(|| target_table_with_vnodes(&config, &live, WORKLOAD_VNODES));
                 let commands = plan(&config, table, &live, &caught_up);
                 if commands.is_empty() {
                     return;

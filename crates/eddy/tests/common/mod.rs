@@ -362,20 +362,71 @@ pub fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// Starts `count` nodes named node-1.. ; all but the first join through the
-/// first's gossip address. Returns without waiting for the tables.
+/// The controller voters of a test cluster of `count` nodes: node-1 for
+/// one or two, node-1..3 up to four, node-1..5 from five.
+pub fn voters_for(count: usize) -> String {
+    let voters = match count {
+        0..=2 => 1,
+        3..=4 => 3,
+        _ => 5,
+    };
+    let names: Vec<String> = (1..=voters).map(|i| format!("\"node-{i}\"")).collect();
+    format!("voters=[{}]", names.join(","))
+}
+
+/// `data_dir` of node `i` under `root`.
+pub fn data_dir_in(root: &std::path::Path, i: usize) -> String {
+    format!("data_dir=\"{}\"", root.join(format!("node-{i}")).display())
+}
+
+/// A fresh directory for one cluster's data (voters keep their Raft log
+/// there), unique in this test process.
+pub fn cluster_root() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    scratch(&format!("cluster-{n}"))
+}
+
+/// The `--set` pairs of node `i` of a `count`-node cluster under `root`
+/// joining through `seed` (none for node-1): name, voters, data_dir.
+pub fn member_sets(
+    i: usize,
+    count: usize,
+    root: &std::path::Path,
+    seed: Option<&str>,
+) -> Vec<String> {
+    let mut sets = vec![
+        format!("name=\"node-{i}\""),
+        "settle_ms=100".to_owned(),
+        voters_for(count),
+        data_dir_in(root, i),
+    ];
+    if let Some(seed) = seed {
+        sets.push(format!("seeds=[\"{seed}\"]"));
+    }
+    sets
+}
+
+/// Starts `count` nodes named node-1.. (the first of them the controller's
+/// voters, see [`voters_for`]), all but the first joining through the
+/// first's gossip address, each with a data_dir under a fresh root; waits
+/// until every one is ready, not for the tables.
 pub fn start_cluster(count: usize, extra: &[&str]) -> Vec<NodeProcess> {
+    start_cluster_in(&cluster_root(), count, extra)
+}
+
+/// [`start_cluster`] with the data under `root`.
+pub fn start_cluster_in(root: &std::path::Path, count: usize, extra: &[&str]) -> Vec<NodeProcess> {
     let mut nodes: Vec<NodeProcess> = Vec::new();
     for i in 1..=count {
-        let name = format!("name=\"node-{i}\"");
-        let mut sets = vec![name.as_str(), "settle_ms=100"];
-        let seeds;
-        if let Some(first) = nodes.first() {
-            seeds = format!("seeds=[\"{}\"]", first.gossip);
-            sets.push(&seeds);
-        }
-        sets.extend_from_slice(extra);
-        nodes.push(NodeProcess::start(&sets));
+        let seed = nodes.first().map(|n| n.gossip.clone());
+        let mut sets = member_sets(i, count, root, seed.as_deref());
+        sets.extend(extra.iter().map(|s| (*s).to_owned()));
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        nodes.push(NodeProcess::start_unready(&sets));
+    }
+    for node in &nodes {
+        node.wait_ready(Duration::from_secs(30));
     }
     nodes
 }
@@ -416,6 +467,29 @@ pub fn wait_for_agreement(
             Instant::now() < deadline,
             "tables did not converge: {:?}",
             tables.iter().map(owners).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until `node`'s committed configuration has `copies`
+/// in-sync copies of every partition (a restarted node caught up).
+pub fn wait_in_sync(node: &NodeProcess, copies: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = partitions(node);
+        let short = table["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
+            .count();
+        if short == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{short} partitions have fewer than {copies} in-sync copies"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
