@@ -1,6 +1,5 @@
-//! `eddy-chaos`: `run` a scenario against real node processes, `sim` a seed
-//! campaign of the deterministic simulator, or `control` a seed campaign of
-//! the Raft controllers.
+//! `eddy-chaos`: `run` a scenario against real node processes, or
+//! `control` a seed campaign of the Raft controllers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +10,6 @@ use eddy_chaos::control::{self, ControlBug, ControlOptions};
 use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
-use eddy_chaos::sim::{self, Bug, FaultSet, SimOptions};
 
 #[derive(Parser)]
 #[command(
@@ -47,21 +45,6 @@ enum Command {
         /// hook).
         #[arg(long, default_value = "auto")]
         network: NetworkChoice,
-    },
-    /// Deterministic simulation: run seeds, report failures with the command
-    /// that reproduces each.
-    Sim {
-        #[command(flatten)]
-        seeds: Seeds,
-        /// Inject a bug: ack-before-replication or view-only-quorum.
-        #[arg(long)]
-        bug: Option<Bug>,
-        /// Fault mix: symmetric (default) or all (adds one-way partitions).
-        #[arg(long, default_value = "symmetric")]
-        faults: String,
-        /// With --seed: print every step concerning this partition.
-        #[arg(long)]
-        trace: Option<u32>,
     },
     /// Seed campaign of the Raft controllers (eddy-control's swarm: real
     /// controllers and raft-rs on a seeded faulty network); report failures
@@ -109,22 +92,6 @@ fn main() -> ExitCode {
                 network,
             },
         ),
-        Command::Sim {
-            seeds: Seeds { seeds, first, seed },
-            bug,
-            faults,
-            trace,
-        } => {
-            let faults = match faults.as_str() {
-                "symmetric" => FaultSet::Symmetric,
-                "all" => FaultSet::All,
-                other => {
-                    eprintln!("error: --faults {other}: expected symmetric or all");
-                    return ExitCode::FAILURE;
-                }
-            };
-            simulate(seeds, first, seed, bug, faults, trace)
-        }
         Command::Control {
             seeds: Seeds { seeds, first, seed },
             voters,
@@ -203,48 +170,6 @@ fn one_seed(report: &impl serde::Serialize, passed: bool) -> ExitCode {
         Err(err) => eprintln!("error: {err}"),
     }
     if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn simulate(
-    seeds: u64,
-    first: u64,
-    seed: Option<u64>,
-    bug: Option<Bug>,
-    faults: FaultSet,
-    trace: Option<u32>,
-) -> ExitCode {
-    let options = |seed| SimOptions {
-        bug,
-        faults,
-        trace,
-        ..SimOptions::new(seed)
-    };
-    if let Some(seed) = seed {
-        let report = sim::run(&options(seed));
-        return one_seed(&report, report.passed());
-    }
-    let started = Instant::now();
-    let (mut failed, mut events, mut takeovers) = (0u64, 0u64, 0u64);
-    for seed in first..first + seeds {
-        let report = sim::run(&options(seed));
-        events += report.acked;
-        takeovers += report.takeovers;
-        if !report.passed() {
-            failed += 1;
-            println!("seed {seed} FAILED: {}", report.violations.join("; "));
-            println!("  reproduce: {}", report.reproduce(bug, faults));
-        }
-    }
-    println!(
-        "{seeds} seeds in {:.1} s: {} passed, {failed} failed; {events} events acknowledged, {takeovers} takeovers",
-        started.elapsed().as_secs_f64(),
-        seeds - failed
-    );
-    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -109,7 +109,7 @@ pub struct NodeSpec {
     #[serde(default)]
     pub data_dir: Option<bool>,
     /// Node configuration keys (`eddy node --set key=value`), e.g.
-    /// `{ bootstrap_expect = 1 }`; checked as the node would check them.
+    /// `{ settle_ms = 50 }`; checked as the node would check them.
     /// Keys the harness sets itself (names, addresses, seeds, data_dir,
     /// replication_factor) are refused.
     #[serde(default)]
@@ -551,7 +551,7 @@ rate = 100
     fn the_new_verbs_load() {
         let text = format!(
             "{}\n\
-             [[node]]\nid = 3\nstart = false\ndata_dir = true\nconfig = {{ bootstrap_expect = 1, join_timeout_ms = 500 }}\n\
+             [[node]]\nid = 3\nstart = false\ndata_dir = true\nconfig = {{ settle_ms = 50, tick_ms = 20 }}\n\
              [[faults]]\nat_s = 1\naction = \"cut\"\nnode = 1\nwith = [2]\nfor_s = 2\n\
              [[faults]]\nat_s = 2\naction = \"add\"\nnode = 3\n\
              [[faults]]\nat_s = 3\naction = \"move\"\nnode = 3\nwith = [2]\n\
@@ -578,7 +578,7 @@ rate = 100
         assert!(!scenario.has_data_dir(2) && scenario.has_data_dir(3));
         let mut sets = scenario.spec(3).unwrap().sets();
         sets.sort();
-        assert_eq!(sets, ["bootstrap_expect=1", "join_timeout_ms=500"]);
+        assert_eq!(sets, ["settle_ms=50", "tick_ms=20"]);
         assert_eq!(
             parse(BASE).unwrap().max_unavailable_s,
             DEFAULT_MAX_UNAVAILABLE_S
@@ -609,9 +609,9 @@ rate = 100
             format!("{spare}[[faults]]\nat_s = 1\naction = \"cut\"\nnode = 1\nwith = [2]\n");
         assert!(err(&early_with).contains("spare not yet added"));
         let config = |c: &str| format!("{BASE}[[node]]\nid = 1\nconfig = {{ {c} }}\n");
-        assert!(err(&config("bootstrap_expct = 1")).contains("bootstrap_expct"));
-        assert!(err(&config("bootstrap_expect = \"one\"")).contains("bootstrap_expect"));
-        assert!(err(&config("bootstrap_expect = 0")).contains("at least 1"));
+        assert!(err(&config("settle_mss = 1")).contains("settle_mss"));
+        assert!(err(&config("replication_factor = \"one\"")).contains("replication_factor"));
+        assert!(err(&config("probe_period_ms = 0")).contains("at least 1"));
         assert!(err(&config("seeds = []")).contains("set by the harness"));
         let twice = format!("{BASE}[[node]]\nid = 1\n[[node]]\nid = 1\n");
         assert!(err(&twice).contains("two [[node]]"));

@@ -51,6 +51,10 @@ fn the_ci_scenario_passes_and_writes_its_report() {
     );
 }
 
+/// Owners that acknowledge without shipping anything: node-1 dies with
+/// writes only it held (it comes back only after the window, when the
+/// new owners have dropped it from their ISRs), so the checker must find
+/// them lost.
 #[test]
 fn a_node_that_stops_replicating_is_caught() {
     let text = r#"
@@ -65,7 +69,6 @@ rate = 600
 at_s = 7
 action = "kill"
 node = 1
-for_s = 3
 "#;
     let out = out_dir("bug");
     std::fs::create_dir_all(&out).unwrap();
@@ -112,43 +115,6 @@ fn a_broken_scenario_is_refused_before_anything_starts() {
     assert!(stderr.contains("unknown kind `cart`"), "{stderr}");
 }
 
-#[test]
-fn a_failing_seed_prints_the_command_that_reproduces_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .args(["sim", "--seeds", "12", "--bug", "ack-before-replication"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "the bug fails some seed");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("reproduce: "))
-        .unwrap_or_else(|| panic!("no reproduce line:\n{stdout}"));
-    let command = line.trim_start().trim_start_matches("reproduce: ");
-    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let replay = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        !replay.status.success(),
-        "the printed command fails again: {command}"
-    );
-    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
-    assert!(report["lost"].as_u64().unwrap() > 0, "{report}");
-    let again = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        replay.stdout, again.stdout,
-        "same seed, same report byte for byte"
-    );
-}
-
-/// A rerun into the same output directory starts from a fresh cluster: the
-/// data directories and logs of the last run are removed, not loaded (a
-/// rerun of a `data_dir` scenario loaded the last run's copies).
 #[test]
 fn a_rerun_starts_from_fresh_data_directories() {
     let text = r#"

@@ -214,7 +214,7 @@ pub fn check(
             let text = http::get(&format!("{url}/metrics"))
                 .map(|(_, b)| b)
                 .unwrap_or_default();
-            metric(&text, "eddy_promotions_total") + metric(&text, "eddy_handoffs_received_total")
+            metric(&text, "eddy_promotions_total")
         })
         .sum::<f64>() as u64;
     findings
@@ -250,8 +250,8 @@ fn read_state(urls: &[String], url: &str, kind: &str, key: &str) -> Option<serde
 /// Log lines with which a node says it broke a promise the checks above
 /// cannot see from outside, with what the promise was.
 const BROKEN_PROMISES: [(&str, &str); 1] = [(
-    "cannot remember the majority base",
-    "its majority base is not in membership.json; restarted while cut off it would count against bootstrap_expect",
+    "elected owner without a local copy",
+    "an in-sync replica held no copy of its partition when elected: the partition stayed offline",
 )];
 
 /// Every node's log lines of [`BROKEN_PROMISES`], one violation each.
@@ -270,9 +270,7 @@ fn broken_promises(cluster: &Cluster) -> Vec<String> {
 /// Each partition has exactly one owner: every node's table names the same
 /// one, exactly one node holds the partition's copy in the owner role (that
 /// node), and no copy anywhere holds entries of a newer epoch than the one
-/// it serves at (which would mean another owner wrote after it). A copy's
-/// own epoch may be higher: a survey's promise to a takeover that did not
-/// complete raises it.
+/// it serves at (which would mean another owner wrote after it).
 fn check_owners(urls: &[String], findings: &mut Findings) {
     let tables: Vec<(String, serde_json::Value)> = urls
         .iter()

@@ -23,7 +23,7 @@ use thiserror::Error;
 /// Nodes only form a cluster with nodes of the same version: a rolling upgrade
 /// across an incompatible change needs a new cluster, and the refusal names
 /// both versions.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Longest node name accepted, in bytes. Names travel in every gossip header,
 /// so they must stay small; 64 bytes fits a hostname plus a suffix.

@@ -42,18 +42,15 @@ pub enum PeerRequest {
         /// The parts.
         parts: Vec<ReplicaPart>,
     },
-    /// One chunk of a snapshot of `partition`. `owner` says the receiver
-    /// becomes its owner at `epoch` once the last chunk is in (handoff),
-    /// otherwise it holds it as a backup. Answered by `Replicated`.
+    /// One chunk of a snapshot of `partition`, which the receiver holds as
+    /// a backup once the last chunk is in. Answered by `Replicated`.
     Snapshot {
         /// Echoed in the answer.
         request_id: u64,
         /// The partition.
         partition: u32,
-        /// Epoch the receiver takes (owner) or the sender's (backup).
+        /// The sender's epoch.
         epoch: u64,
-        /// Whether the receiver becomes the owner.
-        owner: bool,
         /// A chunk of `eddy_core::snapshot`, in order.
         chunk: Vec<u8>,
         /// Whether this is the last chunk.
@@ -67,29 +64,6 @@ pub enum PeerRequest {
         kind: CompactString,
         /// Key.
         key: CompactString,
-    },
-    /// Which of these partitions the receiver holds, at which epoch and
-    /// position. A new owner asks every live member before taking over.
-    Survey {
-        /// Echoed in the answer.
-        request_id: u64,
-        /// Partitions asked about.
-        partitions: Vec<u32>,
-        /// Per partition, the epoch the sender will take it over at: the
-        /// receiver promises to refuse anything older for it from now on
-        /// and stops serving it (a survey fences). Empty: only a question.
-        claims: Vec<u64>,
-    },
-    /// Hand `partition` over: the receiver stops acting as its owner and
-    /// streams it to the sender as `Snapshot { owner: true, epoch }`.
-    /// Answered by `Replicated` once the sender installed it.
-    Pull {
-        /// Echoed in the answer.
-        request_id: u64,
-        /// The partition.
-        partition: u32,
-        /// The epoch the new owner takes.
-        epoch: u64,
     },
     /// A message for the receiver's cluster controller (eddy-control): a
     /// Raft frame, a status question, a join request or a pushed committed
@@ -138,8 +112,6 @@ pub enum PeerRequestRef<'a> {
         partition: u32,
         /// See [`PeerRequest::Snapshot`].
         epoch: u64,
-        /// See [`PeerRequest::Snapshot`].
-        owner: bool,
         /// The chunk.
         chunk: &'a [u8],
         /// Whether this is the last chunk.
@@ -176,22 +148,12 @@ pub enum PeerResponse {
         /// Owner epoch (the fencing epoch) of the owner's copy.
         epoch: u64,
     },
-    /// Outcome of `Replicate` (one per part), `Snapshot` or `Pull` (one).
+    /// Outcome of `Replicate` (one per part) or `Snapshot` (one).
     Replicated {
         /// The request's id.
         request_id: u64,
         /// What the replica did.
         outcomes: Vec<Replicated>,
-    },
-    /// Answer of `Survey`: the partitions held, with epoch and position.
-    Surveyed {
-        /// The request's id.
-        request_id: u64,
-        /// The partitions held among those asked.
-        held: Vec<Held>,
-        /// Claims refused, with the epoch already promised or served there:
-        /// the sender must claim above it.
-        refused: Vec<(u32, u64)>,
     },
     /// Answer of a [`PeerRequest::Control`] (empty for a one-way Raft frame).
     Controlled {
@@ -217,8 +179,6 @@ impl PeerRequest {
             | PeerRequest::Replicate { request_id, .. }
             | PeerRequest::Snapshot { request_id, .. }
             | PeerRequest::GetState { request_id, .. }
-            | PeerRequest::Survey { request_id, .. }
-            | PeerRequest::Pull { request_id, .. }
             | PeerRequest::Control { request_id, .. } => Some(*request_id),
             PeerRequest::Hello { .. } => None,
         }
@@ -245,26 +205,7 @@ impl PeerRequest {
                 }
                 parts.iter().try_for_each(|part| check(part.partition))
             }
-            PeerRequest::Snapshot { partition, .. } | PeerRequest::Pull { partition, .. } => {
-                check(*partition)
-            }
-            PeerRequest::Survey {
-                partitions: asked,
-                claims,
-                ..
-            } => {
-                if asked.len() > partitions as usize {
-                    return Err(format!("{} partitions asked of {partitions}", asked.len()));
-                }
-                if !claims.is_empty() && claims.len() != asked.len() {
-                    return Err(format!(
-                        "{} claims for {} partitions asked",
-                        claims.len(),
-                        asked.len()
-                    ));
-                }
-                asked.iter().try_for_each(|p| check(*p))
-            }
+            PeerRequest::Snapshot { partition, .. } => check(*partition),
             PeerRequest::Hello { .. }
             | PeerRequest::Forward { .. }
             | PeerRequest::GetState { .. }
@@ -279,7 +220,6 @@ impl PeerResponse {
         match self {
             PeerResponse::Forwarded { request_id, .. }
             | PeerResponse::Replicated { request_id, .. }
-            | PeerResponse::Surveyed { request_id, .. }
             | PeerResponse::State { request_id, .. }
             | PeerResponse::Controlled { request_id, .. }
             | PeerResponse::Failed { request_id, .. } => Some(*request_id),
@@ -325,7 +265,7 @@ pub struct ReplicaPartRef<'a> {
     pub entries: &'a [u8],
 }
 
-/// A copy of a partition a node holds ([`PeerResponse::Surveyed`]).
+/// A copy of a partition a node holds (`GET /v1/partitions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
     /// The partition.
@@ -387,23 +327,6 @@ mod tests {
 
     #[test]
     fn partition_ids_and_counts_are_checked_against_p() {
-        let survey = |partitions: Vec<u32>, claims: Vec<u64>| PeerRequest::Survey {
-            request_id: 1,
-            partitions,
-            claims,
-        };
-        assert_eq!(survey(vec![0, 1023], vec![]).check_bounds(1024), Ok(()));
-        assert_eq!(survey(vec![0, 1023], vec![5, 6]).check_bounds(1024), Ok(()));
-        assert!(survey(vec![1024], vec![]).check_bounds(1024).is_err());
-        assert!(survey(vec![u32::MAX], vec![1]).check_bounds(1024).is_err());
-        assert!(
-            survey(vec![1, 2], vec![1]).check_bounds(1024).is_err(),
-            "claims per partition"
-        );
-        assert!(
-            survey(vec![0; 1025], vec![]).check_bounds(1024).is_err(),
-            "more than P asked"
-        );
         let part = |partition| ReplicaPart {
             partition,
             epoch: 1,
@@ -419,19 +342,13 @@ mod tests {
             request_id: 1,
             partition,
             epoch: 1,
-            owner: false,
             chunk: Vec::new(),
             last: true,
         };
         assert!(snapshot(3).check_bounds(4).is_ok());
         assert!(snapshot(4).check_bounds(4).is_err());
-        let pull = |partition| PeerRequest::Pull {
-            request_id: 1,
-            partition,
-            epoch: u64::MAX,
-        };
-        assert!(pull(u32::MAX).check_bounds(4).is_err());
-        let message = pull(9).check_bounds(4).unwrap_err();
+        assert!(snapshot(u32::MAX).check_bounds(4).is_err());
+        let message = snapshot(9).check_bounds(4).unwrap_err();
         assert!(
             message.contains("partition 9") && message.contains("4"),
             "{message}"
@@ -530,7 +447,6 @@ mod tests {
                 request_id: 1,
                 partition: 2,
                 epoch: 3,
-                owner: true,
                 chunk: vec![6],
                 last: false
             }),
@@ -538,7 +454,6 @@ mod tests {
                 request_id: 1,
                 partition: 2,
                 epoch: 3,
-                owner: true,
                 chunk: &[6],
                 last: false
             })

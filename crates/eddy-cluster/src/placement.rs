@@ -1,10 +1,8 @@
 //! The partition table a node acts on, with an epoch per partition.
 //!
-//! [`PartitionTable`] is a pure function of the live members; [`Placement`]
-//! adds history: every time a partition's owner changes its epoch rises by
-//! one (DESIGN §6), so entries and answers can say which ownership they
-//! belong to. Epochs here are what this node has observed; issue 6's fencing
-//! makes the owner's epoch authoritative through replication.
+//! [`Placement`] holds the table and epochs the committed cluster
+//! configuration decided (eddy-control), and a version that rises with
+//! every change, so readers can tell a new table from the one they hold.
 
 use eddy_core::{Epoch, PartitionId};
 
@@ -33,27 +31,9 @@ impl Placement {
         }
     }
 
-    /// Recomputes the table for `members`. Partitions whose owner changed get
-    /// the next epoch; returns every partition whose replica set changed.
-    pub fn update(&mut self, members: &[NodeId]) -> Vec<PartitionMove> {
-        let table = PartitionTable::compute(members, self.table.partitions(), self.rf);
-        let moves = PartitionTable::diff(&self.table, &table);
-        for moved in moves.iter().filter(|m| m.owner_changed()) {
-            if let Some(epoch) = self.epochs.get_mut(moved.partition.0 as usize) {
-                *epoch += 1;
-            }
-        }
-        if !moves.is_empty() || table.nodes() != self.table.nodes() {
-            self.version += 1;
-        }
-        self.table = table;
-        moves
-    }
-
     /// Adopts a table and epochs decided elsewhere (the committed cluster
-    /// configuration) instead of the ring over live members; returns every
-    /// partition whose replica set changed. Epochs are taken as given:
-    /// the controller only ever raises them.
+    /// configuration); returns every partition whose replica set changed.
+    /// Epochs are taken as given: the controller only ever raises them.
     pub fn assign(&mut self, table: PartitionTable, epochs: Vec<u64>) -> Vec<PartitionMove> {
         let moves = PartitionTable::diff(&self.table, &table);
         if !moves.is_empty() || table.nodes() != self.table.nodes() || epochs != self.epochs {
@@ -95,27 +75,17 @@ mod tests {
     }
 
     #[test]
-    fn owner_changes_bump_epochs_and_nothing_else_does() {
-        let mut placement = Placement::new(&names(&["a", "b", "c"]), 64, 2);
+    fn an_assigned_table_and_epochs_bump_the_version_only_when_they_change() {
+        let mut placement = Placement::new(&names(&["a"]), 64, 2);
         assert_eq!(placement.version(), 1);
-        assert!(placement.update(&names(&["a", "b", "c"])).is_empty());
-        assert_eq!(placement.version(), 1, "same members, same version");
-
-        let before = placement.table().clone();
-        let moves = placement.update(&names(&["a", "b"]));
+        let table = PartitionTable::compute(&names(&["a", "b"]), 64, 2);
+        let epochs: Vec<u64> = (0..64).map(|p| 1 + p % 3).collect();
+        let moves = placement.assign(table.clone(), epochs.clone());
         assert_eq!(placement.version(), 2);
-        for p in (0..64).map(PartitionId) {
-            let owner_moved = before.owner(p) != placement.table().owner(p);
-            assert_eq!(placement.epoch(p), Epoch(if owner_moved { 2 } else { 1 }));
-            assert_eq!(
-                moves.iter().any(|m| m.partition == p),
-                before.replicas(p).ne(placement.table().replicas(p))
-            );
-        }
-        assert!(
-            moves.iter().any(PartitionMove::owner_changed),
-            "c owned some partitions"
-        );
+        assert!(!moves.is_empty());
+        assert_eq!(placement.epoch(PartitionId(5)), Epoch(3));
+        assert!(placement.assign(table, epochs).is_empty());
+        assert_eq!(placement.version(), 2, "the same table and epochs");
         assert_eq!(placement.epoch(PartitionId(64)), Epoch(0));
     }
 }

@@ -183,7 +183,7 @@ fn a_promotion_raises_the_epoch_but_not_the_last_entry_epoch() {
     let (mut owner, shipped) = owner_with(5);
     assert_eq!(owner.last_epoch(), Epoch(3));
     // Promoted without writing: it fences at 9, but its log still ends at
-    // epoch 3, so a survey does not mistake it for a longer log.
+    // epoch 3, so nothing mistakes it for a longer log.
     owner.set_epoch(Epoch(9));
     assert_eq!((owner.epoch(), owner.last_epoch()), (Epoch(9), Epoch(3)));
     let chunks = owner.snapshot_chunks(1 << 16).unwrap();

@@ -43,14 +43,8 @@ fn check_bounds(request: &PeerRequest, partitions: u32) {
             assert!(parts.len() <= partitions as usize);
             assert!(parts.iter().all(|part| part.partition < partitions));
         }
-        PeerRequest::Snapshot { partition, .. } | PeerRequest::Pull { partition, .. } => {
+        PeerRequest::Snapshot { partition, .. } => {
             assert!(*partition < partitions);
-        }
-        PeerRequest::Survey {
-            partitions: asked, ..
-        } => {
-            assert!(asked.len() <= partitions as usize);
-            assert!(asked.iter().all(|p| *p < partitions));
         }
         PeerRequest::Hello { .. }
         | PeerRequest::Forward { .. }

@@ -165,14 +165,8 @@ fn peer(out: &mut Vec<Seed>) {
         request_id: 6,
         partition: 3,
         epoch: 1,
-        owner: false,
         chunk,
         last: true,
-    };
-    let survey = PeerRequest::Survey {
-        request_id: 7,
-        partitions: vec![1, 3, 1023],
-        claims: vec![2, 2, 2],
     };
     let forward = PeerRequest::Forward {
         request_id: 8,
@@ -182,7 +176,6 @@ fn peer(out: &mut Vec<Seed>) {
     for (name, request) in [
         ("replicate", &replicate),
         ("snapshot", &snapshot),
-        ("survey", &survey),
         ("forward", &forward),
     ] {
         out.push(("peer_message", name.into(), with_mode(2, &body(request))));
@@ -195,15 +188,16 @@ fn peer(out: &mut Vec<Seed>) {
         "welcome".into(),
         with_mode(1, &frame(&welcome)),
     ));
-    let surveyed = PeerResponse::Surveyed {
+    let replicated = PeerResponse::Replicated {
         request_id: 7,
-        held: Vec::new(),
-        refused: vec![(3, 4)],
+        outcomes: vec![eddy_core::Replicated::Applied {
+            through: eddy_core::Seq(3),
+        }],
     };
     out.push((
         "peer_message",
-        "surveyed".into(),
-        with_mode(3, &body(&surveyed)),
+        "replicated".into(),
+        with_mode(3, &body(&replicated)),
     ));
 }
 
@@ -412,6 +406,6 @@ fn wal(out: &mut Vec<Seed>) {
 fn config(out: &mut Vec<Seed>) {
     let file = include_str!("../../../config/node.toml");
     out.push(("config", "node-toml".into(), file.as_bytes().to_vec()));
-    let small = "name = \"node-1\"\npartitions = 64\nreplication_factor = 2\nseeds = [\"127.0.0.1:7946\"]\n\0data_dir=\"/tmp/x\"\nfsync=\"batch\"\n";
+    let small = "name = \"node-1\"\npartitions = 64\nreplication_factor = 2\nseeds = [\"127.0.0.1:7946\"]\nvoters = [\"node-1\"]\n\0data_dir=\"/tmp/x\"\nfsync=\"batch\"\n";
     out.push(("config", "overrides".into(), small.as_bytes().to_vec()));
 }

@@ -3,12 +3,12 @@
 //!
 //! One task owns the socket and the state machine. Datagrams and due timers go
 //! in with the time; datagrams, timers and events come out and are sent,
-//! scheduled (in order) and logged. When the membership view changes, the
-//! partition table is recomputed after `settle_ms` (DESIGN §11: a burst of
-//! changes moves partitions once) and published as a [`ClusterState`] on a
-//! watch channel that ingress, HTTP and the peer links read. With a
-//! controller (`voters` configured) the table is the committed
-//! configuration's instead, adopted as soon as it is published.
+//! scheduled (in order) and logged. The partition table is the committed
+//! configuration's (the controller's), adopted as soon as it is published;
+//! the live view only chooses the ring replicas outside each ISR, and is
+//! applied after `settle_ms` (DESIGN §11: a burst of changes moves
+//! partitions once). Both are published as a [`ClusterState`] on a watch
+//! channel that ingress, HTTP and the peer links read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -27,14 +27,10 @@ use tokio::sync::watch;
 
 use crate::control::Committed;
 use crate::control_plan::RingCache;
-use crate::remembered::{MembershipFile, Remembered};
 
 /// Distinct sources of bad datagrams logged at warn level; later ones are
 /// only counted, so garbage cannot flood the log.
 const MAX_LOGGED_BAD_SOURCES: usize = 64;
-
-/// How often a majority base that could not be written is tried again.
-const SAVE_RETRY: Duration = Duration::from_secs(1);
 
 /// The cluster as this node sees it, published on every change.
 #[derive(Debug, Clone)]
@@ -45,25 +41,11 @@ pub struct ClusterState {
     pub members: Vec<MemberEntry>,
     /// Version of the membership view the members come from.
     pub view_version: u64,
-    /// Partition table and epochs, recomputed after the settle delay.
+    /// Partition table and epochs: the committed configuration's.
     pub placement: Placement,
-    /// The majority base of the keep-majority rule: the most members this
-    /// node has seen live at once (remembered with `data_dir`); it grows
-    /// with the cluster and falls only when the operator forgets members
-    /// that are down (`POST /v1/admin/forget-down`).
-    pub stable_members: usize,
-    /// Rises each time this node regains a quorum ([`Self::has_quorum`])
-    /// after losing it. A counter, not a flag, so a reader that was busy
-    /// while the node was cut off still learns that it was.
-    pub quorum_regained: u64,
-    /// With a controller (`voters` configured): the placement is the
-    /// committed configuration's, not the ring over the live view, and
-    /// this node serves only as a committed member. `None` in that mode
-    /// until the first configuration arrives.
+    /// The committed configuration; this node serves only as one of its
+    /// members. `None` until the first one arrives.
     pub committed: Option<Arc<ClusterConfig>>,
-    /// Whether the controller decides placement (then keep-majority and
-    /// the majority base play no part).
-    pub controlled: bool,
 }
 
 impl ClusterState {
@@ -72,26 +54,11 @@ impl ClusterState {
         self.members.iter().filter(|m| m.status.is_live()).count()
     }
 
-    /// Keep-majority (DESIGN §6): whether this node sees more than half of
-    /// its majority base. A node that does not stops acknowledging
-    /// writes, so the minority side of a network split cannot accept writes
-    /// the majority side will never see.
-    pub fn sees_majority(&self) -> bool {
-        self.live_count() * 2 > self.stable_members
-    }
-
-    /// Whether this node may acknowledge writes and take partitions over:
-    /// it sees a majority *and* its partition table was computed from one.
-    /// The table lags the view by the settle delay; a node back from a
-    /// minority sees the majority again before its table does, and a table
-    /// of the minority names too few backups (found by eddy-chaos
-    /// `partitions`: an isolated node, healed, acknowledged writes with no
-    /// backup for 100 ms under its one-node table, and lost them).
+    /// Whether this node may serve: it is a committed member of this
+    /// incarnation. (Whether a write may be acknowledged is the ISR's
+    /// decision, per partition: `crate::isr_acks`.)
     pub fn has_quorum(&self) -> bool {
-        if self.controlled {
-            return self.committed_member();
-        }
-        self.sees_majority() && self.table_has_majority()
+        self.committed_member()
     }
 
     /// This node's identity as the controller knows members.
@@ -106,39 +73,16 @@ impl ClusterState {
             .is_some_and(|c| c.is_member(&self.member_id()))
     }
 
-    /// Whether the partition table was computed from a majority of the base.
-    fn table_has_majority(&self) -> bool {
-        self.placement.table().nodes().len() * 2 > self.stable_members
-    }
-
     /// Why this node refuses writes now (`None`: it has a quorum).
     pub fn no_quorum_reason(&self) -> Option<String> {
-        if self.controlled {
-            return match &self.committed {
-                _ if self.committed_member() => None,
-                None => {
-                    Some("this node has not learnt the committed cluster configuration yet".into())
-                }
-                Some(_) => Some(format!(
-                    "{} is not a committed member of the cluster (yet)",
-                    self.member_id()
-                )),
-            };
+        match &self.committed {
+            _ if self.committed_member() => None,
+            None => Some("this node has not learnt the committed cluster configuration yet".into()),
+            Some(_) => Some(format!(
+                "{} is not a committed member of the cluster (yet)",
+                self.member_id()
+            )),
         }
-        if !self.sees_majority() {
-            return Some(format!(
-                "this node sees {} of the {} members of its majority base, no majority",
-                self.live_count(),
-                self.stable_members
-            ));
-        }
-        (!self.table_has_majority()).then(|| {
-            format!(
-                "this node's partition table holds {} of the {} members of its majority base (computed while it saw no majority); it is being recomputed",
-                self.placement.table().nodes().len(),
-                self.stable_members
-            )
-        })
     }
 
     /// The identity of a live member by name.
@@ -193,17 +137,8 @@ pub struct DriverConfig {
     pub settle: Duration,
     /// Injected network faults (chaos testing).
     pub faults: Arc<crate::faults::Faults>,
-    /// Where the majority base is remembered (with `data_dir`).
-    pub remember: Option<MembershipFile>,
-    /// What was remembered there at start.
-    pub remembered: Option<Remembered>,
-    /// Rung when the operator lowers the majority base to the live count.
-    pub forget: Arc<tokio::sync::Notify>,
-    /// The majority base when nothing is remembered (`bootstrap_expect`).
-    pub bootstrap_expect: usize,
-    /// With a controller: the committed configuration, which then decides
-    /// the placement.
-    pub committed: Option<watch::Receiver<Committed>>,
+    /// The committed configuration, which decides the placement.
+    pub committed: watch::Receiver<Committed>,
     /// Seals every datagram with the cluster's gossip key
     /// (`gossip_key_file`); `None`: plain gossip.
     pub seal: Option<crate::gossip_seal::GossipSeal>,
@@ -279,26 +214,8 @@ impl Cluster {
             members: membership.view().iter().cloned().collect(),
             view_version: membership.view().version(),
             placement,
-            // A restarted node counts the majority against the base it
-            // remembers, a new one against `bootstrap_expect`, not against
-            // itself alone.
-            stable_members: config
-                .remembered
-                .as_ref()
-                .map_or(config.bootstrap_expect, |r| r.stable_members)
-                .max(1),
-            quorum_regained: 0,
             committed: None,
-            controlled: config.committed.is_some(),
         };
-        metrics::gauge!("eddy_majority_base").set(state.stable_members as f64);
-        if let Some(remembered) = &config.remembered {
-            tracing::info!(
-                stable_members = remembered.stable_members,
-                members = ?remembered.members,
-                "remembered a majority base; serving once a majority of it is back"
-            );
-        }
         let (publish, state_rx) = watch::channel(Arc::new(state));
         if let Err(err) = membership.join(&seeds, clock.now()) {
             // A seed that cannot be announced to now is retried by the
@@ -318,16 +235,13 @@ impl Cluster {
             settle_at: None,
             bad_sources: BTreeSet::new(),
             leaving: false,
-            forget: config.forget,
-            had_quorum: true,
-            remember: config.remember,
-            unsaved: None,
+            was_member: false,
             ring: RingCache::default(),
             seal: config.seal,
             check: config.check,
             check_retry: None,
         };
-        let task = tokio::spawn(driver.run(leave_rx, config.committed));
+        let task = tokio::spawn(driver.run(leave_rx, Some(config.committed)));
         Ok(Cluster {
             state: state_rx,
             leave: Some(leave),
@@ -363,16 +277,8 @@ struct Driver {
     settle_at: Option<tokio::time::Instant>,
     bad_sources: BTreeSet<SocketAddr>,
     leaving: bool,
-    /// Rung by `POST /v1/admin/forget-down`.
-    forget: Arc<tokio::sync::Notify>,
-    /// Whether the last published state had a quorum.
-    had_quorum: bool,
-    /// Where a new majority base is written.
-    remember: Option<MembershipFile>,
-    /// A base that could not be written yet, and when to try again: a base
-    /// only in memory is forgotten by a restart (found by the chaos review:
-    /// a node that joined with a new `data_dir` was left without the file).
-    unsaved: Option<tokio::time::Instant>,
+    /// Whether the last published state named this node a committed member.
+    was_member: bool,
     ring: RingCache,
     /// The gossip key: datagrams that do not open with it never reach the
     /// membership (a stranger can neither join nor forge members).
@@ -399,6 +305,8 @@ impl Driver {
         mut leave: tokio::sync::oneshot::Receiver<()>,
         mut committed: Option<watch::Receiver<Committed>>,
     ) {
+        // `committed` becomes `None` once the controller stopped (then the
+        // placement stays as it is).
         let mut buf = vec![0u8; 65_536];
         self.flush().await;
         loop {
@@ -429,13 +337,6 @@ impl Driver {
             let check_retry = self.check_retry;
             let retry_checks = async {
                 match check_retry {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let unsaved = self.unsaved;
-            let retry_save = async {
-                match unsaved {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -482,8 +383,6 @@ impl Driver {
                     self.check_retry = None;
                     self.start_checks();
                 }
-                () = self.forget.notified() => self.forget_down(),
-                () = retry_save => self.retry_save(),
                 _ = &mut leave => {
                     let now = self.clock.now();
                     if let Err(err) = self.membership.leave(now) {
@@ -620,90 +519,28 @@ impl Driver {
         })
     }
 
-    /// Live members that count, sorted by name: the table's input.
-    fn live_admitted(&self) -> Vec<eddy_cluster::NodeId> {
-        self.membership
-            .view()
-            .iter()
-            .filter(|m| m.status.is_live() && self.admitted(&m.identity))
-            .map(|m| m.identity.name.clone())
-            .collect()
-    }
-
-    /// `POST /v1/admin/forget-down`: the operator says the members down now
-    /// are gone for good; the base becomes the live count.
-    fn forget_down(&mut self) {
-        let live = self.publish.borrow().live_count();
-        tracing::warn!(
-            members = live,
-            "members down forgotten by the operator; majority base set to the live count"
-        );
-        self.publish_change(|state| state.stable_members = live);
-        self.remember_base(live);
-    }
-
-    /// Records a new majority base: the gauge, and `membership.json` with
-    /// `data_dir`. (A small synchronous write, only when the base moves.)
-    /// A failed write is retried every second until one succeeds.
-    fn remember_base(&mut self, members: usize) {
-        metrics::gauge!("eddy_majority_base").set(members as f64);
-        let Some(file) = &self.remember else {
-            return;
-        };
-        let remembered = Remembered {
-            stable_members: members,
-            members: self
-                .live_admitted()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        };
-        match file.save(&remembered) {
-            Ok(()) => {
-                if self.unsaved.take().is_some() {
-                    tracing::info!(members, "majority base remembered");
-                }
-            }
-            Err(err) => {
-                metrics::counter!("eddy_storage_write_errors_total").increment(1);
-                if self.unsaved.is_none() {
-                    tracing::error!(%err, "cannot remember the majority base; retrying every second");
-                }
-                self.unsaved = Some(tokio::time::Instant::now() + SAVE_RETRY);
-            }
-        }
-    }
-
-    fn retry_save(&mut self) {
-        if self.unsaved.is_some() {
-            // The base now, which later changes may have moved.
-            let current = self.publish.borrow().stable_members;
-            self.remember_base(current);
-        }
-    }
-
-    /// Publishes a change of the state, counting a regained quorum (see
-    /// [`ClusterState::quorum_regained`]) in the same publication: no
-    /// reader may see the quorum back without the count moved.
+    /// Publishes a change of the state, and says when this node becomes
+    /// (or stops being) a committed member.
     fn publish_change(&mut self, change: impl FnOnce(&mut ClusterState)) {
-        let had = self.had_quorum;
-        let mut quorum = had;
+        let mut member = self.was_member;
         self.publish.send_modify(|state| {
             let state = Arc::make_mut(state);
             change(state);
-            quorum = state.has_quorum();
-            if quorum && !had {
-                state.quorum_regained += 1;
-            }
+            member = state.committed_member();
         });
-        if quorum && !had {
-            tracing::info!("this node has a quorum again");
+        if member != self.was_member {
+            if member {
+                tracing::info!("this node is a committed member of the cluster");
+            } else {
+                tracing::warn!(
+                    "this node is no committed member of the cluster (any more); it serves nothing"
+                );
+            }
         }
-        self.had_quorum = quorum;
+        self.was_member = member;
     }
 
     fn publish_members(&mut self) {
-        let before = self.publish.borrow().live_count();
         let view = self.membership.view();
         let members: Vec<MemberEntry> = view
             .iter()
@@ -712,44 +549,17 @@ impl Driver {
             .collect();
         let version = view.version();
         let local = self.membership.identity().clone();
-        // The base rises with the live count in the same publication: when
-        // more members are live than ever, at once (a node cut off right
-        // after the cluster formed must not count against a base of one).
-        // It never falls on failures: members the detector calls down may
-        // be alive on the other side of a split, and a base lowered to a
-        // majority of the rest let both sides of a 2/3 split of five nodes
-        // acknowledge (found by eddy-chaos `split-brain`: 12,183
-        // acknowledged events lost). Only the operator lowers it
-        // ([`Self::forget_down`]).
-        let mut grown = None;
+        metrics::gauge!("eddy_cluster_members_up").set(
+            members
+                .iter()
+                .filter(|m| m.status == MemberStatus::Up)
+                .count() as f64,
+        );
         self.publish_change(|state| {
             state.members = members;
             state.view_version = version;
             state.local = local;
-            let live = state.live_count();
-            if live > state.stable_members {
-                state.stable_members = live;
-                grown = Some(live);
-            }
         });
-        if let Some(live) = grown {
-            tracing::info!(
-                members = live,
-                "more members live than ever; majority base raised"
-            );
-            self.remember_base(live);
-        }
-        let after = self.publish.borrow().live_count();
-        if after != before {
-            let state = self.publish.borrow().clone();
-            if !state.sees_majority() {
-                tracing::error!(
-                    live = after,
-                    stable = state.stable_members,
-                    "this node sees no majority of its majority base; it stops acknowledging writes"
-                );
-            }
-        }
     }
 
     /// A new committed configuration: its assignments become the table
@@ -806,44 +616,11 @@ impl Driver {
         });
     }
 
+    /// The live view settled: the ring replicas outside each ISR follow
+    /// it (a dead member's share goes to the others until it is back).
     fn recompute(&mut self) {
-        if self.publish.borrow().controlled {
-            // The controller places owners and in-sync sets; the live view
-            // only picks the ring replicas outside them (a dead member's
-            // share goes to the others until it is back).
-            let committed = self.publish.borrow().committed.clone();
-            self.adopt(committed);
-            return;
-        }
-        let live = self.live_admitted();
-        let mut next = self.publish.borrow().as_ref().clone();
-        let moves = next.placement.update(&live);
-        if moves.is_empty() {
-            return;
-        }
-        let owners_moved = moves.iter().filter(|m| m.owner_changed()).count();
-        tracing::info!(
-            members = live.len(),
-            partitions_changed = moves.len(),
-            owners_moved,
-            version = next.placement.version(),
-            "partition table recomputed"
-        );
-        let owned = next
-            .placement
-            .table()
-            .partitions_of(&next.local.name)
-            .iter()
-            .filter(|(_, role)| *role == eddy_cluster::Role::Owner)
-            .count();
-        metrics::gauge!("eddy_partitions_owned").set(owned as f64);
-        metrics::gauge!("eddy_cluster_members_up").set(
-            next.members
-                .iter()
-                .filter(|m| m.status == MemberStatus::Up)
-                .count() as f64,
-        );
-        self.publish_change(|state| *state = next);
+        let committed = self.publish.borrow().committed.clone();
+        self.adopt(committed);
     }
 }
 
@@ -853,11 +630,11 @@ mod tests {
     use eddy_cluster::testing::{identity, node_names};
     use eddy_cluster::{MemberEntry, MemberStatus};
 
-    fn state(live: usize, table_nodes: usize, stable: usize) -> ClusterState {
+    fn state() -> ClusterState {
         let members = (0..3)
             .map(|i| MemberEntry {
                 identity: identity(&format!("node-{i}"), i as u16),
-                status: if i < live {
+                status: if i == 0 {
                     MemberStatus::Up
                 } else {
                     MemberStatus::Down
@@ -869,18 +646,14 @@ mod tests {
             local: identity("node-0", 0),
             members,
             view_version: 1,
-            placement: Placement::new(&node_names(table_nodes), 64, 2),
-            stable_members: stable,
-            quorum_regained: 0,
+            placement: Placement::new(&node_names(1), 64, 2),
             committed: None,
-            controlled: false,
         }
     }
 
     #[test]
-    fn under_a_controller_only_a_committed_incarnation_has_a_quorum() {
-        let mut state = state(1, 1, 3);
-        state.controlled = true;
+    fn only_a_committed_incarnation_has_a_quorum() {
+        let mut state = state();
         assert!(!state.has_quorum(), "no configuration learnt yet");
         let local = state.local.clone();
         let info = eddy_control::MemberInfo {
@@ -908,28 +681,5 @@ mod tests {
             &[(state.member_id(), info)],
         )));
         assert!(state.has_quorum(), "a member, whatever the live view says");
-    }
-
-    #[test]
-    fn quorum_needs_a_majority_in_view_and_in_table() {
-        assert!(state(3, 3, 3).has_quorum());
-        assert!(state(2, 2, 3).has_quorum(), "two of three is a majority");
-        let cut_off = state(1, 1, 3);
-        assert!(!cut_off.sees_majority() && !cut_off.has_quorum());
-        assert!(
-            cut_off
-                .no_quorum_reason()
-                .is_some_and(|r| r.contains("sees 1"))
-        );
-        // Back from a minority: the view is whole, the table not yet.
-        let healed = state(3, 1, 3);
-        assert!(healed.sees_majority());
-        assert!(!healed.has_quorum());
-        assert!(
-            healed
-                .no_quorum_reason()
-                .is_some_and(|r| r.contains("partition table holds 1")),
-        );
-        assert_eq!(state(1, 1, 1).no_quorum_reason(), None, "a cluster of one");
     }
 }

@@ -58,13 +58,6 @@ pub struct NodeConfig {
     pub replication_factor: usize,
     /// `all`: acknowledge once every backup holds the write; `1`: once the owner has.
     pub acks: AckPolicy,
-    /// With seeds: how long to wait for another member before forming a cluster alone.
-    pub join_timeout_ms: u64,
-    /// The majority base a node starts with when it remembers none: it
-    /// serves once it sees a majority of this many members. 1 lets a lone
-    /// node form a cluster; the cluster's size keeps nodes that cannot reach
-    /// each other at their first start from forming clusters of their own.
-    pub bootstrap_expect: usize,
     /// Where partition copies are kept on disk (WAL + snapshots); none keeps
     /// state in memory only.
     pub data_dir: Option<std::path::PathBuf>,
@@ -123,8 +116,9 @@ pub struct NodeConfig {
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Names of the cluster controller's Raft voters (1, 3 or 5, the same
-    /// list on every node). Empty: no controller runs (membership by gossip
-    /// and keep-majority only). A voter needs a `data_dir`.
+    /// list on every node). A voter needs a `data_dir`, unless it is the
+    /// only one. Empty: this node alone, if it has no seeds (see
+    /// [`NodeConfig::with_default_voters`]).
     pub voters: Vec<String>,
     /// The controller's logical clock: a Raft tick every this many ms
     /// (elections after 10–20 ticks without a leader, heartbeats every 2).
@@ -168,8 +162,6 @@ impl Default for NodeConfig {
             seeds: Vec::new(),
             replication_factor: 2,
             acks: AckPolicy::All,
-            join_timeout_ms: 3000,
-            bootstrap_expect: 1,
             data_dir: None,
             fsync: crate::writer::FsyncPolicy::Never,
             probe_period_ms: 500,
@@ -359,15 +351,11 @@ impl NodeConfig {
                 }));
             }
         }
-        let mut config: NodeConfig = toml::Value::Table(table)
+        let config: NodeConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|err: toml::de::Error| ConfigError::Invalid(one_line(err.message())))?;
         config.validate()?;
-        if config.voters.is_empty() {
-            // Validation let this through only without seeds: a lone node
-            // is deliberately a cluster of one, its own single voter.
-            config.voters = vec![config.name.clone()];
-        }
+        let config = config.with_default_voters()?;
         Ok((config, notes))
     }
 
@@ -438,7 +426,6 @@ impl NodeConfig {
             ),
             ("http_body_timeout_ms", self.http_body_timeout_ms as usize),
             ("replication_factor", self.replication_factor),
-            ("bootstrap_expect", self.bootstrap_expect),
             ("probe_period_ms", self.probe_period_ms as usize),
             ("probe_rtt_ms", self.probe_rtt_ms as usize),
             ("suspect_to_down_ms", self.suspect_to_down_ms as usize),
@@ -536,6 +523,18 @@ impl NodeConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The configuration with its voters settled: checked, and none means
+    /// this node alone (validation lets that through only without seeds: a
+    /// lone node is deliberately a cluster of one, its own single voter).
+    /// `Node::start` applies it too, for configurations built in code.
+    pub fn with_default_voters(mut self) -> Result<NodeConfig, ConfigError> {
+        self.validate_voters()?;
+        if self.voters.is_empty() {
+            self.voters = vec![self.name.clone()];
+        }
+        Ok(self)
     }
 
     /// Whether this node is one of the configured controller voters.

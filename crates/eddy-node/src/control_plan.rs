@@ -15,6 +15,11 @@ use eddy_core::{Epoch, PartitionId};
 /// changed meanwhile (a commit takes a round trip and an fsync; a lost
 /// proposal is proposed again after it).
 const PROPOSE_AGAIN_AFTER: Duration = Duration::from_secs(2);
+/// A partition moves to its ring owner (a handoff, its owner being live)
+/// only once its current ownership is this old: a failover or a
+/// hand-over is not undone at once (a node that came back, or one that
+/// gave a damaged copy up, first catches up or leaves the ISR).
+const HANDOFF_AFTER: Duration = Duration::from_secs(3);
 
 /// The ring target, cached by member names, and the recent proposals.
 #[derive(Default)]
@@ -23,6 +28,8 @@ pub struct Planning {
     /// When each partition was last proposed for, and its assignment's
     /// (epoch, version) then.
     recent: BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
+    /// When this leader first saw each partition's current epoch.
+    owned_since: BTreeMap<PartitionId, (Epoch, Instant)>,
 }
 
 /// The ring placement over the committed members that are live, computed
@@ -68,19 +75,54 @@ impl Planning {
         self.recent.retain(|p, (at, state)| {
             now.duration_since(*at) < PROPOSE_AGAIN_AFTER && *state == at_of(*p)
         });
+        for (index, assignment) in config.assignments().iter().enumerate() {
+            let partition = PartitionId(u32::try_from(index).unwrap_or(u32::MAX));
+            let since = self
+                .owned_since
+                .entry(partition)
+                .or_insert((assignment.epoch, now));
+            if since.0 != assignment.epoch {
+                *since = (assignment.epoch, now);
+            }
+        }
         let mut commands = Vec::new();
         for command in eddy_control::plan(config, table, live, &caught_up) {
             let partition = match &command {
                 Command::Elect { partition, .. } | Command::SetIsr { partition, .. } => *partition,
                 Command::Join { .. } | Command::Remove { .. } => continue,
             };
-            if self.recent.contains_key(&partition) {
+            if self.recent.contains_key(&partition)
+                || self.too_soon_to_hand_over(config, live, &command, now)
+            {
                 continue;
             }
             self.recent.insert(partition, (now, at_of(partition)));
             commands.push(command);
         }
         commands
+    }
+
+    /// Whether `command` moves a partition from a live owner that got it
+    /// less than [`HANDOFF_AFTER`] ago (by this leader's clock).
+    fn too_soon_to_hand_over(
+        &self,
+        config: &ClusterConfig,
+        live: &BTreeSet<MemberId>,
+        command: &Command,
+        now: Instant,
+    ) -> bool {
+        let Command::Elect { partition, .. } = command else {
+            return false;
+        };
+        let Some(assignment) = config.assignment(*partition) else {
+            return false;
+        };
+        if !assignment.owner.as_ref().is_some_and(|o| live.contains(o)) {
+            return false; // a failover: at once
+        }
+        self.owned_since
+            .get(partition)
+            .is_some_and(|(_, since)| now.duration_since(*since) < HANDOFF_AFTER)
     }
 }
 
@@ -125,6 +167,49 @@ mod tests {
         let next = planning.commands(&config, &live, later);
         assert_eq!(next.len(), 8);
         assert!(next.iter().all(|c| matches!(c, Command::Elect { .. })));
+    }
+
+    #[test]
+    fn a_live_owner_hands_over_to_its_ring_owner_only_once_settled() {
+        let mut config = config();
+        let live: BTreeSet<MemberId> = config.members().map(|m| m.id.clone()).collect();
+        let mut planning = Planning::default();
+        let start = Instant::now();
+        // Settle: first ISRs, first owners (on their ring owner).
+        for round in 0..2 {
+            for command in planning.commands(&config, &live, start + PROPOSE_AGAIN_AFTER * round) {
+                config.apply(&command).unwrap();
+            }
+        }
+        // Partition 0 moves off its ring owner (as a failover or a damaged
+        // copy given up would move it) to another ISR member.
+        let p = PartitionId(0);
+        let a = config.assignment(p).unwrap().clone();
+        let other = a
+            .isr
+            .iter()
+            .find(|m| Some(*m) != a.owner.as_ref())
+            .unwrap()
+            .clone();
+        config
+            .apply(&Command::Elect {
+                partition: p,
+                owner: other,
+                epoch: Epoch(a.epoch.0 + 1),
+            })
+            .unwrap();
+        let handoff =
+            |c: &Command| matches!(c, Command::Elect { partition, .. } if *partition == p);
+        let now = start + PROPOSE_AGAIN_AFTER * 3;
+        assert!(
+            !planning.commands(&config, &live, now).iter().any(handoff),
+            "not at once"
+        );
+        let later = now + HANDOFF_AFTER;
+        assert!(
+            planning.commands(&config, &live, later).iter().any(handoff),
+            "once settled"
+        );
     }
 
     #[test]

@@ -35,16 +35,13 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Rung by `POST /v1/admin/leave`: the node leaves like on SIGTERM.
     pub leave: Arc<tokio::sync::Notify>,
-    /// Rung by `POST /v1/admin/forget-down`: the majority base becomes the
-    /// live count.
-    pub forget: Arc<tokio::sync::Notify>,
     /// Injected faults; set by `POST /v1/admin/faults`, which exists only
     /// when the binary installed the hook (`NodeBuilder::fault_hook`).
     pub faults: Arc<crate::faults::Faults>,
     /// Per-second throughput samples behind `GET /v1/stats/history`.
     pub history: Arc<std::sync::Mutex<crate::history::History>>,
     /// The controller driver, when the config names voters.
-    pub control: Option<crate::control::ControlHandle>,
+    pub control: crate::control::ControlHandle,
     /// The API tokens; `None` serves anyone (see [`crate::http_auth`]).
     pub tokens: Option<Arc<crate::auth::Tokens>>,
     /// `insecure = true` in the config: shown by `/v1/cluster` and the
@@ -460,74 +457,52 @@ async fn post_leave(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The operator says the members this node sees down are gone for good: its
-/// majority base becomes the members it sees live (to shrink a cluster after
-/// failures; call it on every remaining node). Answers with the new base.
+/// The operator says the members this node sees down are gone for good:
+/// `Remove` of each is proposed to the controller, which only a majority of
+/// its voters can commit (503 otherwise, saying so; voters themselves are
+/// never removed). Their partitions' copies are then placed on the others.
 async fn post_forget_down(State(app): State<AppState>) -> Response {
-    let mut cluster = app.ingress.watch_cluster();
-    let live = cluster.borrow().live_count();
+    let cluster = app.ingress.cluster();
     let down: Vec<eddy_control::MemberId> = cluster
-        .borrow()
         .members
         .iter()
         .filter(|m| m.status == MemberStatus::Down)
         .map(|m| eddy_control::MemberId::new(m.identity.name.clone(), m.identity.incarnation))
         .collect();
-    app.forget.notify_one();
-    // The driver applies it between two datagrams; wait for it, bounded.
-    let applied = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        cluster.wait_for(|state| state.stable_members == state.live_count()),
-    )
-    .await
-    .is_ok_and(|seen| seen.is_ok());
-    // With a controller: also propose `Remove` of those members; a
-    // minority of voters cannot commit it (then 503, and it says so).
-    let controlled = match &app.control {
-        Some(control) => {
-            let proposed: Vec<String> = down.iter().map(ToString::to_string).collect();
-            let outcome = if down.is_empty() {
-                Ok(Vec::new())
-            } else {
-                control
-                    .remove(down, std::time::Duration::from_secs(3))
-                    .await
-            };
-            Some(match outcome {
-                Ok(removed) => json!({
-                    "proposed": proposed,
-                    "committed": true,
-                    "outcomes": removed
-                        .into_iter()
-                        .map(|(member, rejected)| json!({"member": member, "rejected": rejected}))
-                        .collect::<Vec<_>>(),
-                }),
-                Err(reason) => json!({
-                    "proposed": proposed,
-                    "committed": false,
-                    "error": reason,
-                }),
-            })
-        }
-        None => None,
-    };
-    let committed = controlled
-        .as_ref()
-        .is_none_or(|c| c["committed"] == serde_json::Value::Bool(true));
-    let state = app.ingress.cluster();
-    let status = if applied && committed {
-        StatusCode::OK
+    let proposed: Vec<String> = down.iter().map(ToString::to_string).collect();
+    let outcome = if down.is_empty() {
+        Ok(Vec::new())
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        app.control
+            .remove(down, std::time::Duration::from_secs(3))
+            .await
     };
-    let mut body = json!({
-        "stable_members": state.stable_members,
-        "live_when_asked": live,
-        "quorum": state.has_quorum(),
+    let (status, controller) = match outcome {
+        Ok(removed) => (
+            StatusCode::OK,
+            json!({
+                "proposed": proposed,
+                "committed": true,
+                "outcomes": removed
+                    .into_iter()
+                    .map(|(member, rejected)| json!({"member": member, "rejected": rejected}))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "proposed": proposed,
+                "committed": false,
+                "error": reason,
+            }),
+        ),
+    };
+    let body = json!({
+        "live_when_asked": cluster.live_count(),
+        "quorum": app.ingress.cluster().has_quorum(),
+        "controller": controller,
     });
-    if let Some(controlled) = controlled {
-        body["controller"] = controlled;
-    }
     (status, Json(body)).into_response()
 }
 
@@ -588,11 +563,10 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
     Json(json!({
         "node": cluster.local.name.as_str(),
         "local_view_version": cluster.view_version,
-        "stable_members": cluster.stable_members,
         "quorum": cluster.has_quorum(),
         "kinds": app.ingress.registry().kinds().map(|(_, name)| name).collect::<Vec<_>>(),
         "members": members,
-        "controller": app.control.as_ref().map(crate::control::ControlHandle::view),
+        "controller": app.control.view(),
         "insecure": app.insecure,
         "tokens": app.tokens.is_some(),
     }))

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeId, NodeIdentity, PeerFailure};
+use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeIdentity, PeerFailure};
 use eddy_core::wire::WireEvent;
 use eddy_core::{
     ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Seq, Submitted,
@@ -45,15 +45,10 @@ const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 /// Routing rounds for events a peer says it does not own.
 const MAX_ROUTE_ATTEMPTS: usize = 30;
-/// How long an owner keeps trying to get a write onto every current backup
-/// (covers detecting a dead backup and re-placing its partitions).
-const CONFIRM_DEADLINE: Duration = Duration::from_secs(6);
 /// How long a backup's answer is waited for before the owner re-checks the
 /// replica set (a paused backup must not hold writes for the full call
 /// timeout; the table drops it within the failure-detection time).
 const REPLICA_PATIENCE: Duration = Duration::from_secs(2);
-/// Pause between such tries.
-const CONFIRM_RETRY: Duration = Duration::from_millis(200);
 /// Wait between routing rounds: about the settle delay, so tables converge.
 /// Short, because the first round after a failover is what a client waits for.
 const ROUTE_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -142,7 +137,7 @@ struct Inner {
     cluster: watch::Receiver<Arc<ClusterState>>,
     peers: PeerLinks,
     wait_for_backups: bool,
-    isr: Option<IsrAcks>,
+    isr: IsrAcks,
 }
 
 /// What an ingress is built from.
@@ -157,7 +152,7 @@ pub(crate) struct IngressParts {
     /// `acks = all`.
     pub wait_for_backups: bool,
     /// With a controller: acknowledgements by the committed ISR.
-    pub isr: Option<IsrAcks>,
+    pub isr: IsrAcks,
 }
 
 /// Cloneable handle to the node's workers.
@@ -546,14 +541,9 @@ impl Ingress {
                 partition.0
             )));
         }
-        if let Some(isr) = self
-            .inner
-            .isr
-            .as_ref()
-            .filter(|_| self.inner.wait_for_backups)
-        {
+        if self.inner.wait_for_backups {
             let started = Instant::now();
-            let outcomes = isr.confirm(self.watch_cluster(), acks).await;
+            let outcomes = self.inner.isr.confirm(self.watch_cluster(), acks).await;
             metrics::histogram!("eddy_replication_latency_seconds")
                 .record(started.elapsed().as_secs_f64());
             for outcome in outcomes {
@@ -563,97 +553,12 @@ impl Ingress {
                     Outcome::Failed(err) => return Err(err),
                 }
             }
-        } else if self.inner.wait_for_backups {
-            let started = Instant::now();
-            let settled = join_all(acks.into_iter().map(|ack| self.confirm(ack))).await;
-            metrics::histogram!("eddy_replication_latency_seconds")
-                .record(started.elapsed().as_secs_f64());
-            if let Some(Err(err)) = settled.into_iter().find(Result::is_err) {
-                // Applied on this owner, not on every backup: not acknowledged,
-                // and its alerts are not published (DESIGN §4). A retry with
-                // the same producer id is a duplicate, acknowledged once the
-                // backups hold it.
-                return Err(err);
-            }
         }
         drop(permits);
         for alert in alerts {
             self.inner.alerts.publish(alert);
         }
         Ok((reply, returned))
-    }
-
-    /// Waits for one backup's answer. For each partition it does not
-    /// confirm — it lost track, or it died — the write still counts once
-    /// every backup of the *current* replica set holds it: the worker sends
-    /// a snapshot to those that lost track and a barrier to the others, and
-    /// this repeats while the table drops a dead backup (DESIGN §6: acks over
-    /// the current replica set), up to a deadline. A backup serving a newer
-    /// owner deposes this one.
-    async fn confirm(&self, ack: ReplicaAck) -> Result<(), IngressError> {
-        let backup = ack.backup.clone();
-        for (partition, failure) in settle_ack(ack).await {
-            if matches!(failure, AckFailure::Stale) {
-                return Err(self.deposed(partition));
-            }
-            tracing::debug!(partition = partition.0, %backup, %failure, "backup did not confirm");
-            self.confirm_partition(partition, backup.clone()).await?;
-        }
-        Ok(())
-    }
-
-    async fn confirm_partition(
-        &self,
-        partition: PartitionId,
-        failed: NodeId,
-    ) -> Result<(), IngressError> {
-        let mut resync = vec![failed];
-        let worker = self.worker(self.worker_of(partition))?;
-        let deadline = Instant::now() + CONFIRM_DEADLINE;
-        loop {
-            let barrier = worker
-                .call(
-                    |reply| WorkerMsg::Barrier {
-                        partition,
-                        resync: std::mem::take(&mut resync),
-                        reply,
-                    },
-                    Some(WORKER_CALL_TIMEOUT),
-                )
-                .await;
-            let Ok(CallResult::Success(Some(acks))) = barrier else {
-                return Err(IngressError::Unavailable(format!(
-                    "partition {} changed owner before its backups confirmed; retry",
-                    partition.0
-                )));
-            };
-            let mut last = None;
-            for ack in acks {
-                let backup = ack.backup.clone();
-                for (_, failure) in settle_ack(ack).await {
-                    if matches!(failure, AckFailure::Stale) {
-                        return Err(self.deposed(partition));
-                    }
-                    resync.push(backup.clone());
-                    last = Some(format!("{backup}: {failure}"));
-                }
-            }
-            let Some(reason) = last else {
-                if let Some(reason) = self.cluster().no_quorum_reason() {
-                    // The replica set shrank because this node lost sight of
-                    // the majority: the write is not safe anywhere else.
-                    return Err(IngressError::Unavailable(reason));
-                }
-                return Ok(());
-            };
-            if Instant::now() >= deadline {
-                return Err(IngressError::Unavailable(format!(
-                    "backup of partition {} did not confirm: {reason}",
-                    partition.0
-                )));
-            }
-            tokio::time::sleep(CONFIRM_RETRY).await;
-        }
     }
 
     fn deposed(&self, partition: PartitionId) -> IngressError {
@@ -696,7 +601,6 @@ impl Ingress {
         &self,
         partition: PartitionId,
         epoch: Epoch,
-        owner: bool,
         chunk: Vec<u8>,
         last: bool,
     ) -> oneshot::Receiver<Replicated> {
@@ -705,7 +609,6 @@ impl Ingress {
             let _ = worker.cast(WorkerMsg::Snapshot {
                 partition,
                 epoch,
-                owner,
                 chunk,
                 last,
                 reply,
@@ -719,43 +622,6 @@ impl Ingress {
         self.ask_workers(|_, reply| Some(WorkerMsg::Copies { reply }))
             .await
             .0
-    }
-
-    /// Copies of `partitions` this node holds; with `claims` (one epoch per
-    /// partition) also the promise to refuse anything older for each
-    /// (the claims refused come back with the epoch that refused them).
-    /// `Err` if a worker did not answer: its copies are unknown and it made
-    /// no promise, so the answer must not count as a survey.
-    pub(crate) async fn survey(
-        &self,
-        partitions: &[PartitionId],
-        claims: &[u64],
-    ) -> Result<crate::peer::Surveyed, String> {
-        let workers = self.inner.worker_names.len();
-        let mut groups: Vec<Vec<(PartitionId, Option<Epoch>)>> = vec![Vec::new(); workers];
-        for (i, &partition) in partitions.iter().enumerate() {
-            let claim = claims.get(i).map(|&e| Epoch(e));
-            groups[self.worker_of(partition)].push((partition, claim));
-        }
-        let (answers, complete) = self
-            .ask_workers(|worker, reply| {
-                let partitions = std::mem::take(&mut groups[worker]);
-                (!partitions.is_empty()).then_some(WorkerMsg::Survey { partitions, reply })
-            })
-            .await;
-        if !complete {
-            return Err("a partition worker did not answer the survey".into());
-        }
-        let mut held = Vec::new();
-        let mut refused = Vec::new();
-        for answer in answers {
-            let answer: Result<Held, (u32, u64)> = answer;
-            match answer {
-                Ok(h) => held.push(h),
-                Err(r) => refused.push(r),
-            }
-        }
-        Ok((held, refused))
     }
 
     /// Sends each worker the message `ask` builds around a reply channel
@@ -790,48 +656,6 @@ impl Ingress {
             }
         }
         (gathered, complete)
-    }
-
-    /// Hands `partition` over to `to` at `epoch`; resolves when `to` installed it.
-    pub(crate) async fn pull(
-        &self,
-        partition: PartitionId,
-        epoch: Epoch,
-        to: NodeIdentity,
-    ) -> Result<Replicated, String> {
-        let worker = self
-            .worker_of_partition(partition)
-            .ok_or("partition worker not running")?;
-        // The worker streams the snapshot only over a link that is up (it
-        // never waits for one); this task may wait, so open it here rather
-        // than fail the handoff and have the claimant retry a round later.
-        self.inner
-            .peers
-            .ensure_link(&to)
-            .await
-            .map_err(|err| err.to_string())?;
-        let (reply, answer) = oneshot::channel();
-        worker
-            .cast(WorkerMsg::Pull {
-                partition,
-                epoch,
-                to,
-                reply,
-            })
-            .map_err(|err| err.to_string())?;
-        let pending = answer.await.map_err(|_| "worker stopped".to_owned())??;
-        pending.replicated().await.map_err(|err| err.to_string())
-    }
-
-    /// Makes this node the owner of `partition` from its own copy (or empty).
-    pub(crate) fn take(&self, partition: PartitionId, epoch: Epoch) {
-        if let Some(worker) = self.worker_of_partition(partition) {
-            let _ = worker.cast(WorkerMsg::Take {
-                partition,
-                epoch,
-                need_copy: false,
-            });
-        }
     }
 
     /// Makes this node the owner of `partition` at the committed `epoch`,

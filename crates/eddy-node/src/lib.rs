@@ -68,7 +68,6 @@ pub mod origin;
 pub mod ownership;
 pub mod peer;
 pub mod quiet;
-pub mod remembered;
 pub mod replace_file;
 pub mod slot;
 pub mod storage;

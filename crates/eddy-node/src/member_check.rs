@@ -1,12 +1,13 @@
 //! Admission of members by certificate (docs/SECURITY.md): with TLS, a
-//! member the gossip reports live counts (in the published members, the
-//! majority base and the partition table) only once a mutual-TLS handshake
+//! member the gossip reports live counts (in the published members and the
+//! ring replicas of the partition table) only once a mutual-TLS handshake
 //! with its peer port succeeded, its certificate signed by the cluster CA
 //! and naming it.
 //!
 //! The gossip key keeps strangers out of the membership; this keeps out a
 //! process that holds the gossip key but no certificate of the cluster — it
-//! may gossip, but it never takes partitions nor raises the majority base.
+//! may gossip, but it is never given partitions (and it is never a
+//! committed member: the controller's peers dial it over the same TLS).
 //! A check is one TCP connect and TLS handshake per member identity
 //! (name, generation, peer address); a failed one is retried every
 //! [`RETRY`] while the member stays live, logged at most once a second.

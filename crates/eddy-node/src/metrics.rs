@@ -136,7 +136,7 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_no_quorum_refusals_total",
         Kind::Counter,
         "",
-        "Writes refused because this node sees no majority",
+        "Writes refused because this node is no committed member of the cluster",
     ),
     (
         "eddy_protocol_errors_total",
@@ -229,18 +229,6 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Checks that found a partition offline: this node's copy is damaged and no other in-sync copy is live",
     ),
     (
-        "eddy_handoffs_sent_total",
-        Kind::Counter,
-        "",
-        "Partitions handed over to another node",
-    ),
-    (
-        "eddy_handoffs_received_total",
-        Kind::Counter,
-        "",
-        "Partitions received by handoff",
-    ),
-    (
         "eddy_snapshot_bytes_sent_total",
         Kind::Counter,
         "",
@@ -313,34 +301,10 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Partitions the table gives this node as owner",
     ),
     (
-        "eddy_partitions_waiting",
-        Kind::Gauge,
-        "",
-        "Partitions the table gives this node that it does not serve yet",
-    ),
-    (
-        "eddy_majority_base",
-        Kind::Gauge,
-        "",
-        "The majority base: the most members this node has seen live at once (lowered only by forget-down)",
-    ),
-    (
         "eddy_cluster_members_up",
         Kind::Gauge,
         "",
         "Members up in this node's view",
-    ),
-    (
-        "eddy_last_takeover_seconds",
-        Kind::Gauge,
-        "",
-        "Duration of the last takeover, until nothing was waiting",
-    ),
-    (
-        "eddy_last_transfer_seconds",
-        Kind::Gauge,
-        "",
-        "Part of the last takeover spent in rounds that moved data",
     ),
     (
         "eddy_ack_latency_seconds",

@@ -166,6 +166,7 @@ impl NodeBuilder {
         let _ = crate::metrics::handle();
         // Before anything binds: an exposed, unprotected node never listens.
         config.check_exposure()?;
+        let config = config.with_default_voters()?;
         let tokens = match &config.tokens_file {
             Some(path) => {
                 let tokens = crate::auth::Tokens::load(path)?;
@@ -234,8 +235,6 @@ impl NodeBuilder {
             tcp_addr,
         };
         let faults = Arc::new(crate::faults::Faults::default());
-        // The data directory exists before the cluster starts: the cluster
-        // writes the majority base into it as soon as it grows.
         let storage = match &config.data_dir {
             Some(dir) => Some(
                 crate::storage::Storage::open(dir)
@@ -243,38 +242,18 @@ impl NodeBuilder {
             ),
             None => None,
         };
-        let remember = config
-            .data_dir
-            .as_deref()
-            .map(crate::remembered::MembershipFile::in_dir);
-        // A damaged file stops the node: starting without it would count
-        // the majority against this node alone (see `remembered`).
-        let remembered = match &remember {
-            Some(file) => file.load().map_err(|err| {
-                NodeError::Storage(format!(
-                    "{err}; restore it, or write {{\"stable_members\": N, \"members\": []}} with N the cluster's size"
-                ))
-            })?,
-            None => None,
-        };
-        let forget = Arc::new(tokio::sync::Notify::new());
-        // With voters, the committed configuration places partitions.
+        // The committed configuration places partitions.
         let (committed_tx, committed_rx) = watch::channel::<crate::control::Committed>(None);
-        let controlled = !config.voters.is_empty();
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
-                forget: forget.clone(),
-                bootstrap_expect: config.bootstrap_expect,
                 faults: faults.clone(),
                 identity: identity.clone(),
                 membership: config.membership().with_seed(random_seed()),
                 seeds: config.seeds.clone(),
                 replication_factor: config.replication_factor,
                 settle: Duration::from_millis(config.settle_ms),
-                remember,
-                remembered,
-                committed: controlled.then_some(committed_rx),
+                committed: committed_rx,
                 seal: gossip_seal,
                 check: tls
                     .as_ref()
@@ -332,17 +311,19 @@ impl NodeBuilder {
             _ => (None, Vec::new()),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let control = Some(start_control(
+        let control = start_control(
             &config,
             &identity,
             &cluster,
             &peers,
             committed_tx,
             &shutdown_rx,
-        )?);
-        let isr = control.clone().map(|handle| {
-            crate::isr_acks::IsrAcks::new(handle, names.clone(), config.min_insync_replicas)
-        });
+        )?;
+        let isr = crate::isr_acks::IsrAcks::new(
+            control.clone(),
+            names.clone(),
+            config.min_insync_replicas,
+        );
         let worker = WorkerArgs {
             isr: isr.clone(),
             registry: registry.clone(),
@@ -403,9 +384,6 @@ impl NodeBuilder {
         tokio::spawn(crate::ownership::run(
             crate::ownership::OwnershipArgs {
                 ingress: ingress.clone(),
-                links: peers,
-                has_seeds: !config.seeds.is_empty(),
-                join_timeout: Duration::from_millis(config.join_timeout_ms),
                 untrusted,
                 control: control.clone(),
             },
@@ -439,7 +417,6 @@ impl NodeBuilder {
                 max_batch_events: config.max_batch_events,
                 shutdown: shutdown_rx.clone(),
                 leave: leave.clone(),
-                forget,
                 faults: faults.clone(),
                 control: control.clone(),
                 tokens,
@@ -460,11 +437,9 @@ impl NodeBuilder {
         // Forming a cluster may need voters started after this one: while
         // the controller waits for them, say so at once instead of holding
         // the start (and the addresses it prints) back.
-        let ready_by = tokio::time::Instant::now() + Duration::from_secs(3);
+        let ready_by = tokio::time::Instant::now() + READY_WAIT;
         while !ingress.is_ready() && tokio::time::Instant::now() < ready_by {
-            let waiting = control
-                .as_ref()
-                .is_some_and(|c| c.view().state.starts_with("waiting for voters"));
+            let waiting = control.view().state.starts_with("waiting for voters");
             if waiting {
                 break;
             }
@@ -587,6 +562,10 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// How long a start waits for the node to be ready before it returns (and
+/// the binary prints its addresses) anyway, serving 503 until it is.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// Starts the controller driver, which places partitions. A voter opens
 /// its Raft log in `data_dir` (a damaged log stops the node, never loaded

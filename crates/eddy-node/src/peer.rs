@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use eddy_client::{Answer, ClientError, Pipeline};
 use eddy_cluster::{
-    ClusterParams, ForwardOutcome, Held, NodeId, NodeIdentity, PeerFailure, PeerRequest,
-    PeerRequestRef, PeerResponse, ReplicaPartRef, check_hello,
+    ClusterParams, ForwardOutcome, NodeId, NodeIdentity, PeerFailure, PeerRequest, PeerRequestRef,
+    PeerResponse, ReplicaPartRef, check_hello,
 };
 use eddy_core::wire::{WireEvent, encode_frame};
 use eddy_core::{Epoch, PartitionId, Replicated};
@@ -43,12 +43,6 @@ pub const SILENT_LINK: Duration = Duration::from_secs(4);
 /// A forwarded write is not queued on a link silent this long while other
 /// requests wait on it: it goes elsewhere at once.
 const SILENT_FAST: Duration = Duration::from_millis(1500);
-/// How long a takeover waits for a survey's answer. Short: an unanswered
-/// survey only retries the takeover (500 ms later), while a member cut off
-/// by a real partition (packets dropped, the connection silent) would hold
-/// every takeover for the full call timeout (found running eddy-chaos over
-/// network namespaces: 10 s waits the fault hook, which fails at once, hid).
-const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An answer on the peer link, as the pipelined connection needs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,7 +133,7 @@ pub struct PeerPending {
 }
 
 impl PeerPending {
-    /// The replica's outcome of a `Snapshot` or `Pull`.
+    /// The replica's outcome of a `Snapshot`.
     pub async fn replicated(self) -> Result<Replicated, PeerError> {
         let node = self.node.clone();
         let outcomes = self.outcomes().await?;
@@ -181,15 +175,6 @@ impl PeerPending {
     pub fn link(&self) -> eddy_client::Link {
         self.pending.link()
     }
-}
-
-/// Queues the request `encode` writes on `link` to `peer`.
-async fn send_on(
-    link: &Pipeline<PeerAnswer>,
-    peer: &NodeIdentity,
-    encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
-) -> Result<PeerPending, PeerError> {
-    pending_on(peer, link.send_request(encode).await)
 }
 
 /// A request queued (or not) for `peer`, as this module returns it.
@@ -236,10 +221,6 @@ async fn call_on(
         }
     }
 }
-
-/// A survey's answer: copies held, and claims refused with the epoch that
-/// refused them.
-pub type Surveyed = (Vec<Held>, Vec<(u32, u64)>);
 
 /// Outgoing links to every peer, opened on demand.
 #[derive(Clone)]
@@ -309,15 +290,6 @@ impl PeerLinks {
             .ok()
             .and_then(|f| f.get(peer).copied())
             .is_some_and(|at| at.elapsed() < RETRY_LINK_AFTER)
-    }
-
-    /// Opens the link to `peer` now if it is not up (for callers that may
-    /// wait, before they ask a worker to use it).
-    pub async fn ensure_link(&self, peer: &NodeIdentity) -> Result<(), PeerError> {
-        if self.established(&peer.name).is_some() {
-            return Ok(());
-        }
-        self.link(peer).await.map(drop)
     }
 
     /// Injected faults on the way out: the link is down, or slow.
@@ -494,16 +466,7 @@ impl PeerLinks {
         call_on(&link, peer, CALL_TIMEOUT, encode).await
     }
 
-    async fn start(
-        &self,
-        peer: &NodeIdentity,
-        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), eddy_core::wire::WireError>,
-    ) -> Result<PeerPending, PeerError> {
-        let link = self.link(peer).await?;
-        send_on(&link, peer, encode).await
-    }
-
-    /// Like [`Self::start`], for partition workers, which must never wait
+    /// Queues a request for partition workers, which must never wait
     /// on the network (STYLE §18): a link that is not up fails at once
     /// (`Unreachable`, nothing sent) and is opened in the background. A
     /// worker stalled on a connect to a peer cut off from it held up every
@@ -549,7 +512,6 @@ impl PeerLinks {
         peer: &NodeIdentity,
         partition: u32,
         epoch: u64,
-        owner: bool,
         chunk: &[u8],
         last: bool,
     ) -> Result<PeerPending, PeerError> {
@@ -560,7 +522,6 @@ impl PeerLinks {
                     request_id,
                     partition,
                     epoch,
-                    owner,
                     chunk,
                     last,
                 },
@@ -568,54 +529,6 @@ impl PeerLinks {
             )
         })
         .await
-    }
-
-    /// Which of `partitions` `peer` holds.
-    pub async fn survey(
-        &self,
-        peer: &NodeIdentity,
-        partitions: Vec<u32>,
-        claims: Vec<u64>,
-    ) -> Result<Surveyed, PeerError> {
-        let answer = self
-            .call_within(peer, SURVEY_TIMEOUT, |request_id, frame| {
-                encode_frame(
-                    &PeerRequest::Survey {
-                        request_id,
-                        partitions,
-                        claims,
-                    },
-                    frame,
-                )
-            })
-            .await?;
-        match answer {
-            PeerResponse::Surveyed { held, refused, .. } => Ok((held, refused)),
-            other => Err(unexpected(peer, &other)),
-        }
-    }
-
-    /// Asks `peer` to hand `partition` over to us at `epoch`; resolves once
-    /// the snapshot it streamed to us is installed.
-    pub async fn pull(
-        &self,
-        peer: &NodeIdentity,
-        partition: u32,
-        epoch: u64,
-    ) -> Result<Replicated, PeerError> {
-        let pending = self
-            .start(peer, |request_id, frame| {
-                encode_frame(
-                    &PeerRequest::Pull {
-                        request_id,
-                        partition,
-                        epoch,
-                    },
-                    frame,
-                )
-            })
-            .await?;
-        pending.replicated().await
     }
 
     /// Has `peer` apply `events` (all of partitions it owns in our table).
@@ -733,7 +646,7 @@ pub struct Served {
     /// Injected network faults (chaos testing).
     pub faults: Arc<crate::faults::Faults>,
     /// The cluster controller, when this node runs one.
-    pub control: Option<crate::control::ControlHandle>,
+    pub control: crate::control::ControlHandle,
     /// Mutual TLS (`tls_*` set): peers must show a certificate of the
     /// cluster CA; `None`: plain TCP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -852,12 +765,9 @@ async fn connection(
                         // frames never wait behind a partition worker.
                         PeerRequest::Control { request_id, body } => PeerResponse::Controlled {
                             request_id,
-                            body: match &control {
-                                Some(control) => control.serve(&peer, &body).await,
-                                None => crate::control_msg::not_running(),
-                            },
+                            body: control.serve(&peer, &body).await,
                         },
-                        request => handle(request, &ingress, &peer).await,
+                        request => handle(request, &ingress).await,
                     },
                 };
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
@@ -901,7 +811,6 @@ fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> 
             request_id,
             partition,
             epoch,
-            owner,
             chunk,
             last,
         } => Some((
@@ -909,7 +818,6 @@ fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> 
             vec![ingress.snapshot_now(
                 PartitionId(*partition),
                 Epoch(*epoch),
-                *owner,
                 chunk.clone(),
                 *last,
             )],
@@ -918,66 +826,13 @@ fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> 
     }
 }
 
-async fn handle(request: PeerRequest, ingress: &Ingress, from: &NodeId) -> PeerResponse {
+async fn handle(request: PeerRequest, ingress: &Ingress) -> PeerResponse {
     match request {
         PeerRequest::Replicate { request_id, .. } | PeerRequest::Snapshot { request_id, .. } => {
             // Served by `ordered`; never reaches here.
             PeerResponse::Failed {
                 request_id,
                 failure: PeerFailure::BadRequest("misdirected replication frame".into()),
-            }
-        }
-        PeerRequest::Survey {
-            request_id,
-            partitions,
-            claims,
-        } => {
-            let asked: Vec<PartitionId> = partitions.into_iter().map(PartitionId).collect();
-            match ingress.survey(&asked, &claims).await {
-                Ok((held, refused)) => PeerResponse::Surveyed {
-                    request_id,
-                    held,
-                    refused,
-                },
-                Err(reason) => PeerResponse::Failed {
-                    request_id,
-                    failure: PeerFailure::Unavailable(reason),
-                },
-            }
-        }
-        PeerRequest::Pull {
-            request_id,
-            partition,
-            epoch,
-        } => {
-            let failed = |failure| PeerResponse::Failed {
-                request_id,
-                failure,
-            };
-            let cluster = ingress.cluster();
-            if cluster
-                .placement
-                .table()
-                .owner(PartitionId(partition))
-                .is_some_and(|o| cluster.is_local(o))
-            {
-                // Our table says we own it: hand over only once the tables agree.
-                return PeerResponse::Replicated {
-                    request_id,
-                    outcomes: vec![Replicated::Stale { current: Epoch(0) }],
-                };
-            }
-            let Some(to) = cluster.live_member(from).cloned() else {
-                return failed(PeerFailure::Unavailable(format!(
-                    "{from} is not a live member here"
-                )));
-            };
-            match ingress.pull(PartitionId(partition), Epoch(epoch), to).await {
-                Ok(outcome) => PeerResponse::Replicated {
-                    request_id,
-                    outcomes: vec![outcome],
-                },
-                Err(reason) => failed(PeerFailure::Unavailable(reason)),
             }
         }
         PeerRequest::Control { request_id, .. } => PeerResponse::Failed {

@@ -1,5 +1,5 @@
-//! Replacing a small file of `data_dir` (the incarnation, the majority base,
-//! the compacted Raft log) so that a crash at any point leaves either the
+//! Replacing a small file of `data_dir` (the incarnation, the compacted Raft
+//! log) so that a crash at any point leaves either the
 //! old or the new content, and the new one is on the device when this
 //! returns: written aside, synced, renamed over, the directory synced.
 

@@ -49,13 +49,6 @@ pub struct Slot {
     pub receiving: Option<SnapshotReader>,
     /// Bytes in this copy's write-ahead log on disk (with `data_dir`).
     pub wal_bytes: u64,
-    /// The node's count of regained quorums when it became owner
-    /// ([`crate::cluster::ClusterState::quorum_regained`]). An owner from
-    /// before the node was last cut off serves nothing: the majority may
-    /// have taken the partition over meanwhile, and backups outside its
-    /// promises (new or restarted nodes) would still confirm its writes. It
-    /// is taken over again (survey, best copy) once the node regathered.
-    pub taken_at: u64,
 }
 
 impl Slot {
@@ -67,22 +60,15 @@ impl Slot {
             synced: Vec::new(),
             receiving: None,
             wal_bytes: 0,
-            taken_at: 0,
         }
     }
 
-    /// The partition if this node is its serving owner: the owner, taken
-    /// over since the node last regained its quorum (`regained`).
-    pub fn owned(&mut self, regained: u64) -> Option<&mut Partition> {
+    /// The partition if this node is its serving owner.
+    pub fn owned(&mut self) -> Option<&mut Partition> {
         match self.role {
-            Role::Owner if self.taken_at == regained => self.partition.as_mut(),
+            Role::Owner => self.partition.as_mut(),
             _ => None,
         }
-    }
-
-    /// An owner from before the node last regained its quorum.
-    pub fn stale_owner(&self, regained: u64) -> bool {
-        self.role == Role::Owner && self.taken_at != regained
     }
 
     /// Whether `backup` (this incarnation) follows this owner's log.
@@ -92,15 +78,13 @@ impl Slot {
             .any(|(name, generation)| *name == backup.name && *generation == backup.generation)
     }
 
-    /// Becomes the owner at `epoch` (at least), with no backup synced yet,
-    /// `regained` being the node's count of regained quorums now.
-    pub fn promote(&mut self, partition: Partition, epoch: eddy_core::Epoch, regained: u64) {
+    /// Becomes the owner at `epoch` (at least), with no backup synced yet.
+    pub fn promote(&mut self, partition: Partition, epoch: eddy_core::Epoch) {
         let mut partition = partition;
         partition.set_epoch(epoch);
         self.partition = Some(partition);
         self.role = Role::Owner;
         self.synced.clear();
-        self.taken_at = regained;
     }
 }
 
@@ -136,35 +120,6 @@ mod tests {
     fn table(nodes: &[&str]) -> PartitionTable {
         let names: Vec<NodeId> = nodes.iter().map(|n| NodeId::new(n)).collect();
         PartitionTable::compute(&names, 64, 2)
-    }
-
-    #[test]
-    fn an_owner_from_before_a_regained_quorum_serves_nothing() {
-        let registry = std::sync::Arc::new(
-            eddy_core::Registry::builder()
-                .build()
-                .expect("an empty registry builds"),
-        );
-        let copy = || {
-            Partition::new(
-                registry.clone(),
-                PartitionId(1),
-                eddy_core::PartitionConfig::default(),
-            )
-        };
-        let mut slot = Slot::new(Role::Incoming);
-        slot.promote(copy(), eddy_core::Epoch(3), 0);
-        assert!(slot.owned(0).is_some());
-        assert!(!slot.stale_owner(0));
-        // The node lost its quorum and regained it: count 1.
-        assert!(slot.owned(1).is_none(), "no writes, reads or timers");
-        assert!(slot.stale_owner(1));
-        // Taken over again after regathering.
-        slot.promote(copy(), eddy_core::Epoch(4), 1);
-        assert!(slot.owned(1).is_some());
-        assert!(!slot.stale_owner(1));
-        slot.role = Role::Backup;
-        assert!(!slot.stale_owner(1), "only owners go stale");
     }
 
     #[test]

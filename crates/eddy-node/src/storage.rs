@@ -13,9 +13,8 @@
 //! Loading replays the WAL over the snapshot with the backup rule
 //! (`Partition::apply_replicated`). A torn last record (a crash mid-write) is
 //! reported and the copy loaded up to it; a damaged snapshot is reported and
-//! the copy skipped — never loaded silently. A loaded copy is a candidate in
-//! the next takeover survey like any other; the most caught-up copy in the
-//! cluster wins. Whether writes are flushed to the device is the `fsync`
+//! the copy skipped — never loaded silently; either way the node leaves that
+//! partition's ISR before it serves the copy (`crate::ownership`). Whether writes are flushed to the device is the `fsync`
 //! policy ([`crate::writer::FsyncPolicy`]); by default they survive a
 //! process kill (the page cache does), not a machine crash.
 

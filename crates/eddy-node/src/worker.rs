@@ -109,14 +109,12 @@ pub enum WorkerMsg {
         /// The outcome.
         reply: oneshot::Sender<Replicated>,
     },
-    /// Receiving side of a snapshot stream (backup sync or handoff).
+    /// Receiving side of a snapshot stream (a backup brought up to date).
     Snapshot {
         /// The partition.
         partition: PartitionId,
-        /// Epoch to take (owner) or the sender's.
+        /// The sender's epoch.
         epoch: Epoch,
-        /// Whether we become the owner.
-        owner: bool,
         /// The chunk.
         chunk: Vec<u8>,
         /// Whether it is the last.
@@ -124,29 +122,10 @@ pub enum WorkerMsg {
         /// The outcome (`Applied { through: 0 }` until the last chunk).
         reply: oneshot::Sender<Replicated>,
     },
-    /// Which of these partitions this worker holds a copy of.
-    Survey {
-        /// Partitions asked about, each with the epoch a claimant will take
-        /// it over at (a promise is asked for) or `None`.
-        partitions: Vec<(PartitionId, Option<Epoch>)>,
-        /// Copies held (`Ok`), claims refused with the fence (`Err`).
-        reply: oneshot::Sender<Vec<Result<Held, (u32, u64)>>>,
-    },
     /// Every copy this worker holds, with its role (for `/v1/partitions`).
     Copies {
         /// (copy, role).
         reply: oneshot::Sender<Vec<(Held, &'static str)>>,
-    },
-    /// Hand a partition over to `to`: stop owning it, stream it.
-    Pull {
-        /// The partition.
-        partition: PartitionId,
-        /// Epoch the new owner takes.
-        epoch: Epoch,
-        /// The new owner.
-        to: NodeIdentity,
-        /// The answer of the last chunk, or why nothing was sent.
-        reply: oneshot::Sender<Result<PeerPending, String>>,
     },
     /// Become the owner of a partition from the local copy (or empty).
     Take {
@@ -219,7 +198,7 @@ pub struct WorkerArgs {
     pub recovered: Arc<std::sync::Mutex<Vec<crate::storage::Loaded>>>,
     /// With a controller: the owner-side ISR bookkeeping, fed the answers
     /// of the periodic check so idle partitions' backups join the ISR too.
-    pub isr: Option<crate::isr_acks::IsrAcks>,
+    pub isr: crate::isr_acks::IsrAcks,
 }
 
 /// The running worker of `partition` among the workers `names` (by index,
@@ -241,9 +220,6 @@ pub struct WorkerState {
     /// Indexed by partition id. A vector, not a map: the lookup is on the
     /// per-event path and P is small.
     slots: Vec<Option<Slot>>,
-    /// Epochs promised to claimants (see [`WorkerState::promise`]), also for
-    /// partitions this node holds no copy of.
-    fences: std::collections::HashMap<u32, Epoch>,
     /// When the owned partitions' backups were last asked (see `tick`).
     checked_at: Instant,
     out: Outputs,
@@ -341,11 +317,6 @@ impl WorkerState {
         }
     }
 
-    /// The node's count of regained quorums now (see [`Slot::taken_at`]).
-    fn regained(&self) -> u64 {
-        self.args.cluster.borrow().quorum_regained
-    }
-
     fn fresh(&self, id: PartitionId) -> Partition {
         Partition::new(
             self.args.registry.clone(),
@@ -368,13 +339,8 @@ impl WorkerState {
         let mut counts = Counts::default();
         let mut touched: Vec<(PartitionId, Vec<u8>)> = Vec::new();
         let mut out = std::mem::take(&mut self.out);
-        let regained = self.regained();
         for (index, partition, event) in events {
-            let Some(owned) = self
-                .slot(partition)
-                .as_mut()
-                .and_then(|s| s.owned(regained))
-            else {
+            let Some(owned) = self.slot(partition).as_mut().and_then(|s| s.owned()) else {
                 applied.returned.push((index, event));
                 continue;
             };
@@ -475,7 +441,7 @@ impl WorkerState {
                     .partition
                     .as_mut()
                     .map_or(Err("no copy".into()), |p| chunks_of(p));
-                let answer = send_snapshot(&links, peer, partition, chunks, false, epoch).await;
+                let answer = send_snapshot(&links, peer, partition, chunks, epoch).await;
                 if answer.is_ok() {
                     slot.synced.push((backup.clone(), peer.generation));
                 }
@@ -578,8 +544,7 @@ impl WorkerState {
                 .as_ref()
                 .and_then(|s| s.partition.as_ref())
                 .map(Partition::epoch);
-            if state.controlled
-                && next == Some(Role::Owner)
+            if next == Some(Role::Owner)
                 && serving.is_some_and(|e| e < state.placement.epoch(partition))
             {
                 next = Some(Role::Incoming);
@@ -617,7 +582,8 @@ impl WorkerState {
 
     /// Stops serving a partition someone else owns at a newer epoch. If our
     /// table still names us, it becomes `Incoming`, so the ownership task
-    /// takes it back properly (survey, pull) once the tables agree.
+    /// takes it again once this node is its committed owner at a newer
+    /// epoch.
     fn deposed(&mut self, partition: PartitionId) {
         self.stand_down(
             partition,
@@ -651,7 +617,8 @@ impl WorkerState {
             .as_ref()
     }
 
-    /// The copy of `partition` this worker holds, as surveys report it.
+    /// The copy of `partition` this worker holds, as `/v1/partitions`
+    /// reports it.
     fn held(&self, partition: PartitionId) -> Option<Held> {
         let copy = self.copy_of(partition)?;
         Some(Held {
@@ -679,47 +646,9 @@ impl WorkerState {
     }
 
     /// The epoch below which this node refuses anything for `partition`:
-    /// promised to a claimant, or its copy's.
+    /// its copy's.
     fn fence(&self, partition: PartitionId) -> Epoch {
-        let promised = self.fences.get(&partition.0).copied().unwrap_or_default();
-        let copy = self.copy_of(partition).map_or(Epoch(0), Partition::epoch);
-        promised.max(copy)
-    }
-
-    /// Promises a claimant taking `partition` over at `claim` to refuse
-    /// anything older: raises the fence (and the copy's epoch), stops
-    /// serving. Refused (with the fence) unless `claim` is above it.
-    fn promise(&mut self, partition: PartitionId, claim: Epoch) -> Result<(), Epoch> {
-        let fence = self.fence(partition);
-        if claim <= fence {
-            return Err(fence);
-        }
-        self.fences.insert(partition.0, claim);
-        if let Some(copy) = self
-            .slot(partition)
-            .as_mut()
-            .and_then(|s| s.partition.as_mut())
-        {
-            copy.set_epoch(claim);
-        }
-        self.deposed(partition);
-        Ok(())
-    }
-
-    fn survey(
-        &mut self,
-        partitions: &[(PartitionId, Option<Epoch>)],
-    ) -> Vec<Result<Held, (u32, u64)>> {
-        let mut answers = Vec::new();
-        for &(p, claim) in partitions {
-            if let Some(claim) = claim
-                && let Err(fence) = self.promise(p, claim)
-            {
-                answers.push(Err((p.0, fence.0)));
-            }
-        }
-        answers.extend(partitions.iter().filter_map(|&(p, _)| self.held(p)).map(Ok));
-        answers
+        self.copy_of(partition).map_or(Epoch(0), Partition::epoch)
     }
 
     /// Backup side of replication: applies the owner's entries and answers
@@ -757,7 +686,7 @@ impl WorkerState {
     ) -> Replicated {
         let fence = self.fence(partition);
         if epoch < fence {
-            // Promised to a newer owner: this sender is deposed.
+            // The copy follows a newer owner: this sender is deposed.
             return Replicated::Stale { current: fence };
         }
         let Some(slot) = self.slot(partition).as_mut() else {
@@ -784,12 +713,11 @@ impl WorkerState {
         &mut self,
         partition: PartitionId,
         epoch: Epoch,
-        owner: bool,
         chunk: &[u8],
         last: bool,
         reply: oneshot::Sender<Replicated>,
     ) {
-        match self.install_chunk(partition, epoch, owner, chunk, last) {
+        match self.install_chunk(partition, epoch, chunk, last) {
             Installed::Written(outcome) => {
                 self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
             }
@@ -803,12 +731,10 @@ impl WorkerState {
         &mut self,
         partition: PartitionId,
         epoch: Epoch,
-        owner: bool,
         chunk: &[u8],
         last: bool,
     ) -> Installed {
         metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
-        let regained = self.regained();
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
         let slot = self
@@ -840,7 +766,7 @@ impl WorkerState {
         let held_seq = slot.partition.as_ref().map_or(Seq(0), Partition::last_seq);
         let fence = self.fence(partition);
         if epoch.max(restored.epoch()) < fence {
-            // From an owner older than one this node promised or follows.
+            // From an owner older than the one this node follows.
             return Installed::Answer(Replicated::Stale { current: fence });
         }
         let Some(slot) = self
@@ -857,7 +783,7 @@ impl WorkerState {
             });
         }
         let through = restored.last_seq();
-        if !owner && restored.epoch() == held_epoch && through < held_seq {
+        if restored.epoch() == held_epoch && through < held_seq {
             // An older snapshot of the log this copy follows, arriving late
             // (on a connection the owner gave up for a new one, read after
             // the newer frames): one log per epoch, so the longer copy holds
@@ -867,29 +793,18 @@ impl WorkerState {
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
-        if owner {
-            tracing::debug!(
+        if slot.role == Role::Owner {
+            // Said out loud: a serving copy replaced is an ownership
+            // change the logs of a lost write must show.
+            tracing::warn!(
                 partition = partition.0,
                 epoch = epoch.0,
-                seq = through.0,
-                "partition handed over; now its owner"
+                held = held_epoch.0,
+                "a newer owner's copy replaced ours; stopped serving it"
             );
-            metrics::counter!("eddy_handoffs_received_total").increment(1);
-            slot.promote(restored, epoch, regained);
-        } else {
-            if slot.role == Role::Owner {
-                // Said out loud: a serving copy replaced is an ownership
-                // change the logs of a lost write must show.
-                tracing::warn!(
-                    partition = partition.0,
-                    epoch = epoch.0,
-                    held = held_epoch.0,
-                    "a newer owner's copy replaced ours; stopped serving it"
-                );
-                slot.role = Role::Backup;
-            }
-            slot.partition = Some(restored);
+            slot.role = Role::Backup;
         }
+        slot.partition = Some(restored);
         Installed::Written(Replicated::Applied { through })
     }
 
@@ -897,7 +812,6 @@ impl WorkerState {
     /// there is no copy here.
     fn take(&mut self, partition: PartitionId, epoch: Epoch, need_copy: bool) -> bool {
         let fresh = self.fresh(partition);
-        let regained = self.regained();
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Incoming));
@@ -922,7 +836,7 @@ impl WorkerState {
         if had_copy {
             metrics::counter!("eddy_promotions_total").increment(1);
         }
-        slot.promote(copy, epoch, regained);
+        slot.promote(copy, epoch);
         if !had_copy {
             // On disk before any write: a restarted ISR member must find
             // the copy it was elected with, even an empty one.
@@ -931,52 +845,13 @@ impl WorkerState {
         true
     }
 
-    async fn pull(
-        &mut self,
-        partition: PartitionId,
-        epoch: Epoch,
-        to: &NodeIdentity,
-    ) -> Result<PeerPending, String> {
-        let cluster = self.args.cluster.borrow().clone();
-        let links = self.args.links.clone();
-        let Some(slot) = self.slot(partition).as_mut() else {
-            return Err("no copy held".into());
-        };
-        let Some(chunks) = slot.partition.as_mut().map(|p| chunks_of(p)) else {
-            return Err("no copy held".into());
-        };
-        if slot.role == Role::Owner {
-            // The fence: from here on this node refuses writes for the
-            // partition, so the snapshot holds every write it acknowledged.
-            let rank = cluster
-                .placement
-                .table()
-                .replicas(partition)
-                .position(|n| cluster.is_local(n));
-            slot.role = match rank {
-                // Our table still names us: take it back properly later.
-                Some(0) => Role::Incoming,
-                Some(_) => Role::Backup,
-                None => Role::Retiring {
-                    until: Instant::now() + crate::slot::RETIRE_AFTER,
-                },
-            };
-            tracing::debug!(partition = partition.0, to = %to.name, "handing the partition over");
-        }
-        metrics::counter!("eddy_handoffs_sent_total").increment(1);
-        send_snapshot(&links, to, partition, chunks, true, epoch)
-            .await
-            .map_err(|err| err.to_string())
-    }
-
     async fn barrier(
         &mut self,
         partition: PartitionId,
         resync: &[NodeId],
     ) -> Option<Vec<ReplicaAck>> {
-        let regained = self.regained();
         let slot = self.slot(partition).as_mut()?;
-        slot.owned(regained)?;
+        slot.owned()?;
         slot.synced.retain(|(b, _)| !resync.contains(b));
         Some(self.ship(partition, &[]).await)
     }
@@ -999,8 +874,6 @@ impl WorkerState {
             self.checked_at = now;
         }
         let mut checked: Vec<(PartitionId, Vec<u8>)> = Vec::new();
-        let regained = self.regained();
-        let mut stale = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(held) = slot.as_mut() else {
                 continue;
@@ -1016,10 +889,7 @@ impl WorkerState {
             if held.wal_bytes > crate::storage::COMPACT_AFTER_BYTES {
                 compact.push(PartitionId(index as u32));
             }
-            if held.stale_owner(regained) {
-                stale.push(PartitionId(index as u32));
-            }
-            let serving = held.owned(regained).is_some();
+            let serving = held.owned().is_some();
             let Some(partition) = held.partition.as_mut() else {
                 continue;
             };
@@ -1041,12 +911,6 @@ impl WorkerState {
         }
         let alerts = std::mem::take(&mut out.alerts);
         self.out = out;
-        for partition in stale {
-            self.stand_down(
-                partition,
-                "served since before this node last lost its quorum; stopped serving until it is taken over again",
-            );
-        }
         if let Some(storage) = self.args.storage.clone() {
             for partition in retired {
                 storage.remove(partition);
@@ -1085,19 +949,13 @@ impl WorkerState {
                 }
                 if wait || check {
                     for ack in acks {
-                        let (failed, needed) = match &isr {
-                            Some(isr) => {
-                                let (failed, needed) = isr.settle(&cluster, ack).await;
-                                (failed, Some(needed))
-                            }
-                            None => (crate::ingress::settle_ack(ack).await, None),
-                        };
+                        let (failed, needed) = isr.settle(&cluster, ack).await;
                         for (partition, failure) in failed {
                             if matches!(failure, crate::ingress::AckFailure::Stale) {
                                 let _ = myself.cast(WorkerMsg::Deposed { partition });
                             }
                             tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
-                            let counts = needed.as_ref().is_none_or(|n| n.contains(&partition));
+                            let counts = needed.contains(&partition);
                             if wait && counts {
                                 unconfirmed.insert(partition);
                             }
@@ -1158,7 +1016,6 @@ async fn send_snapshot(
     peer: &NodeIdentity,
     partition: PartitionId,
     chunks: Result<Vec<Vec<u8>>, String>,
-    owner: bool,
     epoch: Epoch,
 ) -> Result<PeerPending, PeerError> {
     let no_answer = |reason: String| PeerError::NoAnswer {
@@ -1170,7 +1027,7 @@ async fn send_snapshot(
     let mut last = None;
     for (index, chunk) in chunks.iter().enumerate() {
         let pending = links
-            .snapshot_chunk(peer, partition.0, epoch.0, owner, chunk, index + 1 == count)
+            .snapshot_chunk(peer, partition.0, epoch.0, chunk, index + 1 == count)
             .await?;
         last = Some(pending);
     }
@@ -1191,7 +1048,6 @@ impl Actor for Worker {
         let mut state = WorkerState {
             args,
             slots: Vec::new(),
-            fences: std::collections::HashMap::new(),
             checked_at: Instant::now(),
             out: Outputs::default(),
         };
@@ -1206,7 +1062,7 @@ impl Actor for Worker {
             Err(_) => Vec::new(),
         };
         for loaded in recovered {
-            // A candidate for the next takeover survey, like any copy.
+            // A backup copy until the configuration commits it to us.
             let slot = state
                 .slot(loaded.partition)
                 .get_or_insert_with(|| Slot::new(Role::Backup));
@@ -1237,9 +1093,8 @@ impl Actor for Worker {
                 key,
                 reply,
             } => {
-                let regained = state.regained();
                 let result = match state.slot(partition).as_mut() {
-                    Some(slot) => match slot.owned(regained) {
+                    Some(slot) => match slot.owned() {
                         Some(p) => p
                             .state_json(kind, &key)
                             .map(|state| (state, p.epoch()))
@@ -1273,30 +1128,14 @@ impl Actor for Worker {
             WorkerMsg::Snapshot {
                 partition,
                 epoch,
-                owner,
                 chunk,
                 last,
                 reply,
             } => {
-                state.snapshot_chunk(partition, epoch, owner, &chunk, last, reply);
-                if owner && last {
-                    // A new owner brings its backups up to date at once.
-                    let _ = state.ship(partition, &[]).await;
-                }
-            }
-            WorkerMsg::Survey { partitions, reply } => {
-                let _ = reply.send(state.survey(&partitions));
+                state.snapshot_chunk(partition, epoch, &chunk, last, reply);
             }
             WorkerMsg::Copies { reply } => {
                 let _ = reply.send(state.copies());
-            }
-            WorkerMsg::Pull {
-                partition,
-                epoch,
-                to,
-                reply,
-            } => {
-                let _ = reply.send(state.pull(partition, epoch, &to).await);
             }
             WorkerMsg::Take {
                 partition,
@@ -1307,14 +1146,13 @@ impl Actor for Worker {
                     let acks = state.ship(partition, &[]).await;
                     // Under a controller, the backups' first answers make
                     // them ISR candidates now rather than at the next check.
-                    if let Some(isr) = state.args.isr.clone() {
-                        let cluster = state.args.cluster.clone();
-                        tokio::spawn(async move {
-                            for ack in acks {
-                                isr.settle(&cluster, ack).await;
-                            }
-                        });
-                    }
+                    let isr = state.args.isr.clone();
+                    let cluster = state.args.cluster.clone();
+                    tokio::spawn(async move {
+                        for ack in acks {
+                            isr.settle(&cluster, ack).await;
+                        }
+                    });
                 }
             }
             WorkerMsg::Barrier {
@@ -1384,8 +1222,8 @@ impl Counts {
 }
 
 /// Starts workers and restarts any that fails. A restarted worker holds
-/// nothing; its owned partitions come back through the ownership task's
-/// next survey (from backups), see docs/ARCHITECTURE.md.
+/// nothing: it says so when elected (`eddy_takeovers_without_copy_total`),
+/// see docs/PROTOCOL.md, "What is not covered".
 pub struct Supervisor;
 
 /// The supervisor's view: how to start worker `i` again.

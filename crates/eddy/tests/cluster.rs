@@ -454,10 +454,12 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
             from: NodeId::new("node-2"),
             params: ClusterParams::new(1024).with_kinds(kinds),
         },
-        PeerRequest::Survey {
+        PeerRequest::Snapshot {
             request_id: 1,
-            partitions: vec![u32::MAX],
-            claims: vec![u64::MAX],
+            partition: u32::MAX,
+            epoch: u64::MAX,
+            chunk: Vec::new(),
+            last: true,
         },
         PeerRequest::Replicate {
             request_id: 2,
@@ -467,10 +469,12 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
                 entries: Vec::new(),
             }],
         },
-        PeerRequest::Pull {
+        PeerRequest::Snapshot {
             request_id: 3,
             partition: 1024,
             epoch: u64::MAX,
+            chunk: Vec::new(),
+            last: false,
         },
     ] {
         let mut frame = Vec::new();

@@ -67,7 +67,7 @@ fn start_voter(i: usize, dir: &std::path::Path, seed: Option<&str>) -> NodeProce
     let name = format!("name=\"node-{i}\"");
     let data = format!("data_dir=\"{}\"", dir.join(format!("node-{i}")).display());
     let seeds = seed.map(|s| format!("seeds=[\"{s}\"]"));
-    let mut sets = vec![name.as_str(), data.as_str(), VOTERS, "bootstrap_expect=1"];
+    let mut sets = vec![name.as_str(), data.as_str(), VOTERS];
     if let Some(seeds) = &seeds {
         sets.push(seeds);
     }
@@ -123,7 +123,7 @@ fn three_voters_elect_a_leader_commit_a_joining_member_and_survive_the_leaders_d
 
     // A fourth node, not a voter and without data_dir, joins and is committed.
     let seeds = format!("seeds=[\"{}\"]", nodes[0].gossip);
-    let fourth = NodeProcess::start(&["name=\"node-4\"", VOTERS, &seeds, "bootstrap_expect=1"]);
+    let fourth = NodeProcess::start(&["name=\"node-4\"", VOTERS, &seeds]);
     let all: Vec<&NodeProcess> = nodes.iter().chain([&fourth]).collect();
     let views = wait_for(&all, "node-4 committed as a member", |v| {
         has_leader_and(v, 4)
@@ -191,13 +191,7 @@ fn a_wiped_node_comes_back_as_a_new_incarnation_and_a_minority_cannot_forget() {
     let fourth_dir = dir.join("node-4");
     let data = format!("data_dir=\"{}\"", fourth_dir.display());
     let seeds = format!("seeds=[\"{}\"]", nodes[0].gossip);
-    let fourth_sets = [
-        "name=\"node-4\"",
-        VOTERS,
-        &seeds,
-        "bootstrap_expect=1",
-        &data,
-    ];
+    let fourth_sets = ["name=\"node-4\"", VOTERS, &seeds, &data];
     let mut fourth = NodeProcess::start(&fourth_sets);
     let all: Vec<&NodeProcess> = nodes.iter().chain([&fourth]).collect();
     let views = wait_for(&all, "four committed members", |v| has_leader_and(v, 4));

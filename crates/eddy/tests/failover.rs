@@ -545,7 +545,7 @@ fn damaged_files_in_data_dir_are_reported_and_not_trusted() {
         .unwrap_or(0.0);
     assert!(damaged >= 3.0, "three damaged files reported: {damaged}");
     // The cluster still holds every acknowledged event: the damaged copies
-    // lose the survey to the replicas' or are brought up to date from them.
+    // leave their ISRs and are brought up to date from the owners.
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_owners(&all, 3);
     std::thread::sleep(Duration::from_millis(500));
