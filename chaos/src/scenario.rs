@@ -53,8 +53,8 @@ pub struct Scenario {
     #[serde(default)]
     pub data_dir: bool,
     /// How many nodes (node-1 … node-V) are the controller's voters (1, 3
-    /// or 5; they always get a `data_dir`). Default: 3, or 1 for a cluster
-    /// of fewer than three nodes (see [`Scenario::voter_count`]).
+    /// or 5; they always get a `data_dir`). Default: see
+    /// [`Scenario::voter_count`].
     #[serde(default)]
     pub voters: Option<usize>,
     /// Seconds the workload runs; faults happen inside this window.
@@ -451,10 +451,15 @@ impl Scenario {
         self.spec(i).is_none_or(|s| s.start)
     }
 
-    /// The controller's voter count: as configured, else 3 (1 below three
-    /// nodes).
+    /// The controller's voter count: as configured, else 1 below three
+    /// nodes, 5 from five (every node of a five-node cluster votes, so the
+    /// side of a split with most nodes also has most voters), else 3.
     pub fn voter_count(&self) -> usize {
-        self.voters.unwrap_or(if self.nodes >= 3 { 3 } else { 1 })
+        self.voters.unwrap_or(match self.nodes {
+            0..=2 => 1,
+            3..=4 => 3,
+            _ => 5,
+        })
     }
 
     /// Whether node `i` keeps its copies in a data directory.

@@ -835,6 +835,9 @@ impl Driver {
                 tracing::info!(cluster = format!("{cluster:016x}"), member = %self.me, "a controller cluster runs: asking to join it");
                 self.seen_cluster = Some(cluster);
                 self.set_state("joining".into());
+                // At once, not a second later: a restarted node serves
+                // nothing until it is a member again.
+                self.ask_to_join();
             }
             BootstrapDecision::Wait { missing } => {
                 let names: Vec<&str> = missing.iter().map(NodeId::as_str).collect();
