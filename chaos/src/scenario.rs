@@ -82,12 +82,10 @@ fn default_rf() -> usize {
     2
 }
 
-/// Default bound on the longest unavailability of a partition. Every
-/// scenario shipped before issue 14 met it on 2026-11-30 on netns: 0.7–7.6 s
-/// on a quiet machine (failure detection plus a takeover take 2–6 s, a
-/// takeover survey into a blackholed link 2 s more), and `netns-smoke` up to
-/// 16.2 s twice with the 2 cores at load 7 (other builds beside it), its
-/// isolated node's partitions waiting after the heal.
+/// Default bound on the longest unavailability of a partition: failure
+/// detection plus an election take 2–6 s, a blackholed link a few seconds
+/// more, and the 2 shared cores of a busy machine double it
+/// (chaos/README.md gives the figures).
 pub const DEFAULT_MAX_UNAVAILABLE_S: f64 = 20.0;
 
 fn default_max_unavailable_s() -> f64 {
@@ -236,8 +234,9 @@ pub enum Action {
     /// Start a spare node (`[[node]]` with `start = false`) for the first
     /// time; it joins through its seeds like any new node.
     Add,
-    /// The operator action `POST /v1/admin/forget-down` on `node`: its
-    /// majority base becomes the members it sees live.
+    /// The operator action `POST /v1/admin/forget-down` on `node`: it
+    /// proposes `Remove` of the members it sees down (only a majority of
+    /// the voters can commit it).
     ForgetDown,
     /// `node`'s storage writes fail (fault hook `{"fail_storage": true}`)
     /// until `for_s` passes or the run heals.

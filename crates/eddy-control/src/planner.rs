@@ -16,7 +16,9 @@
 //! 2. ISR members not live beside a live owner → `SetIsr` without them (as
 //!    Kafka's controller does on a broker's death: the owner holds every
 //!    acknowledged write, so a smaller ISR loses nothing, and the owner
-//!    need not wait out a dead backup on its next write);
+//!    need not wait out a dead backup on its next write) — but only while
+//!    another live member stays beside the owner: the owner alone is left
+//!    to the owner's own shrink, when a write needs it;
 //! 3. ring replicas the data plane reports caught up but not yet in the ISR →
 //!    `SetIsr` expanding it (the planner cannot know a copy is complete);
 //! 4. the ring's owner is a live ISR member but not the owner → `Elect` it
@@ -111,10 +113,13 @@ fn plan_partition(
     let owner = match &assignment.owner {
         Some(owner) if live.contains(owner) => owner,
         _ => {
-            if assignment.isr.is_empty() {
+            let first_isr_gone =
+                assignment.epoch == Epoch(0) && !assignment.isr.iter().any(|m| live.contains(m));
+            if assignment.isr.is_empty() || first_isr_gone {
                 // Only a partition that never held data may start empty,
                 // with its live ring replicas in sync from the start (so a
-                // first owner that dies at once has a successor).
+                // first owner that dies at once has a successor); a first
+                // ISR that died before its first owner is named again.
                 let isr: Vec<MemberId> =
                     ring.iter().filter(|m| live.contains(*m)).cloned().collect();
                 return (assignment.epoch == Epoch(0) && !isr.is_empty()).then(|| {
@@ -133,7 +138,14 @@ fn plan_partition(
             return in_ring_order.or(in_isr_order).map(elect);
         }
     };
-    if assignment.isr.iter().any(|m| !live.contains(m)) {
+    // Dead members leave the ISR, but never down to the owner alone: its
+    // last other copy may be the one to elect if the owner fails too (or
+    // the only complete one, if the owner's is not), and it holds the
+    // writes a `min_insync_replicas` above one refused to acknowledge
+    // without it. A new ring replica joins first (on the owner's proposal);
+    // then the dead one is dropped.
+    let live_isr = assignment.isr.iter().filter(|m| live.contains(*m)).count();
+    if live_isr < assignment.isr.len() && live_isr >= 2 {
         return Some(Command::SetIsr {
             partition,
             epoch: assignment.epoch,
@@ -408,6 +420,48 @@ mod tests {
             .filter(|a| a.owner.as_ref() == Some(&dead))
             .count();
         assert!(owned > 0, "node-0 owns partitions again");
+    }
+
+    #[test]
+    fn the_leader_never_shrinks_an_isr_to_its_owner_alone() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
+        let everyone = all_live(&config);
+        settle(&mut config, &everyone, &BTreeSet::new());
+        let dead = MemberId::new("node-0", 1);
+        let mut live = everyone.clone();
+        live.remove(&dead);
+        // Nothing caught up yet: the dead backup stays beside each owner.
+        settle(&mut config, &live, &BTreeSet::new());
+        let kept = config
+            .assignments()
+            .iter()
+            .filter(|a| a.owner.as_ref() != Some(&dead) && a.isr.contains(&dead))
+            .count();
+        assert!(kept > 0, "node-0 backed up live owners' partitions");
+        assert!(
+            config.assignments().iter().all(|a| a.isr.len() == 2),
+            "never the owner alone"
+        );
+    }
+
+    #[test]
+    fn a_first_isr_that_died_before_its_first_owner_is_named_again() {
+        let mut config = ClusterConfig::bootstrap(1, 8, 1, &voters(3));
+        let everyone = all_live(&config);
+        // The first ISRs commit, then everyone in them dies before an Elect.
+        for command in plan(
+            &config,
+            &target_table(&config, &everyone),
+            &everyone,
+            &BTreeSet::new(),
+        ) {
+            config.apply(&command).unwrap();
+        }
+        let only: BTreeSet<MemberId> = [MemberId::new("node-2", 1)].into();
+        settle(&mut config, &only, &BTreeSet::new());
+        for a in config.assignments() {
+            assert_eq!(a.owner.as_ref(), Some(&MemberId::new("node-2", 1)), "{a:?}");
+        }
     }
 
     proptest! {

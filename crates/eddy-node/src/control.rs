@@ -106,6 +106,8 @@ enum Input {
     /// Propose an owner's `SetIsr`; answered with the partition's
     /// assignment once a later version is committed (or dropped unanswered).
     Propose(Command, bool, oneshot::Sender<Assignment>),
+    /// Propose each of these owner changes; nothing waits for them.
+    ProposeMany(Vec<Command>),
 }
 
 /// Someone waiting for a partition's assignment to pass a version.
@@ -202,6 +204,17 @@ impl ControlHandle {
             .try_send(Input::Propose(command, every_voter, reply))
             .ok()?;
         tokio::time::timeout(within, answer).await.ok()?.ok()
+    }
+
+    /// Proposes each of `commands` (owner changes) without waiting: the
+    /// outcome shows in the committed configuration.
+    pub fn propose_many(&self, commands: Vec<Command>) {
+        if commands.is_empty() {
+            return;
+        }
+        if self.inputs.try_send(Input::ProposeMany(commands)).is_err() {
+            tracing::debug!("the controller's inputs are full; owner changes proposed later");
+        }
     }
 
     /// Proposes `Remove` of `members` and waits (bounded) for the commit.
@@ -420,6 +433,7 @@ impl Driver {
             Input::Propose(command, every_voter, reply) => {
                 self.propose_isr(command, every_voter, reply);
             }
+            Input::ProposeMany(commands) => self.propose_many(commands),
         }
     }
 
@@ -488,6 +502,38 @@ impl Driver {
                 let _ = reply.send(assignment);
             }
         });
+    }
+
+    /// Proposes owner changes here if this node is a voter (Raft forwards
+    /// them to the leader), else through every live voter, one request
+    /// each for all of them. Only `Elect`s and `SetIsr`s are taken.
+    fn propose_many(&mut self, commands: Vec<Command>) {
+        let commands: Vec<Command> = commands
+            .into_iter()
+            .filter(|c| matches!(c, Command::Elect { .. } | Command::SetIsr { .. }))
+            .collect();
+        if let Some(controller) = &mut self.controller {
+            for command in commands {
+                if let Err(err) = controller.propose(command) {
+                    tracing::debug!(%err, "an owner change not proposed here");
+                }
+            }
+            return;
+        }
+        let state = self.cluster.borrow().clone();
+        let body = Arc::new(control_msg::encode(&ControlRequest::ProposeMany(commands)));
+        for peer in self
+            .voters
+            .iter()
+            .filter_map(|name| state.live_member(name).cloned())
+        {
+            let (links, body) = (self.links.clone(), body.clone());
+            tokio::spawn(async move {
+                if let Err(err) = links.control(&peer, RPC_TIMEOUT, &body).await {
+                    tracing::debug!(%err, "owner changes not delivered");
+                }
+            });
+        }
     }
 
     /// The partition a proposal of an owner or ISR change is about, and the
@@ -628,6 +674,13 @@ impl Driver {
             ControlRequest::Status => ControlResponse::Status(self.status()),
             ControlRequest::Propose(_) => {
                 ControlResponse::Refused("proposals are answered when applied".into())
+            }
+            ControlRequest::ProposeMany(commands) => {
+                if self.controller.is_none() {
+                    return ControlResponse::Refused(format!("{} is not a voter", self.me.name));
+                }
+                self.propose_many(commands);
+                ControlResponse::Ack
             }
             ControlRequest::Join { member, info } => {
                 let Some(controller) = &mut self.controller else {

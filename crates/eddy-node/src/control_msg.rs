@@ -42,6 +42,10 @@ pub enum ControlRequest {
     /// voter asks a voter, and Raft forwards it to the leader). Added last:
     /// the other variants keep their encoding.
     Propose(Command),
+    /// Propose each of these owner changes (`Elect`s of a restarted node
+    /// asking to serve at a new epoch), answered `Ack` at once: the
+    /// proposer learns the outcome from the configuration. Added last.
+    ProposeMany(Vec<Command>),
 }
 
 /// An answer of a peer's controller driver.

@@ -599,10 +599,13 @@ async fn get_partitions(State(app): State<AppState>) -> Response {
             })
         })
         .collect();
+    // Owners only: a dead member can stay in in-sync sets (never below
+    // two copies) without owning anything.
     let owned: serde_json::Map<String, serde_json::Value> = table
         .nodes()
         .iter()
         .zip(table.owned_counts())
+        .filter(|(_, count)| *count > 0)
         .map(|(node, count)| (node.to_string(), json!(count)))
         .collect();
     // The copies this node holds: their owner epoch is the one that fences,

@@ -215,7 +215,13 @@ impl NodeBuilder {
             }
         }
         // The incarnation of this node's data: kept in data_dir, new at
-        // every start without one (it lost everything it held).
+        // every start without one (it lost everything it held). Found there:
+        // an earlier process of this incarnation may have served (see
+        // `ownership::OwnershipArgs::restarted`).
+        let restarted = config
+            .data_dir
+            .as_ref()
+            .is_some_and(|dir| dir.join(crate::incarnation::FILE).exists());
         let incarnation = match &config.data_dir {
             Some(dir) => crate::incarnation::load_or_create(dir)
                 .map_err(|err| NodeError::Storage(err.to_string()))?,
@@ -337,6 +343,7 @@ impl NodeBuilder {
             wait_for_backups: config.acks == AckPolicy::All,
             storage: writer,
             recovered: Arc::new(std::sync::Mutex::new(recovered)),
+            damaged: Arc::new(untrusted.clone()),
         };
         let (supervisor, supervisor_task) = Actor::spawn(
             None,
@@ -385,6 +392,7 @@ impl NodeBuilder {
             crate::ownership::OwnershipArgs {
                 ingress: ingress.clone(),
                 untrusted,
+                restarted,
                 control: control.clone(),
             },
             shutdown_rx.clone(),

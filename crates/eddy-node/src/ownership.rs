@@ -36,6 +36,14 @@ pub struct OwnershipArgs {
     pub untrusted: BTreeSet<PartitionId>,
     /// The controller, to hand untrusted partitions over.
     pub control: crate::control::ControlHandle,
+    /// Whether an earlier process of this incarnation ran (its
+    /// `data_dir` held the incarnation): then this process serves no
+    /// partition at an epoch it found already committed to it, but asks to
+    /// be elected again at the next one. The earlier process may have
+    /// shipped entries its own log never got (a backup holds them at
+    /// positions this copy reuses, and would skip the new ones there as
+    /// resends); a new epoch makes backups replace such a tail.
+    pub restarted: bool,
 }
 
 /// Runs until `shutdown`.
@@ -43,6 +51,10 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut changes = args.ingress.watch_cluster();
     let mut version = None;
     let mut proposed: BTreeMap<PartitionId, (Instant, (Epoch, u64))> = BTreeMap::new();
+    let mut reelected: BTreeMap<PartitionId, (Instant, (Epoch, u64))> = BTreeMap::new();
+    // Ownerships found committed to this incarnation at start (see
+    // `OwnershipArgs::restarted`); `None` until the first configuration.
+    let mut inherited: Option<BTreeMap<PartitionId, Epoch>> = None;
     loop {
         let current = changes.borrow_and_update().clone();
         if version != Some(current.placement.version()) {
@@ -55,22 +67,41 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             .filter(|_| current.committed_member())
         {
             let me = current.member_id();
+            let inherited = inherited.get_or_insert_with(|| {
+                config
+                    .assignments()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| args.restarted && a.owner.as_ref() == Some(&me))
+                    .map(|(p, a)| (PartitionId(u32::try_from(p).unwrap_or(u32::MAX)), a.epoch))
+                    .collect()
+            });
             give_up_untrusted(&mut args, &current, config, &mut proposed);
+            let mut again = Vec::new();
             for partition in args.ingress.incoming().await {
                 if args.untrusted.contains(&partition) {
                     continue;
                 }
-                if let Some(assignment) = config
+                let Some(assignment) = config
                     .assignment(partition)
                     .filter(|a| a.owner.as_ref() == Some(&me))
-                {
-                    args.ingress.take_committed(partition, assignment.epoch);
+                else {
+                    continue;
+                };
+                if inherited.get(&partition) == Some(&assignment.epoch) {
+                    again.push((partition, assignment));
+                    continue;
                 }
+                inherited.remove(&partition);
+                args.ingress.take_committed(partition, assignment.epoch);
             }
-            // Ready once the cluster placed every partition a first time
-            // (a partition still at epoch 0 has no owner to route to yet).
+            let waiting = !again.is_empty();
+            elect_again(&args, &me, &again, &mut reelected);
+            // Ready once the cluster placed every partition a first time (a
+            // partition still at epoch 0 has no owner to route to yet) and,
+            // after a restart, once this node's re-elections committed.
             let placed = config.assignments().iter().all(|a| a.epoch > Epoch(0));
-            if placed && !args.ingress.is_ready() {
+            if placed && !waiting && !args.ingress.is_ready() {
                 args.ingress.set_ready(true);
             }
         }
@@ -80,6 +111,37 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
     }
+}
+
+/// Asks to be elected again, at the next epoch, for each of `again`
+/// (partitions this process found committed to its incarnation at start),
+/// all in one proposal, each left to commit before it is made again.
+fn elect_again(
+    args: &OwnershipArgs,
+    me: &eddy_control::MemberId,
+    again: &[(PartitionId, &eddy_control::Assignment)],
+    proposed: &mut BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
+) {
+    let now = Instant::now();
+    proposed.retain(|p, (at, state)| {
+        now.duration_since(*at) < UNTRUSTED_PROPOSE_EVERY
+            && again
+                .iter()
+                .any(|(q, a)| q == p && *state == (a.epoch, a.version))
+    });
+    let mut commands = Vec::new();
+    for (partition, assignment) in again {
+        if proposed.contains_key(partition) {
+            continue;
+        }
+        proposed.insert(*partition, (now, (assignment.epoch, assignment.version)));
+        commands.push(eddy_control::Command::Elect {
+            partition: *partition,
+            owner: me.clone(),
+            epoch: Epoch(assignment.epoch.0 + 1),
+        });
+    }
+    args.control.propose_many(commands);
 }
 
 /// Untrusted copies leave the ISR: a backup proposes the ISR without

@@ -4,16 +4,16 @@
 //! rule that makes ownership safe: a node never *becomes* owner by reading
 //! the table. The table only demotes (owner → backup or retiring) or marks a
 //! partition `Incoming`; promotion happens when the ownership task
-//! ([`crate::ownership`]) has found the most caught-up copy in the cluster
-//! and either took it over locally or had it handed over (DESIGN §6).
+//! ([`crate::ownership`]) takes a partition the committed configuration
+//! gives this node, at the committed epoch (docs/PROTOCOL.md).
 
 use std::time::{Duration, Instant};
 
 use eddy_cluster::{NodeId, PartitionTable};
 use eddy_core::{Partition, PartitionId, SnapshotReader};
 
-/// How long a copy the table no longer gives us is kept: a new owner may
-/// still pull it (it may be the most caught-up copy), then it is dropped.
+/// How long a copy the table no longer gives us is kept before it is
+/// dropped (a member that left the ring briefly need not be resent it).
 pub const RETIRE_AFTER: Duration = Duration::from_secs(30);
 
 /// What this node does with a partition.
@@ -23,11 +23,10 @@ pub enum Role {
     Owner,
     /// Applies what the owner ships.
     Backup,
-    /// The table says we own it; we wait for the ownership task to promote
-    /// our copy or to receive the handoff. Writes are refused (re-routed).
+    /// The table says we own it; we wait for the ownership task to take it
+    /// at the committed epoch. Writes are refused (re-routed).
     Incoming,
-    /// The table gives it to others; kept until `until` in case a new owner
-    /// pulls it.
+    /// The table gives it to others; kept until `until`.
     Retiring {
         /// When the copy is dropped.
         until: Instant,

@@ -196,6 +196,10 @@ pub struct WorkerArgs {
     pub storage: Option<StorageWriter>,
     /// Copies loaded from the data directory at start; each worker takes its own.
     pub recovered: Arc<std::sync::Mutex<Vec<crate::storage::Loaded>>>,
+    /// Partitions whose copy on disk was damaged or torn at start: not
+    /// taken, nor replaced by an empty copy, until an owner's snapshot
+    /// replaced them.
+    pub damaged: Arc<std::collections::BTreeSet<PartitionId>>,
     /// With a controller: the owner-side ISR bookkeeping, fed the answers
     /// of the periodic check so idle partitions' backups join the ISR too.
     pub isr: crate::isr_acks::IsrAcks,
@@ -223,6 +227,9 @@ pub struct WorkerState {
     /// When the owned partitions' backups were last asked (see `tick`).
     checked_at: Instant,
     out: Outputs,
+    /// This worker's partitions of [`WorkerArgs::damaged`] whose copy no
+    /// owner's snapshot replaced yet.
+    untrusted: std::collections::BTreeSet<PartitionId>,
 }
 
 /// Wall-clock milliseconds: the one place the node reads time for the core.
@@ -454,8 +461,8 @@ impl WorkerState {
         }
         if let Some(reason) = cluster.no_quorum_reason() {
             // Shipped as usual (the backups' logs stay gapless), but not
-            // confirmed: under a table of a minority the backups it names
-            // are too few for a write to survive this node.
+            // confirmed: a node that is no committed member acknowledges
+            // nothing.
             for (partition, _) in &touched {
                 let required = self.copy_of(*partition).map_or(Seq(0), Partition::last_seq);
                 acks.push(ReplicaAck {
@@ -560,7 +567,7 @@ impl WorkerState {
                 (None, Some(role)) => *slot = Some(Slot::new(role)),
                 (_, None) => {}
             }
-            if next == Some(Role::Backup) && in_first_isr(state, partition) {
+            if in_first_isr(state, partition) && next != Some(Role::Owner) {
                 self.hold_empty(partition);
             }
         }
@@ -570,13 +577,14 @@ impl WorkerState {
     /// copy from the start, empty until the owner's first entries: no write
     /// was acknowledged without it, and elected next it must find a copy.
     fn hold_empty(&mut self, partition: PartitionId) {
-        if self.copy_of(partition).is_some() {
+        if self.copy_of(partition).is_some() || self.untrusted.contains(&partition) {
             return;
         }
         let fresh = self.fresh(partition);
-        if let Some(slot) = self.slot(partition).as_mut() {
-            slot.partition = Some(fresh);
-        }
+        let slot = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Backup));
+        slot.partition = Some(fresh);
         self.checkpoint(partition, None);
     }
 
@@ -719,6 +727,8 @@ impl WorkerState {
     ) {
         match self.install_chunk(partition, epoch, chunk, last) {
             Installed::Written(outcome) => {
+                // An owner's whole copy replaced the damaged one.
+                self.untrusted.remove(&partition);
                 self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
             }
             Installed::Answer(outcome) => {
@@ -811,6 +821,14 @@ impl WorkerState {
     /// Becomes the owner; `false` (nothing changed) if `need_copy` and
     /// there is no copy here.
     fn take(&mut self, partition: PartitionId, epoch: Epoch, need_copy: bool) -> bool {
+        if self.untrusted.contains(&partition) {
+            crate::warn_limited!(
+                partition = partition.0,
+                epoch = epoch.0,
+                "elected owner of a copy damaged on disk; not served until an owner's snapshot replaced it"
+            );
+            return false;
+        }
         let fresh = self.fresh(partition);
         let slot = self
             .slot(partition)
@@ -865,10 +883,11 @@ impl WorkerState {
         let mut retired = Vec::new();
         let mut compact = Vec::new();
         // Every second an owner asks its backups, with an empty batch,
-        // whether they still follow it: one that promised a newer owner
-        // answers `Stale`, so an owner that slept through a takeover stops
+        // whether they still follow it: one that follows a newer owner
+        // answers `Stale`, so an owner that slept through an election stops
         // serving (and reading) a stale copy even without writes (found by
-        // the simulator and by eddy-chaos `pause-past-detection`).
+        // eddy-chaos `pause-past-detection`); the answers also bring idle
+        // partitions' backups into the ISR.
         let check = now.duration_since(self.checked_at) >= OWNER_CHECK_EVERY;
         if check {
             self.checked_at = now;
@@ -1045,11 +1064,18 @@ impl Actor for Worker {
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
         myself.send_interval(args.tick, || WorkerMsg::Tick);
+        let untrusted = args
+            .damaged
+            .iter()
+            .filter(|p| p.0 as usize % args.workers.max(1) == args.index)
+            .copied()
+            .collect();
         let mut state = WorkerState {
             args,
             slots: Vec::new(),
             checked_at: Instant::now(),
             out: Outputs::default(),
+            untrusted,
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
             Ok(mut all) => {

@@ -235,7 +235,7 @@ fn metrics_of_a_busy_cluster_pass_promtool() {
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_agreement(&refs, |owners| owners.len() == 2);
     // Touch every family: events, alerts, forwarding, replication.
-    let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &hot_readings(50));
+    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &hot_readings(50));
     assert_eq!(status, 200, "{body}");
     // Keys over many partitions until both nodes applied events as owners
     // (the second node takes its share over once its copies are in sync).

@@ -155,7 +155,18 @@ impl NodeProcess {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
-        match LOG.with(|slot| slot.borrow_mut().take()) {
+        // `EDDY_TEST_NODE_LOGS=DIR`: every node's log in DIR, for a failure
+        // that needs them.
+        let logged = LOG.with(|slot| slot.borrow_mut().take()).or_else(|| {
+            let dir = std::env::var_os("EDDY_TEST_NODE_LOGS")?;
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::fs::File::create(
+                std::path::Path::new(&dir).join(format!("node-{}-{n}.log", std::process::id())),
+            )
+            .ok()
+        });
+        match logged {
             Some(file) => command.env("RUST_LOG", "debug").stderr(file),
             None => command.env("RUST_LOG", "warn").stderr(Stdio::null()),
         };
@@ -326,6 +337,21 @@ pub fn post_json(url: &str, body: &str) -> Reply {
     post(url, "application/json", body)
 }
 
+/// [`post_json`] again while the answer is 503 (bounded: 5 s): a write
+/// caught by a partition changing owner is refused, to be retried (one
+/// without producer ids may then apply twice only if the refused one was
+/// applied, which a deposed owner's is not).
+pub fn post_json_retrying(url: &str, body: &str) -> Reply {
+    for _ in 0..20 {
+        let reply = post_json(url, body);
+        if reply.0 != 503 {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    post_json(url, body)
+}
+
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
 }
@@ -463,11 +489,29 @@ pub fn wait_for_agreement(
         if agreed {
             return tables[0].clone();
         }
-        assert!(
-            Instant::now() < deadline,
-            "tables did not converge: {:?}",
-            tables.iter().map(owners).collect::<Vec<_>>()
-        );
+        if Instant::now() >= deadline {
+            // The first partitions on which the tables differ, for the report.
+            let differing: Vec<String> =
+                (0..tables[0]["partitions"].as_array().map_or(0, Vec::len))
+                    .filter(|&p| {
+                        tables
+                            .iter()
+                            .any(|t| t["partitions"][p] != tables[0]["partitions"][p])
+                    })
+                    .take(3)
+                    .map(|p| {
+                        let rows: Vec<String> = tables
+                            .iter()
+                            .map(|t| format!("{} {}", t["node"], t["partitions"][p]))
+                            .collect();
+                        rows.join(" / ")
+                    })
+                    .collect();
+            panic!(
+                "tables did not converge: {:?}; differing: {differing:#?}",
+                tables.iter().map(owners).collect::<Vec<_>>()
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
