@@ -94,6 +94,29 @@ async fn wait_converged(nodes: &[&NodeAddrs], owners: usize) -> Result<(), Strin
     }
 }
 
+/// Waits until `node`'s committed configuration has `copies` in-sync
+/// copies of every partition (bounded: 60 s).
+async fn wait_in_sync(node: &NodeAddrs, copies: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = json(format!("http://{}/v1/partitions", node.http)).await?;
+        let short = table["partitions"].as_array().map_or(usize::MAX, |ps| {
+            ps.iter()
+                .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
+                .count()
+        });
+        if short == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{short} partitions still had fewer than {copies} in-sync copies after 60 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Data directories of a local cluster's nodes (a voter keeps its Raft log
 /// there), removed when dropped.
 pub(crate) struct ScratchDir(std::path::PathBuf);
@@ -266,6 +289,9 @@ pub async fn failovers(args: &BenchArgs, kills: usize) -> Result<(), String> {
         let addrs: Vec<&NodeAddrs> = nodes.iter().map(|(_, a)| a).collect();
         wait_converged(&addrs, 3).await?;
         let back_ms = restarting.elapsed().as_secs_f64() * 1000.0;
+        // Before the next kill, as between the restarts of a rolling
+        // restart: every partition has its copies in sync again.
+        wait_in_sync(&nodes[0].1, 2).await?;
         let bytes = metric(&nodes[victim].1, "eddy_snapshot_bytes_received_total").await;
         let mbps = bytes / 1e6 / (back_ms / 1000.0);
         handoff_mbps.push(mbps);
