@@ -356,9 +356,19 @@ pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
 }
 
-/// The `events` count of a key, or None if it has no state.
+/// The `events` count of a key, or None if it has no state. A read caught
+/// by its partition changing owner (503) is retried, bounded (5 s).
 pub fn events_of(node: &NodeProcess, kind: &str, key: &str) -> Option<u64> {
-    let (status, body, _) = get(&node.url(&format!("/v1/actors/{kind}/{key}")));
+    let url = node.url(&format!("/v1/actors/{kind}/{key}"));
+    let mut reply = get(&url);
+    for _ in 0..20 {
+        if reply.0 != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        reply = get(&url);
+    }
+    let (status, body, _) = reply;
     match status {
         200 => json(&body)["state"]["events"].as_u64(),
         404 => None,
