@@ -549,7 +549,7 @@ impl Ingress {
             for outcome in outcomes {
                 match outcome {
                     Outcome::Ack => {}
-                    Outcome::Deposed(partition) => return Err(self.deposed(partition)),
+                    Outcome::Deposed(partition, by) => return Err(self.deposed(partition, by)),
                     Outcome::Failed(err) => return Err(err),
                 }
             }
@@ -561,9 +561,9 @@ impl Ingress {
         Ok((reply, returned))
     }
 
-    fn deposed(&self, partition: PartitionId) -> IngressError {
+    fn deposed(&self, partition: PartitionId, by: Epoch) -> IngressError {
         if let Ok(worker) = self.worker(self.worker_of(partition)) {
-            let _ = worker.cast(WorkerMsg::Deposed { partition });
+            let _ = worker.cast(WorkerMsg::Deposed { partition, by });
         }
         IngressError::Unavailable(format!(
             "partition {} has a newer owner; retry",
@@ -779,8 +779,8 @@ fn forward_error(err: PeerError) -> IngressError {
 pub enum AckFailure {
     /// It lacks entries before these (gap): it needs a snapshot.
     Behind,
-    /// It serves a newer owner: this node is deposed.
-    Stale,
+    /// It serves a newer owner, of this epoch: this node is deposed.
+    Stale(Epoch),
     /// No answer (link broken, timeout) or a refusal.
     Failed(String),
 }
@@ -789,7 +789,7 @@ impl std::fmt::Display for AckFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AckFailure::Behind => f.write_str("it is behind and needs a snapshot"),
-            AckFailure::Stale => f.write_str("it serves a newer owner"),
+            AckFailure::Stale(by) => write!(f, "it serves a newer owner (epoch {})", by.0),
             AckFailure::Failed(reason) => f.write_str(reason),
         }
     }
@@ -833,7 +833,7 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
             Replicated::Applied { .. } | Replicated::NeedSnapshot { .. } => {
                 Some((partition, AckFailure::Behind))
             }
-            Replicated::Stale { .. } => Some((partition, AckFailure::Stale)),
+            Replicated::Stale { current } => Some((partition, AckFailure::Stale(current))),
         })
         .collect()
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_control::{Command, Decision, MemberId, OwnerIsr};
-use eddy_core::{PartitionId, Seq};
+use eddy_core::{Epoch, PartitionId, Seq};
 use futures_util::future::join_all;
 
 use eddy_cluster::NodeId;
@@ -52,8 +52,9 @@ pub struct IsrAcks {
 pub enum Outcome {
     /// Acknowledge.
     Ack,
-    /// A backup serves a newer owner, or the committed owner changed.
-    Deposed(PartitionId),
+    /// A backup serves a newer owner, or the committed owner changed: the
+    /// partition and the newer epoch.
+    Deposed(PartitionId, Epoch),
     /// Not acknowledged, and why.
     Failed(IngressError),
 }
@@ -250,7 +251,7 @@ impl IsrAcks {
         for (member, backup, parts, failed) in answers {
             for (partition, failure) in &failed {
                 match failure {
-                    AckFailure::Stale => outcomes.push(Outcome::Deposed(*partition)),
+                    AckFailure::Stale(by) => outcomes.push(Outcome::Deposed(*partition, *by)),
                     _ => self.resync(*partition, &backup),
                 }
             }
@@ -288,7 +289,9 @@ impl IsrAcks {
             let state = cluster.borrow().clone();
             let decision = self.with(&state, partition, |t| t.decide(position, &confirmed));
             let (shrink, dropped) = match decision {
-                None | Some(Decision::Deposed) => return Outcome::Deposed(partition),
+                None | Some(Decision::Deposed) => {
+                    return Outcome::Deposed(partition, state.placement.epoch(partition));
+                }
                 Some(Decision::Ack) => return Outcome::Ack,
                 Some(Decision::TooFew {
                     in_sync,

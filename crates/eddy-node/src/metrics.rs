@@ -223,6 +223,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Elections of this node that it could not serve: it holds no copy of the partition (say, a worker restarted empty)",
     ),
     (
+        "eddy_stale_takes_refused_total",
+        Kind::Counter,
+        "",
+        "Ownerships this node did not take because it knew a newer owner than its configuration (say, resumed from a pause before the new configuration arrived)",
+    ),
+    (
         "eddy_partitions_offline_damaged_total",
         Kind::Counter,
         "",

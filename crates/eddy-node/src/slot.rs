@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use eddy_cluster::{NodeId, PartitionTable};
-use eddy_core::{Partition, PartitionId, SnapshotReader};
+use eddy_core::{Epoch, Partition, PartitionId, SnapshotReader};
 
 /// How long a copy the table no longer gives us is kept before it is
 /// dropped (a member that left the ring briefly need not be resent it).
@@ -48,6 +48,11 @@ pub struct Slot {
     pub receiving: Option<SnapshotReader>,
     /// Bytes in this copy's write-ahead log on disk (with `data_dir`).
     pub wal_bytes: u64,
+    /// The newest owner epoch heard of from a peer (a deposing `Replicate`)
+    /// when the copy could not follow it yet: a copy learns an epoch only
+    /// from applied entries, and a configuration that is behind must not
+    /// make this node serve below it.
+    pub seen: Epoch,
 }
 
 impl Slot {
@@ -59,7 +64,28 @@ impl Slot {
             synced: Vec::new(),
             receiving: None,
             wal_bytes: 0,
+            seen: Epoch(0),
         }
+    }
+
+    /// The epoch below which this copy refuses anything: its own, or a
+    /// newer one heard of from a deposing owner.
+    pub fn fence(&self) -> Epoch {
+        self.partition
+            .as_ref()
+            .map_or(Epoch(0), Partition::epoch)
+            .max(self.seen)
+    }
+
+    /// Whether this node may start serving at `epoch`, which a committed
+    /// configuration gives it. Not below the fence: a node that resumed
+    /// from a pause still reads the configuration from before it, which
+    /// may name it owner at an epoch another node has owned since; its
+    /// copy already follows that owner (at that owner's epoch), and
+    /// promoting it would put two owners on one epoch, each writing its
+    /// own log at the same positions.
+    pub fn may_take(&self, epoch: Epoch) -> bool {
+        epoch >= self.fence()
     }
 
     /// The partition if this node is its serving owner.
@@ -78,7 +104,7 @@ impl Slot {
     }
 
     /// Becomes the owner at `epoch` (at least), with no backup synced yet.
-    pub fn promote(&mut self, partition: Partition, epoch: eddy_core::Epoch) {
+    pub fn promote(&mut self, partition: Partition, epoch: Epoch) {
         let mut partition = partition;
         partition.set_epoch(epoch);
         self.partition = Some(partition);
@@ -115,6 +141,42 @@ pub fn role_after_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn copy_at(epoch: u64) -> Partition {
+        let registry = std::sync::Arc::new(eddy_core::Registry::builder().build().unwrap());
+        let mut copy = Partition::new(registry, PartitionId(7), Default::default());
+        copy.set_epoch(Epoch(epoch));
+        copy
+    }
+
+    #[test]
+    fn a_stale_configuration_never_promotes_below_the_copys_epoch() {
+        // Resumed from a pause, the node's configuration still names it
+        // owner at epoch 1, but its copy already follows the owner of 2.
+        let mut slot = Slot::new(Role::Incoming);
+        slot.partition = Some(copy_at(2));
+        assert!(!slot.may_take(Epoch(1)));
+        assert!(slot.may_take(Epoch(2)), "the epoch the copy was elected at");
+        assert!(slot.may_take(Epoch(3)));
+    }
+
+    #[test]
+    fn an_epoch_heard_from_a_deposing_owner_fences_takes_too() {
+        // Deposed by a `Replicate` of epoch 4 its copy could not apply:
+        // the copy still says 1.
+        let mut slot = Slot::new(Role::Incoming);
+        slot.partition = Some(copy_at(1));
+        slot.seen = Epoch(4);
+        assert_eq!(slot.fence(), Epoch(4));
+        assert!(!slot.may_take(Epoch(1)));
+        assert!(!slot.may_take(Epoch(3)));
+        assert!(slot.may_take(Epoch(5)));
+        // Without a copy, only the heard epoch counts.
+        let mut empty = Slot::new(Role::Incoming);
+        assert!(empty.may_take(Epoch(1)));
+        empty.seen = Epoch(2);
+        assert!(!empty.may_take(Epoch(1)));
+    }
 
     fn table(nodes: &[&str]) -> PartitionTable {
         let names: Vec<NodeId> = nodes.iter().map(|n| NodeId::new(n)).collect();

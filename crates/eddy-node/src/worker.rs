@@ -157,6 +157,8 @@ pub enum WorkerMsg {
     Deposed {
         /// The partition.
         partition: PartitionId,
+        /// The newer owner's epoch.
+        by: Epoch,
     },
 }
 
@@ -592,7 +594,10 @@ impl WorkerState {
     /// table still names us, it becomes `Incoming`, so the ownership task
     /// takes it again once this node is its committed owner at a newer
     /// epoch.
-    fn deposed(&mut self, partition: PartitionId) {
+    fn deposed(&mut self, partition: PartitionId, by: Epoch) {
+        if let Some(slot) = self.slot(partition).as_mut() {
+            slot.seen = slot.seen.max(by);
+        }
         self.stand_down(
             partition,
             "another node owns the partition at a newer epoch; stopped serving it",
@@ -654,9 +659,12 @@ impl WorkerState {
     }
 
     /// The epoch below which this node refuses anything for `partition`:
-    /// its copy's.
+    /// its copy's, or a newer epoch a deposing owner announced.
     fn fence(&self, partition: PartitionId) -> Epoch {
-        self.copy_of(partition).map_or(Epoch(0), Partition::epoch)
+        self.slots
+            .get(partition.0 as usize)
+            .and_then(Option::as_ref)
+            .map_or(Epoch(0), Slot::fence)
     }
 
     /// Backup side of replication: applies the owner's entries and answers
@@ -709,7 +717,7 @@ impl WorkerState {
                     current: copy.epoch(),
                 };
             }
-            self.deposed(partition);
+            self.deposed(partition, epoch);
             return self.apply_replicated(partition, epoch, entries);
         }
         copy.apply_replicated(epoch, entries)
@@ -829,10 +837,30 @@ impl WorkerState {
             );
             return false;
         }
+        // The ownership task read the configuration before this message;
+        // the worker may know a newer one by now.
+        let cluster = self.args.cluster.borrow().clone();
+        let committed_here = cluster.placement.epoch(partition) == epoch
+            && cluster
+                .placement
+                .table()
+                .owner(partition)
+                .is_some_and(|o| cluster.is_local(o));
         let fresh = self.fresh(partition);
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Incoming));
+        if !committed_here || !slot.may_take(epoch) {
+            metrics::counter!("eddy_stale_takes_refused_total").increment(1);
+            tracing::debug!(
+                partition = partition.0,
+                epoch = epoch.0,
+                fence = slot.fence().0,
+                committed_here,
+                "not taken: a newer owner is known"
+            );
+            return false;
+        }
         let had_copy = slot.partition.is_some();
         if need_copy && !had_copy {
             metrics::counter!("eddy_takeovers_without_copy_total").increment(1);
@@ -970,8 +998,8 @@ impl WorkerState {
                     for ack in acks {
                         let (failed, needed) = isr.settle(&cluster, ack).await;
                         for (partition, failure) in failed {
-                            if matches!(failure, crate::ingress::AckFailure::Stale) {
-                                let _ = myself.cast(WorkerMsg::Deposed { partition });
+                            if let crate::ingress::AckFailure::Stale(by) = failure {
+                                let _ = myself.cast(WorkerMsg::Deposed { partition, by });
                             }
                             tracing::debug!(partition = partition.0, %failure, "a backup did not confirm");
                             let counts = needed.contains(&partition);
@@ -1188,7 +1216,7 @@ impl Actor for Worker {
             } => {
                 let _ = reply.send(state.barrier(partition, &resync).await);
             }
-            WorkerMsg::Deposed { partition } => state.deposed(partition),
+            WorkerMsg::Deposed { partition, by } => state.deposed(partition, by),
             WorkerMsg::Incoming { reply } => {
                 let incoming = state
                     .slots
