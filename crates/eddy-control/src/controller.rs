@@ -19,8 +19,10 @@
 //! ChaCha8 stream, so the same seed and inputs give the same run (the test
 //! network and the chaos simulator rely on it).
 
+use std::collections::BTreeMap;
+
 use raft::eraftpb::{Entry, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -53,6 +55,12 @@ pub struct ControllerSettings {
     /// Applied entries kept in the log before it is compacted into a
     /// snapshot of the configuration (bounds memory and restart replay).
     pub compact_after_entries: u64,
+    /// Ticks a leader waits for a follower to confirm a snapshot before
+    /// it counts the send as failed and sends another. raft-rs stops
+    /// replicating to a follower while its snapshot is out and resumes only
+    /// on the follower's answer (or a reported failure): a snapshot frame
+    /// lost on the way would leave that follower behind for good.
+    pub snapshot_retry_ticks: usize,
     /// Seed of the election-timeout draws (distinct per node in a cluster,
     /// e.g. derived from the Raft id and the start time by the shell).
     pub seed: u64,
@@ -68,6 +76,7 @@ impl Default for ControllerSettings {
             max_size_per_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
             compact_after_entries: 1024,
+            snapshot_retry_ticks: 20,
             seed: 0,
             injected_bug: InjectedBug::None,
         }
@@ -160,6 +169,8 @@ pub struct Controller {
     outbound: Vec<Outbound>,
     applied: Vec<Applied>,
     published: bool,
+    /// Followers with a snapshot out, and the ticks since it was sent.
+    snapshots_out: BTreeMap<u64, usize>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -259,6 +270,7 @@ impl Controller {
             outbound: Vec::new(),
             applied: Vec::new(),
             published: true,
+            snapshots_out: BTreeMap::new(),
         };
         // The only voter need not wait an election timeout: no other
         // member could be leader, so a cluster of one serves at once.
@@ -274,7 +286,35 @@ impl Controller {
     /// Advances Raft's logical clock by one tick.
     pub fn tick(&mut self) {
         self.node.tick();
+        self.retry_lost_snapshots();
         self.after_input();
+    }
+
+    /// Reports a snapshot unanswered for `snapshot_retry_ticks` as failed,
+    /// so raft-rs probes the follower again and, the log being compacted
+    /// past it, sends a new snapshot.
+    fn retry_lost_snapshots(&mut self) {
+        if !self.is_leader() {
+            self.snapshots_out.clear();
+            return;
+        }
+        let out: Vec<u64> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, progress)| progress.state == ProgressState::Snapshot)
+            .map(|(id, _)| *id)
+            .collect();
+        self.snapshots_out.retain(|id, _| out.contains(id));
+        for id in out {
+            let waited = self.snapshots_out.entry(id).or_insert(0);
+            *waited += 1;
+            if *waited >= self.settings.snapshot_retry_ticks {
+                self.snapshots_out.remove(&id);
+                self.node.report_snapshot(id, SnapshotStatus::Failure);
+            }
+        }
     }
 
     /// Steps a frame received from a peer. Bytes from the network are

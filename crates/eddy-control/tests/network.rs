@@ -317,6 +317,41 @@ fn a_lagging_voter_catches_up_from_a_snapshot() {
     assert_eq!(net.violations(), &[] as &[String]);
 }
 
+/// A snapshot frame lost on the way (the follower was paused, its queue
+/// full, the link broke) is sent again: raft-rs itself waits for the
+/// follower's answer forever.
+#[test]
+fn a_lost_snapshot_is_sent_again() {
+    let settings = ControllerSettings {
+        compact_after_entries: 4,
+        ..ControllerSettings::default()
+    };
+    let mut net = TestNet::new(
+        8,
+        NetConfig {
+            voters: 3,
+            settings,
+            ..NetConfig::default()
+        },
+    );
+    let leader = elect(&mut net);
+    let lagging = (leader + 1) % 3;
+    net.crash(lagging);
+    for partition in 0..16 {
+        let command = elect_command(&net, leader, partition);
+        net.propose(leader, command);
+        net.run(3);
+    }
+    net.drop_snapshots_to(lagging, 2);
+    net.restart(lagging);
+    converge(&mut net);
+    assert!(
+        net.nodes()[lagging].disk.snapshot.index > 0,
+        "installed a snapshot"
+    );
+    assert_eq!(net.violations(), &[] as &[String]);
+}
+
 /// A voter that lost its data comes back as a new incarnation: never a
 /// voter, never speaking under its old Raft id, a member only once its
 /// `Join` committed — which drops its old incarnation from every ISR.

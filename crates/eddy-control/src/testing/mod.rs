@@ -171,6 +171,8 @@ pub struct TestNet {
     /// The planner's ring placements by member names (nodes lag behind each
     /// other, so several member sets are current at once; a ring is costly).
     tables: BTreeMap<Vec<NodeId>, PartitionTable>,
+    /// Snapshot frames still to drop on the way to each node (by index).
+    snapshot_drops: BTreeMap<usize, u32>,
     /// Frames dropped for loss, cuts, bounds or absent addressees.
     pub dropped: u64,
     /// Frames delivered.
@@ -222,6 +224,7 @@ impl TestNet {
             owners: BTreeMap::new(),
             violations: Vec::new(),
             tables: BTreeMap::new(),
+            snapshot_drops: BTreeMap::new(),
             dropped: 0,
             delivered: 0,
         };
@@ -442,6 +445,12 @@ impl TestNet {
         self.one_way.insert((from, to));
     }
 
+    /// Drops the next `count` snapshot frames sent to node `to` (a lost
+    /// frame carrying a snapshot, which Raft never resends by itself).
+    pub fn drop_snapshots_to(&mut self, to: usize, count: u32) {
+        self.snapshot_drops.insert(to, count);
+    }
+
     /// Whether a frame from `a` reaches `b` now.
     pub fn connected(&self, a: usize, b: usize) -> bool {
         !self.one_way.contains(&(a, b))
@@ -631,8 +640,18 @@ impl TestNet {
                     "tick {now}: node {index} sent an undecodable frame: {error}"
                 )),
             }
-            let lost = self.rng.random_range(0..1_000_000u32) < self.config.loss_ppm;
             let to_index = self.nodes.iter().position(|n| n.member.raft_id() == out.to);
+            let is_snapshot = decode_message(&out.bytes)
+                .is_ok_and(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+            if is_snapshot
+                && let Some(left) = to_index.and_then(|to| self.snapshot_drops.get_mut(&to))
+                && *left > 0
+            {
+                *left -= 1;
+                self.dropped += 1;
+                continue;
+            }
+            let lost = self.rng.random_range(0..1_000_000u32) < self.config.loss_ppm;
             let cut = to_index.is_some_and(|to| !self.connected(index, to));
             if lost || cut || self.in_flight.len() >= MAX_IN_FLIGHT {
                 self.dropped += 1;
