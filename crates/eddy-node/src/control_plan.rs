@@ -11,6 +11,8 @@ use eddy_cluster::{NodeId, PartitionTable};
 use eddy_control::{ClusterConfig, Command, MemberId};
 use eddy_core::{Epoch, PartitionId};
 
+use crate::in_flight::InFlight;
+
 /// A partition proposed for is left alone this long, unless its assignment
 /// changed meanwhile (a commit takes a round trip and an fsync; a lost
 /// proposal is proposed again after it).
@@ -22,12 +24,10 @@ const PROPOSE_AGAIN_AFTER: Duration = Duration::from_secs(2);
 const HANDOFF_AFTER: Duration = Duration::from_secs(3);
 
 /// The ring target, cached by member names, and the recent proposals.
-#[derive(Default)]
 pub struct Planning {
     ring: RingCache,
-    /// When each partition was last proposed for, and its assignment's
-    /// (epoch, version) then.
-    recent: BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
+    /// Proposals waiting for their commit.
+    recent: InFlight,
     /// When this leader first saw each partition's current epoch.
     owned_since: BTreeMap<PartitionId, (Epoch, Instant)>,
 }
@@ -54,6 +54,16 @@ impl RingCache {
     }
 }
 
+impl Default for Planning {
+    fn default() -> Self {
+        Planning {
+            ring: RingCache::default(),
+            recent: InFlight::new(PROPOSE_AGAIN_AFTER),
+            owned_since: BTreeMap::new(),
+        }
+    }
+}
+
 impl Planning {
     /// The commands to propose now toward the ring placement of `config`,
     /// with `live` the members the failure detector sees (by incarnation).
@@ -67,14 +77,7 @@ impl Planning {
         // Backups enter an ISR on their owner's proposal (it alone knows
         // what it acknowledged), never on a report to the leader.
         let caught_up = BTreeSet::new();
-        let at_of = |p: PartitionId| {
-            config
-                .assignment(p)
-                .map_or((Epoch(0), 0), |a| (a.epoch, a.version))
-        };
-        self.recent.retain(|p, (at, state)| {
-            now.duration_since(*at) < PROPOSE_AGAIN_AFTER && *state == at_of(*p)
-        });
+        self.recent.settle(config, now);
         for (index, assignment) in config.assignments().iter().enumerate() {
             let partition = PartitionId(u32::try_from(index).unwrap_or(u32::MAX));
             let since = self
@@ -91,12 +94,12 @@ impl Planning {
                 Command::Elect { partition, .. } | Command::SetIsr { partition, .. } => *partition,
                 Command::Join { .. } | Command::Remove { .. } => continue,
             };
-            if self.recent.contains_key(&partition)
+            if self.recent.waiting(partition)
                 || self.too_soon_to_hand_over(config, live, &command, now)
             {
                 continue;
             }
-            self.recent.insert(partition, (now, at_of(partition)));
+            self.recent.proposed(config, partition, now);
             commands.push(command);
         }
         commands

@@ -57,6 +57,7 @@ pub mod history;
 pub mod http;
 pub mod http_auth;
 pub mod http_serve;
+pub mod in_flight;
 pub mod incarnation;
 pub mod ingress;
 pub mod isr_acks;

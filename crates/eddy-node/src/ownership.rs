@@ -16,6 +16,7 @@ use eddy_core::{Epoch, PartitionId};
 use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
+use crate::in_flight::InFlight;
 use crate::ingress::Ingress;
 
 /// How often partitions nobody serves are looked for without a change of
@@ -50,8 +51,8 @@ pub struct OwnershipArgs {
 pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
     let mut changes = args.ingress.watch_cluster();
     let mut version = None;
-    let mut proposed: BTreeMap<PartitionId, (Instant, (Epoch, u64))> = BTreeMap::new();
-    let mut reelected: BTreeMap<PartitionId, (Instant, (Epoch, u64))> = BTreeMap::new();
+    let mut proposed = InFlight::new(UNTRUSTED_PROPOSE_EVERY);
+    let mut reelected = InFlight::new(UNTRUSTED_PROPOSE_EVERY);
     // Ownerships found committed to this incarnation at start (see
     // `OwnershipArgs::restarted`); `None` until the first configuration.
     let mut inherited: Option<BTreeMap<PartitionId, Epoch>> = None;
@@ -96,7 +97,7 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                 args.ingress.take_committed(partition, assignment.epoch);
             }
             let waiting = !again.is_empty();
-            elect_again(&args, &me, &again, &mut reelected);
+            elect_again(&args, config, &me, &again, &mut reelected);
             // Ready once the cluster placed every partition a first time (a
             // partition still at epoch 0 has no owner to route to yet) and,
             // after a restart, once this node's re-elections committed.
@@ -118,23 +119,19 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
 /// all in one proposal, each left to commit before it is made again.
 fn elect_again(
     args: &OwnershipArgs,
+    config: &eddy_control::ClusterConfig,
     me: &eddy_control::MemberId,
     again: &[(PartitionId, &eddy_control::Assignment)],
-    proposed: &mut BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
+    proposed: &mut InFlight,
 ) {
     let now = Instant::now();
-    proposed.retain(|p, (at, state)| {
-        now.duration_since(*at) < UNTRUSTED_PROPOSE_EVERY
-            && again
-                .iter()
-                .any(|(q, a)| q == p && *state == (a.epoch, a.version))
-    });
+    proposed.settle(config, now);
     let mut commands = Vec::new();
     for (partition, assignment) in again {
-        if proposed.contains_key(partition) {
+        if proposed.waiting(*partition) {
             continue;
         }
-        proposed.insert(*partition, (now, (assignment.epoch, assignment.version)));
+        proposed.proposed(config, *partition, now);
         commands.push(eddy_control::Command::Elect {
             partition: *partition,
             owner: me.clone(),
@@ -154,7 +151,7 @@ fn give_up_untrusted(
     args: &mut OwnershipArgs,
     current: &ClusterState,
     config: &eddy_control::ClusterConfig,
-    proposed: &mut BTreeMap<PartitionId, (Instant, (Epoch, u64))>,
+    proposed: &mut InFlight,
 ) {
     if args.untrusted.is_empty() {
         return;
@@ -163,14 +160,7 @@ fn give_up_untrusted(
     let now = Instant::now();
     // A proposal waits for its commit (or the retry delay), not longer: the
     // hand-over of an owner is followed at once by leaving the ISR.
-    let state_of = |p: PartitionId| {
-        config
-            .assignment(p)
-            .map_or((Epoch(0), 0), |a| (a.epoch, a.version))
-    };
-    proposed.retain(|p, (at, state)| {
-        now.duration_since(*at) < UNTRUSTED_PROPOSE_EVERY && *state == state_of(*p)
-    });
+    proposed.settle(config, now);
     let live: BTreeSet<eddy_control::MemberId> = current
         .members
         .iter()
@@ -186,7 +176,7 @@ fn give_up_untrusted(
             tracing::info!(partition = partition.0, "the damaged copy left the ISR; it is brought up to date before it rejoins");
             return false;
         }
-        if proposed.contains_key(&partition) {
+        if proposed.waiting(partition) {
             return true;
         }
         let others: Vec<eddy_control::MemberId> =
@@ -215,7 +205,7 @@ fn give_up_untrusted(
                 isr: others,
             }
         };
-        proposed.insert(partition, (now, (a.epoch, a.version)));
+        proposed.proposed(config, partition, now);
         commands.push(command);
         true
     });
