@@ -243,8 +243,9 @@ pub enum Action {
     StorageFail,
     /// `node` runs out of file descriptors: its soft `RLIMIT_NOFILE` is
     /// set to 0 (`prlimit`), so the descriptors it holds keep working but
-    /// every new file or socket fails with EMFILE (its write-ahead log
-    /// opens the file per append) until `for_s` passes or the run heals.
+    /// every new file or socket fails with EMFILE (a write-ahead log is
+    /// opened anew for a new copy and after each snapshot) until `for_s`
+    /// passes or the run heals.
     /// Needs no hook.
     ExhaustFds,
 }

@@ -298,6 +298,7 @@ pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<Contr
         logged_members: Vec::new(),
         published_at: None,
         planning: Planning::default(),
+        leader_work_due: false,
         isr_waiters: Vec::new(),
     };
     let restore = driver
@@ -357,6 +358,11 @@ struct Driver {
     /// `(term, index)` of the configuration last published to `committed`.
     published_at: Option<(u64, u64)>,
     planning: Planning,
+    /// A configuration was committed since the leader last pushed it to the
+    /// non-voters and planned: done once per tick, not per commit (a
+    /// first placement commits thousands of entries a second, and each
+    /// push encodes the whole configuration for every non-voter).
+    leader_work_due: bool,
     /// Owners waiting for their ISR changes to be applied here.
     isr_waiters: Vec<IsrWaiter>,
 }
@@ -397,6 +403,9 @@ impl Driver {
                     }
                     if ticks.is_multiple_of(per_second) {
                         self.every_second();
+                    } else if std::mem::take(&mut self.leader_work_due) {
+                        self.push_config();
+                        self.plan();
                     }
                 }
                 input = inputs.recv() => match input {
@@ -775,6 +784,7 @@ impl Driver {
         }
         match &self.controller {
             Some(controller) if controller.is_leader() => {
+                self.leader_work_due = false;
                 self.push_config();
                 self.plan();
             }
@@ -1082,8 +1092,7 @@ impl Driver {
                     self.logged_members = members;
                 }
                 if controller.is_leader() {
-                    self.push_config();
-                    self.plan();
+                    self.leader_work_due = true;
                 }
             }
         }

@@ -50,6 +50,7 @@ pub mod control_plan;
 pub mod dashboard;
 pub mod exposure;
 pub mod faults;
+pub mod fd_limit;
 pub mod framed;
 pub mod gate;
 pub mod gossip_seal;

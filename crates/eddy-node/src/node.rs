@@ -303,6 +303,8 @@ impl NodeBuilder {
                     }
                 }
                 tracing::info!(copies = loaded.len(), dir = %dir.display(), fsync = %config.fsync, "partition copies loaded from disk");
+                let fds = crate::fd_limit::raise_to_hard();
+                tracing::debug!(?fds, "file descriptor limit");
                 let writer = crate::writer::StorageWriter::start(
                     storage,
                     config.fsync,

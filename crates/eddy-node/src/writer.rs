@@ -44,10 +44,6 @@ const QUEUE_DEPTH: usize = 16_384;
 /// an early request are not held back without end under a steady stream.
 const MAX_GROUP: usize = 4_096;
 
-/// Write-ahead logs kept open between groups. Beyond it the handles are all
-/// closed and reopened on demand: P may exceed the process's file limit.
-const MAX_OPEN_LOGS: usize = 256;
-
 /// What runs when a request is done, on the writer thread: it must only
 /// hand the result on (a channel send), never block.
 pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
@@ -184,6 +180,7 @@ impl StorageWriter {
             faults,
             broken: broken.clone(),
             open: HashMap::new(),
+            max_open: crate::fd_limit::open_logs_now(partitions),
             unsynced: false,
             synced_at: Instant::now(),
         };
@@ -263,6 +260,9 @@ struct Thread {
     faults: Arc<Faults>,
     broken: Arc<Broken>,
     open: HashMap<PartitionId, File>,
+    /// Logs kept open between groups (`crate::fd_limit`); beyond it the
+    /// handles are all closed and reopened on demand.
+    max_open: usize,
     /// Whether anything was written since the last sync
     /// (`FsyncPolicy::Interval`).
     unsynced: bool,
@@ -444,7 +444,7 @@ impl Thread {
         }
         // After the completions: acknowledgements never wait for it.
         self.sync_interval(false);
-        if self.open.len() > MAX_OPEN_LOGS {
+        if self.open.len() > self.max_open {
             self.open.clear();
         }
     }
@@ -698,6 +698,7 @@ mod tests {
             faults: Arc::new(Faults::default()),
             broken,
             open: HashMap::new(),
+            max_open: 4,
             unsynced: false,
             synced_at: Instant::now(),
         };
