@@ -846,21 +846,27 @@ impl WorkerState {
                 .table()
                 .owner(partition)
                 .is_some_and(|o| cluster.is_local(o));
-        let fresh = self.fresh(partition);
-        let slot = self
-            .slot(partition)
-            .get_or_insert_with(|| Slot::new(Role::Incoming));
-        if !committed_here || !slot.may_take(epoch) {
+        let fence = self.fence(partition);
+        let may_take = self
+            .slots
+            .get(partition.0 as usize)
+            .and_then(Option::as_ref)
+            .is_none_or(|slot| slot.may_take(epoch));
+        if !committed_here || !may_take {
             metrics::counter!("eddy_stale_takes_refused_total").increment(1);
             tracing::debug!(
                 partition = partition.0,
                 epoch = epoch.0,
-                fence = slot.fence().0,
+                fence = fence.0,
                 committed_here,
                 "not taken: a newer owner is known"
             );
             return false;
         }
+        let fresh = self.fresh(partition);
+        let slot = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Incoming));
         let had_copy = slot.partition.is_some();
         if need_copy && !had_copy {
             metrics::counter!("eddy_takeovers_without_copy_total").increment(1);
