@@ -279,8 +279,9 @@ fn crash_and_restart_from_disk_keeps_the_configuration() {
 
 /// A follower that was down while the log was compacted catches up from
 /// the leader's snapshot.
-#[test]
-fn a_lagging_voter_catches_up_from_a_snapshot() {
+/// Three voters with a short log; one was down while 16 elections
+/// committed, so the leader compacted past it. Returns it, not restarted.
+fn lagging_voter() -> (TestNet, usize) {
     let settings = ControllerSettings {
         compact_after_entries: 4,
         ..ControllerSettings::default()
@@ -301,6 +302,12 @@ fn a_lagging_voter_catches_up_from_a_snapshot() {
         net.propose(leader, command);
         net.run(3);
     }
+    (net, lagging)
+}
+
+#[test]
+fn a_lagging_voter_catches_up_from_a_snapshot() {
+    let (mut net, lagging) = lagging_voter();
     net.restart(lagging);
     converge(&mut net);
     let node = &net.nodes()[lagging];
@@ -322,26 +329,7 @@ fn a_lagging_voter_catches_up_from_a_snapshot() {
 /// follower's answer forever.
 #[test]
 fn a_lost_snapshot_is_sent_again() {
-    let settings = ControllerSettings {
-        compact_after_entries: 4,
-        ..ControllerSettings::default()
-    };
-    let mut net = TestNet::new(
-        8,
-        NetConfig {
-            voters: 3,
-            settings,
-            ..NetConfig::default()
-        },
-    );
-    let leader = elect(&mut net);
-    let lagging = (leader + 1) % 3;
-    net.crash(lagging);
-    for partition in 0..16 {
-        let command = elect_command(&net, leader, partition);
-        net.propose(leader, command);
-        net.run(3);
-    }
+    let (mut net, lagging) = lagging_voter();
     net.drop_snapshots_to(lagging, 2);
     net.restart(lagging);
     converge(&mut net);

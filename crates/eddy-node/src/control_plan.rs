@@ -135,16 +135,13 @@ mod tests {
 
     use super::*;
     use eddy_control::MemberInfo;
+    use eddy_control::testing::fixture_info;
 
     fn config() -> ClusterConfig {
-        let info = MemberInfo {
-            peer_addr: "127.0.0.1:1".parse().unwrap(),
-            http_addr: "127.0.0.1:2".parse().unwrap(),
-            tcp_addr: "127.0.0.1:3".parse().unwrap(),
-        };
         let voters: Vec<(MemberId, MemberInfo)> = ["a", "b", "c"]
             .iter()
-            .map(|n| (MemberId::new(*n, 1), info.clone()))
+            .enumerate()
+            .map(|(i, n)| (MemberId::new(*n, 1), fixture_info(i)))
             .collect();
         ClusterConfig::bootstrap(7, 8, 2, &voters)
     }

@@ -62,15 +62,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use eddy_control::{Command, MemberId, MemberInfo};
+    use eddy_control::testing::fixture_info;
+    use eddy_control::{Command, MemberId};
 
     fn config() -> ClusterConfig {
-        let info = MemberInfo {
-            peer_addr: "127.0.0.1:1".parse().unwrap(),
-            http_addr: "127.0.0.1:2".parse().unwrap(),
-            tcp_addr: "127.0.0.1:3".parse().unwrap(),
-        };
-        ClusterConfig::bootstrap(7, 4, 2, &[(MemberId::new("a", 1), info)])
+        ClusterConfig::bootstrap(7, 4, 2, &[(MemberId::new("a", 1), fixture_info(0))])
     }
 
     #[test]
