@@ -198,7 +198,18 @@ pub struct Fault {
     /// rebuilt under the same name would come back.
     #[serde(default)]
     pub wipe: bool,
+    /// Before the fault, wait (at most [`IN_SYNC_PATIENCE_S`]) until every
+    /// partition has `replication_factor` in-sync copies, as an operator
+    /// restarting or replacing nodes one at a time does (OPERATIONS.md): a
+    /// schedule faster than re-replication can wipe every copy of a
+    /// partition, which no replication factor survives.
+    #[serde(default)]
+    pub when_in_sync: bool,
 }
+
+/// Longest wait of a `when_in_sync` fault; the fault then happens anyway
+/// and the wait is reported.
+pub const IN_SYNC_PATIENCE_S: u64 = 60;
 
 /// Fault actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

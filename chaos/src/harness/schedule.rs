@@ -11,7 +11,7 @@ use super::cluster::{Cluster, State};
 use super::network::Network;
 use super::{RunError, lock, sleep_until};
 use crate::report::FaultSpan;
-use crate::scenario::{Action, Fault, Scenario};
+use crate::scenario::{Action, Fault, IN_SYNC_PATIENCE_S, Scenario};
 
 /// What the schedule drives.
 pub(super) struct Faults<'a> {
@@ -55,6 +55,9 @@ impl Faults<'_> {
                 self.undo(&u.fault)?;
                 spans[u.span].end_s = Some(now.as_secs_f64());
             } else if let Some(fault) = faults.next() {
+                if fault.when_in_sync {
+                    self.wait_in_sync(started);
+                }
                 self.apply(fault)?;
                 eprintln!(
                     "eddy-chaos: {:>6.1} s  {}",
@@ -88,6 +91,36 @@ impl Faults<'_> {
                 *t = lock(self.cluster).up_urls();
             }
         }
+    }
+
+    /// Waits until a running node's `/v1/partitions` shows every partition
+    /// with `replication_factor` in-sync copies, or the patience ran out.
+    fn wait_in_sync(&self, started: Instant) {
+        let copies = self.scenario.replication_factor;
+        let deadline = Instant::now() + Duration::from_secs(IN_SYNC_PATIENCE_S);
+        let mut short = None;
+        while Instant::now() < deadline {
+            let urls = lock(self.cluster).up_urls();
+            short = urls.iter().find_map(|url| {
+                let table = super::http::get_json(&format!("{url}/v1/partitions"))?;
+                let partitions = table["partitions"].as_array()?;
+                Some(
+                    partitions
+                        .iter()
+                        .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
+                        .count(),
+                )
+            });
+            if short == Some(0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "eddy-chaos: {:>6.1} s  still {} partitions with fewer than {copies} in-sync copies after {IN_SYNC_PATIENCE_S} s; going on",
+            started.elapsed().as_secs_f64(),
+            short.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+        );
     }
 
     fn apply(&mut self, fault: &Fault) -> Result<(), RunError> {
@@ -235,6 +268,7 @@ fn reverse(fault: &Fault) -> Fault {
         action,
         for_s: None,
         wipe: false,
+        when_in_sync: false,
         ..fault.clone()
     }
 }
@@ -259,6 +293,11 @@ fn describe(fault: &Fault) -> String {
         .map(|s| format!(" for {s} s"))
         .unwrap_or_default();
     let wipe = if fault.wipe { " wiped" } else { "" };
+    let wipe = if fault.when_in_sync {
+        format!("{wipe} (once every partition was in sync)")
+    } else {
+        wipe.to_string()
+    };
     let action = match fault.action {
         Action::ForgetDown => "forget-down".to_string(),
         Action::StorageFail => "storage-fail".to_string(),
