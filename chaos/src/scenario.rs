@@ -202,7 +202,8 @@ pub struct Fault {
     /// partition has `replication_factor` in-sync copies, as an operator
     /// restarting or replacing nodes one at a time does (OPERATIONS.md): a
     /// schedule faster than re-replication can wipe every copy of a
-    /// partition, which no replication factor survives.
+    /// partition, which no replication factor survives. Later faults move
+    /// by the time waited, so the schedule keeps its spacing.
     #[serde(default)]
     pub when_in_sync: bool,
 }

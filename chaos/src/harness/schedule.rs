@@ -40,8 +40,12 @@ impl Faults<'_> {
     ) -> Result<(), RunError> {
         let mut undo: Vec<Undo> = Vec::new();
         let mut faults = self.scenario.faults.iter().peekable();
+        // Time `when_in_sync` waits added: later faults keep their spacing.
+        let mut delayed = Duration::ZERO;
         loop {
-            let next_fault = faults.peek().map(|f| Duration::from_secs_f64(f.at_s));
+            let next_fault = faults
+                .peek()
+                .map(|f| Duration::from_secs_f64(f.at_s) + delayed);
             let next_undo = undo.iter().map(|u| u.at).min();
             let next = match (next_fault, next_undo) {
                 (None, None) => return Ok(()),
@@ -56,8 +60,11 @@ impl Faults<'_> {
                 spans[u.span].end_s = Some(now.as_secs_f64());
             } else if let Some(fault) = faults.next() {
                 if fault.when_in_sync {
+                    let waited = Instant::now();
                     self.wait_in_sync(started);
+                    delayed += waited.elapsed();
                 }
+                let now = started.elapsed();
                 self.apply(fault)?;
                 eprintln!(
                     "eddy-chaos: {:>6.1} s  {}",
