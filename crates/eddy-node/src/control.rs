@@ -393,9 +393,21 @@ impl Driver {
         // Discovery, joins and pushes run about once a second.
         let per_second = (1000 / tick.as_millis().max(1)).max(1) as u64;
         let mut ticks: u64 = 0;
+        // Gossip's view of who is live changes the plan (a dead owner's
+        // partitions are elected elsewhere): the leader plans at the next
+        // tick, not at the next second.
+        let mut members = self.cluster.clone();
+        let mut live = live_members(&members.borrow_and_update());
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|stopping| *stopping) => break,
+                Ok(()) = members.changed() => {
+                    let now = live_members(&members.borrow_and_update());
+                    if now != live {
+                        live = now;
+                        self.leader_work_due = true;
+                    }
+                }
                 _ = ticker.tick() => {
                     ticks += 1;
                     if let Some(controller) = &mut self.controller {
@@ -403,7 +415,9 @@ impl Driver {
                     }
                     if ticks.is_multiple_of(per_second) {
                         self.every_second();
-                    } else if std::mem::take(&mut self.leader_work_due) {
+                    } else if std::mem::take(&mut self.leader_work_due)
+                        && self.controller.as_ref().is_some_and(Controller::is_leader)
+                    {
                         self.push_config();
                         self.plan();
                     }
@@ -659,13 +673,7 @@ impl Driver {
         if !controller.is_leader() {
             return;
         }
-        let state = self.cluster.borrow().clone();
-        let live: BTreeSet<MemberId> = state
-            .members
-            .iter()
-            .filter(|m| m.status.is_live())
-            .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
-            .collect();
+        let live = live_members(&self.cluster.borrow());
         let commands = self
             .planning
             .commands(controller.config(), &live, Instant::now());
@@ -1192,6 +1200,16 @@ impl Driver {
             *view != before
         });
     }
+}
+
+/// The members gossip sees live, by incarnation.
+fn live_members(state: &ClusterState) -> BTreeSet<MemberId> {
+    state
+        .members
+        .iter()
+        .filter(|m| m.status.is_live())
+        .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+        .collect()
 }
 
 /// Hands the first answer of several to whoever waits for it.
