@@ -110,13 +110,7 @@ impl Faults<'_> {
             let urls = lock(self.cluster).up_urls();
             short = urls.iter().find_map(|url| {
                 let table = super::http::get_json(&format!("{url}/v1/partitions"))?;
-                let partitions = table["partitions"].as_array()?;
-                Some(
-                    partitions
-                        .iter()
-                        .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
-                        .count(),
-                )
+                eddy_node::http::partitions_short_of_copies(&table, copies)
             });
             if short == Some(0) {
                 return;

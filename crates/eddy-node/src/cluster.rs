@@ -85,6 +85,16 @@ impl ClusterState {
         }
     }
 
+    /// The members gossip sees live, as the controller names them (by
+    /// incarnation).
+    pub fn live_members(&self) -> BTreeSet<MemberId> {
+        self.members
+            .iter()
+            .filter(|m| m.status.is_live())
+            .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
+            .collect()
+    }
+
     /// The identity of a live member by name.
     pub fn live_member(&self, name: &NodeId) -> Option<&NodeIdentity> {
         self.members

@@ -21,7 +21,6 @@
 //! leader, which pushes it to every live non-voter when it changes and
 //! every second.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -397,12 +396,12 @@ impl Driver {
         // partitions are elected elsewhere): the leader plans at the next
         // tick, not at the next second.
         let mut members = self.cluster.clone();
-        let mut live = live_members(&members.borrow_and_update());
+        let mut live = members.borrow_and_update().live_members();
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|stopping| *stopping) => break,
                 Ok(()) = members.changed() => {
-                    let now = live_members(&members.borrow_and_update());
+                    let now = members.borrow_and_update().live_members();
                     if now != live {
                         live = now;
                         self.leader_work_due = true;
@@ -673,7 +672,7 @@ impl Driver {
         if !controller.is_leader() {
             return;
         }
-        let live = live_members(&self.cluster.borrow());
+        let live = self.cluster.borrow().live_members();
         let commands = self
             .planning
             .commands(controller.config(), &live, Instant::now());
@@ -1200,16 +1199,6 @@ impl Driver {
             *view != before
         });
     }
-}
-
-/// The members gossip sees live, by incarnation.
-fn live_members(state: &ClusterState) -> BTreeSet<MemberId> {
-    state
-        .members
-        .iter()
-        .filter(|m| m.status.is_live())
-        .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
-        .collect()
 }
 
 /// Hands the first answer of several to whoever waits for it.

@@ -3,8 +3,8 @@
 //!
 //! A node with `data_dir` appends to one log per partition copy it holds
 //! (about `2P/N` with rf 2). Reopening a log for every write group costs a
-//! path lookup and an `open` each (it was a third of the storage thread's
-//! time under rf 2), so the writer keeps as many open as the allowance
+//! path lookup and an `open` each (they showed in the storage thread's
+//! profile under rf 2), so the writer keeps as many open as the allowance
 //! leaves room for, after a reserve for sockets (clients, peers, gossip)
 //! and snapshots. The soft limit is raised to the hard one at start, as Go's
 //! runtime and most servers do: the soft default (often 1,024) is a

@@ -573,6 +573,20 @@ async fn get_cluster(State(app): State<AppState>) -> Response {
     .into_response()
 }
 
+/// In a `GET /v1/partitions` answer, how many partitions have fewer than
+/// `copies` members in their `in_sync` set (`None`: not such an answer).
+/// What an operator, a bench or a chaos schedule waits on between two
+/// restarts.
+pub fn partitions_short_of_copies(table: &serde_json::Value, copies: usize) -> Option<usize> {
+    let partitions = table["partitions"].as_array()?;
+    Some(
+        partitions
+            .iter()
+            .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
+            .count(),
+    )
+}
+
 /// The partition table with epochs, and how many partitions each node owns.
 async fn get_partitions(State(app): State<AppState>) -> Response {
     let cluster = app.ingress.cluster();
@@ -665,5 +679,22 @@ async fn metrics() -> Response {
             StatusCode::NOT_IMPLEMENTED,
             json!({"error": "another metrics recorder is installed in this process"}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_short_of_copies_counts_small_in_sync_sets() {
+        let table = json!({"partitions": [
+            {"partition": 0, "in_sync": ["a", "b"]},
+            {"partition": 1, "in_sync": ["a"]},
+            {"partition": 2, "in_sync": []},
+        ]});
+        assert_eq!(partitions_short_of_copies(&table, 2), Some(2));
+        assert_eq!(partitions_short_of_copies(&table, 1), Some(1));
+        assert_eq!(partitions_short_of_copies(&json!({"error": "x"}), 2), None);
     }
 }

@@ -161,12 +161,7 @@ fn give_up_untrusted(
     // A proposal waits for its commit (or the retry delay), not longer: the
     // hand-over of an owner is followed at once by leaving the ISR.
     proposed.settle(config, now);
-    let live: BTreeSet<eddy_control::MemberId> = current
-        .members
-        .iter()
-        .filter(|m| m.status.is_live())
-        .map(|m| eddy_control::MemberId::new(m.identity.name.clone(), m.identity.incarnation))
-        .collect();
+    let live = current.live_members();
     let mut commands = Vec::new();
     args.untrusted.retain(|&partition| {
         let Some(a) = config.assignment(partition) else {

@@ -48,8 +48,9 @@ pub struct Slot {
     pub receiving: Option<SnapshotReader>,
     /// Bytes in this copy's write-ahead log on disk (with `data_dir`).
     pub wal_bytes: u64,
-    /// The newest owner epoch heard of from a peer (a deposing `Replicate`)
-    /// when the copy could not follow it yet: a copy learns an epoch only
+    /// The newest owner epoch heard of from a peer (a deposing `Replicate`,
+    /// or a backup's `Stale` answer) when the copy could not follow it
+    /// yet: a copy learns an epoch only
     /// from applied entries, and a configuration that is behind must not
     /// make this node serve below it.
     pub seen: Epoch,

@@ -846,18 +846,16 @@ impl WorkerState {
                 .table()
                 .owner(partition)
                 .is_some_and(|o| cluster.is_local(o));
-        let fence = self.fence(partition);
-        let may_take = self
+        let held = self
             .slots
             .get(partition.0 as usize)
-            .and_then(Option::as_ref)
-            .is_none_or(|slot| slot.may_take(epoch));
-        if !committed_here || !may_take {
+            .and_then(Option::as_ref);
+        if !committed_here || !held.is_none_or(|slot| slot.may_take(epoch)) {
             metrics::counter!("eddy_stale_takes_refused_total").increment(1);
             tracing::debug!(
                 partition = partition.0,
                 epoch = epoch.0,
-                fence = fence.0,
+                fence = held.map_or(Epoch(0), Slot::fence).0,
                 committed_here,
                 "not taken: a newer owner is known"
             );

@@ -100,11 +100,8 @@ async fn wait_in_sync(node: &NodeAddrs, copies: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let table = json(format!("http://{}/v1/partitions", node.http)).await?;
-        let short = table["partitions"].as_array().map_or(usize::MAX, |ps| {
-            ps.iter()
-                .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
-                .count()
-        });
+        let short =
+            eddy_node::http::partitions_short_of_copies(&table, copies).unwrap_or(usize::MAX);
         if short == 0 {
             return Ok(());
         }

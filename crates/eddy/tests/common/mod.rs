@@ -342,14 +342,20 @@ pub fn post_json(url: &str, body: &str) -> Reply {
 /// without producer ids may then apply twice only if the refused one was
 /// applied, which a deposed owner's is not).
 pub fn post_json_retrying(url: &str, body: &str) -> Reply {
+    retrying_503(|| post_json(url, body))
+}
+
+/// `call` again while it answers 503 (bounded: 20 retries 250 ms apart).
+fn retrying_503(mut call: impl FnMut() -> Reply) -> Reply {
+    let mut reply = call();
     for _ in 0..20 {
-        let reply = post_json(url, body);
         if reply.0 != 503 {
-            return reply;
+            break;
         }
         std::thread::sleep(Duration::from_millis(250));
+        reply = call();
     }
-    post_json(url, body)
+    reply
 }
 
 pub fn json(body: &str) -> serde_json::Value {
@@ -360,15 +366,7 @@ pub fn json(body: &str) -> serde_json::Value {
 /// by its partition changing owner (503) is retried, bounded (5 s).
 pub fn events_of(node: &NodeProcess, kind: &str, key: &str) -> Option<u64> {
     let url = node.url(&format!("/v1/actors/{kind}/{key}"));
-    let mut reply = get(&url);
-    for _ in 0..20 {
-        if reply.0 != 503 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        reply = get(&url);
-    }
-    let (status, body, _) = reply;
+    let (status, body, _) = retrying_503(|| get(&url));
     match status {
         200 => json(&body)["state"]["events"].as_u64(),
         404 => None,
@@ -532,12 +530,8 @@ pub fn wait_in_sync(node: &NodeProcess, copies: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let table = partitions(node);
-        let short = table["partitions"]
-            .as_array()
-            .expect("partitions")
-            .iter()
-            .filter(|p| p["in_sync"].as_array().map_or(0, Vec::len) < copies)
-            .count();
+        let short =
+            eddy_node::http::partitions_short_of_copies(&table, copies).expect("a partition table");
         if short == 0 {
             return;
         }
