@@ -150,6 +150,14 @@ pub enum Replicated {
         /// Highest epoch seen.
         current: Epoch,
     },
+    /// The sender's epoch is newer than any the replica's committed
+    /// configuration shows, and the configuration did not catch up in time:
+    /// nothing was applied. Only the configuration makes an epoch known, so
+    /// no peer message can raise a fence on its word alone.
+    EpochUnknown {
+        /// The partition's epoch in the replica's configuration.
+        known: Epoch,
+    },
 }
 
 /// Counters describing a partition.
@@ -383,6 +391,15 @@ impl Partition {
                 }
             };
             rest = tail;
+            if entry.epoch > epoch {
+                // An owner stamps its entries with its own epoch or an older
+                // one: a copy never learns an epoch the message does not
+                // carry (the caller checked that epoch against the
+                // configuration).
+                return Replicated::NeedSnapshot {
+                    have: self.last_seq,
+                };
+            }
             if entry.seq <= self.last_seq {
                 if entry.epoch > self.epoch {
                     // A new owner's entry at a position we hold from an older

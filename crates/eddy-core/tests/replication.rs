@@ -204,3 +204,60 @@ fn a_promotion_raises_the_epoch_but_not_the_last_entry_epoch() {
     }
     assert_eq!((backup.last_epoch(), backup.last_seq()), (Epoch(3), Seq(5)));
 }
+
+/// An entry stamped above the epoch of the message that carries it (no
+/// honest owner sends one) is refused: the copy's epoch, the fence a
+/// takeover compares, never rises beyond what the message carried.
+#[test]
+fn an_entry_stamped_above_its_message_epoch_is_refused() {
+    let mut forger = partition(PartitionConfig::default());
+    forger.set_epoch(Epoch(u64::MAX));
+    let forged = submit(&mut forger, 1_000, cmd("k1", Cmd::Add(1)));
+    let mut backup = partition(PartitionConfig::default());
+    backup.set_epoch(Epoch(3));
+    assert_eq!(
+        backup.apply_replicated(Epoch(3), forged.log.as_bytes()),
+        Replicated::NeedSnapshot { have: Seq(0) }
+    );
+    assert_eq!((backup.epoch(), backup.last_seq()), (Epoch(3), Seq(0)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+    /// Whatever a peer ships — any message epoch, entries from owners of any
+    /// epochs, in any order, or bytes that are not entries — a copy's epoch
+    /// stays at most the highest message epoch it accepted.
+    #[test]
+    fn no_message_raises_a_copy_above_the_epochs_it_carried(
+        messages in proptest::collection::vec(
+            (0u64..6, 0usize..4, 0u64..6, proptest::collection::vec(proptest::num::u8::ANY, 0..4)),
+            1..24,
+        ),
+    ) {
+        let mut owners: Vec<Partition> = (0..4u64)
+            .map(|e| {
+                let mut p = partition(PartitionConfig::default());
+                p.set_epoch(Epoch(e * 2));
+                p
+            })
+            .collect();
+        let mut backup = partition(PartitionConfig::default());
+        let mut highest = backup.epoch();
+        for (i, (message_epoch, from, noise, garbage)) in messages.into_iter().enumerate() {
+            let bytes = if noise == 0 {
+                garbage
+            } else {
+                let out = submit(&mut owners[from], 1_000 + i as u64, cmd("k", Cmd::Add(1)));
+                out.log.as_bytes().to_vec()
+            };
+            let before = backup.epoch();
+            let answer = backup.apply_replicated(Epoch(message_epoch), &bytes);
+            if message_epoch >= before.0 {
+                highest = highest.max(Epoch(message_epoch));
+            }
+            proptest::prop_assert!(backup.epoch() <= highest, "{answer:?}");
+            proptest::prop_assert!(backup.epoch() >= before);
+        }
+    }
+}

@@ -834,6 +834,13 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
                 Some((partition, AckFailure::Behind))
             }
             Replicated::Stale { current } => Some((partition, AckFailure::Stale(current))),
+            Replicated::EpochUnknown { known } => Some((
+                partition,
+                AckFailure::Failed(format!(
+                    "its committed configuration shows epoch {} only",
+                    known.0
+                )),
+            )),
         })
         .collect()
 }

@@ -68,6 +68,7 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod ownership;
+pub mod parked;
 pub mod peer;
 pub mod quiet;
 pub mod replace_file;

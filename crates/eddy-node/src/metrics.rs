@@ -223,6 +223,18 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Elections of this node that it could not serve: it holds no copy of the partition (say, a worker restarted empty)",
     ),
     (
+        "eddy_peer_writes_held_total",
+        Kind::Counter,
+        "",
+        "Replication messages held because their epoch was newer than this node's committed configuration (a new owner's first writes, before its election reached this node)",
+    ),
+    (
+        "eddy_peer_writes_refused_total",
+        Kind::Counter,
+        "reason",
+        "Replication messages refused unapplied: `unknown_epoch` (the configuration never showed their epoch within 1.5 s: forged, or this node's configuration is stuck), `budget` (too many held)",
+    ),
+    (
         "eddy_stale_takes_refused_total",
         Kind::Counter,
         "",

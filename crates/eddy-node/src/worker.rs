@@ -30,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 use crate::alerts::AlertHub;
 use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
+use crate::parked::{Admit, Parked};
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::slot::{Role, Slot, role_after_table};
 use crate::storage::StorageError;
@@ -232,6 +233,44 @@ pub struct WorkerState {
     /// This worker's partitions of [`WorkerArgs::damaged`] whose copy no
     /// owner's snapshot replaced yet.
     untrusted: std::collections::BTreeSet<PartitionId>,
+    /// Replication messages whose epoch the configuration does not show yet.
+    parked: Parked<PeerWrite>,
+}
+
+/// A replication message from a peer, as the worker runs it.
+enum PeerWrite {
+    Replicate {
+        epoch: Epoch,
+        entries: Vec<u8>,
+        reply: oneshot::Sender<Replicated>,
+    },
+    Snapshot {
+        epoch: Epoch,
+        chunk: Vec<u8>,
+        last: bool,
+        reply: oneshot::Sender<Replicated>,
+    },
+}
+
+impl PeerWrite {
+    fn epoch(&self) -> Epoch {
+        match self {
+            PeerWrite::Replicate { epoch, .. } | PeerWrite::Snapshot { epoch, .. } => *epoch,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            PeerWrite::Replicate { entries, .. } => entries.len(),
+            PeerWrite::Snapshot { chunk, .. } => chunk.len(),
+        }
+    }
+
+    /// Answers without running: the configuration does not show the epoch.
+    fn refuse(self, known: Epoch) {
+        let (PeerWrite::Replicate { reply, .. } | PeerWrite::Snapshot { reply, .. }) = self;
+        let _ = reply.send(Replicated::EpochUnknown { known });
+    }
 }
 
 /// Wall-clock milliseconds: the one place the node reads time for the core.
@@ -667,6 +706,75 @@ impl WorkerState {
             .map_or(Epoch(0), Slot::fence)
     }
 
+    /// Runs a peer's replication message once the committed configuration
+    /// shows its epoch; until then it waits ([`Parked`]).
+    fn offer(&mut self, partition: PartitionId, write: PeerWrite) {
+        let known = self.args.cluster.borrow().placement.epoch(partition);
+        let (epoch, bytes) = (write.epoch(), write.bytes());
+        match self
+            .parked
+            .admit(partition, epoch, known, bytes, write, Instant::now())
+        {
+            Admit::Now(write) => self.run_peer_write(partition, write),
+            Admit::Held => {
+                metrics::counter!("eddy_peer_writes_held_total").increment(1);
+            }
+            Admit::Refused(write) => {
+                metrics::counter!("eddy_peer_writes_refused_total", "reason" => "budget")
+                    .increment(1);
+                write.refuse(known);
+            }
+        }
+    }
+
+    /// Runs the held messages `cluster` now vouches for.
+    fn release_parked(&mut self, cluster: &ClusterState) {
+        if self.parked.is_empty() {
+            return;
+        }
+        for (partition, write) in self.parked.release(|p| cluster.placement.epoch(p)) {
+            self.run_peer_write(partition, write);
+        }
+    }
+
+    /// Refuses the held messages the configuration did not vouch for in
+    /// time: a forged epoch, or this node's configuration is stuck.
+    fn expire_parked(&mut self, now: Instant) {
+        let expired = self.parked.expired(now);
+        if expired.is_empty() {
+            return;
+        }
+        let cluster = self.args.cluster.borrow().clone();
+        metrics::counter!("eddy_peer_writes_refused_total", "reason" => "unknown_epoch")
+            .increment(expired.len() as u64);
+        for (partition, write) in expired {
+            let known = cluster.placement.epoch(partition);
+            crate::warn_limited!(
+                partition = partition.0,
+                epoch = write.epoch().0,
+                known = known.0,
+                "refused replication at an epoch the committed configuration never showed"
+            );
+            write.refuse(known);
+        }
+    }
+
+    fn run_peer_write(&mut self, partition: PartitionId, write: PeerWrite) {
+        match write {
+            PeerWrite::Replicate {
+                epoch,
+                entries,
+                reply,
+            } => self.replicate(partition, epoch, &entries, reply),
+            PeerWrite::Snapshot {
+                epoch,
+                chunk,
+                last,
+                reply,
+            } => self.snapshot_chunk(partition, epoch, &chunk, last, reply),
+        }
+    }
+
     /// Backup side of replication: applies the owner's entries and answers
     /// once they are in the log (with `data_dir`); a write that fails
     /// answers `NeedSnapshot`, so the owner does not count this copy.
@@ -780,6 +888,18 @@ impl WorkerState {
             }
             None => return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) }),
         };
+        if restored.epoch() > epoch {
+            // An owner sends its own copy, of its own epoch: a copy claiming
+            // more would raise the fence past what the configuration (which
+            // vouched for `epoch`) shows.
+            crate::warn_limited!(
+                partition = partition.0,
+                epoch = epoch.0,
+                claimed = restored.epoch().0,
+                "refused a snapshot whose copy claims a newer epoch than its sender"
+            );
+            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
+        }
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
         let held_seq = slot.partition.as_ref().map_or(Seq(0), Partition::last_seq);
         let fence = self.fence(partition);
@@ -909,6 +1029,7 @@ impl WorkerState {
     async fn tick(&mut self, myself: &ActorRef<WorkerMsg>) {
         let now_ts = now();
         let now = Instant::now();
+        self.expire_parked(now);
         let (mut active, mut passive, mut timers, mut fired) = (0, 0, 0, 0);
         let mut out = std::mem::take(&mut self.out);
         let mut fired_in: Vec<(PartitionId, Vec<u8>)> = Vec::new();
@@ -1108,6 +1229,7 @@ impl Actor for Worker {
             checked_at: Instant::now(),
             out: Outputs::default(),
             untrusted,
+            parked: Parked::default(),
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
             Ok(mut all) => {
@@ -1165,6 +1287,7 @@ impl Actor for Worker {
             }
             WorkerMsg::Tick => state.tick(&myself).await,
             WorkerMsg::Placement(cluster) => {
+                state.release_parked(&cluster);
                 let behind = state.placement(&cluster);
                 if !behind.is_empty() {
                     tracing::debug!(partitions = behind.len(), "bringing new backups up to date");
@@ -1181,7 +1304,12 @@ impl Actor for Worker {
                 entries,
                 reply,
             } => {
-                state.replicate(partition, epoch, &entries, reply);
+                let write = PeerWrite::Replicate {
+                    epoch,
+                    entries,
+                    reply,
+                };
+                state.offer(partition, write);
             }
             WorkerMsg::Snapshot {
                 partition,
@@ -1190,7 +1318,13 @@ impl Actor for Worker {
                 last,
                 reply,
             } => {
-                state.snapshot_chunk(partition, epoch, &chunk, last, reply);
+                let write = PeerWrite::Snapshot {
+                    epoch,
+                    chunk,
+                    last,
+                    reply,
+                };
+                state.offer(partition, write);
             }
             WorkerMsg::Copies { reply } => {
                 let _ = reply.send(state.copies());

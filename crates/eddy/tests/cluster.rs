@@ -442,56 +442,35 @@ fn the_shipped_local_3_configs_form_a_cluster_and_eddy_status_shows_it() {
     assert!(String::from_utf8_lossy(&failed.stderr).starts_with("error: "));
 }
 
-/// A peer that passed the handshake and names partitions outside `0..P`
-/// (one 30-byte frame used to make a worker allocate a slot list of 2^32
-/// entries and abort the node) is refused per request; the node carries on.
-#[test]
-fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
+/// The registry of the stock kinds every test node hosts.
+fn stock_registry() -> std::sync::Arc<eddy_core::Registry> {
+    std::sync::Arc::new(
+        eddy_core::Registry::builder()
+            .kind::<Fraud>()
+            .kind::<eddy_iot::Iot>()
+            .kind::<eddy_vitals::Vitals>()
+            .build()
+            .expect("the stock kinds"),
+    )
+}
+
+/// Opens a peer link to `node` as `from` (a plain link: no TLS in these
+/// tests), sends `requests` and returns the Hello's answer followed by one
+/// answer per request.
+fn peer_exchange(node: &NodeProcess, from: &str, requests: Vec<PeerRequest>) -> Vec<PeerResponse> {
     use std::io::{Read, Write};
-    let nodes = start_cluster(2, &[]);
-    let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_for_table(&all, &["node-1", "node-2"]);
-    let kinds = eddy_core::Registry::builder()
-        .kind::<Fraud>()
-        .kind::<eddy_iot::Iot>()
-        .kind::<eddy_vitals::Vitals>()
-        .build()
-        .expect("the stock kinds")
-        .fingerprint();
+    let wanted = requests.len() + 1;
     let mut bytes = Vec::new();
-    for request in [
-        PeerRequest::Hello {
-            from: NodeId::new("node-2"),
-            params: ClusterParams::new(1024).with_kinds(kinds),
-        },
-        PeerRequest::Snapshot {
-            request_id: 1,
-            partition: u32::MAX,
-            epoch: u64::MAX,
-            chunk: Vec::new(),
-            last: true,
-        },
-        PeerRequest::Replicate {
-            request_id: 2,
-            parts: vec![eddy_cluster::ReplicaPart {
-                partition: u32::MAX,
-                epoch: 1,
-                entries: Vec::new(),
-            }],
-        },
-        PeerRequest::Snapshot {
-            request_id: 3,
-            partition: 1024,
-            epoch: u64::MAX,
-            chunk: Vec::new(),
-            last: false,
-        },
-    ] {
+    let hello = PeerRequest::Hello {
+        from: NodeId::new(from),
+        params: ClusterParams::new(1024).with_kinds(stock_registry().fingerprint()),
+    };
+    for request in std::iter::once(hello).chain(requests) {
         let mut frame = Vec::new();
         encode_frame(&request, &mut frame).expect("encodes");
         bytes.extend_from_slice(&frame);
     }
-    let mut stream = std::net::TcpStream::connect(&nodes[0].peer).expect("connects");
+    let mut stream = std::net::TcpStream::connect(&node.peer).expect("connects");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -499,7 +478,7 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
     let mut answers = Vec::new();
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
-    while answers.len() < 4 {
+    while answers.len() < wanted {
         let n = stream.read(&mut buf).expect("the node answers");
         assert!(n > 0, "closed after {answers:?}");
         received.extend_from_slice(&buf[..n]);
@@ -508,6 +487,45 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
             received.drain(..used);
         }
     }
+    answers
+}
+
+/// A peer that passed the handshake and names partitions outside `0..P`
+/// (one 30-byte frame used to make a worker allocate a slot list of 2^32
+/// entries and abort the node) is refused per request; the node carries on.
+#[test]
+fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
+    let nodes = start_cluster(2, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2"]);
+    let answers = peer_exchange(
+        &nodes[0],
+        "node-2",
+        vec![
+            PeerRequest::Snapshot {
+                request_id: 1,
+                partition: u32::MAX,
+                epoch: u64::MAX,
+                chunk: Vec::new(),
+                last: true,
+            },
+            PeerRequest::Replicate {
+                request_id: 2,
+                parts: vec![eddy_cluster::ReplicaPart {
+                    partition: u32::MAX,
+                    epoch: 1,
+                    entries: Vec::new(),
+                }],
+            },
+            PeerRequest::Snapshot {
+                request_id: 3,
+                partition: 1024,
+                epoch: u64::MAX,
+                chunk: Vec::new(),
+                last: false,
+            },
+        ],
+    );
     assert!(
         matches!(answers[0], PeerResponse::Welcome { .. }),
         "{answers:?}"
@@ -523,7 +541,6 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    drop(stream);
     // Both nodes are alive and route (a write caught by a partition moving
     // to node-2, the cluster having just formed, is retried).
     for i in 0..10 {
@@ -532,5 +549,109 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
             post_json_retrying(&nodes[0].url("/v1/events"), &tx(&key, 1.0, "FR"));
         assert_eq!(status, 200, "{body}");
         assert_eq!(events_of(&nodes[1], "account", &key), Some(1));
+    }
+}
+
+/// A peer frame claiming the maximum epoch — an empty `Replicate` to a
+/// partition's owner, a snapshot of a copy at that epoch to its backup —
+/// used to fence the partition off until every node restarted. Only the
+/// committed configuration makes an epoch known: both are refused once they
+/// waited for it in vain, and the partition keeps acknowledging at its
+/// committed epoch.
+#[test]
+fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
+    let nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    let key = "acct-forged";
+    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
+    let actor = json(&body);
+    let partition = u32::try_from(actor["partition"].as_u64().expect("partition")).expect("u32");
+    let epoch = actor["owner_epoch"].as_u64().expect("epoch");
+    let replicas: Vec<String> = actor["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r.as_str().expect("name").to_owned())
+        .collect();
+    // start_cluster names its nodes node-1, node-2, ... in order.
+    let node = |name: &str| {
+        let n: usize = name.trim_start_matches("node-").parse().expect("node-N");
+        &nodes[n - 1]
+    };
+    let (owner, backup) = (node(&replicas[0]), node(&replicas[1]));
+    let outsider = (1..=3)
+        .map(|n| format!("node-{n}"))
+        .find(|n| !replicas.contains(n))
+        .expect("three nodes, two replicas");
+
+    let mut forged = eddy_core::Partition::new(
+        stock_registry(),
+        eddy_core::PartitionId(partition),
+        eddy_core::PartitionConfig::default(),
+    );
+    forged.set_epoch(eddy_core::Epoch(u64::MAX));
+    let chunks = forged.snapshot_chunks(1 << 16).expect("a snapshot");
+    let last = chunks.len() - 1;
+    let snapshot: Vec<PeerRequest> = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| PeerRequest::Snapshot {
+            request_id: i as u64,
+            partition,
+            epoch: u64::MAX,
+            chunk,
+            last: i == last,
+        })
+        .collect();
+    let replicate = vec![PeerRequest::Replicate {
+        request_id: 1,
+        parts: vec![eddy_cluster::ReplicaPart {
+            partition,
+            epoch: u64::MAX,
+            entries: Vec::new(),
+        }],
+    }];
+    for (target, requests) in [(owner, replicate), (backup, snapshot)] {
+        let answers = peer_exchange(target, &outsider, requests);
+        let refused = answers.iter().any(|a| {
+            matches!(a, PeerResponse::Replicated { outcomes, .. }
+                if outcomes.iter().any(|o| matches!(o, eddy_core::Replicated::EpochUnknown { .. })))
+        });
+        assert!(refused, "{} answered {answers:?}", target.base);
+    }
+
+    // The partition still acknowledges, at its committed epoch, on the
+    // same owner; every copy of it kept its epoch.
+    for i in 0..10 {
+        let (status, body, _) =
+            post_json_retrying(&nodes[2].url("/v1/events"), &tx(key, 2.0, "FR"));
+        assert_eq!(status, 200, "write {i}: {body}");
+    }
+    assert_eq!(events_of(&nodes[0], "account", key), Some(11));
+    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
+    let after = json(&body);
+    assert_eq!(after["owner_epoch"].as_u64(), Some(epoch), "{after}");
+    assert_eq!(
+        after["owner"].as_str(),
+        Some(replicas[0].as_str()),
+        "{after}"
+    );
+    for node in [owner, backup] {
+        let table = partitions(node);
+        let copy = table["copies"]
+            .as_array()
+            .expect("copies")
+            .iter()
+            .find(|c| c["partition"].as_u64() == Some(u64::from(partition)))
+            .expect("the replica holds a copy");
+        assert_eq!(
+            copy["owner_epoch"].as_u64(),
+            Some(epoch),
+            "{}: {copy}",
+            node.base
+        );
     }
 }
