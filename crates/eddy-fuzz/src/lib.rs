@@ -29,7 +29,7 @@ use eddy_core::Registry;
 
 pub use config::config;
 pub use control::control_frame;
-pub use gossip::gossip_datagram;
+pub use gossip::{gossip_datagram, gossip_sealed};
 pub use http::http_events;
 pub use peer::peer_message;
 pub use snapshot::snapshot_chunks;

@@ -234,6 +234,16 @@ fn gossip(out: &mut Vec<Seed>) {
         "join".into(),
         crate::join_pieces(to_node_one.iter().map(Vec::as_slice)),
     ));
+    // The same join through the seal (sealed by the target: a seal draws a
+    // random nonce, and a committed seed must not change).
+    let join = crate::join_pieces(to_node_one.iter().map(Vec::as_slice));
+    for (mode, name) in [
+        (1u8, "join-sealed-by-target"),
+        (2, "join-tampered"),
+        (3, "join-foreign-key"),
+    ] {
+        out.push(("gossip_sealed", name.into(), [&[mode][..], &join].concat()));
+    }
 }
 
 fn member(name: &str, port: u16) -> (MemberId, MemberInfo) {

@@ -10,10 +10,11 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 8] = [
+const TARGETS: [(&str, Target); 9] = [
     ("wire_frame", eddy_fuzz::wire_frame),
     ("peer_message", eddy_fuzz::peer_message),
     ("gossip_datagram", eddy_fuzz::gossip_datagram),
+    ("gossip_sealed", eddy_fuzz::gossip_sealed),
     ("control_frame", eddy_fuzz::control_frame),
     ("http_events", eddy_fuzz::http_events),
     ("snapshot_chunks", eddy_fuzz::snapshot_chunks),
