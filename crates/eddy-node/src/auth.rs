@@ -16,10 +16,13 @@
 //!
 //! Sans-io: [`Tokens::parse`] takes the file's text; the HTTP middleware
 //! ([`crate::http_auth`]) and the binary protocol ([`crate::tcp_ingress`])
-//! ask [`Tokens::authenticate`].
+//! ask [`Tokens::authenticate`]. A [`TokenStore`] holds the tokens in
+//! force and swaps in the file's new contents when the node is told to
+//! read it again (SIGHUP), so tokens rotate without a restart.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -293,6 +296,53 @@ impl fmt::Display for Denied {
     }
 }
 
+/// The tokens in force, and the file they came from. [`TokenStore::reload`]
+/// swaps in the file's current contents; a file that does not load leaves
+/// the tokens in force untouched (a typo never locks everyone out).
+#[derive(Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+    /// (generation, tokens): the generation rises with every reload, so a
+    /// binary-protocol connection knows to check its token again.
+    current: RwLock<(u64, Arc<Tokens>)>,
+}
+
+impl TokenStore {
+    /// Loads the tokens file.
+    pub fn load(path: &Path) -> Result<TokenStore, TokensError> {
+        Ok(TokenStore::new(path, Tokens::load(path)?))
+    }
+
+    /// A store of `tokens`, read from `path`.
+    pub fn new(path: &Path, tokens: Tokens) -> TokenStore {
+        TokenStore {
+            path: path.to_owned(),
+            current: RwLock::new((0, Arc::new(tokens))),
+        }
+    }
+
+    /// The tokens in force and their generation.
+    pub fn current(&self) -> (u64, Arc<Tokens>) {
+        // A poisoned lock means a reload panicked between two plain
+        // assignments; the pair is still whole.
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Reads the file again and puts its tokens in force.
+    pub fn reload(&self) -> Result<Arc<Tokens>, TokensError> {
+        let tokens = Arc::new(Tokens::load(&self.path)?);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *current = (current.0 + 1, tokens.clone());
+        Ok(tokens)
+    }
+
+    /// The file the tokens come from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// The decision for a request needing `needs`, given the node's tokens
 /// (`None`: the node has none and serves anyone) and the presented secret.
 pub fn authorize(
@@ -427,5 +477,28 @@ mod tests {
     fn a_secret_may_contain_colons() {
         let tokens = Tokens::parse("write:ci:abc:def:ghi:jkl:mnop:qr", "t").expect("valid");
         assert!(tokens.authenticate(b"abc:def:ghi:jkl:mnop:qr").is_some());
+    }
+
+    #[test]
+    fn a_reload_swaps_the_tokens_and_a_broken_file_keeps_the_old_ones() {
+        let dir = std::env::temp_dir().join(format!("eddy-token-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, FILE).unwrap();
+        let store = TokenStore::load(&path).unwrap();
+        let (generation, tokens) = store.current();
+        assert!(tokens.authenticate(b"aaaaaaaaaaaaaaaaaaaa").is_some());
+        std::fs::write(&path, "write:new:nnnnnnnnnnnnnnnnnnnn\n").unwrap();
+        store.reload().unwrap();
+        let (after, tokens) = store.current();
+        assert!(after > generation);
+        assert!(tokens.authenticate(b"aaaaaaaaaaaaaaaaaaaa").is_none());
+        assert!(tokens.authenticate(b"nnnnnnnnnnnnnnnnnnnn").is_some());
+        std::fs::write(&path, "write:short:abc\n").unwrap();
+        assert!(store.reload().is_err());
+        let (kept, tokens) = store.current();
+        assert_eq!(kept, after);
+        assert!(tokens.authenticate(b"nnnnnnnnnnnnnnnnnnnn").is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,7 +43,7 @@ pub struct AppState {
     /// The controller driver, when the config names voters.
     pub control: crate::control::ControlHandle,
     /// The API tokens; `None` serves anyone (see [`crate::http_auth`]).
-    pub tokens: Option<Arc<crate::auth::Tokens>>,
+    pub tokens: Option<Arc<crate::auth::TokenStore>>,
     /// `insecure = true` in the config: shown by `/v1/cluster` and the
     /// dashboard.
     pub insecure: bool,

@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::auth::{Denied, Role, Tokens, authorize};
+use crate::auth::{Denied, Role, TokenStore, authorize};
 
 /// The role `method` on `path` needs; `None`: anyone may.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
@@ -71,7 +71,7 @@ fn refusal(denied: &Denied) -> Response {
 /// The middleware: serves a request only if its token has the role it
 /// needs. `tokens` is `None` when the node has none (everyone is served).
 pub async fn guard(
-    State(tokens): State<Option<Arc<Tokens>>>,
+    State(store): State<Option<Arc<TokenStore>>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -83,6 +83,8 @@ pub async fn guard(
     let Some(needs) = required_role(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
+    // The tokens in force now: a reload applies from the next request.
+    let tokens = store.as_ref().map(|s| s.current().1);
     match authorize(tokens.as_deref(), bearer(request.headers()), needs) {
         Ok(_) => next.run(request).await,
         Err(denied) => {

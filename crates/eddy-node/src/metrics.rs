@@ -283,6 +283,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Requests refused for their API token: none or unknown (`unauthenticated`) or too low a role (`forbidden`)",
     ),
     (
+        "eddy_token_reloads_total",
+        Kind::Counter,
+        "outcome",
+        "Reloads of the tokens file (SIGHUP): `ok`, or `failed` (the previous tokens stay in force)",
+    ),
+    (
         "eddy_storage_queue_full_total",
         Kind::Counter,
         "",

@@ -169,8 +169,8 @@ impl NodeBuilder {
         let config = config.with_default_voters()?;
         let tokens = match &config.tokens_file {
             Some(path) => {
-                let tokens = crate::auth::Tokens::load(path)?;
-                tracing::info!(tokens = %tokens.summary(), file = %path.display(), "API tokens required");
+                let tokens = crate::auth::TokenStore::load(path)?;
+                tracing::info!(tokens = %tokens.current().1.summary(), file = %path.display(), "API tokens required (SIGHUP reloads the file)");
                 Some(Arc::new(tokens))
             }
             None => None,
@@ -429,7 +429,7 @@ impl NodeBuilder {
                 leave: leave.clone(),
                 faults: faults.clone(),
                 control: control.clone(),
-                tokens,
+                tokens: tokens.clone(),
                 insecure: config.insecure,
             },
             config.max_body_bytes,
@@ -479,6 +479,7 @@ impl NodeBuilder {
             server,
             supervisor,
             supervisor_task,
+            tokens,
         })
     }
 
@@ -535,9 +536,13 @@ impl NodeBuilder {
                     .map_or_else(|| "none: state in memory only".into(), |d| d.display().to_string()),
                 security_note(&config),
             );
-            tokio::select! {
-                () = wait_for_signal() => {}
-                () = node.leave_requested() => {}
+            let mut hangups = hangups();
+            loop {
+                tokio::select! {
+                    () = wait_for_signal() => break,
+                    () = node.leave_requested() => break,
+                    Some(()) = hangups.recv() => node.reload_tokens(),
+                }
             }
             tracing::info!("stopping");
             match node.stop().await {
@@ -549,6 +554,32 @@ impl NodeBuilder {
             }
         })
     }
+}
+
+/// SIGHUPs, one message each (never any where there are none).
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if tx.send(()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGHUP; tokens reload only on restart")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 async fn wait_for_signal() {
@@ -659,6 +690,7 @@ pub struct RunningNode {
     server: JoinHandle<Result<(), NodeError>>,
     supervisor: ActorRef<()>,
     supervisor_task: JoinHandle<()>,
+    tokens: Option<Arc<crate::auth::TokenStore>>,
 }
 
 impl RunningNode {
@@ -680,6 +712,27 @@ impl RunningNode {
     /// The bound peer-link address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// Reads the tokens file again and puts it in force for the next
+    /// request on every port (SIGHUP does this). A file that does not load
+    /// leaves the tokens in force; both outcomes are logged. No-op without
+    /// a tokens file.
+    pub fn reload_tokens(&self) {
+        let Some(store) = &self.tokens else {
+            tracing::info!("no tokens_file configured; nothing to reload");
+            return;
+        };
+        match store.reload() {
+            Ok(tokens) => {
+                metrics::counter!("eddy_token_reloads_total", "outcome" => "ok").increment(1);
+                tracing::info!(tokens = %tokens.summary(), file = %store.path().display(), "API tokens reloaded");
+            }
+            Err(err) => {
+                metrics::counter!("eddy_token_reloads_total", "outcome" => "failed").increment(1);
+                tracing::error!(%err, "API tokens not reloaded; the previous tokens stay in force");
+            }
+        }
     }
 
     /// Resolves when `POST /v1/admin/leave` asked the node to leave.

@@ -12,17 +12,18 @@
 //! runs, so a `Submit` pipelined right behind its `Hello` is judged by the
 //! role that `Hello` set. No or an unknown token: `ProtocolError` (which
 //! every client version decodes) and the connection closes; a known token
-//! of too low a role: `Rejected` with `ErrorCode::Forbidden`.
+//! of too low a role: `Rejected` with `ErrorCode::Forbidden`. After the
+//! node reloads its tokens file, a connection's token is checked again at
+//! its next request: a revoked token's connection loses its role.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use eddy_core::wire::{ErrorCode, JsonEvent, Request, Response, RouteTable, WireEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{Role, Tokens};
+use crate::auth::{Role, TokenStore};
 use crate::framed::{self, Answers, FrameLimits, ServerAnswer};
 
 use crate::ingress::{Ingress, IngressError, IngressEvent};
@@ -63,7 +64,7 @@ pub struct Access {
     /// Served after a TLS handshake.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Tokens with roles.
-    pub tokens: Option<Arc<Tokens>>,
+    pub tokens: Option<Arc<TokenStore>>,
 }
 
 /// Accepts connections until `shutdown` turns true; with TLS, each
@@ -123,10 +124,9 @@ async fn connection(
     else {
         return;
     };
-    // The connection's role as a `Role` number; 0 until a `Hello` is
-    // accepted. Written and read only by the reader loop (the handler
-    // closure runs there, in arrival order), hence `Relaxed`.
-    let role = AtomicU8::new(0);
+    // Requests are admitted by the reader loop, in arrival order; the
+    // lock is never contended.
+    let auth = Mutex::new(ConnAuth::default());
     let (reader, writer) = framed::split(conn, &frame_limits, budget);
     framed::serve(
         reader,
@@ -136,7 +136,7 @@ async fn connection(
         "tcp",
         move |request: Request, answers: Answers<Response>| {
             let ingress = ingress.clone();
-            let admitted = admit(tokens.as_deref(), &role, request);
+            let admitted = admit(tokens.as_deref(), &auth, request);
             async move {
                 match admitted {
                     Ok(request) => handle(request, &ingress, limits, answers).await,
@@ -174,21 +174,47 @@ fn request_id(request: &Request) -> Option<u64> {
     }
 }
 
+/// What a connection's `Hello` established: its role (`None` until one is
+/// accepted), the generation of the tokens it was checked against, and the
+/// secret, kept so the role follows a reload of the tokens file.
+#[derive(Default)]
+struct ConnAuth {
+    role: Option<Role>,
+    generation: u64,
+    secret: Vec<u8>,
+}
+
 /// Decides, before it runs, whether a request is served on a connection
-/// whose role is `role` (0: none yet); answers `Hello` itself. `tokens`
-/// `None`: the node has none and serves anyone.
-fn admit(tokens: Option<&Tokens>, role: &AtomicU8, request: Request) -> Result<Request, Response> {
-    if let Request::Hello { request_id, token } = &request {
-        let request_id = *request_id;
-        let Some(tokens) = tokens else {
-            return Err(Response::Welcome {
+/// whose `Hello` set `auth`; answers `Hello` itself. `tokens` `None`: the
+/// node has none and serves anyone.
+fn admit(
+    tokens: Option<&TokenStore>,
+    auth: &Mutex<ConnAuth>,
+    request: Request,
+) -> Result<Request, Response> {
+    let Some(store) = tokens else {
+        return match request {
+            Request::Hello { request_id, .. } => Err(Response::Welcome {
                 request_id,
                 role: Role::Admin.as_str().to_owned(),
-            });
+            }),
+            request => Ok(request),
         };
-        return match tokens.authenticate(token.as_bytes()) {
+    };
+    let (generation, tokens) = store.current();
+    // Only this connection's reader loop takes the lock; a poisoned one
+    // still holds a whole value.
+    let mut auth = auth.lock().unwrap_or_else(|p| p.into_inner());
+    if let Request::Hello { request_id, token } = &request {
+        let request_id = *request_id;
+        let caller = tokens.authenticate(token.as_bytes());
+        *auth = ConnAuth {
+            role: caller.as_ref().map(|c| c.role),
+            generation,
+            secret: token.as_bytes().to_vec(),
+        };
+        return match caller {
             Some(caller) => {
-                role.store(caller.role as u8, Ordering::Relaxed);
                 tracing::debug!(token = %caller.name, role = %caller.role, "binary-protocol connection authenticated");
                 Err(Response::Welcome {
                     request_id,
@@ -196,7 +222,6 @@ fn admit(tokens: Option<&Tokens>, role: &AtomicU8, request: Request) -> Result<R
                 })
             }
             None => {
-                role.store(0, Ordering::Relaxed);
                 metrics::counter!("eddy_auth_refused_total", "port" => "tcp", "outcome" => "unauthenticated").increment(1);
                 Err(Response::ProtocolError {
                     message: "unknown API token; closing".into(),
@@ -204,17 +229,25 @@ fn admit(tokens: Option<&Tokens>, role: &AtomicU8, request: Request) -> Result<R
             }
         };
     }
-    if tokens.is_none() {
-        return Ok(request);
+    let mut revoked = false;
+    if auth.role.is_some() && auth.generation != generation {
+        // The tokens file was reloaded since this connection's Hello.
+        let role = tokens.authenticate(&auth.secret).map(|c| c.role);
+        revoked = role.is_none();
+        auth.role = role;
+        auth.generation = generation;
     }
     let needs = required_role(&request);
-    let Some(has) = Role::from_level(role.load(Ordering::Relaxed)) else {
+    let Some(has) = auth.role else {
         metrics::counter!("eddy_auth_refused_total", "port" => "tcp", "outcome" => "unauthenticated").increment(1);
-        return Err(Response::ProtocolError {
-            message: format!(
+        let message = if revoked {
+            "this connection's API token was revoked; closing".to_owned()
+        } else {
+            format!(
                 "this node requires an API token with role `{needs}`: send Hello with it first (eddy: --token or EDDY_TOKEN); closing"
-            ),
-        });
+            )
+        };
+        return Err(Response::ProtocolError { message });
     };
     if has >= needs {
         return Ok(request);
@@ -456,27 +489,29 @@ mod tests {
         }
     }
 
+    const FILE: &str = "read:dash:rrrrrrrrrrrrrrrrrrrr\nwrite:ingest:wwwwwwwwwwwwwwwwwwww";
+
+    fn store(text: &str) -> TokenStore {
+        let tokens = crate::auth::Tokens::parse(text, "t").expect("valid");
+        TokenStore::new(std::path::Path::new("t"), tokens)
+    }
+
     #[test]
     fn requests_are_admitted_by_the_role_of_the_connections_hello() {
-        let tokens = Tokens::parse(
-            "read:dash:rrrrrrrrrrrrrrrrrrrr\nwrite:ingest:wwwwwwwwwwwwwwwwwwww",
-            "t",
-        )
-        .expect("valid");
-        let role = AtomicU8::new(0);
-        let refused = admit(Some(&tokens), &role, submit()).expect_err("no Hello yet");
+        let tokens = store(FILE);
+        let tokens = Some(&tokens);
+        let role = Mutex::new(ConnAuth::default());
+        let refused = admit(tokens, &role, submit()).expect_err("no Hello yet");
         assert!(
             matches!(&refused, Response::ProtocolError { message } if message.contains("requires an API token")),
             "{refused:?}"
         );
-        let refused =
-            admit(Some(&tokens), &role, hello("wrong-wrong-wrong-wrong")).expect_err("answered");
+        let refused = admit(tokens, &role, hello("wrong-wrong-wrong-wrong")).expect_err("answered");
         assert!(
             matches!(refused, Response::ProtocolError { .. }),
             "{refused:?}"
         );
-        let welcome =
-            admit(Some(&tokens), &role, hello("rrrrrrrrrrrrrrrrrrrr")).expect_err("answered");
+        let welcome = admit(tokens, &role, hello("rrrrrrrrrrrrrrrrrrrr")).expect_err("answered");
         assert_eq!(
             welcome,
             Response::Welcome {
@@ -484,15 +519,41 @@ mod tests {
                 role: "read".into()
             }
         );
-        assert!(admit(Some(&tokens), &role, Request::GetTable { request_id: 3 }).is_ok());
-        let refused = admit(Some(&tokens), &role, submit()).expect_err("read cannot write");
+        assert!(admit(tokens, &role, Request::GetTable { request_id: 3 }).is_ok());
+        let refused = admit(tokens, &role, submit()).expect_err("read cannot write");
         assert!(
             matches!(&refused, Response::Rejected { request_id: 2, code: ErrorCode::Forbidden, message } if message.contains("`write`")),
             "{refused:?}"
         );
-        let _ = admit(Some(&tokens), &role, hello("wwwwwwwwwwwwwwwwwwww"));
-        assert!(admit(Some(&tokens), &role, submit()).is_ok());
-        let open = AtomicU8::new(0);
+        let _ = admit(tokens, &role, hello("wwwwwwwwwwwwwwwwwwww"));
+        assert!(admit(tokens, &role, submit()).is_ok());
+        let open = Mutex::new(ConnAuth::default());
         assert!(admit(None, &open, submit()).is_ok(), "no tokens: open");
+    }
+
+    #[test]
+    fn a_reload_that_revokes_a_token_takes_its_open_connections_role() {
+        let dir = std::env::temp_dir().join(format!("eddy-tcp-revoke-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("tokens");
+        std::fs::write(&path, FILE).expect("write");
+        let tokens = TokenStore::load(&path).expect("loads");
+        let (writer, reader) = (
+            Mutex::new(ConnAuth::default()),
+            Mutex::new(ConnAuth::default()),
+        );
+        let _ = admit(Some(&tokens), &writer, hello("wwwwwwwwwwwwwwwwwwww"));
+        let _ = admit(Some(&tokens), &reader, hello("rrrrrrrrrrrrrrrrrrrr"));
+        assert!(admit(Some(&tokens), &writer, submit()).is_ok());
+        // The write token is gone; the read token is now a write token.
+        std::fs::write(&path, "write:dash:rrrrrrrrrrrrrrrrrrrr\n").expect("write");
+        tokens.reload().expect("reloads");
+        let refused = admit(Some(&tokens), &writer, submit()).expect_err("revoked");
+        assert!(
+            matches!(&refused, Response::ProtocolError { message } if message.contains("revoked")),
+            "{refused:?}"
+        );
+        assert!(admit(Some(&tokens), &reader, submit()).is_ok(), "promoted");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -365,3 +365,65 @@ fn a_node_beyond_loopback_refuses_to_start_unprotected_unless_insecure() {
         "one line at start: {logged}"
     );
 }
+
+/// Tokens rotate without a restart: after the file changes and the node
+/// gets SIGHUP, a removed token is refused and a new one served; a file that
+/// does not load leaves the tokens in force. Secrets never reach the log.
+#[test]
+fn sighup_reloads_the_tokens_file_and_a_broken_file_changes_nothing() {
+    const NEW: &str = "new-write-secret-0123456789abc";
+    let path = tokens_file("auth-reload");
+    let log = path.with_file_name("node.log");
+    let set = format!("tokens_file=\"{}\"", path.display());
+    let node = NodeProcess::start_logged(&[&set], &log);
+    let events = node.url("/v1/events");
+    let hangup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &node.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    let wait_for = |token: &str, wanted: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body, _) = call("POST", &events, Some(token), &tx("acct-r", 1.0, "DE"));
+            if status == wanted {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{status} {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(WRITE, 200);
+    assert_eq!(call("POST", &events, Some(NEW), "{}").0, 401);
+
+    std::fs::write(&path, format!("admin:ops:{ADMIN}\nwrite:ingest-2:{NEW}\n")).expect("rewrite");
+    hangup();
+    wait_for(NEW, 200);
+    assert_eq!(
+        call("POST", &events, Some(WRITE), &tx("acct-r", 1.0, "DE")).0,
+        401
+    );
+
+    // A broken file (a secret too short) is refused; NEW stays in force.
+    std::fs::write(&path, "write:typo:Tq7xZp3\n").expect("rewrite");
+    hangup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("API tokens not reloaded") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        call("POST", &events, Some(NEW), &tx("acct-r", 1.0, "DE")).0,
+        200
+    );
+    assert!(text.contains("API tokens reloaded"), "{text}");
+    for secret in [ADMIN, WRITE, READ, NEW, "Tq7xZp3"] {
+        assert!(!text.contains(secret), "secret {secret} in the log");
+    }
+}
