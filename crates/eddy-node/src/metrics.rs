@@ -142,7 +142,7 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_protocol_errors_total",
         Kind::Counter,
         "port",
-        "Connections closed for a bad frame, by port (tcp, peer)",
+        "Bad frames and requests, by port (tcp, peer): a frame that does not decode (the connection closes), a refused peer link, or a peer request refused as malformed (partition out of range, unknown kind, invalid events)",
     ),
     (
         "eddy_gossip_bad_datagrams_total",

@@ -770,6 +770,14 @@ async fn connection(
                         request => handle(request, &ingress).await,
                     },
                 };
+                if let PeerResponse::Failed {
+                    failure: PeerFailure::BadRequest(reason),
+                    ..
+                } = &answer
+                {
+                    metrics::counter!("eddy_protocol_errors_total", "port" => "peer").increment(1);
+                    tracing::debug!(%peer, reason, "refused a peer request");
+                }
                 let _ = answers.sender.send(ServedAnswer(answer)).await;
             })
         },

@@ -541,6 +541,8 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
+    // Each refusal is counted.
+    assert!(metric(&nodes[0], "eddy_protocol_errors_total") >= 3.0);
     // Both nodes are alive and route (a write caught by a partition moving
     // to node-2, the cluster having just formed, is retried).
     for i in 0..10 {
@@ -621,6 +623,7 @@ fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
                 if outcomes.iter().any(|o| matches!(o, eddy_core::Replicated::EpochUnknown { .. })))
         });
         assert!(refused, "{} answered {answers:?}", target.base);
+        assert!(metric(target, "eddy_peer_writes_refused_total") >= 1.0);
     }
 
     // The partition still acknowledges, at its committed epoch, on the

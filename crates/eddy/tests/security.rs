@@ -119,19 +119,6 @@ fn secured_cluster(dir: &Path, key: &Path) -> Vec<NodeProcess> {
     nodes
 }
 
-/// The sum of a metric's samples (every label set) on `node`.
-fn metric(node: &NodeProcess, name: &str) -> f64 {
-    let (status, body, _) = get(&node.url("/metrics"));
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Waits (bounded) until `condition` holds.
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);

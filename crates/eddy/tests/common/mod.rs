@@ -550,3 +550,16 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// The sum of a metric's samples (every label set) on `node`.
+pub fn metric(node: &NodeProcess, name: &str) -> f64 {
+    let (status, body, _) = get(&node.url("/metrics"));
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
