@@ -645,7 +645,7 @@ fn start_control(
             partitions: config.partitions,
             replication: config.replication_factor,
             cluster: cluster.watch(),
-            links: peers.clone(),
+            links: peers.apart(),
             committed,
         },
         shutdown.clone(),

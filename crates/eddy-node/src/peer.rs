@@ -259,6 +259,22 @@ impl PeerLinks {
         }
     }
 
+    /// Links of their own to the same peers, with the same settings and
+    /// faults. The controller's frames travel on these, apart from
+    /// replication: a backup holds a replication answer while its
+    /// configuration catches up (`crate::parked`), and on a shared
+    /// connection enough held answers filled the connection's pending
+    /// requests, so the votes and pushes that would have brought the
+    /// configuration waited behind them — no leader, for good.
+    pub fn apart(&self) -> PeerLinks {
+        PeerLinks {
+            links: Arc::default(),
+            failed: Arc::default(),
+            connecting: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// The node's injected faults.
     pub fn faults(&self) -> &crate::faults::Faults {
         &self.faults
