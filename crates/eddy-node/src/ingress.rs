@@ -37,7 +37,7 @@ use crate::alerts::AlertHub;
 use crate::cluster::ClusterState;
 use crate::isr_acks::{IsrAcks, Outcome};
 use crate::peer::{PeerError, PeerLinks};
-use crate::worker::{ReplicaAck, WorkerMsg};
+use crate::worker::{PeerWrite, ReplicaAck, WorkerMsg};
 
 /// How long a worker may take to answer before the request fails.
 const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -586,12 +586,12 @@ impl Ingress {
     ) -> oneshot::Receiver<Replicated> {
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
-            let _ = worker.cast(WorkerMsg::Replicate {
-                partition,
+            let write = PeerWrite::Replicate {
                 epoch,
                 entries,
                 reply,
-            });
+            };
+            let _ = worker.cast(WorkerMsg::Peer { partition, write });
         }
         answer
     }
@@ -606,13 +606,13 @@ impl Ingress {
     ) -> oneshot::Receiver<Replicated> {
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
-            let _ = worker.cast(WorkerMsg::Snapshot {
-                partition,
+            let write = PeerWrite::Snapshot {
                 epoch,
                 chunk,
                 last,
                 reply,
-            });
+            };
+            let _ = worker.cast(WorkerMsg::Peer { partition, write });
         }
         answer
     }

@@ -99,29 +99,13 @@ pub enum WorkerMsg {
     Tick,
     /// The table changed: demote, mark incoming, retire (never promote).
     Placement(Arc<ClusterState>),
-    /// Backup side: entries from the owner.
-    Replicate {
+    /// Backup side: entries or a snapshot chunk from the owner, run once
+    /// the configuration shows its epoch.
+    Peer {
         /// The partition.
         partition: PartitionId,
-        /// The sender's epoch.
-        epoch: Epoch,
-        /// Entries back-to-back.
-        entries: Vec<u8>,
-        /// The outcome.
-        reply: oneshot::Sender<Replicated>,
-    },
-    /// Receiving side of a snapshot stream (a backup brought up to date).
-    Snapshot {
-        /// The partition.
-        partition: PartitionId,
-        /// The sender's epoch.
-        epoch: Epoch,
-        /// The chunk.
-        chunk: Vec<u8>,
-        /// Whether it is the last.
-        last: bool,
-        /// The outcome (`Applied { through: 0 }` until the last chunk).
-        reply: oneshot::Sender<Replicated>,
+        /// The message.
+        write: PeerWrite,
     },
     /// Every copy this worker holds, with its role (for `/v1/partitions`).
     Copies {
@@ -238,16 +222,25 @@ pub struct WorkerState {
 }
 
 /// A replication message from a peer, as the worker runs it.
-enum PeerWrite {
+pub enum PeerWrite {
+    /// Entries from the owner.
     Replicate {
+        /// The sender's epoch.
         epoch: Epoch,
+        /// Entries back-to-back.
         entries: Vec<u8>,
+        /// The outcome.
         reply: oneshot::Sender<Replicated>,
     },
+    /// One chunk of a snapshot stream (a backup brought up to date).
     Snapshot {
+        /// The sender's epoch.
         epoch: Epoch,
+        /// The chunk.
         chunk: Vec<u8>,
+        /// Whether it is the last.
         last: bool,
+        /// The outcome (`Applied { through: 0 }` until the last chunk).
         reply: oneshot::Sender<Replicated>,
     },
 }
@@ -1298,34 +1291,7 @@ impl Actor for Worker {
                     state.ship_all(touched, &mut acks).await;
                 }
             }
-            WorkerMsg::Replicate {
-                partition,
-                epoch,
-                entries,
-                reply,
-            } => {
-                let write = PeerWrite::Replicate {
-                    epoch,
-                    entries,
-                    reply,
-                };
-                state.offer(partition, write);
-            }
-            WorkerMsg::Snapshot {
-                partition,
-                epoch,
-                chunk,
-                last,
-                reply,
-            } => {
-                let write = PeerWrite::Snapshot {
-                    epoch,
-                    chunk,
-                    last,
-                    reply,
-                };
-                state.offer(partition, write);
-            }
+            WorkerMsg::Peer { partition, write } => state.offer(partition, write),
             WorkerMsg::Copies { reply } => {
                 let _ = reply.send(state.copies());
             }
