@@ -370,12 +370,36 @@ impl Partition {
     /// resends and skipped, so shipping is idempotent. Alerts the entries
     /// raise are dropped: only the owner publishes. Entries before a failure
     /// stay applied, and the answer says how far the replica got.
+    ///
+    /// A copy continues only the log of the owner it follows: the one of
+    /// its own epoch, learnt from that owner's snapshot (or its entries
+    /// after one). A newer owner's entries or barrier ask for a snapshot
+    /// instead, even when the position fits: this copy's tail may hold a
+    /// deposed owner's unacknowledged writes at positions where the newer
+    /// owner's log has others (Raft's log-matching check, which
+    /// `prevLogTerm` makes; here the new owner's snapshot does).
     pub fn apply_replicated(&mut self, epoch: Epoch, entries: &[u8]) -> Replicated {
         if epoch < self.epoch {
             return Replicated::Stale {
                 current: self.epoch,
             };
         }
+        if epoch > self.epoch && self.last_seq > Seq(0) {
+            return Replicated::NeedSnapshot {
+                have: self.last_seq,
+            };
+        }
+        self.apply_entries(epoch, entries)
+    }
+
+    /// Replays this copy's own write-ahead log over it, record by record:
+    /// the entries continue the copy (it wrote or confirmed them in this
+    /// order), so only each entry's own epoch fences it.
+    pub fn replay_logged(&mut self, entries: &[u8]) -> Replicated {
+        self.apply_entries(Epoch(u64::MAX), entries)
+    }
+
+    fn apply_entries(&mut self, epoch: Epoch, entries: &[u8]) -> Replicated {
         // The epoch is learnt from applied entries only: a copy must never
         // claim an epoch whose log it does not hold, or a takeover comparing
         // (epoch, position) could prefer it over a copy with more writes.
@@ -401,13 +425,6 @@ impl Partition {
                 };
             }
             if entry.seq <= self.last_seq {
-                if entry.epoch > self.epoch {
-                    // A new owner's entry at a position we hold from an older
-                    // owner: our tail may differ from the new log.
-                    return Replicated::NeedSnapshot {
-                        have: self.last_seq,
-                    };
-                }
                 continue;
             }
             match self.apply_entry(&entry, &mut alerts) {

@@ -149,12 +149,197 @@ fn a_copy_only_claims_an_epoch_whose_entries_it_applied() {
         Replicated::NeedSnapshot { have: Seq(1) }
     );
     assert_eq!(lagging.epoch(), Epoch(3));
-    // A barrier of a newer owner does not raise it either.
+    // A barrier of a newer owner neither raises it nor confirms its
+    // position: it follows the owner of 3, not the log of 4.
     assert_eq!(
         lagging.apply_replicated(Epoch(4), &[]),
-        Replicated::Applied { through: Seq(1) }
+        Replicated::NeedSnapshot { have: Seq(1) }
     );
     assert_eq!(lagging.epoch(), Epoch(3));
+}
+
+/// The deposed owner's copy holds an entry it wrote while cut off (never
+/// acknowledged); its successor, promoted from a backup without it, writes
+/// other entries at that position and the next. The successor's next entry
+/// fits the old copy's position exactly, but continuing would confirm a
+/// log the successor never wrote and drop its acknowledged entry (the
+/// chaos `split-brain` loss: the old owner then joined the ISR, was
+/// elected, and the entry was gone).
+#[test]
+fn a_deposed_owners_tail_is_not_continued_by_its_successor() {
+    let (_, shipped) = owner_with(3);
+    let mut deposed = partition(PartitionConfig::default());
+    for batch in &shipped {
+        deposed.apply_replicated(Epoch(3), batch);
+    }
+    let mut successor = partition(PartitionConfig::default());
+    for batch in &shipped[..2] {
+        successor.apply_replicated(Epoch(3), batch);
+    }
+    successor.set_epoch(Epoch(4));
+    let _acknowledged = submit(&mut successor, 9_000, cmd("k1", Cmd::Add(5)));
+    let next = submit(&mut successor, 9_001, cmd("k2", Cmd::Add(6)));
+    assert_eq!(
+        deposed.apply_replicated(Epoch(4), next.log.as_bytes()),
+        Replicated::NeedSnapshot { have: Seq(3) }
+    );
+    assert_eq!(
+        deposed.apply_replicated(Epoch(4), &[]),
+        Replicated::NeedSnapshot { have: Seq(3) }
+    );
+    assert_eq!((deposed.epoch(), deposed.last_seq()), (Epoch(3), Seq(3)));
+    // The successor's snapshot makes it a follower of epoch 4.
+    let chunks = successor.snapshot_chunks(1 << 16).expect("snapshot");
+    let mut follower = Partition::restore(
+        registry(),
+        PartitionConfig::default(),
+        chunks.iter().map(Vec::as_slice),
+    )
+    .expect("restores");
+    let after = submit(&mut successor, 9_002, cmd("k3", Cmd::Add(7)));
+    assert_eq!(
+        follower.apply_replicated(Epoch(4), after.log.as_bytes()),
+        Replicated::Applied { through: Seq(5) }
+    );
+    assert_eq!(
+        follower.dump().expect("dump"),
+        successor.dump().expect("dump")
+    );
+}
+
+/// A WAL replays over its own copy whatever epochs its records carry.
+#[test]
+fn a_copy_replays_its_own_log_across_epochs() {
+    let (_, shipped) = owner_with(2);
+    let mut promoted = partition(PartitionConfig::default());
+    let mut log = Vec::new();
+    for batch in &shipped {
+        promoted.apply_replicated(Epoch(3), batch);
+        log.push(batch.clone());
+    }
+    promoted.set_epoch(Epoch(4));
+    log.push(
+        submit(&mut promoted, 9_000, cmd("k1", Cmd::Add(5)))
+            .log
+            .as_bytes()
+            .to_vec(),
+    );
+    let mut replayed = partition(PartitionConfig::default());
+    for record in &log {
+        assert!(matches!(
+            replayed.replay_logged(record),
+            Replicated::Applied { .. }
+        ));
+    }
+    assert_eq!(
+        (replayed.last_epoch(), replayed.last_seq()),
+        (Epoch(4), Seq(3))
+    );
+    assert_eq!(
+        replayed.dump().expect("dump"),
+        promoted.dump().expect("dump")
+    );
+}
+
+/// Owners of successive epochs, each promoted from a prefix of an earlier
+/// owner's log (the copy it held), and the entries of each.
+struct Owners {
+    copies: Vec<Partition>,
+    logs: Vec<Vec<Vec<u8>>>,
+    now: u64,
+}
+
+impl Owners {
+    fn new() -> Owners {
+        let mut first = partition(PartitionConfig::default());
+        first.set_epoch(Epoch(1));
+        Owners {
+            copies: vec![first],
+            logs: vec![Vec::new()],
+            now: 1_000,
+        }
+    }
+
+    fn write(&mut self, owner: usize) {
+        self.now += 1;
+        let out = submit(&mut self.copies[owner], self.now, cmd("k", Cmd::Add(1)));
+        self.logs[owner].push(out.log.as_bytes().to_vec());
+    }
+
+    /// A new owner, one epoch past the newest, promoted from the first
+    /// `len` entries of `from`'s log.
+    fn promote(&mut self, from: usize, len: usize) {
+        let prefix: Vec<Vec<u8>> = self.logs[from][..len.min(self.logs[from].len())].to_vec();
+        let mut copy = partition(PartitionConfig::default());
+        for record in &prefix {
+            copy.replay_logged(record);
+        }
+        copy.set_epoch(Epoch(self.copies.len() as u64 + 1));
+        self.copies.push(copy);
+        self.logs.push(prefix);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Log matching: whatever owners of whatever epochs ship, in any order,
+    /// a copy only ever holds a prefix of the log of the owner whose epoch
+    /// it claims, and every `Applied { through }` it answers an owner is a
+    /// prefix of that owner's log — what the owner counts as confirmed.
+    #[test]
+    fn a_copy_holds_a_prefix_of_the_log_it_follows_and_confirms_only_that(
+        ops in proptest::collection::vec((0u8..5, 0usize..8, 0usize..12, 0usize..12), 1..60),
+    ) {
+        let mut owners = Owners::new();
+        let mut copy = partition(PartitionConfig::default());
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        for (op, who, a, b) in ops {
+            let k = who % owners.copies.len();
+            match op {
+                0 => owners.write(k),
+                1 if owners.copies.len() < 6 => owners.promote(k, a),
+                2 | 1 => {
+                    // Ship entries (from, to] of owner k: from the copy's
+                    // position (an owner that thinks it is followed) or any.
+                    let log = &owners.logs[k];
+                    let from = if b % 2 == 0 { (copy.last_seq().0 as usize).min(log.len()) } else { a.min(log.len()) };
+                    let to = (from + 1 + b / 2).min(log.len());
+                    let bytes: Vec<u8> = log[from..to].concat();
+                    let before = copy.last_seq().0 as usize;
+                    let answer = copy.apply_replicated(owners.copies[k].epoch(), &bytes);
+                    let after = copy.last_seq().0 as usize;
+                    for seq in before + 1..=after {
+                        held.push(log[seq - 1].clone());
+                    }
+                    if let Replicated::Applied { through } = answer {
+                        let through = through.0 as usize;
+                        proptest::prop_assert!(through <= log.len() && held[..through] == log[..through],
+                            "confirmed {through} to the owner of {:?}, not its log", owners.copies[k].epoch());
+                    }
+                }
+                3 => {
+                    let chunks = owners.copies[k].snapshot_chunks(1 << 16).expect("snapshot");
+                    copy = Partition::restore(registry(), PartitionConfig::default(), chunks.iter().map(Vec::as_slice)).expect("restores");
+                    held = owners.logs[k].clone();
+                }
+                _ => {
+                    let answer = copy.apply_replicated(owners.copies[k].epoch(), &[]);
+                    if let Replicated::Applied { through } = answer {
+                        let through = through.0 as usize;
+                        let log = &owners.logs[k];
+                        proptest::prop_assert!(through <= log.len() && held[..through] == log[..through]);
+                    }
+                }
+            }
+            if copy.last_seq() > Seq(0) {
+                let followed = (copy.epoch().0 - 1) as usize;
+                let log = &owners.logs[followed];
+                proptest::prop_assert!(held.len() <= log.len() && held[..] == log[..held.len()],
+                    "the copy claims {:?} but holds another log", copy.epoch());
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `wal_records`: a partition's write-ahead log replayed at start
 //! (`eddy_node::storage::replay`); the entries inside are those a backup
-//! takes from its owner (`Partition::apply_replicated`).
+//! takes from its owner (`Partition::replay_logged`).
 
 use std::path::Path;
 

@@ -10,8 +10,8 @@
 //!   acknowledged (owner) or confirmed (backup), by the storage writer
 //!   thread ([`crate::writer`]).
 //!
-//! Loading replays the WAL over the snapshot with the backup rule
-//! (`Partition::apply_replicated`). A torn last record (a crash mid-write) is
+//! Loading replays the WAL over the snapshot, each entry fenced by its own epoch
+//! (`Partition::replay_logged`). A torn last record (a crash mid-write) is
 //! reported and the copy loaded up to it; a damaged snapshot is reported and
 //! the copy skipped — never loaded silently; either way the node leaves that
 //! partition's ISR before it serves the copy (`crate::ownership`). Whether writes are flushed to the device is the `fsync`
@@ -23,9 +23,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eddy_core::{
-    Epoch, Partition, PartitionConfig, PartitionId, Registry, Replicated, SnapshotReader,
-};
+use eddy_core::{Partition, PartitionConfig, PartitionId, Registry, Replicated, SnapshotReader};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -358,8 +356,7 @@ pub fn replay(path: &Path, mut bytes: &[u8], copy: &mut Partition) -> Option<Sto
         if xxh3_64(entries) != u64::from_le_bytes(sum) {
             return damaged("checksum mismatch".into());
         }
-        // Replay is the backup rule: each entry's own epoch fences it.
-        match copy.apply_replicated(Epoch(u64::MAX), entries) {
+        match copy.replay_logged(entries) {
             Replicated::Applied { .. } => {}
             other => return damaged(format!("entries do not follow the copy ({other:?})")),
         }

@@ -1280,8 +1280,10 @@ impl Actor for Worker {
             }
             WorkerMsg::Tick => state.tick(&myself).await,
             WorkerMsg::Placement(cluster) => {
-                state.release_parked(&cluster);
+                // Roles first: a held message the new configuration vouches
+                // for must meet the roles that configuration gives.
                 let behind = state.placement(&cluster);
+                state.release_parked(&cluster);
                 if !behind.is_empty() {
                     tracing::debug!(partitions = behind.len(), "bringing new backups up to date");
                     let touched = behind.into_iter().map(|p| (p, Vec::new())).collect();
