@@ -24,6 +24,18 @@ fn owner_with(events: u32) -> (Partition, Vec<Vec<u8>>) {
     (owner, shipped)
 }
 
+/// A copy restored from `owner`'s snapshot (in chunks of `chunk` bytes):
+/// what a backup installs.
+fn restored_from(owner: &Partition, chunk: usize) -> Partition {
+    let chunks = owner.snapshot_chunks(chunk).expect("snapshot");
+    Partition::restore(
+        registry(),
+        PartitionConfig::default(),
+        chunks.iter().map(Vec::as_slice),
+    )
+    .expect("restores")
+}
+
 #[test]
 fn a_backup_fed_every_batch_equals_its_owner_and_skips_resends() {
     let (owner, shipped) = owner_with(20);
@@ -60,13 +72,7 @@ fn a_gap_asks_for_a_snapshot_and_applies_nothing_past_it() {
     );
     assert_eq!(backup.last_seq(), Seq(1));
     // The snapshot brings it up to date; later entries follow on.
-    let chunks = owner.snapshot_chunks(256).expect("snapshot");
-    let mut restored = Partition::restore(
-        registry(),
-        PartitionConfig::default(),
-        chunks.iter().map(Vec::as_slice),
-    )
-    .expect("restores");
+    let mut restored = restored_from(&owner, 256);
     assert_eq!(
         restored.apply_replicated(Epoch(3), &shipped[4]),
         Replicated::Applied { through: Seq(5) }
@@ -83,16 +89,7 @@ fn a_deposed_owner_is_fenced_and_a_promoted_one_continues_the_log() {
     }
     // The backup is promoted: next epoch, continuing from its position.
     backup.set_epoch(Epoch(4));
-    let mut new_backup = Partition::restore(
-        registry(),
-        PartitionConfig::default(),
-        backup
-            .snapshot_chunks(1024)
-            .expect("snapshot")
-            .iter()
-            .map(Vec::as_slice),
-    )
-    .expect("restores");
+    let mut new_backup = restored_from(&backup, 1024);
     let out = submit(&mut backup, 5_000, cmd("k9", Cmd::Add(1)));
     assert_eq!(
         new_backup.apply_replicated(Epoch(4), out.log.as_bytes()),
@@ -160,13 +157,13 @@ fn a_copy_only_claims_an_epoch_whose_entries_it_applied() {
 
 /// The deposed owner's copy holds an entry it wrote while cut off (never
 /// acknowledged); its successor, promoted from a backup without it, writes
-/// other entries at that position and the next. The successor's next entry
-/// fits the old copy's position exactly, but continuing would confirm a
-/// log the successor never wrote and drop its acknowledged entry (the
-/// chaos `split-brain` loss: the old owner then joined the ISR, was
-/// elected, and the entry was gone).
+/// other entries at that position and the next. Neither the entry at the
+/// copy's position (not a resend to skip) nor the next one (it fits, but
+/// continuing would confirm a log the successor never wrote and drop its
+/// acknowledged entry — the chaos `split-brain` loss: the old owner then
+/// joined the ISR, was elected, and the entry was gone) is applied.
 #[test]
-fn a_deposed_owners_tail_is_not_continued_by_its_successor() {
+fn a_deposed_owners_tail_is_replaced_not_skipped_or_continued() {
     let (_, shipped) = owner_with(3);
     let mut deposed = partition(PartitionConfig::default());
     for batch in &shipped {
@@ -177,8 +174,12 @@ fn a_deposed_owners_tail_is_not_continued_by_its_successor() {
         successor.apply_replicated(Epoch(3), batch);
     }
     successor.set_epoch(Epoch(4));
-    let _acknowledged = submit(&mut successor, 9_000, cmd("k1", Cmd::Add(5)));
+    let acknowledged = submit(&mut successor, 9_000, cmd("k1", Cmd::Add(5)));
     let next = submit(&mut successor, 9_001, cmd("k2", Cmd::Add(6)));
+    assert_eq!(
+        deposed.apply_replicated(Epoch(4), acknowledged.log.as_bytes()),
+        Replicated::NeedSnapshot { have: Seq(3) }
+    );
     assert_eq!(
         deposed.apply_replicated(Epoch(4), next.log.as_bytes()),
         Replicated::NeedSnapshot { have: Seq(3) }
@@ -189,13 +190,7 @@ fn a_deposed_owners_tail_is_not_continued_by_its_successor() {
     );
     assert_eq!((deposed.epoch(), deposed.last_seq()), (Epoch(3), Seq(3)));
     // The successor's snapshot makes it a follower of epoch 4.
-    let chunks = successor.snapshot_chunks(1 << 16).expect("snapshot");
-    let mut follower = Partition::restore(
-        registry(),
-        PartitionConfig::default(),
-        chunks.iter().map(Vec::as_slice),
-    )
-    .expect("restores");
+    let mut follower = restored_from(&successor, 1 << 16);
     let after = submit(&mut successor, 9_002, cmd("k3", Cmd::Add(7)));
     assert_eq!(
         follower.apply_replicated(Epoch(4), after.log.as_bytes()),
@@ -319,8 +314,7 @@ proptest::proptest! {
                     }
                 }
                 3 => {
-                    let chunks = owners.copies[k].snapshot_chunks(1 << 16).expect("snapshot");
-                    copy = Partition::restore(registry(), PartitionConfig::default(), chunks.iter().map(Vec::as_slice)).expect("restores");
+                    copy = restored_from(&owners.copies[k], 1 << 16);
                     held = owners.logs[k].clone();
                 }
                 _ => {
@@ -343,27 +337,6 @@ proptest::proptest! {
 }
 
 #[test]
-fn a_tail_from_a_deposed_owner_is_replaced_not_skipped() {
-    let (_, shipped) = owner_with(3);
-    // `ahead` holds entries 1..=3 of epoch 3; the new owner only had 1..=2.
-    let mut ahead = partition(PartitionConfig::default());
-    for batch in &shipped {
-        ahead.apply_replicated(Epoch(3), batch);
-    }
-    let mut promoted = partition(PartitionConfig::default());
-    for batch in &shipped[..2] {
-        promoted.apply_replicated(Epoch(3), batch);
-    }
-    promoted.set_epoch(Epoch(4));
-    let next = submit(&mut promoted, 9_000, cmd("k1", Cmd::Add(5)));
-    // The new entry 3 is not the one `ahead` holds: a snapshot, not a skip.
-    assert_eq!(
-        ahead.apply_replicated(Epoch(4), next.log.as_bytes()),
-        Replicated::NeedSnapshot { have: Seq(3) }
-    );
-}
-
-#[test]
 fn a_promotion_raises_the_epoch_but_not_the_last_entry_epoch() {
     let (mut owner, shipped) = owner_with(5);
     assert_eq!(owner.last_epoch(), Epoch(3));
@@ -371,13 +344,7 @@ fn a_promotion_raises_the_epoch_but_not_the_last_entry_epoch() {
     // epoch 3, so nothing mistakes it for a longer log.
     owner.set_epoch(Epoch(9));
     assert_eq!((owner.epoch(), owner.last_epoch()), (Epoch(9), Epoch(3)));
-    let chunks = owner.snapshot_chunks(1 << 16).unwrap();
-    let restored = Partition::restore(
-        owner.registry().clone(),
-        PartitionConfig::default(),
-        chunks.iter().map(Vec::as_slice),
-    )
-    .unwrap();
+    let restored = restored_from(&owner, 1 << 16);
     assert_eq!(
         (restored.epoch(), restored.last_epoch()),
         (Epoch(9), Epoch(3))
