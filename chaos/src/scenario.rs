@@ -260,6 +260,10 @@ pub enum Action {
     /// passes or the run heals.
     /// Needs no hook.
     ExhaustFds,
+    /// Every partition worker of `node` fails once (fault hook
+    /// `{"fail_workers": true}`) and is restarted empty by its supervisor,
+    /// as after a bug in the worker: the copies it held are gone.
+    WorkerFail,
 }
 
 impl Action {
@@ -282,7 +286,12 @@ impl Action {
     fn undoable(self) -> bool {
         !matches!(
             self,
-            Action::Restart | Action::Cont | Action::Heal | Action::Add | Action::ForgetDown
+            Action::Restart
+                | Action::Cont
+                | Action::Heal
+                | Action::Add
+                | Action::ForgetDown
+                | Action::WorkerFail
         )
     }
 
@@ -575,7 +584,8 @@ rate = 100
              [[faults]]\nat_s = 4\naction = \"restart\"\nnode = 3\nwipe = true\n\
              [[faults]]\nat_s = 5\naction = \"forget_down\"\nnode = 1\n\
              [[faults]]\nat_s = 6\naction = \"storage_fail\"\nnode = 2\nfor_s = 1\n\
-             [[faults]]\nat_s = 7\naction = \"exhaust_fds\"\nnode = 1\nfor_s = 1\n",
+             [[faults]]\nat_s = 7\naction = \"exhaust_fds\"\nnode = 1\nfor_s = 1\n\
+             [[faults]]\nat_s = 8\naction = \"worker_fail\"\nnode = 2\n",
             BASE.replace(
                 "duration_s = 10",
                 "duration_s = 10\nmax_unavailable_s = 4.5"
@@ -587,7 +597,16 @@ rate = 100
         use Action::*;
         assert_eq!(
             actions,
-            [Cut, Add, Move, Restart, ForgetDown, StorageFail, ExhaustFds]
+            [
+                Cut,
+                Add,
+                Move,
+                Restart,
+                ForgetDown,
+                StorageFail,
+                ExhaustFds,
+                WorkerFail
+            ]
         );
         assert!(scenario.faults[3].wipe);
         assert!(scenario.starts(1) && !scenario.starts(3));

@@ -153,6 +153,31 @@ impl Backend {
         Ok(())
     }
 
+    /// Makes every partition worker of node `i` fail once: its hook gets
+    /// its current faults plus `fail_workers`.
+    pub fn fail_workers(
+        &mut self,
+        network: &Network,
+        cluster: &Cluster,
+        i: usize,
+    ) -> Result<(), RunError> {
+        let share = match self {
+            Backend::Hook { .. } => HookShare::ALL,
+            Backend::Netns {
+                netns, hook_used, ..
+            } => {
+                *hook_used = true;
+                HookShare {
+                    links: false,
+                    delay: !netns.has_netem(),
+                }
+            }
+        };
+        let mut spec = network.hook_spec(i, share);
+        spec["fail_workers"] = serde_json::json!(true);
+        Ok(cluster.set_faults(i, &spec)?)
+    }
+
     /// Makes `network` real for every node.
     pub fn apply(&mut self, network: &Network, cluster: &Cluster) -> Result<(), RunError> {
         for i in 1..=cluster.len() {

@@ -162,6 +162,10 @@ impl Faults<'_> {
                 self.backend.apply_to(network, &c, node)?;
                 return Ok(());
             }
+            Action::WorkerFail => {
+                self.backend.fail_workers(network, &c, node)?;
+                return Ok(());
+            }
             Action::ExhaustFds => {
                 match c.limit_fds(node, None) {
                     Some(before) => {
@@ -303,6 +307,7 @@ fn describe(fault: &Fault) -> String {
         Action::ForgetDown => "forget-down".to_string(),
         Action::StorageFail => "storage-fail".to_string(),
         Action::ExhaustFds => "exhaust-fds".to_string(),
+        Action::WorkerFail => "worker-fail".to_string(),
         other => format!("{other:?}").to_lowercase(),
     };
     format!("{action}{node}{wipe}{with}{degrade}{dur}")

@@ -43,6 +43,11 @@ pub struct FaultSpec {
     /// descriptors left (the storage writer's error path).
     #[serde(default)]
     pub fail_storage: bool,
+    /// Once, when set: every partition worker fails at its next tick and
+    /// the supervisor restarts it empty (not a standing fault; the spec
+    /// that carries it is otherwise applied as usual).
+    #[serde(default)]
+    pub fail_workers: bool,
 }
 
 struct Active {
@@ -63,6 +68,8 @@ pub struct Faults {
     on: AtomicBool,
     state: RwLock<Option<Active>>,
     draws: AtomicU64,
+    /// How many times `fail_workers` was asked for.
+    worker_failures: AtomicU64,
 }
 
 impl Faults {
@@ -92,6 +99,15 @@ impl Faults {
             *state = any.then_some(active);
         }
         self.on.store(any, Ordering::Release);
+        if spec.fail_workers {
+            self.worker_failures.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// How many worker failures were asked for so far: a worker that
+    /// started after the last one asked for keeps running.
+    pub fn worker_failures(&self) -> u64 {
+        self.worker_failures.load(Ordering::Acquire)
     }
 
     fn check(&self, f: impl FnOnce(&Active) -> bool) -> bool {

@@ -600,7 +600,7 @@ impl Ingress {
     pub(crate) fn snapshot_now(
         &self,
         partition: PartitionId,
-        epoch: Epoch,
+        (link, epoch): (u64, Epoch),
         chunk: Vec<u8>,
         last: bool,
     ) -> oneshot::Receiver<Replicated> {
@@ -608,6 +608,7 @@ impl Ingress {
         if let Some(worker) = self.worker_of_partition(partition) {
             let write = PeerWrite::Snapshot {
                 epoch,
+                link,
                 chunk,
                 last,
                 reply,

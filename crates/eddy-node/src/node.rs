@@ -332,6 +332,7 @@ impl NodeBuilder {
             names.clone(),
             config.min_insync_replicas,
         );
+        let lost = crate::ownership::LostCopies::default();
         let worker = WorkerArgs {
             isr: isr.clone(),
             registry: registry.clone(),
@@ -346,6 +347,8 @@ impl NodeBuilder {
             storage: writer,
             recovered: Arc::new(std::sync::Mutex::new(recovered)),
             damaged: Arc::new(untrusted.clone()),
+            restarted: false,
+            lost: lost.clone(),
         };
         let (supervisor, supervisor_task) = Actor::spawn(
             None,
@@ -394,6 +397,7 @@ impl NodeBuilder {
             crate::ownership::OwnershipArgs {
                 ingress: ingress.clone(),
                 untrusted,
+                lost,
                 restarted,
                 control: control.clone(),
             },

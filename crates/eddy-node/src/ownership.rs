@@ -6,10 +6,12 @@
 //! and no pull. Until a partition is taken over its events are re-routed
 //! (the ingress retries), never applied.
 //!
-//! A copy found damaged at start is never served: its partitions leave
-//! this node's ISR first ([`give_up_untrusted`]).
+//! A copy found damaged at start, or lost with a failed partition worker,
+//! is never served: its partitions leave this node's ISR first
+//! ([`give_up_untrusted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_core::{Epoch, PartitionId};
@@ -27,6 +29,27 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// it is made again.
 const UNTRUSTED_PROPOSE_EVERY: Duration = Duration::from_secs(2);
 
+/// Partitions whose copy a failed partition worker took with it, reported
+/// by its replacement; the ownership task treats them as copies damaged at
+/// start ([`give_up_untrusted`]).
+#[derive(Clone, Default)]
+pub struct LostCopies(Arc<Mutex<BTreeSet<PartitionId>>>);
+
+impl LostCopies {
+    /// Reports `partitions` lost.
+    pub fn report(&self, partitions: impl IntoIterator<Item = PartitionId>) {
+        // A poisoned lock only means a panic elsewhere mid-insert: the set
+        // is still a set.
+        let mut lost = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        lost.extend(partitions);
+    }
+
+    /// Takes every partition reported since the last call.
+    fn take(&self) -> BTreeSet<PartitionId> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// What the task needs.
 pub struct OwnershipArgs {
     /// The local ingress (workers, take).
@@ -35,6 +58,8 @@ pub struct OwnershipArgs {
     /// miss acknowledged writes, so it is neither served nor kept in the
     /// ISR.
     pub untrusted: BTreeSet<PartitionId>,
+    /// Copies lost with a failed worker since: untrusted from then on.
+    pub lost: LostCopies,
     /// The controller, to hand untrusted partitions over.
     pub control: crate::control::ControlHandle,
     /// Whether an earlier process of this incarnation ran (its
@@ -77,6 +102,8 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                     .map(|(p, a)| (PartitionId(u32::try_from(p).unwrap_or(u32::MAX)), a.epoch))
                     .collect()
             });
+            let lost = args.lost.take();
+            args.untrusted.extend(lost);
             give_up_untrusted(&mut args, &current, config, &mut proposed);
             let mut again = Vec::new();
             for partition in args.ingress.incoming().await {
@@ -163,12 +190,14 @@ fn give_up_untrusted(
     proposed.settle(config, now);
     let live = current.live_members();
     let mut commands = Vec::new();
+    let mut left = 0usize;
+    let mut offline = Vec::new();
     args.untrusted.retain(|&partition| {
         let Some(a) = config.assignment(partition) else {
             return false;
         };
         if !a.isr.contains(&me) {
-            tracing::info!(partition = partition.0, "the damaged copy left the ISR; it is brought up to date before it rejoins");
+            left += 1;
             return false;
         }
         if proposed.waiting(partition) {
@@ -184,11 +213,7 @@ fn give_up_untrusted(
                     epoch: Epoch(a.epoch.0 + 1),
                 },
                 None => {
-                    metrics::counter!("eddy_partitions_offline_damaged_total").increment(1);
-                    crate::warn_limited!(
-                        partition = partition.0,
-                        "this node's copy is damaged and no other in-sync copy is live: the partition stays offline (restore the files, or bring an in-sync member back)"
-                    );
+                    offline.push(partition.0);
                     return true;
                 }
             }
@@ -204,16 +229,21 @@ fn give_up_untrusted(
         commands.push(command);
         true
     });
-    for command in commands {
-        let control = args.control.clone();
-        tokio::spawn(async move {
-            if control
-                .propose_isr(command, UNTRUSTED_PROPOSE_EVERY, true)
-                .await
-                .is_none()
-            {
-                tracing::debug!("a damaged copy's hand-over was not committed yet");
-            }
-        });
+    if left > 0 {
+        // One line for all of them: a failed worker's share is hundreds.
+        tracing::info!(
+            partitions = left,
+            "untrusted copies are out of their ISRs; each is brought up to date before it rejoins"
+        );
     }
+    if !offline.is_empty() {
+        metrics::counter!("eddy_partitions_offline_damaged_total").increment(offline.len() as u64);
+        crate::warn_limited!(
+            partitions = ?offline,
+            "this node's copy cannot be vouched for (damaged, or lost with a failed worker) and no other in-sync copy is live: those partitions stay offline (restore the files, or bring an in-sync member back)"
+        );
+    }
+    // One batch, not a proposal per partition: a failed worker's share
+    // would flood the controller.
+    args.control.propose_many(commands);
 }

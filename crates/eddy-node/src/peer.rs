@@ -717,6 +717,7 @@ async fn connection(
         return;
     }
     tracing::debug!(%peer, %from, "peer link accepted");
+    let link = NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     framed::serve(
         reader,
         writer,
@@ -751,7 +752,7 @@ async fn connection(
             }
             // Replication reaches the worker here, in arrival order; only
             // the wait for its outcome runs concurrently.
-            let ordered = ordered(&request, &ingress);
+            let ordered = ordered(&request, link, &ingress);
             futures_util::future::Either::Right(async move {
                 let answer = match ordered {
                     Some((request_id, receivers)) => {
@@ -816,7 +817,11 @@ async fn refuse(mut writer: framed::WriteHalf, from: SocketAddr, reason: String)
 /// Replication messages handed to their worker at once (order matters).
 type Outcomes = Vec<tokio::sync::oneshot::Receiver<Replicated>>;
 
-fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> {
+/// Identifies an accepted peer connection within this process: a
+/// snapshot stream's chunks must all come on one.
+static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn ordered(request: &PeerRequest, link: u64, ingress: &Ingress) -> Option<(u64, Outcomes)> {
     match request {
         PeerRequest::Replicate { request_id, parts } => Some((
             *request_id,
@@ -841,7 +846,7 @@ fn ordered(request: &PeerRequest, ingress: &Ingress) -> Option<(u64, Outcomes)> 
             *request_id,
             vec![ingress.snapshot_now(
                 PartitionId(*partition),
-                Epoch(*epoch),
+                (link, Epoch(*epoch)),
                 chunk.clone(),
                 *last,
             )],

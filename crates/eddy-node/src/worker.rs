@@ -22,7 +22,6 @@ use eddy_cluster::{Held, NodeId, NodeIdentity, ReplicaPartRef};
 use eddy_core::{
     AlertRecord, ApplyError, DEFAULT_CHUNK_BYTES, Epoch, EventRef, KindId, Outputs, Partition,
     PartitionConfig, PartitionId, Registry, Replicated, Seq, SnapshotReader, Submitted, Timestamp,
-    chunk_index,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{oneshot, watch};
@@ -32,7 +31,7 @@ use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
 use crate::parked::{Admit, Parked};
 use crate::peer::{PeerError, PeerLinks, PeerPending};
-use crate::slot::{Role, Slot, role_after_table};
+use crate::slot::{Received, Role, Slot, role_after_table};
 use crate::storage::StorageError;
 use crate::writer::{Done, StorageWriter, complete};
 
@@ -150,12 +149,18 @@ pub enum WorkerMsg {
 /// Whether this node is in `partition`'s committed ISR while the partition
 /// is still with its first owner (epoch 1 at most).
 fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
+    isr_epoch(state, partition).is_some_and(|epoch| epoch <= Epoch(1))
+}
+
+/// The partition's committed epoch if this member is in its ISR.
+fn isr_epoch(state: &ClusterState, partition: PartitionId) -> Option<Epoch> {
     let me = state.member_id();
     state
         .committed
         .as_ref()
         .and_then(|c| c.assignment(partition))
-        .is_some_and(|a| a.epoch <= Epoch(1) && a.isr.contains(&me))
+        .filter(|a| a.isr.contains(&me))
+        .map(|a| a.epoch)
 }
 
 /// Everything a worker needs to start.
@@ -187,6 +192,12 @@ pub struct WorkerArgs {
     /// taken, nor replaced by an empty copy, until an owner's snapshot
     /// replaced them.
     pub damaged: Arc<std::collections::BTreeSet<PartitionId>>,
+    /// Whether this worker replaces one that failed (its copies died with
+    /// it).
+    pub restarted: bool,
+    /// Partitions whose copy a failed worker took with it, for the
+    /// ownership task to take out of this node's ISRs (as damaged ones).
+    pub lost: crate::ownership::LostCopies,
     /// With a controller: the owner-side ISR bookkeeping, fed the answers
     /// of the periodic check so idle partitions' backups join the ISR too.
     pub isr: crate::isr_acks::IsrAcks,
@@ -214,11 +225,13 @@ pub struct WorkerState {
     /// When the owned partitions' backups were last asked (see `tick`).
     checked_at: Instant,
     out: Outputs,
-    /// This worker's partitions of [`WorkerArgs::damaged`] whose copy no
-    /// owner's snapshot replaced yet.
+    /// This worker's partitions of [`WorkerArgs::damaged`] (all of them
+    /// after a restart) whose copy no owner's snapshot replaced yet.
     untrusted: std::collections::BTreeSet<PartitionId>,
     /// Replication messages whose epoch the configuration does not show yet.
     parked: Parked<PeerWrite>,
+    /// Injected worker failures already suffered (chaos fault hook).
+    failures_seen: u64,
 }
 
 /// A replication message from a peer, as the worker runs it.
@@ -236,6 +249,9 @@ pub enum PeerWrite {
     Snapshot {
         /// The sender's epoch.
         epoch: Epoch,
+        /// The peer connection it came on (node-local; binds a stream's
+        /// chunks together).
+        link: u64,
         /// The chunk.
         chunk: Vec<u8>,
         /// Whether it is the last.
@@ -761,10 +777,11 @@ impl WorkerState {
             } => self.replicate(partition, epoch, &entries, reply),
             PeerWrite::Snapshot {
                 epoch,
+                link,
                 chunk,
                 last,
                 reply,
-            } => self.snapshot_chunk(partition, epoch, &chunk, last, reply),
+            } => self.snapshot_chunk(partition, (link, epoch), &chunk, last, reply),
         }
     }
 
@@ -829,16 +846,21 @@ impl WorkerState {
     fn snapshot_chunk(
         &mut self,
         partition: PartitionId,
-        epoch: Epoch,
+        stream: (u64, Epoch),
         chunk: &[u8],
         last: bool,
         reply: oneshot::Sender<Replicated>,
     ) {
-        match self.install_chunk(partition, epoch, chunk, last) {
+        match self.install_chunk(partition, stream, chunk, last) {
             Installed::Written(outcome) => {
                 // An owner's whole copy replaced the damaged one.
                 self.untrusted.remove(&partition);
                 self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
+            }
+            Installed::Held(outcome) => {
+                // The copy's own entries up to its position may still be on
+                // their way to the log: confirmed behind them.
+                self.persist(partition, &[], Some(confirm_when_written(outcome, reply)));
             }
             Installed::Answer(outcome) => {
                 let _ = reply.send(outcome);
@@ -849,65 +871,51 @@ impl WorkerState {
     fn install_chunk(
         &mut self,
         partition: PartitionId,
-        epoch: Epoch,
+        (link, epoch): (u64, Epoch),
         chunk: &[u8],
         last: bool,
     ) -> Installed {
         metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
+        let fence = self.fence(partition);
+        if epoch < fence {
+            // From an owner older than the one this node follows: fenced at
+            // every chunk, so it cannot disturb a stream in progress.
+            return Installed::Answer(Replicated::Stale { current: fence });
+        }
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
         let slot = self
             .slot(partition)
             .get_or_insert_with(|| Slot::new(Role::Backup));
-        if chunk_index(chunk) == Some(0) {
-            slot.receiving = Some(SnapshotReader::new(registry, config));
-        }
-        let Some(reader) = slot.receiving.as_mut() else {
-            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
-        };
-        if let Err(err) = reader.push(chunk) {
-            tracing::warn!(partition = partition.0, %err, "bad snapshot chunk; stream dropped");
-            slot.receiving = None;
-            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
-        }
-        if !last {
-            return Installed::Answer(Replicated::Applied { through: Seq(0) });
-        }
-        let restored = match slot.receiving.take().map(SnapshotReader::finish) {
-            Some(Ok(restored)) => restored,
-            Some(Err(err)) => {
-                tracing::warn!(partition = partition.0, %err, "incomplete snapshot stream");
+        let restored = match slot.receive((link, epoch), chunk, last, || {
+            SnapshotReader::new(registry, config)
+        }) {
+            Received::Complete(restored) => *restored,
+            Received::More => return Installed::Answer(Replicated::Applied { through: Seq(0) }),
+            Received::Foreign => {
                 return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
             }
-            None => return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) }),
+            Received::Broken(why) => {
+                tracing::warn!(partition = partition.0, why, "snapshot stream dropped");
+                return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
+            }
         };
-        if restored.epoch() > epoch {
-            // An owner sends its own copy, of its own epoch: a copy claiming
+        if restored.epoch() != epoch {
+            // An owner sends its own copy, of its own epoch. A copy claiming
             // more would raise the fence past what the configuration (which
-            // vouched for `epoch`) shows.
+            // vouched for `epoch`) shows; one claiming less would make this
+            // copy a follower of a log its sender does not write.
             crate::warn_limited!(
                 partition = partition.0,
                 epoch = epoch.0,
                 claimed = restored.epoch().0,
-                "refused a snapshot whose copy claims a newer epoch than its sender"
+                "refused a snapshot whose copy claims another epoch than its sender"
             );
             return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
         }
         let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
         let held_seq = slot.partition.as_ref().map_or(Seq(0), Partition::last_seq);
-        let fence = self.fence(partition);
-        if epoch.max(restored.epoch()) < fence {
-            // From an owner older than the one this node follows.
-            return Installed::Answer(Replicated::Stale { current: fence });
-        }
-        let Some(slot) = self
-            .slots
-            .get_mut(partition.0 as usize)
-            .and_then(Option::as_mut)
-        else {
-            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
-        };
-        if slot.role == Role::Owner && held_epoch >= epoch.max(restored.epoch()) {
+        if slot.role == Role::Owner && held_epoch >= epoch {
             // We serve a newer ownership than the sender knows of.
             return Installed::Answer(Replicated::Stale {
                 current: held_epoch,
@@ -919,11 +927,8 @@ impl WorkerState {
             // (on a connection the owner gave up for a new one, read after
             // the newer frames): one log per epoch, so the longer copy holds
             // it. Installing it would drop entries this copy confirmed.
-            return Installed::Answer(Replicated::Applied { through: held_seq });
+            return Installed::Held(Replicated::Applied { through: held_seq });
         }
-        let slot = self
-            .slot(partition)
-            .get_or_insert_with(|| Slot::new(Role::Backup));
         if slot.role == Role::Owner {
             // Said out loud: a serving copy replaced is an ownership
             // change the logs of a lost write must show.
@@ -946,7 +951,7 @@ impl WorkerState {
             crate::warn_limited!(
                 partition = partition.0,
                 epoch = epoch.0,
-                "elected owner of a copy damaged on disk; not served until an owner's snapshot replaced it"
+                "elected owner of a copy this node cannot vouch for (damaged on disk, or lost with a failed worker); not served until an owner's snapshot replaced it"
             );
             return false;
         }
@@ -1038,6 +1043,7 @@ impl WorkerState {
         if check {
             self.checked_at = now;
         }
+        let cluster = self.args.cluster.borrow().clone();
         let mut checked: Vec<(PartitionId, Vec<u8>)> = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(held) = slot.as_mut() else {
@@ -1045,7 +1051,10 @@ impl WorkerState {
             };
             if let Role::Retiring { until } = held.role
                 && now >= until
+                && isr_epoch(&cluster, PartitionId(index as u32)).is_none()
             {
+                // Never while the configuration counts this copy in sync:
+                // elected next, this node must find it.
                 tracing::debug!(partition = index, "dropped a retired copy");
                 *slot = None;
                 retired.push(PartitionId(index as u32));
@@ -1150,6 +1159,9 @@ impl WorkerState {
 enum Installed {
     /// Not installed (more chunks to come, or refused): answer now.
     Answer(Replicated),
+    /// Not installed: the copy already holds more of the same log; answer
+    /// once what it holds is in `data_dir`.
+    Held(Replicated),
     /// Installed: answer once it is written to `data_dir`.
     Written(Replicated),
 }
@@ -1210,12 +1222,21 @@ impl Actor for Worker {
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
         myself.send_interval(args.tick, || WorkerMsg::Tick);
-        let untrusted = args
-            .damaged
-            .iter()
-            .filter(|p| p.0 as usize % args.workers.max(1) == args.index)
-            .copied()
-            .collect();
+        let failures_seen = args.links.faults().worker_failures();
+        let mine = |p: &PartitionId| p.0 as usize % args.workers.max(1) == args.index;
+        let mut untrusted: std::collections::BTreeSet<PartitionId> =
+            args.damaged.iter().filter(|p| mine(p)).copied().collect();
+        if args.restarted {
+            // The failed worker's copies are gone, and an ISR member that
+            // held one must not look like one that never received
+            // anything: none is served, or replaced by an empty copy, until
+            // an owner's snapshot replaced it, and this node leaves their
+            // ISRs.
+            let partitions = args.cluster.borrow().placement.table().partitions();
+            let share: Vec<PartitionId> = (0..partitions).map(PartitionId).filter(mine).collect();
+            untrusted.extend(share.iter().copied());
+            args.lost.report(share);
+        }
         let mut state = WorkerState {
             args,
             slots: Vec::new(),
@@ -1223,6 +1244,7 @@ impl Actor for Worker {
             out: Outputs::default(),
             untrusted,
             parked: Parked::default(),
+            failures_seen,
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
             Ok(mut all) => {
@@ -1278,7 +1300,15 @@ impl Actor for Worker {
                 };
                 let _ = reply.send(result);
             }
-            WorkerMsg::Tick => state.tick(&myself).await,
+            WorkerMsg::Tick => {
+                if state.args.links.faults().worker_failures() > state.failures_seen {
+                    // The chaos hook's worker failure: as a bug in the
+                    // worker would, it takes every copy of this worker with
+                    // it.
+                    return Err("injected worker failure (fault hook)".into());
+                }
+                state.tick(&myself).await
+            }
             WorkerMsg::Placement(cluster) => {
                 // Roles first: a held message the new configuration vouches
                 // for must meet the roles that configuration gives.
@@ -1382,8 +1412,8 @@ impl Counts {
 }
 
 /// Starts workers and restarts any that fails. A restarted worker holds
-/// nothing: it says so when elected (`eddy_takeovers_without_copy_total`),
-/// see docs/PROTOCOL.md, "What is not covered".
+/// nothing: its partitions are untrusted, as damaged copies are at start
+/// (docs/PROTOCOL.md, election rule 3).
 pub struct Supervisor;
 
 /// The supervisor's view: how to start worker `i` again.
@@ -1436,6 +1466,7 @@ impl Actor for Supervisor {
                 metrics::counter!("eddy_worker_restarts_total").increment(1);
                 let worker = WorkerArgs {
                     index,
+                    restarted: true,
                     ..state.args.clone()
                 };
                 Actor::spawn_linked(Some(name), Worker, worker, myself.get_cell()).await?;
