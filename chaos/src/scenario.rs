@@ -534,8 +534,10 @@ rate = 100
             names.push(Scenario::load(&path).unwrap_or_else(|e| panic!("{e}")).name);
         }
         // One per class of issue 14 (lost acknowledged events under the
-        // defaults), beside the CI ones.
+        // defaults) and of those found since, beside the CI ones.
         for class in [
+            "split-brain",
+            "worker-failure",
             "smoke",
             "netns-smoke",
             "wiped-node-minority",
