@@ -205,8 +205,9 @@ impl ControlHandle {
         tokio::time::timeout(within, answer).await.ok()?.ok()
     }
 
-    /// Proposes each of `commands` (owner changes) without waiting: the
-    /// outcome shows in the committed configuration.
+    /// Proposes each of `commands` (owner changes) without waiting, here
+    /// and through every other live voter: the outcome shows in the
+    /// committed configuration.
     pub fn propose_many(&self, commands: Vec<Command>) {
         if commands.is_empty() {
             return;
@@ -529,24 +530,26 @@ impl Driver {
     /// Proposes owner changes here if this node is a voter (Raft forwards
     /// them to the leader), else through every live voter, one request
     /// each for all of them. Only `Elect`s and `SetIsr`s are taken.
+    /// Owner and ISR changes, proposed here if this node is a voter and
+    /// through every other live voter too (each proposes them; a stale
+    /// duplicate is rejected by its version or epoch): a node cut off from
+    /// the leader alone still gets them committed, and one batch, not a
+    /// message per partition, carries them.
     fn propose_many(&mut self, commands: Vec<Command>) {
         let commands: Vec<Command> = commands
             .into_iter()
             .filter(|c| matches!(c, Command::Elect { .. } | Command::SetIsr { .. }))
             .collect();
-        if let Some(controller) = &mut self.controller {
-            for command in commands {
-                if let Err(err) = controller.propose(command) {
-                    tracing::debug!(%err, "an owner change not proposed here");
-                }
-            }
+        if commands.is_empty() {
             return;
         }
+        self.propose_here(&commands);
         let state = self.cluster.borrow().clone();
         let body = Arc::new(control_msg::encode(&ControlRequest::ProposeMany(commands)));
         for peer in self
             .voters
             .iter()
+            .filter(|name| **name != self.me.name)
             .filter_map(|name| state.live_member(name).cloned())
         {
             let (links, body) = (self.links.clone(), body.clone());
@@ -555,6 +558,18 @@ impl Driver {
                     tracing::debug!(%err, "owner changes not delivered");
                 }
             });
+        }
+    }
+
+    /// Proposes `commands` to this node's controller, if it is a voter
+    /// (Raft forwards them to the leader).
+    fn propose_here(&mut self, commands: &[Command]) {
+        if let Some(controller) = &mut self.controller {
+            for command in commands {
+                if let Err(err) = controller.propose(command.clone()) {
+                    tracing::debug!(%err, "an owner change not proposed here");
+                }
+            }
         }
     }
 
@@ -695,7 +710,7 @@ impl Driver {
                 if self.controller.is_none() {
                     return ControlResponse::Refused(format!("{} is not a voter", self.me.name));
                 }
-                self.propose_many(commands);
+                self.propose_here(&commands);
                 ControlResponse::Ack
             }
             ControlRequest::Join { member, info } => {

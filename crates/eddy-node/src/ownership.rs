@@ -29,24 +29,44 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// it is made again.
 const UNTRUSTED_PROPOSE_EVERY: Duration = Duration::from_secs(2);
 
-/// Partitions whose copy a failed partition worker took with it, reported
-/// by its replacement; the ownership task treats them as copies damaged at
-/// start ([`give_up_untrusted`]).
+/// What partition workers learnt about their copies since the ownership
+/// task last looked, in order: a copy lost with a failed worker (reported
+/// by its replacement; treated as a copy damaged at start,
+/// [`give_up_untrusted`]), or an untrusted copy replaced by an owner's
+/// snapshot (whole again: no need to leave the ISR any more).
 #[derive(Clone, Default)]
-pub struct LostCopies(Arc<Mutex<BTreeSet<PartitionId>>>);
+pub struct LostCopies(Arc<Mutex<Vec<(PartitionId, bool)>>>);
 
 impl LostCopies {
     /// Reports `partitions` lost.
     pub fn report(&self, partitions: impl IntoIterator<Item = PartitionId>) {
-        // A poisoned lock only means a panic elsewhere mid-insert: the set
-        // is still a set.
-        let mut lost = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        lost.extend(partitions);
+        self.push(partitions.into_iter().map(|p| (p, true)));
     }
 
-    /// Takes every partition reported since the last call.
-    fn take(&self) -> BTreeSet<PartitionId> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Reports `partition`'s untrusted copy replaced by an owner's snapshot.
+    pub fn restored(&self, partition: PartitionId) {
+        self.push(std::iter::once((partition, false)));
+    }
+
+    fn push(&self, events: impl Iterator<Item = (PartitionId, bool)>) {
+        // A poisoned lock only means a panic elsewhere mid-push: the list is
+        // still a list.
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(events);
+    }
+
+    /// Applies every report since the last call to `untrusted`, in order.
+    fn apply_to(&self, untrusted: &mut BTreeSet<PartitionId>) {
+        let events = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for (partition, lost) in events {
+            if lost {
+                untrusted.insert(partition);
+            } else {
+                untrusted.remove(&partition);
+            }
+        }
     }
 }
 
@@ -58,7 +78,8 @@ pub struct OwnershipArgs {
     /// miss acknowledged writes, so it is neither served nor kept in the
     /// ISR.
     pub untrusted: BTreeSet<PartitionId>,
-    /// Copies lost with a failed worker since: untrusted from then on.
+    /// Copies lost with a failed worker (untrusted from then on) or
+    /// restored by an owner's snapshot since.
     pub lost: LostCopies,
     /// The controller, to hand untrusted partitions over.
     pub control: crate::control::ControlHandle,
@@ -102,8 +123,7 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                     .map(|(p, a)| (PartitionId(u32::try_from(p).unwrap_or(u32::MAX)), a.epoch))
                     .collect()
             });
-            let lost = args.lost.take();
-            args.untrusted.extend(lost);
+            args.lost.apply_to(&mut args.untrusted);
             give_up_untrusted(&mut args, &current, config, &mut proposed);
             let mut again = Vec::new();
             for partition in args.ingress.incoming().await {
@@ -246,4 +266,27 @@ fn give_up_untrusted(
     // One batch, not a proposal per partition: a failed worker's share
     // would flood the controller.
     args.control.propose_many(commands);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_apply_in_the_order_they_were_made() {
+        let reports = LostCopies::default();
+        let mut untrusted = BTreeSet::from([PartitionId(9)]);
+        // Lost, restored, then lost again by a second failure: untrusted.
+        reports.report([PartitionId(1), PartitionId(2)]);
+        reports.restored(PartitionId(1));
+        reports.restored(PartitionId(9));
+        reports.report([PartitionId(1)]);
+        reports.restored(PartitionId(2));
+        reports.apply_to(&mut untrusted);
+        assert_eq!(untrusted, BTreeSet::from([PartitionId(1)]));
+        // Taken once: nothing applies twice.
+        untrusted.clear();
+        reports.apply_to(&mut untrusted);
+        assert!(untrusted.is_empty());
+    }
 }

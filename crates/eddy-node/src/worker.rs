@@ -275,10 +275,15 @@ impl PeerWrite {
         }
     }
 
+    /// Answers without running.
+    fn answer(self, outcome: Replicated) {
+        let (PeerWrite::Replicate { reply, .. } | PeerWrite::Snapshot { reply, .. }) = self;
+        let _ = reply.send(outcome);
+    }
+
     /// Answers without running: the configuration does not show the epoch.
     fn refuse(self, known: Epoch) {
-        let (PeerWrite::Replicate { reply, .. } | PeerWrite::Snapshot { reply, .. }) = self;
-        let _ = reply.send(Replicated::EpochUnknown { known });
+        self.answer(Replicated::EpochUnknown { known });
     }
 }
 
@@ -769,6 +774,15 @@ impl WorkerState {
     }
 
     fn run_peer_write(&mut self, partition: PartitionId, write: PeerWrite) {
+        let known = self.args.cluster.borrow().placement.epoch(partition);
+        if write.epoch() < known {
+            // The configuration moved past the sender's epoch: it is
+            // deposed, whatever this copy (empty after a worker restart,
+            // or none yet) would say.
+            metrics::counter!("eddy_peer_writes_refused_total", "reason" => "deposed").increment(1);
+            write.answer(Replicated::Stale { current: known });
+            return;
+        }
         match write {
             PeerWrite::Replicate {
                 epoch,
@@ -853,8 +867,11 @@ impl WorkerState {
     ) {
         match self.install_chunk(partition, stream, chunk, last) {
             Installed::Written(outcome) => {
-                // An owner's whole copy replaced the damaged one.
-                self.untrusted.remove(&partition);
+                // An owner's whole copy replaced a damaged or lost one: the
+                // ownership task need not take it out of the ISR any more.
+                if self.untrusted.remove(&partition) {
+                    self.args.lost.restored(partition);
+                }
                 self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
             }
             Installed::Held(outcome) => {
@@ -1231,9 +1248,15 @@ impl Actor for Worker {
             // held one must not look like one that never received
             // anything: none is served, or replaced by an empty copy, until
             // an owner's snapshot replaced it, and this node leaves their
-            // ISRs.
-            let partitions = args.cluster.borrow().placement.table().partitions();
-            let share: Vec<PartitionId> = (0..partitions).map(PartitionId).filter(mine).collect();
+            // ISRs. Only where an owner was ever elected: before that every
+            // copy is empty, and the same worker's view of the
+            // configuration showed no epoch it could have confirmed.
+            let cluster = args.cluster.borrow().clone();
+            let share: Vec<PartitionId> = (0..cluster.placement.table().partitions())
+                .map(PartitionId)
+                .filter(mine)
+                .filter(|p| isr_epoch(&cluster, *p).is_some_and(|e| e >= Epoch(1)))
+                .collect();
             untrusted.extend(share.iter().copied());
             args.lost.report(share);
         }

@@ -454,6 +454,30 @@ fn stock_registry() -> std::sync::Arc<eddy_core::Registry> {
     )
 }
 
+/// The frames of a snapshot of an empty copy of `partition` at `epoch`, as
+/// its owner would send them.
+fn empty_snapshot(partition: u32, epoch: u64) -> Vec<PeerRequest> {
+    let mut copy = eddy_core::Partition::new(
+        stock_registry(),
+        eddy_core::PartitionId(partition),
+        eddy_core::PartitionConfig::default(),
+    );
+    copy.set_epoch(eddy_core::Epoch(epoch));
+    let chunks = copy.snapshot_chunks(1 << 16).expect("a snapshot");
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| PeerRequest::Snapshot {
+            request_id: i as u64,
+            partition,
+            epoch,
+            chunk,
+            last: i == last,
+        })
+        .collect()
+}
+
 /// Opens a peer link to `node` as `from` (a plain link: no TLS in these
 /// tests), sends `requests` and returns the Hello's answer followed by one
 /// answer per request.
@@ -589,25 +613,7 @@ fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
         .find(|n| !replicas.contains(n))
         .expect("three nodes, two replicas");
 
-    let mut forged = eddy_core::Partition::new(
-        stock_registry(),
-        eddy_core::PartitionId(partition),
-        eddy_core::PartitionConfig::default(),
-    );
-    forged.set_epoch(eddy_core::Epoch(u64::MAX));
-    let chunks = forged.snapshot_chunks(1 << 16).expect("a snapshot");
-    let last = chunks.len() - 1;
-    let snapshot: Vec<PeerRequest> = chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, chunk)| PeerRequest::Snapshot {
-            request_id: i as u64,
-            partition,
-            epoch: u64::MAX,
-            chunk,
-            last: i == last,
-        })
-        .collect();
+    let snapshot = empty_snapshot(partition, u64::MAX);
     let replicate = vec![PeerRequest::Replicate {
         request_id: 1,
         parts: vec![eddy_cluster::ReplicaPart {
@@ -657,4 +663,47 @@ fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
             node.base
         );
     }
+}
+
+/// A node without a copy of a partition (none yet, or lost with a failed
+/// worker) has no fence of its own: the committed configuration is its
+/// fence. A snapshot from an owner the configuration moved past is refused
+/// `Stale`, not installed and confirmed to the deposed owner.
+#[test]
+fn a_node_without_a_copy_refuses_an_owner_the_configuration_deposed() {
+    let nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    let key = "acct-deposed";
+    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
+    let actor = json(&body);
+    let partition = u32::try_from(actor["partition"].as_u64().expect("partition")).expect("u32");
+    let epoch = actor["owner_epoch"].as_u64().expect("epoch");
+    assert!(epoch >= 1, "{actor}");
+    let replicas: Vec<String> = actor["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r.as_str().expect("name").to_owned())
+        .collect();
+    let outsider = (1..=3)
+        .find(|n| !replicas.contains(&format!("node-{n}")))
+        .expect("three nodes, two replicas");
+    let outsider = &nodes[outsider - 1];
+
+    let answers = peer_exchange(outsider, &replicas[0], empty_snapshot(partition, epoch - 1));
+    let stale = answers.iter().any(|a| {
+        matches!(a, PeerResponse::Replicated { outcomes, .. }
+            if outcomes.iter().any(|o| matches!(o, eddy_core::Replicated::Stale { current } if current.0 == epoch)))
+    });
+    assert!(stale, "{answers:?}");
+    let held = partitions(outsider)["copies"]
+        .as_array()
+        .expect("copies")
+        .iter()
+        .any(|c| c["partition"].as_u64() == Some(u64::from(partition)));
+    assert!(!held, "the deposed owner's copy was not installed");
+    assert!(metric(outsider, "eddy_peer_writes_refused_total") >= 1.0);
 }
