@@ -454,6 +454,27 @@ fn stock_registry() -> std::sync::Arc<eddy_core::Registry> {
     )
 }
 
+/// A 3-node cluster with one event written to `key`: the nodes, the key's
+/// partition, its owner's epoch and its replicas (owner first).
+fn three_nodes_and_a_written_key(key: &str) -> (Vec<NodeProcess>, u32, u64, Vec<String>) {
+    let nodes = start_cluster(3, &[]);
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
+    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
+    let actor = json(&body);
+    let partition = u32::try_from(actor["partition"].as_u64().expect("partition")).expect("u32");
+    let epoch = actor["owner_epoch"].as_u64().expect("epoch");
+    let replicas = actor["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r.as_str().expect("name").to_owned())
+        .collect();
+    (nodes, partition, epoch, replicas)
+}
+
 /// The frames of a snapshot of an empty copy of `partition` at `epoch`, as
 /// its owner would send them.
 fn empty_snapshot(partition: u32, epoch: u64) -> Vec<PeerRequest> {
@@ -586,22 +607,8 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
 /// committed epoch.
 #[test]
 fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
-    let nodes = start_cluster(3, &[]);
-    let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
     let key = "acct-forged";
-    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
-    assert_eq!(status, 200, "{body}");
-    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
-    let actor = json(&body);
-    let partition = u32::try_from(actor["partition"].as_u64().expect("partition")).expect("u32");
-    let epoch = actor["owner_epoch"].as_u64().expect("epoch");
-    let replicas: Vec<String> = actor["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .map(|r| r.as_str().expect("name").to_owned())
-        .collect();
+    let (nodes, partition, epoch, replicas) = three_nodes_and_a_written_key(key);
     // start_cluster names its nodes node-1, node-2, ... in order.
     let node = |name: &str| {
         let n: usize = name.trim_start_matches("node-").parse().expect("node-N");
@@ -671,23 +678,8 @@ fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
 /// `Stale`, not installed and confirmed to the deposed owner.
 #[test]
 fn a_node_without_a_copy_refuses_an_owner_the_configuration_deposed() {
-    let nodes = start_cluster(3, &[]);
-    let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_for_table(&all, &["node-1", "node-2", "node-3"]);
-    let key = "acct-deposed";
-    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
-    assert_eq!(status, 200, "{body}");
-    let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
-    let actor = json(&body);
-    let partition = u32::try_from(actor["partition"].as_u64().expect("partition")).expect("u32");
-    let epoch = actor["owner_epoch"].as_u64().expect("epoch");
-    assert!(epoch >= 1, "{actor}");
-    let replicas: Vec<String> = actor["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .map(|r| r.as_str().expect("name").to_owned())
-        .collect();
+    let (nodes, partition, epoch, replicas) = three_nodes_and_a_written_key("acct-deposed");
+    assert!(epoch >= 1, "written at epoch {epoch}");
     let outsider = (1..=3)
         .find(|n| !replicas.contains(&format!("node-{n}")))
         .expect("three nodes, two replicas");
