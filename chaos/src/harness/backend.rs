@@ -137,10 +137,7 @@ impl Backend {
                 netns, hook_used, ..
             } => {
                 netns.apply_to(network, i)?;
-                let share = HookShare {
-                    links: false,
-                    delay: !netns.has_netem(),
-                };
+                let share = Self::netns_share(netns);
                 let needs_hook = network.drop_log_entries
                     || network.fails_storage(i)
                     || (share.delay && network.delay_ms() > 0);
@@ -167,15 +164,21 @@ impl Backend {
                 netns, hook_used, ..
             } => {
                 *hook_used = true;
-                HookShare {
-                    links: false,
-                    delay: !netns.has_netem(),
-                }
+                Self::netns_share(netns)
             }
         };
         let mut spec = network.hook_spec(i, share);
         spec["fail_workers"] = serde_json::json!(true);
         Ok(cluster.set_faults(i, &spec)?)
+    }
+
+    /// What the namespace backend leaves to the hook: delay, when the
+    /// kernel has no netem; links are its own.
+    fn netns_share(netns: &Netns) -> HookShare {
+        HookShare {
+            links: false,
+            delay: !netns.has_netem(),
+        }
     }
 
     /// Makes `network` real for every node.

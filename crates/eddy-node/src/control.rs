@@ -527,14 +527,12 @@ impl Driver {
         });
     }
 
-    /// Proposes owner changes here if this node is a voter (Raft forwards
-    /// them to the leader), else through every live voter, one request
-    /// each for all of them. Only `Elect`s and `SetIsr`s are taken.
-    /// Owner and ISR changes, proposed here if this node is a voter and
-    /// through every other live voter too (each proposes them; a stale
-    /// duplicate is rejected by its version or epoch): a node cut off from
-    /// the leader alone still gets them committed, and one batch, not a
-    /// message per partition, carries them.
+    /// Owner and ISR changes (only `Elect`s and `SetIsr`s are taken),
+    /// proposed here if this node is a voter (Raft forwards them to the
+    /// leader) and through every other live voter too (each proposes them;
+    /// a stale duplicate is rejected by its version or epoch): a node cut
+    /// off from the leader alone still gets them committed, and one
+    /// request per voter, not a message per partition, carries them.
     fn propose_many(&mut self, commands: Vec<Command>) {
         let commands: Vec<Command> = commands
             .into_iter()

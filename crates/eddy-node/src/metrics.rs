@@ -232,7 +232,7 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_peer_writes_refused_total",
         Kind::Counter,
         "reason",
-        "Replication messages refused unapplied: `unknown_epoch` (the configuration never showed their epoch within 1.5 s: forged, or this node's configuration is stuck), `budget` (too many held), `deposed` (the committed configuration moved past the sender's epoch)",
+        "Replication messages refused unapplied: `unknown_epoch` (the configuration never showed their epoch within 1.5 s: forged, or this node's configuration is stuck), `budget` (too many held), `deposed` (a newer owner is known: the committed configuration or this node's copy moved past the sender's epoch)",
     ),
     (
         "eddy_stale_takes_refused_total",

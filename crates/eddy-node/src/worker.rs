@@ -712,12 +712,16 @@ impl WorkerState {
     }
 
     /// The epoch below which this node refuses anything for `partition`:
-    /// its copy's, or a newer epoch a deposing owner announced.
+    /// its copy's, a newer epoch a deposing owner announced, or the
+    /// committed configuration's (a node with no copy, none yet or one lost
+    /// with a failed worker, has no fence of its own).
     fn fence(&self, partition: PartitionId) -> Epoch {
+        let committed = self.args.cluster.borrow().placement.epoch(partition);
         self.slots
             .get(partition.0 as usize)
             .and_then(Option::as_ref)
             .map_or(Epoch(0), Slot::fence)
+            .max(committed)
     }
 
     /// Runs a peer's replication message once the committed configuration
@@ -774,13 +778,11 @@ impl WorkerState {
     }
 
     fn run_peer_write(&mut self, partition: PartitionId, write: PeerWrite) {
-        let known = self.args.cluster.borrow().placement.epoch(partition);
-        if write.epoch() < known {
-            // The configuration moved past the sender's epoch: it is
-            // deposed, whatever this copy (empty after a worker restart,
-            // or none yet) would say.
+        let fence = self.fence(partition);
+        if write.epoch() < fence {
+            // A newer owner is known: the sender is deposed.
             metrics::counter!("eddy_peer_writes_refused_total", "reason" => "deposed").increment(1);
-            write.answer(Replicated::Stale { current: known });
+            write.answer(Replicated::Stale { current: fence });
             return;
         }
         match write {
@@ -832,11 +834,7 @@ impl WorkerState {
         epoch: Epoch,
         entries: &[u8],
     ) -> Replicated {
-        let fence = self.fence(partition);
-        if epoch < fence {
-            // The copy follows a newer owner: this sender is deposed.
-            return Replicated::Stale { current: fence };
-        }
+        // Fenced by `run_peer_write`.
         let Some(slot) = self.slot(partition).as_mut() else {
             return Replicated::NeedSnapshot { have: Seq(0) };
         };
@@ -893,12 +891,8 @@ impl WorkerState {
         last: bool,
     ) -> Installed {
         metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
-        let fence = self.fence(partition);
-        if epoch < fence {
-            // From an owner older than the one this node follows: fenced at
-            // every chunk, so it cannot disturb a stream in progress.
-            return Installed::Answer(Replicated::Stale { current: fence });
-        }
+        // Every chunk is fenced by `run_peer_write`, so a deposed owner's
+        // cannot disturb a stream in progress.
         let registry = self.args.registry.clone();
         let config = self.args.partition_config.clone();
         let slot = self
