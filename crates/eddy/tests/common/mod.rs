@@ -346,7 +346,7 @@ pub fn post_json_retrying(url: &str, body: &str) -> Reply {
 }
 
 /// `call` again while it answers 503 (bounded: 20 retries 250 ms apart).
-fn retrying_503(mut call: impl FnMut() -> Reply) -> Reply {
+pub fn retrying_503(mut call: impl FnMut() -> Reply) -> Reply {
     let mut reply = call();
     for _ in 0..20 {
         if reply.0 != 503 {
