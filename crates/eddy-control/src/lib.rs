@@ -58,6 +58,6 @@ pub use controller::{
 };
 pub use isr::{Decision, OwnerIsr};
 pub use member::{Member, MemberId, MemberInfo, RaftId};
-pub use planner::{plan, ring_members, target_table, target_table_with_vnodes};
+pub use planner::{plan, ring_members, serving_table, target_table, target_table_with_vnodes};
 pub use state::{Assignment, ClusterConfig, InvariantViolation};
 pub use storage::{Persist, PersistedState};

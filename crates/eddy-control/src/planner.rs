@@ -73,6 +73,37 @@ pub fn target_table_with_vnodes(
     )
 }
 
+/// The table nodes serve by under `config`: per partition its committed
+/// owner, the rest of its ISR, then the ring replicas of `target` outside
+/// the ISR (which the owner brings up to date so they can join it). A
+/// partition without an owner has no replicas: nobody serves it.
+pub fn serving_table(config: &ClusterConfig, target: &PartitionTable) -> PartitionTable {
+    let sets: Vec<Vec<NodeId>> = config
+        .assignments()
+        .iter()
+        .enumerate()
+        .map(|(p, a)| {
+            let Some(owner) = &a.owner else {
+                return Vec::new();
+            };
+            let mut set = vec![owner.name.clone()];
+            let partition = PartitionId(u32::try_from(p).unwrap_or(u32::MAX));
+            for name in a
+                .isr
+                .iter()
+                .map(|m| &m.name)
+                .chain(target.replicas(partition))
+            {
+                if !set.contains(name) {
+                    set.push(name.clone());
+                }
+            }
+            set
+        })
+        .collect();
+    PartitionTable::from_sets(config.partitions(), &sets)
+}
+
 /// The commands that move `config` toward the ring placement `table`
 /// ([`target_table`] of the same live members), given the members the
 /// failure detector sees `live` and the `(partition, member)` copies the data

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use eddy_cluster::{
     MemberEntry, MemberStatus, Membership, MembershipConfig, MembershipEvent, MembershipTimer,
-    NodeId, NodeIdentity, PartitionTable, Placement,
+    NodeId, NodeIdentity, Placement,
 };
 use eddy_control::{ClusterConfig, MemberId};
-use eddy_core::{PartitionId, Timestamp};
+use eddy_core::Timestamp;
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -573,9 +573,7 @@ impl Driver {
     }
 
     /// A new committed configuration: its assignments become the table
-    /// (owner, the rest of its ISR, then the ring replicas outside the ISR,
-    /// which the owner brings up to date so they can join it), with the
-    /// committed epochs.
+    /// ([`eddy_control::serving_table`]), with the committed epochs.
     fn adopt(&mut self, config: Committed) {
         let Some(config) = config else {
             return;
@@ -588,29 +586,7 @@ impl Driver {
             .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
             .collect();
         let target = self.ring.target(&config, &live);
-        let sets: Vec<Vec<NodeId>> = config
-            .assignments()
-            .iter()
-            .enumerate()
-            .map(|(p, a)| {
-                let Some(owner) = &a.owner else {
-                    return Vec::new();
-                };
-                let mut set = vec![owner.name.clone()];
-                for name in a
-                    .isr
-                    .iter()
-                    .map(|m| &m.name)
-                    .chain(target.replicas(PartitionId(p as u32)))
-                {
-                    if !set.contains(name) {
-                        set.push(name.clone());
-                    }
-                }
-                set
-            })
-            .collect();
-        let table = PartitionTable::from_sets(config.partitions(), &sets);
+        let table = eddy_control::serving_table(&config, target);
         let epochs = config.assignments().iter().map(|a| a.epoch.0).collect();
         let local = self.membership.identity();
         let me = MemberId::new(local.name.clone(), local.incarnation);

@@ -27,6 +27,7 @@ use eddy_core::{
     ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Seq, Submitted,
     partition_of,
 };
+use eddy_replica::Confirmation;
 use futures_util::future::{join, join_all};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
@@ -829,19 +830,17 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
     parts
         .iter()
         .zip(outcomes)
-        .filter_map(|(&(partition, required), outcome)| match outcome {
-            Replicated::Applied { through } if through >= required => None,
-            Replicated::Applied { .. } | Replicated::NeedSnapshot { .. } => {
-                Some((partition, AckFailure::Behind))
-            }
-            Replicated::Stale { current } => Some((partition, AckFailure::Stale(current))),
-            Replicated::EpochUnknown { known } => Some((
-                partition,
-                AckFailure::Failed(format!(
+        .filter_map(|(&(partition, required), outcome)| {
+            let failure = match eddy_replica::confirmation(outcome, required) {
+                Confirmation::Confirmed { .. } => return None,
+                Confirmation::Behind => AckFailure::Behind,
+                Confirmation::Deposed(by) => AckFailure::Stale(by),
+                Confirmation::EpochUnknown(known) => AckFailure::Failed(format!(
                     "its committed configuration shows epoch {} only",
                     known.0
                 )),
-            )),
+            };
+            Some((partition, failure))
         })
         .collect()
 }

@@ -27,7 +27,8 @@
 //! - [`tcp_ingress`]: the binary protocol (frames in `eddy_core::wire`),
 //!   pipelined per connection with a bound on pending requests.
 //! - [`cluster`], [`peer`], [`framed`]: membership over UDP, peer links;
-//!   [`ownership`], [`slot`]: who owns what, takeover and handoff;
+//!   [`ownership`]: who owns what, takeover and handoff (the decisions
+//!   about one partition's copy are `eddy_replica`'s);
 //!   [`storage`]: the optional on-disk copy, written by the [`writer`]
 //!   thread with group commit (docs/PROTOCOL.md explains the replication
 //!   protocol).
@@ -72,7 +73,6 @@ pub mod parked;
 pub mod peer;
 pub mod quiet;
 pub mod replace_file;
-pub mod slot;
 pub mod storage;
 pub mod tcp_ingress;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! Partition workers: ractor actors, each holding every partition `p` with
 //! `p % workers == index` in whatever role this node has for it (owner,
-//! backup, incoming, retiring — see [`crate::slot`]), and a supervisor that
+//! backup, incoming, retiring — see [`eddy_replica`]), and a supervisor that
 //! restarts a failed worker.
 //!
 //! One actor per partition would be 1024 actors of ~7.6 KiB that mostly sit
@@ -31,9 +31,9 @@ use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
 use crate::parked::{Admit, Parked};
 use crate::peer::{PeerError, PeerLinks, PeerPending};
-use crate::slot::{Received, Role, Slot, role_after_table};
 use crate::storage::StorageError;
 use crate::writer::{Done, StorageWriter, complete};
+use eddy_replica::{Installed, Placement, Role, Slot, Take};
 
 /// How often an owner checks that its backups still follow it.
 const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -144,12 +144,6 @@ pub enum WorkerMsg {
         /// The newer owner's epoch.
         by: Epoch,
     },
-}
-
-/// Whether this node is in `partition`'s committed ISR while the partition
-/// is still with its first owner (epoch 1 at most).
-fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
-    isr_epoch(state, partition).is_some_and(|epoch| epoch <= Epoch(1))
 }
 
 /// The partition's committed epoch if this member is in its ISR.
@@ -379,12 +373,14 @@ impl WorkerState {
         }
     }
 
-    fn fresh(&self, id: PartitionId) -> Partition {
-        Partition::new(
+    /// An empty copy of `id`, made only if the decision needs one (most
+    /// placements do not, and a copy allocates a store per kind).
+    fn fresh_later(&self, id: PartitionId) -> impl FnOnce() -> Partition + use<> {
+        let (registry, config) = (
             self.args.registry.clone(),
-            id,
             self.args.partition_config.clone(),
-        )
+        );
+        move || Partition::new(registry, id, config)
     }
 
     /// Applies events; returns the outcome and, for every partition touched,
@@ -577,12 +573,7 @@ impl WorkerState {
                 .skip(1)
                 .filter_map(|b| state.live_member(b))
                 .collect();
-            slot.synced.retain(|(name, generation)| {
-                backups
-                    .iter()
-                    .any(|b| b.name == *name && b.generation == *generation)
-            });
-            if backups.iter().any(|b| !slot.follows(b)) {
+            if slot.keep_followers(&backups) {
                 behind.push(partition);
             }
         }
@@ -596,51 +587,24 @@ impl WorkerState {
         let index = self.args.index;
         for p in (0..table.partitions()).filter(|p| *p as usize % workers == index) {
             let partition = PartitionId(p);
-            let current = self.slot(partition).as_ref().map(|s| s.role);
-            let mut next = role_after_table(current, table, partition, &state.local.name, now);
-            // Under a controller, an owner serves only at the committed
-            // epoch: re-elected after it was deposed unseen (paused past
-            // the failure timeout), it takes the partition over again.
-            let serving = self
-                .slot(partition)
-                .as_ref()
-                .and_then(|s| s.partition.as_ref())
-                .map(Partition::epoch);
-            if next == Some(Role::Owner)
-                && serving.is_some_and(|e| e < state.placement.epoch(partition))
-            {
-                next = Some(Role::Incoming);
-            }
+            let placement = Placement {
+                table,
+                local: &state.local.name,
+                committed: state.placement.epoch(partition),
+                in_isr: isr_epoch(state, partition).is_some(),
+            };
+            let untrusted = self.untrusted.contains(&partition);
+            let fresh = self.fresh_later(partition);
             let slot = self.slot(partition);
-            match (slot.as_mut(), next) {
-                (Some(slot), Some(role)) => {
-                    if slot.role == Role::Owner && role != Role::Owner {
-                        tracing::debug!(partition = p, ?role, "no longer the owner");
-                    }
-                    slot.role = role;
-                }
-                (None, Some(role)) => *slot = Some(Slot::new(role)),
-                (_, None) => {}
+            let placed =
+                eddy_replica::apply_placement(slot, partition, &placement, now, untrusted, fresh);
+            if placed.stopped_owning {
+                tracing::debug!(partition = p, "no longer the owner");
             }
-            if in_first_isr(state, partition) && next != Some(Role::Owner) {
-                self.hold_empty(partition);
+            if placed.held_empty {
+                self.checkpoint(partition, None);
             }
         }
-    }
-
-    /// A backup in the ISR a partition got before its first owner holds a
-    /// copy from the start, empty until the owner's first entries: no write
-    /// was acknowledged without it, and elected next it must find a copy.
-    fn hold_empty(&mut self, partition: PartitionId) {
-        if self.copy_of(partition).is_some() || self.untrusted.contains(&partition) {
-            return;
-        }
-        let fresh = self.fresh(partition);
-        let slot = self
-            .slot(partition)
-            .get_or_insert_with(|| Slot::new(Role::Backup));
-        slot.partition = Some(fresh);
-        self.checkpoint(partition, None);
     }
 
     /// Stops serving a partition someone else owns at a newer epoch. If our
@@ -648,30 +612,25 @@ impl WorkerState {
     /// takes it again once this node is its committed owner at a newer
     /// epoch.
     fn deposed(&mut self, partition: PartitionId, by: Epoch) {
-        if let Some(slot) = self.slot(partition).as_mut() {
-            slot.seen = slot.seen.max(by);
+        let ours = self.ours(partition);
+        if let Some(slot) = self.slot(partition).as_mut()
+            && slot.deposed(by, ours)
+        {
+            tracing::warn!(
+                partition = partition.0,
+                "another node owns the partition at a newer epoch; stopped serving it"
+            );
         }
-        self.stand_down(
-            partition,
-            "another node owns the partition at a newer epoch; stopped serving it",
-        );
     }
 
-    /// Stops serving `partition` (if this node does), saying `why`; it
-    /// becomes `Incoming` if the table names us owner, else `Backup`.
-    fn stand_down(&mut self, partition: PartitionId, why: &'static str) {
-        let cluster = self.args.cluster.borrow().clone();
-        let ours = cluster
+    /// Whether the table names this node `partition`'s owner.
+    fn ours(&self, partition: PartitionId) -> bool {
+        let cluster = self.args.cluster.borrow();
+        cluster
             .placement
             .table()
             .owner(partition)
-            .is_some_and(|o| cluster.is_local(o));
-        if let Some(slot) = self.slot(partition).as_mut()
-            && slot.role == Role::Owner
-        {
-            tracing::warn!(partition = partition.0, why);
-            slot.role = if ours { Role::Incoming } else { Role::Backup };
-        }
+            .is_some_and(|o| cluster.is_local(o))
     }
 
     /// The copy of `partition` this worker holds.
@@ -711,17 +670,15 @@ impl WorkerState {
             .collect()
     }
 
-    /// The epoch below which this node refuses anything for `partition`:
-    /// its copy's, a newer epoch a deposing owner announced, or the
-    /// committed configuration's (a node with no copy, none yet or one lost
-    /// with a failed worker, has no fence of its own).
+    /// The epoch below which this node refuses anything for `partition`
+    /// ([`eddy_replica::fence`]).
     fn fence(&self, partition: PartitionId) -> Epoch {
         let committed = self.args.cluster.borrow().placement.epoch(partition);
-        self.slots
+        let slot = self
+            .slots
             .get(partition.0 as usize)
-            .and_then(Option::as_ref)
-            .map_or(Epoch(0), Slot::fence)
-            .max(committed)
+            .and_then(Option::as_ref);
+        eddy_replica::fence(slot, committed)
     }
 
     /// Runs a peer's replication message once the committed configuration
@@ -811,46 +768,28 @@ impl WorkerState {
         entries: &[u8],
         reply: oneshot::Sender<Replicated>,
     ) {
-        let before = self.copy_of(partition).map(Partition::last_seq);
-        let outcome = self.apply_replicated(partition, epoch, entries);
-        let after = self.copy_of(partition).map(Partition::last_seq);
-        if !matches!(outcome, Replicated::Applied { .. }) {
-            let _ = reply.send(outcome);
+        let ours = self.ours(partition);
+        let Some(slot) = self.slot(partition).as_mut() else {
+            let _ = reply.send(Replicated::NeedSnapshot { have: Seq(0) });
+            return;
+        };
+        let outcome = slot.replicate(epoch, entries, ours);
+        if outcome.stood_down {
+            tracing::warn!(
+                partition = partition.0,
+                "another node owns the partition at a newer epoch; stopped serving it"
+            );
+        }
+        if !matches!(outcome.answer, Replicated::Applied { .. }) {
+            let _ = reply.send(outcome.answer);
             return;
         }
-        // A resend or an empty check confirms what the copy holds, which
-        // must be in the log too: a barrier behind earlier writes.
-        let written = if after > before { entries } else { &[] };
+        let written = if outcome.grew { entries } else { &[] };
         self.persist(
             partition,
             written,
-            Some(confirm_when_written(outcome, reply)),
+            Some(confirm_when_written(outcome.answer, reply)),
         );
-    }
-
-    fn apply_replicated(
-        &mut self,
-        partition: PartitionId,
-        epoch: Epoch,
-        entries: &[u8],
-    ) -> Replicated {
-        // Fenced by `run_peer_write`.
-        let Some(slot) = self.slot(partition).as_mut() else {
-            return Replicated::NeedSnapshot { have: Seq(0) };
-        };
-        let Some(copy) = slot.partition.as_mut() else {
-            return Replicated::NeedSnapshot { have: Seq(0) };
-        };
-        if slot.role == Role::Owner {
-            if epoch <= copy.epoch() {
-                return Replicated::Stale {
-                    current: copy.epoch(),
-                };
-            }
-            self.deposed(partition, epoch);
-            return self.apply_replicated(partition, epoch, entries);
-        }
-        copy.apply_replicated(epoch, entries)
     }
 
     /// Receiving side of a snapshot stream; the last chunk installs the copy
@@ -863,165 +802,119 @@ impl WorkerState {
         last: bool,
         reply: oneshot::Sender<Replicated>,
     ) {
-        match self.install_chunk(partition, stream, chunk, last) {
-            Installed::Written(outcome) => {
+        metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
+        let registry = self.args.registry.clone();
+        let config = self.args.partition_config.clone();
+        let installed = self
+            .slot(partition)
+            .get_or_insert_with(|| Slot::new(Role::Backup))
+            .install(stream, chunk, last, || {
+                SnapshotReader::new(registry, config)
+            });
+        let answer = installed.answer();
+        match installed {
+            Installed::Written { replaced, .. } => {
+                if let Some(held) = replaced {
+                    // Said out loud: a serving copy replaced is an ownership
+                    // change the logs of a lost write must show.
+                    tracing::warn!(
+                        partition = partition.0,
+                        epoch = stream.1.0,
+                        held = held.0,
+                        "a newer owner's copy replaced ours; stopped serving it"
+                    );
+                }
                 // An owner's whole copy replaced a damaged or lost one: the
                 // ownership task need not take it out of the ISR any more.
                 if self.untrusted.remove(&partition) {
                     self.args.lost.restored(partition);
                 }
-                self.checkpoint(partition, Some(confirm_when_written(outcome, reply)));
+                self.checkpoint(partition, Some(confirm_when_written(answer, reply)));
             }
-            Installed::Held(outcome) => {
+            Installed::Held { .. } => {
                 // The copy's own entries up to its position may still be on
                 // their way to the log: confirmed behind them.
-                self.persist(partition, &[], Some(confirm_when_written(outcome, reply)));
+                self.persist(partition, &[], Some(confirm_when_written(answer, reply)));
             }
-            Installed::Answer(outcome) => {
-                let _ = reply.send(outcome);
-            }
-        }
-    }
-
-    fn install_chunk(
-        &mut self,
-        partition: PartitionId,
-        (link, epoch): (u64, Epoch),
-        chunk: &[u8],
-        last: bool,
-    ) -> Installed {
-        metrics::counter!("eddy_snapshot_bytes_received_total").increment(chunk.len() as u64);
-        // Every chunk is fenced by `run_peer_write`, so a deposed owner's
-        // cannot disturb a stream in progress.
-        let registry = self.args.registry.clone();
-        let config = self.args.partition_config.clone();
-        let slot = self
-            .slot(partition)
-            .get_or_insert_with(|| Slot::new(Role::Backup));
-        let restored = match slot.receive((link, epoch), chunk, last, || {
-            SnapshotReader::new(registry, config)
-        }) {
-            Received::Complete(restored) => *restored,
-            Received::More => return Installed::Answer(Replicated::Applied { through: Seq(0) }),
-            Received::Foreign => {
-                return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
-            }
-            Received::Broken(why) => {
+            Installed::Broken(why) => {
                 tracing::warn!(partition = partition.0, why, "snapshot stream dropped");
-                return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
+                let _ = reply.send(answer);
             }
-        };
-        if restored.epoch() != epoch {
-            // An owner sends its own copy, of its own epoch. A copy claiming
-            // more would raise the fence past what the configuration (which
-            // vouched for `epoch`) shows; one claiming less would make this
-            // copy a follower of a log its sender does not write.
-            crate::warn_limited!(
-                partition = partition.0,
-                epoch = epoch.0,
-                claimed = restored.epoch().0,
-                "refused a snapshot whose copy claims another epoch than its sender"
-            );
-            return Installed::Answer(Replicated::NeedSnapshot { have: Seq(0) });
+            Installed::WrongEpoch { claimed } => {
+                crate::warn_limited!(
+                    partition = partition.0,
+                    epoch = stream.1.0,
+                    claimed = claimed.0,
+                    "refused a snapshot whose copy claims another epoch than its sender"
+                );
+                let _ = reply.send(answer);
+            }
+            Installed::More | Installed::Foreign | Installed::Stale { .. } => {
+                let _ = reply.send(answer);
+            }
         }
-        let held_epoch = slot.partition.as_ref().map_or(Epoch(0), Partition::epoch);
-        let held_seq = slot.partition.as_ref().map_or(Seq(0), Partition::last_seq);
-        if slot.role == Role::Owner && held_epoch >= epoch {
-            // We serve a newer ownership than the sender knows of.
-            return Installed::Answer(Replicated::Stale {
-                current: held_epoch,
-            });
-        }
-        let through = restored.last_seq();
-        if restored.epoch() == held_epoch && through < held_seq {
-            // An older snapshot of the log this copy follows, arriving late
-            // (on a connection the owner gave up for a new one, read after
-            // the newer frames): one log per epoch, so the longer copy holds
-            // it. Installing it would drop entries this copy confirmed.
-            return Installed::Held(Replicated::Applied { through: held_seq });
-        }
-        if slot.role == Role::Owner {
-            // Said out loud: a serving copy replaced is an ownership
-            // change the logs of a lost write must show.
-            tracing::warn!(
-                partition = partition.0,
-                epoch = epoch.0,
-                held = held_epoch.0,
-                "a newer owner's copy replaced ours; stopped serving it"
-            );
-            slot.role = Role::Backup;
-        }
-        slot.partition = Some(restored);
-        Installed::Written(Replicated::Applied { through })
     }
 
     /// Becomes the owner; `false` (nothing changed) if `need_copy` and
     /// there is no copy here.
     fn take(&mut self, partition: PartitionId, epoch: Epoch, need_copy: bool) -> bool {
-        if self.untrusted.contains(&partition) {
-            crate::warn_limited!(
-                partition = partition.0,
-                epoch = epoch.0,
-                "elected owner of a copy this node cannot vouch for (damaged on disk, or lost with a failed worker); not served until an owner's snapshot replaced it"
-            );
-            return false;
-        }
         // The ownership task read the configuration before this message;
         // the worker may know a newer one by now.
-        let cluster = self.args.cluster.borrow().clone();
-        let committed_here = cluster.placement.epoch(partition) == epoch
-            && cluster
-                .placement
-                .table()
-                .owner(partition)
-                .is_some_and(|o| cluster.is_local(o));
-        let held = self
-            .slots
-            .get(partition.0 as usize)
-            .and_then(Option::as_ref);
-        if !committed_here || !held.is_none_or(|slot| slot.may_take(epoch)) {
-            metrics::counter!("eddy_stale_takes_refused_total").increment(1);
-            tracing::debug!(
-                partition = partition.0,
-                epoch = epoch.0,
-                fence = held.map_or(Epoch(0), Slot::fence).0,
+        let committed_here =
+            self.args.cluster.borrow().placement.epoch(partition) == epoch && self.ours(partition);
+        let untrusted = self.untrusted.contains(&partition);
+        let fresh = self.fresh_later(partition);
+        let slot = self.slot(partition);
+        match eddy_replica::take(slot, epoch, committed_here, need_copy, untrusted, fresh) {
+            Take::Taken { had_copy, seq } => {
+                tracing::debug!(
+                    partition = partition.0,
+                    epoch = epoch.0,
+                    seq = seq.0,
+                    had_copy,
+                    "taking ownership"
+                );
+                if had_copy {
+                    metrics::counter!("eddy_promotions_total").increment(1);
+                } else {
+                    // On disk before any write: a restarted ISR member must
+                    // find the copy it was elected with, even an empty one.
+                    self.checkpoint(partition, None);
+                }
+                true
+            }
+            Take::Untrusted => {
+                crate::warn_limited!(
+                    partition = partition.0,
+                    epoch = epoch.0,
+                    "elected owner of a copy this node cannot vouch for (damaged on disk, or lost with a failed worker); not served until an owner's snapshot replaced it"
+                );
+                false
+            }
+            Take::Stale {
                 committed_here,
-                "not taken: a newer owner is known"
-            );
-            return false;
+                fence,
+            } => {
+                metrics::counter!("eddy_stale_takes_refused_total").increment(1);
+                tracing::debug!(
+                    partition = partition.0,
+                    epoch = epoch.0,
+                    fence = fence.0,
+                    committed_here,
+                    "not taken: a newer owner is known"
+                );
+                false
+            }
+            Take::NoCopy => {
+                metrics::counter!("eddy_takeovers_without_copy_total").increment(1);
+                crate::warn_limited!(
+                    partition = partition.0,
+                    epoch = epoch.0,
+                    "elected owner without a local copy (lost with a worker restart?); the partition stays unavailable until an operator moves it"
+                );
+                false
+            }
         }
-        let fresh = self.fresh(partition);
-        let slot = self
-            .slot(partition)
-            .get_or_insert_with(|| Slot::new(Role::Incoming));
-        let had_copy = slot.partition.is_some();
-        if need_copy && !had_copy {
-            metrics::counter!("eddy_takeovers_without_copy_total").increment(1);
-            crate::warn_limited!(
-                partition = partition.0,
-                epoch = epoch.0,
-                "elected owner without a local copy (lost with a worker restart?); the partition stays unavailable until an operator moves it"
-            );
-            return false;
-        }
-        let copy = slot.partition.take().unwrap_or(fresh);
-        tracing::debug!(
-            partition = partition.0,
-            epoch = epoch.0,
-            seq = copy.last_seq().0,
-            had_copy,
-            "taking ownership"
-        );
-        if had_copy {
-            metrics::counter!("eddy_promotions_total").increment(1);
-        }
-        slot.promote(copy, epoch);
-        if !had_copy {
-            // On disk before any write: a restarted ISR member must find
-            // the copy it was elected with, even an empty one.
-            self.checkpoint(partition, None);
-        }
-        true
     }
 
     async fn barrier(
@@ -1060,10 +953,10 @@ impl WorkerState {
             let Some(held) = slot.as_mut() else {
                 continue;
             };
-            if let Role::Retiring { until } = held.role
-                && now >= until
-                && isr_epoch(&cluster, PartitionId(index as u32)).is_none()
-            {
+            if held.may_drop(
+                now,
+                isr_epoch(&cluster, PartitionId(index as u32)).is_some(),
+            ) {
                 // Never while the configuration counts this copy in sync:
                 // elected next, this node must find it.
                 tracing::debug!(partition = index, "dropped a retired copy");
@@ -1164,17 +1057,6 @@ impl WorkerState {
         metrics::gauge!("eddy_keys_passive", "worker" => worker.clone()).set(passive as f64);
         metrics::gauge!("eddy_timers_pending", "worker" => worker).set(timers as f64);
     }
-}
-
-/// What a snapshot chunk came to.
-enum Installed {
-    /// Not installed (more chunks to come, or refused): answer now.
-    Answer(Replicated),
-    /// Not installed: the copy already holds more of the same log; answer
-    /// once what it holds is in `data_dir`.
-    Held(Replicated),
-    /// Installed: answer once it is written to `data_dir`.
-    Written(Replicated),
 }
 
 /// Answers a replication request with `outcome` once its write succeeded;
