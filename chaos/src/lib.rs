@@ -18,6 +18,7 @@
 
 pub mod availability;
 pub mod control;
+pub mod datapath;
 pub mod harness;
 pub mod report;
 pub mod scenario;

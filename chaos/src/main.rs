@@ -1,5 +1,6 @@
-//! `eddy-chaos`: `run` a scenario against real node processes, or
-//! `control` a seed campaign of the Raft controllers.
+//! `eddy-chaos`: `run` a scenario against real node processes, or a seed
+//! campaign: `control` of the Raft controllers, `datapath` of one
+//! partition's replication.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use eddy_chaos::control::{self, ControlBug, ControlOptions};
+use eddy_chaos::datapath::{self, DataPathBug, DataPathOptions};
 use eddy_chaos::harness::backend::NetworkChoice;
 use eddy_chaos::harness::{self, RunOptions};
 use eddy_chaos::scenario::Scenario;
@@ -59,9 +61,23 @@ enum Command {
         #[arg(long)]
         bug: Option<ControlBug>,
     },
+    /// Seed campaign of one partition's data path (the real eddy-replica
+    /// slots, partitions and owner ISR bookkeeping on a seeded faulty
+    /// network, with crashes, wipes and cut-off owners); report failures
+    /// with the command that reproduces each.
+    Datapath {
+        #[command(flatten)]
+        seeds: Seeds,
+        /// Steps of each seed's fault phase.
+        #[arg(long, default_value_t = 3_000)]
+        steps: u64,
+        /// Inject a data-path bug: ack-without-backups or wipe-keeps-identity.
+        #[arg(long)]
+        bug: Option<DataPathBug>,
+    },
 }
 
-/// Which seeds a campaign runs (`sim` and `control` alike).
+/// Which seeds a campaign runs (`control` and `datapath` alike).
 #[derive(clap::Args)]
 struct Seeds {
     /// Number of seeds, starting at --first.
@@ -97,6 +113,11 @@ fn main() -> ExitCode {
             voters,
             bug,
         } => control_campaign(seeds, first, seed, voters, bug),
+        Command::Datapath {
+            seeds: Seeds { seeds, first, seed },
+            steps,
+            bug,
+        } => datapath_campaign(seeds, first, seed, steps, bug),
     }
 }
 
@@ -155,6 +176,56 @@ fn control_campaign(
         totals.probes,
         totals.minority_removes,
         totals.majority_removes
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn datapath_campaign(
+    seeds: u64,
+    first: u64,
+    seed: Option<u64>,
+    steps: u64,
+    bug: Option<DataPathBug>,
+) -> ExitCode {
+    let options = |seed| DataPathOptions { seed, steps, bug };
+    if let Some(seed) = seed {
+        let report = datapath::run(options(seed));
+        return one_seed(&report, report.passed());
+    }
+    let started = Instant::now();
+    let mut failed = 0u64;
+    let mut totals = datapath::DataPathReport::default();
+    for seed in first..first + seeds {
+        let options = options(seed);
+        let report = datapath::run(options);
+        totals.add(&report);
+        if !report.passed() {
+            failed += 1;
+            println!("seed {seed} FAILED: {}", report.violations.join("; "));
+            println!("  reproduce: {}", options.reproduce());
+        }
+    }
+    println!(
+        "{seeds} seeds in {:.1} s: {} passed, {failed} failed; {} writes acknowledged",
+        started.elapsed().as_secs_f64(),
+        seeds - failed,
+        totals.acknowledged
+    );
+    println!(
+        "  {} elections, {} takeovers, {} snapshots installed, {} frames; faults: {} crashes, {} wipes, {} isolations, {} link cuts, {} connection resets",
+        totals.elections,
+        totals.takeovers,
+        totals.snapshots,
+        totals.frames,
+        totals.crashes,
+        totals.wipes,
+        totals.isolations,
+        totals.link_cuts,
+        totals.resets
     );
     if failed == 0 {
         ExitCode::SUCCESS

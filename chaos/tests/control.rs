@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod campaign;
 
+use campaign::{eddy_chaos, first_failure};
 use eddy_chaos::control::{self, ControlBug, ControlOptions};
 
 /// Fails listing every failing seed with the command that reproduces it.
@@ -105,19 +106,6 @@ fn each_injected_bug_is_caught() {
     }
 }
 
-/// Runs `eddy-chaos` with `args`, returning its stdout and whether it
-/// exited successfully.
-fn eddy_chaos(args: &[&str]) -> (String, bool) {
-    let output = Command::new(env!("CARGO_BIN_EXE_eddy-chaos"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8(output.stdout).unwrap(),
-        output.status.success(),
-    )
-}
-
 /// The campaign prints a failing seed's reproduction command; running it
 /// prints that seed's report as JSON, the same as the library's, with the
 /// violations the campaign printed.
@@ -135,14 +123,7 @@ fn a_failing_seed_prints_a_command_that_reproduces_it() {
         "apply-before-commit",
     ]);
     assert!(!ok, "the bug went unnoticed in 20 seeds:\n{out}");
-    let mut lines = out.lines();
-    let failed = lines.find(|l| l.contains(" FAILED: ")).unwrap();
-    let command = lines.next().unwrap().trim();
-    let args: Vec<&str> = command
-        .strip_prefix("reproduce: eddy-chaos ")
-        .unwrap()
-        .split(' ')
-        .collect();
+    let (failed, args) = first_failure(&out);
     let seed: u64 = args[2].parse().unwrap();
     assert_eq!(
         args,
