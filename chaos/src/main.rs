@@ -216,7 +216,7 @@ fn datapath_campaign(
         totals.acknowledged
     );
     println!(
-        "  {} elections, {} takeovers, {} snapshots installed, {} frames; faults: {} crashes, {} wipes, {} isolations, {} link cuts, {} connection resets",
+        "  {} elections, {} takeovers, {} snapshots installed, {} frames; faults: {} crashes, {} wipes, {} isolations, {} link cuts, {} connection resets; {} seeds ended offline, never written",
         totals.elections,
         totals.takeovers,
         totals.snapshots,
@@ -225,7 +225,8 @@ fn datapath_campaign(
         totals.wipes,
         totals.isolations,
         totals.link_cuts,
-        totals.resets
+        totals.resets,
+        totals.offline_unwritten
     );
     if failed == 0 {
         ExitCode::SUCCESS

@@ -132,6 +132,9 @@ pub struct DataPathReport {
     pub link_cuts: u64,
     /// Connections reset.
     pub resets: u64,
+    /// Seeds that ended with the partition offline, never written and
+    /// with no in-sync copy (`World::offline_unwritten`).
+    pub offline_unwritten: u64,
     /// Everything the checker found; empty when the seed passed.
     pub violations: Vec<String>,
 }
@@ -154,6 +157,7 @@ impl DataPathReport {
         self.isolations += other.isolations;
         self.link_cuts += other.link_cuts;
         self.resets += other.resets;
+        self.offline_unwritten += other.offline_unwritten;
     }
 }
 
@@ -268,6 +272,10 @@ fn heal(world: &mut World) -> Result<(), String> {
             settled = true;
             break;
         }
+    }
+    if !settled && world.offline_unwritten() {
+        world.report.offline_unwritten = 1;
+        return Ok(());
     }
     if !settled {
         let state = world.describe();

@@ -215,7 +215,7 @@ impl World {
                 table: &view.table,
                 local: &node.name,
                 committed: a.epoch,
-                in_isr: a.isr.contains(&me),
+                in_first_isr: a.is_first_isr() && a.isr.contains(&me),
             };
             let fresh = || eddy_core::Partition::new(registry, P, Default::default());
             eddy_replica::apply_placement(&mut node.slot, P, &placement, now, false, fresh)
@@ -624,11 +624,11 @@ impl World {
         }
         let member = self.member_seen(i, j);
         let confirmed = match eddy_replica::confirmation(answer, ask.required) {
-            Confirmation::Confirmed { through } => {
+            Confirmation::Confirmed { .. } => {
                 let expand = self.nodes[i]
                     .isr
                     .as_mut()
-                    .and_then(|isr| isr.confirmed(&member, through));
+                    .and_then(|isr| isr.confirmed(&member, ask.required));
                 if let Some(command) = expand {
                     self.commit(&command);
                 }
@@ -802,6 +802,24 @@ impl World {
     /// The value the client is writing.
     pub fn client_next(&self) -> u32 {
         self.client.next
+    }
+
+    /// The one state the heal may end in without an owner serving: nothing
+    /// was ever acknowledged and no member of the committed ISR holds a
+    /// copy, after that ISR stopped being the first one (a member wiped
+    /// and removed before any owner took). No node can tell such a member
+    /// from one that lost its copy, so none starts empty: the partition
+    /// stays offline, losing nothing (PROTOCOL.md, "What is not covered").
+    pub fn offline_unwritten(&self) -> bool {
+        let a = self.committed();
+        self.client.acked.is_empty()
+            && !a.is_first_isr()
+            && a.isr.iter().all(|m| {
+                self.nodes
+                    .iter()
+                    .find(|n| n.member() == *m)
+                    .is_none_or(|n| n.copy().is_none())
+            })
     }
 
     /// The end: the committed owner serves, its copy and every in-sync

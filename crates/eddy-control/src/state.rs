@@ -52,6 +52,18 @@ pub struct Assignment {
     pub version: u64,
 }
 
+impl Assignment {
+    /// Whether the ISR is still the partition's first one, set before any
+    /// owner (`SetIsr` at epoch 0), changed since by elections only: every
+    /// command that changes an assignment raises `version` by one, an
+    /// election raises `epoch` by one too, so one change more than the
+    /// elections is that first `SetIsr`. A member without a copy in such an
+    /// ISR has confirmed nothing, so nothing was acknowledged.
+    pub fn is_first_isr(&self) -> bool {
+        !self.isr.is_empty() && self.version == self.epoch.0.saturating_add(1)
+    }
+}
+
 /// The committed cluster configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
@@ -441,6 +453,33 @@ mod tests {
             .map(|i| (id(&format!("v{i}"), 1), info(7000 + i)))
             .collect();
         ClusterConfig::bootstrap(42, 4, 2, &voters)
+    }
+
+    #[test]
+    fn the_first_isr_lasts_through_elections_and_ends_with_any_other_change() {
+        let mut c = config();
+        let p = PartitionId(0);
+        let first = |c: &ClusterConfig| c.assignment(p).is_some_and(Assignment::is_first_isr);
+        assert!(!first(&c), "no ISR yet");
+        let (a, b) = (id("v0", 1), id("v1", 1));
+        let set = |c: &mut ClusterConfig, isr: Vec<MemberId>| {
+            let (epoch, version) = c.assignment(p).map(|x| (x.epoch, x.version)).unwrap();
+            c.apply(&Command::SetIsr {
+                partition: p,
+                epoch,
+                version,
+                isr,
+            })
+        };
+        set(&mut c, vec![a.clone(), b.clone()]).unwrap();
+        assert!(first(&c));
+        elect(&mut c, 0, &a, 1).unwrap();
+        elect(&mut c, 0, &b, 2).unwrap();
+        assert!(first(&c), "elections keep it the first");
+        set(&mut c, vec![b.clone()]).unwrap();
+        assert!(!first(&c), "a shrink ends it");
+        set(&mut c, vec![b.clone(), a.clone()]).unwrap();
+        assert!(!first(&c), "nor does an expansion bring it back");
     }
 
     fn join(config: &mut ClusterConfig, name: &str, incarnation: u64) -> Result<(), Rejection> {

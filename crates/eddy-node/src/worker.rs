@@ -146,6 +146,17 @@ pub enum WorkerMsg {
     },
 }
 
+/// Whether this node is in `partition`'s committed ISR and that ISR is
+/// still the first one ([`eddy_control::Assignment::is_first_isr`]).
+fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
+    let me = state.member_id();
+    state
+        .committed
+        .as_ref()
+        .and_then(|c| c.assignment(partition))
+        .is_some_and(|a| a.is_first_isr() && a.isr.contains(&me))
+}
+
 /// The partition's committed epoch if this member is in its ISR.
 fn isr_epoch(state: &ClusterState, partition: PartitionId) -> Option<Epoch> {
     let me = state.member_id();
@@ -591,7 +602,7 @@ impl WorkerState {
                 table,
                 local: &state.local.name,
                 committed: state.placement.epoch(partition),
-                in_isr: isr_epoch(state, partition).is_some(),
+                in_first_isr: in_first_isr(state, partition),
             };
             let untrusted = self.untrusted.contains(&partition);
             let fresh = self.fresh_later(partition);

@@ -7,7 +7,8 @@
 //! and owner, the partition table, a peer's message, `now` — and comes back
 //! as a value the caller carries out (write to the log, answer the peer,
 //! log a warning). The node's partition worker (eddy-node) only moves bytes
-//! and time; the seeded simulation in `tests/` drives the same code.
+//! and time; the seeded simulation `eddy-chaos datapath`
+//! (chaos/src/datapath/) drives the same code.
 //!
 //! # The rules (docs/PROTOCOL.md)
 //!

@@ -17,8 +17,10 @@ pub struct Placement<'a> {
     pub local: &'a NodeId,
     /// The partition's committed epoch.
     pub committed: Epoch,
-    /// This node is in the partition's committed ISR.
-    pub in_isr: bool,
+    /// This node is in the partition's committed ISR, and that ISR is
+    /// still the first one, changed since by elections only
+    /// (`eddy_control::Assignment::is_first_isr`).
+    pub in_first_isr: bool,
 }
 
 /// What a configuration did to a slot.
@@ -35,10 +37,19 @@ pub struct Placed {
 /// marks `Incoming` ([`role_after_table`]); an owner serving below the
 /// committed epoch (re-elected after it was deposed unseen, paused past
 /// the failure timeout) becomes `Incoming` too, to take the partition
-/// again at that epoch. A backup in the ISR of a partition's first owner
-/// holds an empty copy from the start (unless it is `untrusted`: its
-/// worker lost what it held): no write was acknowledged without it, and
-/// elected next it must find a copy.
+/// again at that epoch.
+///
+/// A member of the partition's first ISR with no copy holds an empty one
+/// (unless it is `untrusted`: its worker lost what it held, or its copy on
+/// disk was damaged), so that elected it finds one: it has been in the ISR
+/// since before any owner, every acknowledgement needed its confirmation,
+/// and a confirmation needs a copy, on its disk before the confirmation.
+/// Only the first ISR: a member that entered later did so by confirming
+/// what was acknowledged, and one without a copy then lost it (an
+/// expansion committed after a worker failure, a copy retired on a stale
+/// view) — it must not pass for empty. The epoch does not matter: this
+/// node may never have seen the first owner's configuration (a view that
+/// skipped it), and the first owner may have died before taking.
 pub fn apply_placement(
     slot: &mut Option<Slot>,
     partition: PartitionId,
@@ -66,7 +77,7 @@ pub fn apply_placement(
         (_, None) => {}
     }
     let holds = slot.as_ref().is_some_and(|s| s.partition.is_some());
-    if placement.in_isr && next != Some(Role::Owner) && !holds && !untrusted {
+    if placement.in_first_isr && next != Some(Role::Owner) && !holds && !untrusted {
         slot.get_or_insert_with(|| Slot::new(Role::Backup))
             .partition = Some(fresh());
         placed.held_empty = true;
@@ -170,7 +181,7 @@ mod tests {
             table: &t,
             local: &a,
             committed: Epoch(committed),
-            in_isr: false,
+            in_first_isr: false,
         };
         let now = Instant::now();
         let placed = apply_placement(&mut slot, owned, &placement(2), now, false, || copy_at(0));
@@ -182,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn an_isr_member_without_a_copy_holds_an_empty_one_unless_untrusted() {
+    fn a_first_isr_member_without_a_copy_holds_an_empty_one_at_any_epoch_unless_untrusted() {
         let t = table(&["a", "b", "c"]);
         let a = NodeId::new("a");
         let (_, backed) = ranks(&t, &a);
@@ -191,7 +202,7 @@ mod tests {
             table: &t,
             local: &a,
             committed: Epoch(3),
-            in_isr: true,
+            in_first_isr: true,
         };
         let now = Instant::now();
         let mut slot = None;
