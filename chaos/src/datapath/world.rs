@@ -588,7 +588,7 @@ impl World {
                         .answer(&frame, Replicated::NeedSnapshot { have: Seq(0) }, ask);
                     return Ok(());
                 };
-                let outcome = slot.replicate(epoch, entries, ours);
+                let outcome = slot.replicate(epoch, entries, || ours);
                 if matches!(outcome.answer, Replicated::Applied { .. }) && outcome.grew {
                     self.nodes[r].persist(entries);
                 }

@@ -146,6 +146,16 @@ pub enum WorkerMsg {
     },
 }
 
+/// Whether the table of `cluster` names this node `partition`'s owner.
+fn owner_here(cluster: &watch::Receiver<Arc<ClusterState>>, partition: PartitionId) -> bool {
+    let cluster = cluster.borrow();
+    cluster
+        .placement
+        .table()
+        .owner(partition)
+        .is_some_and(|o| cluster.is_local(o))
+}
+
 /// Whether this node is in `partition`'s committed ISR and that ISR is
 /// still the first one ([`eddy_control::Assignment::is_first_isr`]).
 fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
@@ -636,12 +646,7 @@ impl WorkerState {
 
     /// Whether the table names this node `partition`'s owner.
     fn ours(&self, partition: PartitionId) -> bool {
-        let cluster = self.args.cluster.borrow();
-        cluster
-            .placement
-            .table()
-            .owner(partition)
-            .is_some_and(|o| cluster.is_local(o))
+        owner_here(&self.args.cluster, partition)
     }
 
     /// The copy of `partition` this worker holds.
@@ -779,12 +784,18 @@ impl WorkerState {
         entries: &[u8],
         reply: oneshot::Sender<Replicated>,
     ) {
-        let ours = self.ours(partition);
-        let Some(slot) = self.slot(partition).as_mut() else {
+        // The table is read only if a serving owner is deposed: this runs
+        // for every batch a backup receives.
+        let cluster = &self.args.cluster;
+        let slot = self
+            .slots
+            .get_mut(partition.0 as usize)
+            .and_then(Option::as_mut);
+        let Some(slot) = slot else {
             let _ = reply.send(Replicated::NeedSnapshot { have: Seq(0) });
             return;
         };
-        let outcome = slot.replicate(epoch, entries, ours);
+        let outcome = slot.replicate(epoch, entries, || owner_here(cluster, partition));
         if outcome.stood_down {
             tracing::warn!(
                 partition = partition.0,

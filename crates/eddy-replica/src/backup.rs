@@ -88,10 +88,16 @@ impl Installed {
 
 impl Slot {
     /// Applies an owner's entries at its `epoch` (already fenced). A
-    /// serving owner is deposed by a newer epoch (`ours`: the table still
-    /// names this node) and then follows like any copy; entries of an
-    /// older or equal epoch than the one it serves are `Stale`.
-    pub fn replicate(&mut self, epoch: Epoch, entries: &[u8], ours: bool) -> Replication {
+    /// serving owner is deposed by a newer epoch (`ours`: whether the table
+    /// still names this node, asked only then) and then follows like any
+    /// copy; entries of an older or equal epoch than the one it serves are
+    /// `Stale`.
+    pub fn replicate(
+        &mut self,
+        epoch: Epoch,
+        entries: &[u8],
+        ours: impl FnOnce() -> bool,
+    ) -> Replication {
         let Some(copy) = self.partition.as_ref() else {
             return Replication {
                 answer: Replicated::NeedSnapshot { have: Seq(0) },
@@ -109,7 +115,7 @@ impl Slot {
                     stood_down: false,
                 };
             }
-            stood_down = self.deposed(epoch, ours);
+            stood_down = self.deposed(epoch, ours());
         }
         let Some(copy) = self.partition.as_mut() else {
             // Checked above; standing down keeps the copy.
@@ -187,7 +193,7 @@ mod tests {
         let mut slot = Slot::new(Role::Backup);
         slot.partition = Some(with_entries(1, 3));
         let (mut newer, batches) = owner(2, 4);
-        let outcome = slot.replicate(Epoch(2), &batches[3], false);
+        let outcome = slot.replicate(Epoch(2), &batches[3], || false);
         assert_eq!(outcome.answer, Replicated::NeedSnapshot { have: Seq(3) });
         assert!(!outcome.grew);
         let installed = install_all(&mut slot, 1, Epoch(2), &chunks(&newer));
@@ -199,10 +205,10 @@ mod tests {
             }
         ));
         // Now a follower of epoch 2: its entries apply.
-        let outcome = slot.replicate(Epoch(2), &append(&mut newer, 2), false);
+        let outcome = slot.replicate(Epoch(2), &append(&mut newer, 2), || false);
         assert_eq!(outcome.answer, Replicated::Applied { through: Seq(6) });
         assert!(outcome.grew);
-        let resend = slot.replicate(Epoch(2), &batches[3], false);
+        let resend = slot.replicate(Epoch(2), &batches[3], || false);
         assert_eq!(resend.answer, Replicated::Applied { through: Seq(6) });
         assert!(!resend.grew, "a resend is a barrier");
     }
@@ -211,10 +217,10 @@ mod tests {
     fn a_serving_owner_refuses_its_own_epoch_and_stands_down_for_a_newer_one() {
         let mut slot = Slot::new(Role::Owner);
         slot.partition = Some(with_entries(2, 2));
-        let same = slot.replicate(Epoch(2), &[], true);
+        let same = slot.replicate(Epoch(2), &[], || true);
         assert_eq!(same.answer, Replicated::Stale { current: Epoch(2) });
         assert_eq!(slot.role, Role::Owner);
-        let newer = slot.replicate(Epoch(3), &[], true);
+        let newer = slot.replicate(Epoch(3), &[], || true);
         assert!(newer.stood_down);
         assert_eq!(slot.role, Role::Incoming);
         assert_eq!(slot.fence(), Epoch(3));
