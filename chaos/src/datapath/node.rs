@@ -8,7 +8,7 @@ use std::sync::Arc;
 use eddy_cluster::{NodeId, NodeIdentity};
 use eddy_control::{MemberId, OwnerIsr};
 use eddy_core::{Partition, PartitionId, Registry, SnapshotReader};
-use eddy_replica::{Role, Slot};
+use eddy_replica::{Parked, Role, Slot};
 
 use super::net::Frame;
 
@@ -45,7 +45,7 @@ pub struct SimNode {
     /// While serving: the ISR bookkeeping of its ownership.
     pub isr: Option<OwnerIsr>,
     /// Replication messages whose epoch its view does not show yet.
-    pub parked: Vec<Frame>,
+    pub parked: Parked<Frame>,
 }
 
 impl SimNode {
@@ -61,7 +61,7 @@ impl SimNode {
             disk: Disk::default(),
             view: 0,
             isr: None,
-            parked: Vec::new(),
+            parked: Parked::default(),
         }
     }
 
@@ -114,7 +114,7 @@ impl SimNode {
         self.up = false;
         self.slot = None;
         self.isr = None;
-        self.parked.clear();
+        self.parked = Parked::default();
     }
 
     /// The data directory is gone too; unless the node keeps its old

@@ -15,7 +15,7 @@ use eddy_core::{
     Epoch, EventRef, Outputs, PartitionId, ProducerView, Registry, Replicated, Seq, Timestamp,
     encode_event,
 };
-use eddy_replica::{Confirmation, Installed, Placement, Role, Slot, Take};
+use eddy_replica::{Admit, Confirmation, Installed, Placement, Role, Slot, Take};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -30,9 +30,6 @@ pub const P: PartitionId = PartitionId(0);
 /// Steps a write waits for its backups' answers (the node's request
 /// timeout).
 const ANSWER_WITHIN: u64 = 60;
-
-/// Most messages a node holds for an epoch its view does not show yet.
-const PARKED_MAX: usize = 64;
 
 /// One committed configuration and the table nodes serve by under it.
 struct Committed {
@@ -252,12 +249,8 @@ impl World {
             }
         }
         let epoch = a.epoch;
-        let (ready, held): (Vec<Frame>, Vec<Frame>) = std::mem::take(&mut self.nodes[i].parked)
-            .into_iter()
-            .partition(|f| frame_epoch(f) <= epoch);
-        self.nodes[i].parked = held;
-        for frame in ready {
-            self.receive(frame)?;
+        for (_, frame) in self.nodes[i].parked.release(|_| epoch) {
+            self.run_replica(frame)?;
         }
         Ok(())
     }
@@ -267,14 +260,7 @@ impl World {
         let registry = self.registry.clone();
         let fresh = || eddy_core::Partition::new(registry, P, Default::default());
         let node = &mut self.nodes[i];
-        let taken = eddy_replica::take(
-            &mut node.slot,
-            a.epoch,
-            true,
-            a.epoch > Epoch(1),
-            false,
-            fresh,
-        );
+        let taken = eddy_replica::take(&mut node.slot, a.epoch, true, false, fresh);
         let Take::Taken { had_copy, .. } = taken else {
             return Ok(());
         };
@@ -449,6 +435,7 @@ impl World {
 
     /// Writes whose answers are all in, or overdue, are decided.
     pub fn expire(&mut self) -> Result<(), String> {
+        self.expire_parked();
         let step = self.step;
         let due: Vec<u64> = self
             .pending
@@ -556,8 +543,45 @@ impl World {
         }
     }
 
-    /// Backup side: the worker's `offer` and `run_peer_write`.
+    /// Backup side: the worker's `offer`. A message at an epoch the node's
+    /// view does not show waits (`Parked`), in arrival order.
     fn replica(&mut self, frame: Frame) -> Result<(), String> {
+        let r = frame.to;
+        let known = self.assignment(r).epoch;
+        let epoch = frame_epoch(&frame);
+        let now = self.now();
+        match self.nodes[r].parked.admit(P, epoch, known, 1, frame, now) {
+            Admit::Now(frame) => self.run_replica(frame),
+            Admit::Held => Ok(()),
+            Admit::Refused(frame) => {
+                self.refuse(&frame, known);
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers `frame` without running it: its epoch is not known.
+    fn refuse(&mut self, frame: &Frame, known: Epoch) {
+        if let Body::Replicate { ask, .. } | Body::Chunk { ask, .. } = &frame.body {
+            self.net
+                .answer(frame, Replicated::EpochUnknown { known }, *ask);
+        }
+    }
+
+    /// Every node refuses the held messages its view did not vouch for in
+    /// time (the worker's `expire_parked`).
+    pub fn expire_parked(&mut self) {
+        let now = self.now();
+        for r in 0..self.nodes.len() {
+            let known = self.assignment(r).epoch;
+            for (_, frame) in self.nodes[r].parked.expired(now) {
+                self.refuse(&frame, known);
+            }
+        }
+    }
+
+    /// Backup side: the worker's `run_peer_write`.
+    fn run_replica(&mut self, frame: Frame) -> Result<(), String> {
         let r = frame.to;
         let committed = self.assignment(r).epoch;
         let epoch = frame_epoch(&frame);
@@ -565,15 +589,6 @@ impl World {
             Body::Replicate { ask, .. } | Body::Chunk { ask, .. } => *ask,
             Body::Answer { .. } => return Ok(()),
         };
-        if epoch > committed {
-            if self.nodes[r].parked.len() < PARKED_MAX {
-                self.nodes[r].parked.push(frame);
-            } else {
-                self.net
-                    .answer(&frame, Replicated::EpochUnknown { known: committed }, ask);
-            }
-            return Ok(());
-        }
         let fence = eddy_replica::fence(self.nodes[r].slot.as_ref(), committed);
         if epoch < fence {
             self.net

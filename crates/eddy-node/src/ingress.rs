@@ -667,11 +667,7 @@ impl Ingress {
     /// empty) takes nothing and says so.
     pub(crate) fn take_committed(&self, partition: PartitionId, epoch: Epoch) {
         if let Some(worker) = self.worker_of_partition(partition) {
-            let _ = worker.cast(WorkerMsg::Take {
-                partition,
-                epoch,
-                need_copy: epoch > Epoch(1),
-            });
+            let _ = worker.cast(WorkerMsg::Take { partition, epoch });
         }
     }
 

@@ -69,7 +69,6 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod ownership;
-pub mod parked;
 pub mod peer;
 pub mod quiet;
 pub mod replace_file;

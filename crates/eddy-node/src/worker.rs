@@ -29,11 +29,10 @@ use tokio::sync::{oneshot, watch};
 use crate::alerts::AlertHub;
 use crate::cluster::ClusterState;
 use crate::ingress::IngressEvent;
-use crate::parked::{Admit, Parked};
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::storage::StorageError;
 use crate::writer::{Done, StorageWriter, complete};
-use eddy_replica::{Installed, Placement, Role, Slot, Take};
+use eddy_replica::{Admit, Installed, Parked, Placement, Role, Slot, Take};
 
 /// How often an owner checks that its backups still follow it.
 const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -117,8 +116,6 @@ pub enum WorkerMsg {
         partition: PartitionId,
         /// The epoch to take (at least).
         epoch: Epoch,
-        /// Take nothing without a local copy (an election from the ISR).
-        need_copy: bool,
     },
     /// Make sure every current backup holds the log so far: a snapshot to
     /// those in `resync` (they lost track) and to new ones, an empty barrier
@@ -877,9 +874,8 @@ impl WorkerState {
         }
     }
 
-    /// Becomes the owner; `false` (nothing changed) if `need_copy` and
-    /// there is no copy here.
-    fn take(&mut self, partition: PartitionId, epoch: Epoch, need_copy: bool) -> bool {
+    /// Becomes the owner; `false` if nothing changed ([`eddy_replica::take`]).
+    fn take(&mut self, partition: PartitionId, epoch: Epoch) -> bool {
         // The ownership task read the configuration before this message;
         // the worker may know a newer one by now.
         let committed_here =
@@ -887,7 +883,7 @@ impl WorkerState {
         let untrusted = self.untrusted.contains(&partition);
         let fresh = self.fresh_later(partition);
         let slot = self.slot(partition);
-        match eddy_replica::take(slot, epoch, committed_here, need_copy, untrusted, fresh) {
+        match eddy_replica::take(slot, epoch, committed_here, untrusted, fresh) {
             Take::Taken { had_copy, seq } => {
                 tracing::debug!(
                     partition = partition.0,
@@ -1248,12 +1244,8 @@ impl Actor for Worker {
             WorkerMsg::Copies { reply } => {
                 let _ = reply.send(state.copies());
             }
-            WorkerMsg::Take {
-                partition,
-                epoch,
-                need_copy,
-            } => {
-                if state.take(partition, epoch, need_copy) {
+            WorkerMsg::Take { partition, epoch } => {
+                if state.take(partition, epoch) {
                     let acks = state.ship(partition, &[]).await;
                     // Under a controller, the backups' first answers make
                     // them ISR candidates now rather than at the next check.

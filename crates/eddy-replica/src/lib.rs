@@ -27,6 +27,7 @@
 
 mod answer;
 mod backup;
+mod parked;
 mod role;
 mod slot;
 mod stream;
@@ -36,6 +37,7 @@ mod testing;
 
 pub use answer::{Confirmation, confirmation};
 pub use backup::{Installed, Replication};
+pub use parked::{Admit, MAX_WAIT, Parked};
 pub use role::{RETIRE_AFTER, Role, role_after_table};
 pub use slot::{Slot, fence};
 pub use stream::Received;

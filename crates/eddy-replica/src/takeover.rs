@@ -108,20 +108,24 @@ pub enum Take {
         /// The slot's fence.
         fence: Epoch,
     },
-    /// Elected from the ISR (`need_copy`) with no copy here.
+    /// Elected from the ISR (past the first epoch) with no copy here.
     NoCopy,
 }
 
 /// Takes `slot`'s partition over at `epoch`, which the ownership task read
 /// in the committed configuration; `committed_here` is whether the
 /// configuration this node reads *now* still gives it the partition at
-/// that epoch. With `need_copy` (an election from the ISR) nothing is
-/// taken without a copy.
+/// that epoch.
+///
+/// Only a partition's first owner (epoch 1) starts from an empty copy:
+/// nothing was written before it. Every later owner was elected from the
+/// ISR, whose copies hold every acknowledged write, so it takes nothing
+/// without one — a first-ISR member's empty copy is one
+/// ([`apply_placement`]).
 pub fn take(
     slot: &mut Option<Slot>,
     epoch: Epoch,
     committed_here: bool,
-    need_copy: bool,
     untrusted: bool,
     fresh: impl FnOnce() -> Partition,
 ) -> Take {
@@ -136,7 +140,7 @@ pub fn take(
     }
     let held = slot.get_or_insert_with(|| Slot::new(Role::Incoming));
     let had_copy = held.partition.is_some();
-    if need_copy && !had_copy {
+    if epoch > Epoch(1) && !had_copy {
         return Take::NoCopy;
     }
     let copy = held.partition.take().unwrap_or_else(fresh);
@@ -230,11 +234,11 @@ mod tests {
     fn a_take_needs_the_committed_epoch_a_copy_and_trust() {
         let mut none = None;
         assert_eq!(
-            take(&mut none, Epoch(2), true, true, false, || copy_at(0)),
+            take(&mut none, Epoch(2), true, false, || copy_at(0)),
             Take::NoCopy
         );
         assert_eq!(
-            take(&mut None, Epoch(2), true, false, true, || copy_at(0)),
+            take(&mut None, Epoch(2), true, true, || copy_at(0)),
             Take::Untrusted
         );
         let mut slot = Some(Slot::new(Role::Backup));
@@ -242,14 +246,14 @@ mod tests {
             s.partition = Some(with_entries(3, 4));
         }
         assert_eq!(
-            take(&mut slot, Epoch(4), false, true, false, || copy_at(0)),
+            take(&mut slot, Epoch(4), false, false, || copy_at(0)),
             Take::Stale {
                 committed_here: false,
                 fence: Epoch(3)
             }
         );
         assert_eq!(
-            take(&mut slot, Epoch(2), true, true, false, || copy_at(0)),
+            take(&mut slot, Epoch(2), true, false, || copy_at(0)),
             Take::Stale {
                 committed_here: true,
                 fence: Epoch(3)
@@ -257,7 +261,7 @@ mod tests {
             "never below the copy's epoch"
         );
         assert_eq!(
-            take(&mut slot, Epoch(4), true, true, false, || copy_at(0)),
+            take(&mut slot, Epoch(4), true, false, || copy_at(0)),
             Take::Taken {
                 had_copy: true,
                 seq: Seq(4)
@@ -268,7 +272,7 @@ mod tests {
         // A partition's first owner starts from an empty copy.
         let mut first = None;
         assert_eq!(
-            take(&mut first, Epoch(1), true, false, false, || copy_at(0)),
+            take(&mut first, Epoch(1), true, false, || copy_at(0)),
             Take::Taken {
                 had_copy: false,
                 seq: Seq(0)
