@@ -24,7 +24,8 @@
 //! 4. the ring's owner is a live ISR member but not the owner → `Elect` it
 //!    (handoff: expand first, then elect);
 //! 5. the owner is the ring's owner and every ring replica is in the ISR →
-//!    `SetIsr` dropping members the ring no longer places there.
+//!    `SetIsr` dropping live members the ring no longer places there (dead
+//!    ones are rule 2's).
 //!
 //! Commands are computed from one configuration; the caller proposes them
 //! and plans again once they committed (a rejection just means the state
@@ -208,13 +209,23 @@ fn plan_partition(
         return (live.contains(ring_owner) && assignment.isr.contains(ring_owner))
             .then(|| elect(ring_owner));
     }
+    // Only live members: a dead one is not placed by the ring (it is over
+    // the live members), yet it may hold the last other copy — rule 2's to
+    // drop, never down to the owner alone.
     let all_placed = ring.iter().all(|m| assignment.isr.contains(m));
-    let has_extra = assignment.isr.iter().any(|m| !ring.contains(m));
+    let has_extra = assignment
+        .isr
+        .iter()
+        .any(|m| !ring.contains(m) && live.contains(m));
     (all_placed && has_extra).then(|| Command::SetIsr {
         partition,
         epoch: assignment.epoch,
         version: assignment.version,
-        isr: ring.to_vec(),
+        isr: ring
+            .iter()
+            .chain(assignment.isr.iter().filter(|m| !live.contains(*m)))
+            .cloned()
+            .collect(),
     })
 }
 
@@ -248,6 +259,13 @@ mod tests {
 
     /// Plans and applies until nothing is left, asserting every planned
     /// command is accepted; returns the rounds it took.
+    /// Every member of `members` caught up on each of 64 partitions.
+    fn copies_of(members: &BTreeSet<MemberId>) -> BTreeSet<(PartitionId, MemberId)> {
+        (0..64)
+            .flat_map(|p| members.iter().map(move |m| (PartitionId(p), m.clone())))
+            .collect()
+    }
+
     fn settle(
         config: &mut ClusterConfig,
         live: &BTreeSet<MemberId>,
@@ -426,11 +444,6 @@ mod tests {
     fn a_dead_members_copies_are_restored_on_the_others_and_it_takes_its_share_back() {
         let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
         let everyone = all_live(&config);
-        let copies_of = |members: &BTreeSet<MemberId>| -> BTreeSet<(PartitionId, MemberId)> {
-            (0..64)
-                .flat_map(|p| members.iter().map(move |m| (PartitionId(p), m.clone())))
-                .collect()
-        };
         settle(&mut config, &everyone, &copies_of(&everyone));
         let dead = MemberId::new("node-0", 1);
         let mut live = everyone.clone();
@@ -473,6 +486,25 @@ mod tests {
             config.assignments().iter().all(|a| a.isr.len() == 2),
             "never the owner alone"
         );
+    }
+
+    /// With fewer live members than copies the ring places only the live
+    /// ones; the dead ISR members must stay beside the owner all the same
+    /// (found by `eddy-chaos datapath`: the ISR went down to an owner whose
+    /// copy was lost, past `min_insync_replicas`).
+    #[test]
+    fn a_short_ring_does_not_drop_dead_members_down_to_the_owner_alone() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 3, &voters(3));
+        let everyone = all_live(&config);
+        settle(&mut config, &everyone, &copies_of(&everyone));
+        assert!(config.assignments().iter().all(|a| a.isr.len() == 3));
+        let survivor = MemberId::new("node-2", 1);
+        let live = BTreeSet::from([survivor.clone()]);
+        settle(&mut config, &live, &copies_of(&live));
+        for (p, a) in config.assignments().iter().enumerate() {
+            assert_eq!(a.owner.as_ref(), Some(&survivor), "{p}");
+            assert!(a.isr.len() >= 2, "{p}: never the owner alone: {:?}", a.isr);
+        }
     }
 
     #[test]
