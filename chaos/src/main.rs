@@ -216,13 +216,14 @@ fn datapath_campaign(
         totals.acknowledged
     );
     println!(
-        "  {} elections, {} takeovers, {} snapshots installed, {} frames; faults: {} crashes, {} wipes, {} isolations, {} link cuts, {} connection resets; {} seeds ended offline, never written",
+        "  {} elections, {} takeovers, {} snapshots installed, {} frames; faults: {} crashes, {} wipes, {} worker failures, {} isolations, {} link cuts, {} connection resets; {} seeds ended offline, never written",
         totals.elections,
         totals.takeovers,
         totals.snapshots,
         totals.frames,
         totals.crashes,
         totals.wipes,
+        totals.worker_failures,
         totals.isolations,
         totals.link_cuts,
         totals.resets,

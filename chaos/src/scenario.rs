@@ -261,8 +261,9 @@ pub enum Action {
     /// Needs no hook.
     ExhaustFds,
     /// Every partition worker of `node` fails once (fault hook
-    /// `{"fail_workers": true}`) and is restarted empty by its supervisor,
-    /// as after a bug in the worker: the copies it held are gone.
+    /// `{"fail_workers": true}`) and is restarted by its supervisor, as
+    /// after a bug in the worker: the copies it held in memory are gone
+    /// (with `data_dir` the new worker reloads them from the logs).
     WorkerFail,
 }
 

@@ -42,6 +42,11 @@ fn two_hundred_data_path_seeds_pass() {
     assert!(t.snapshots > 2_000, "only {} snapshots", t.snapshots);
     assert!(t.crashes > 1_000, "only {} crashes", t.crashes);
     assert!(t.wipes > 300, "only {} wipes", t.wipes);
+    assert!(
+        t.worker_failures > 500,
+        "only {} worker failures",
+        t.worker_failures
+    );
     assert!(t.isolations > 1_000, "only {} isolations", t.isolations);
     assert!(t.link_cuts > 1_000, "only {} link cuts", t.link_cuts);
     assert!(t.resets > 1_000, "only {} resets", t.resets);

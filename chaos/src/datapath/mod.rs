@@ -36,13 +36,17 @@ pub enum DataPathBug {
     /// A node whose data was wiped comes back under its old identity, so it
     /// still counts as in sync (the first loss class of issue 14).
     WipeKeepsIdentity,
+    /// A restarted partition worker trusts the copies it does not hold:
+    /// a first-ISR member passes its lost copy off as empty.
+    WorkerFailureTrusted,
 }
 
 impl DataPathBug {
     /// Every bug.
-    pub const ALL: [DataPathBug; 2] = [
+    pub const ALL: [DataPathBug; 3] = [
         DataPathBug::AckWithoutBackups,
         DataPathBug::WipeKeepsIdentity,
+        DataPathBug::WorkerFailureTrusted,
     ];
 
     /// Its name on the command line.
@@ -50,6 +54,7 @@ impl DataPathBug {
         match self {
             DataPathBug::AckWithoutBackups => "ack-without-backups",
             DataPathBug::WipeKeepsIdentity => "wipe-keeps-identity",
+            DataPathBug::WorkerFailureTrusted => "worker-failure-trusted",
         }
     }
 }
@@ -61,7 +66,8 @@ impl std::str::FromStr for DataPathBug {
             .into_iter()
             .find(|bug| bug.name() == s)
             .ok_or_else(|| {
-                format!("unknown bug `{s}` (known: ack-without-backups, wipe-keeps-identity)")
+                let known: Vec<&str> = DataPathBug::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown bug `{s}` (known: {})", known.join(", "))
             })
     }
 }
@@ -112,6 +118,11 @@ pub struct DataPathReport {
     pub replication: u8,
     /// `min_insync_replicas`.
     pub min_insync: usize,
+    /// Whether nodes keep a `data_dir`: without one a crash loses the
+    /// node's data (it comes back a new incarnation) and a failed
+    /// partition worker's copies are gone; with one the replacement
+    /// reloads them from the log.
+    pub durable: bool,
     /// Writes acknowledged.
     pub acknowledged: u64,
     /// Owners elected (committed `Elect`s).
@@ -126,6 +137,8 @@ pub struct DataPathReport {
     pub crashes: u64,
     /// Nodes that lost their data.
     pub wipes: u64,
+    /// Partition workers that failed (the process lived on).
+    pub worker_failures: u64,
     /// Nodes cut off from everyone.
     pub isolations: u64,
     /// Single directed links cut.
@@ -154,6 +167,7 @@ impl DataPathReport {
         self.frames += other.frames;
         self.crashes += other.crashes;
         self.wipes += other.wipes;
+        self.worker_failures += other.worker_failures;
         self.isolations += other.isolations;
         self.link_cuts += other.link_cuts;
         self.resets += other.resets;
@@ -170,11 +184,13 @@ pub fn run(options: DataPathOptions) -> DataPathReport {
     let nodes = rng.random_range(3..=4usize);
     let replication = rng.random_range(2..=3u8);
     let min_insync = rng.random_range(1..=2usize).min(usize::from(replication));
+    let durable = rng.random_range(0..4u8) > 0;
     let report = DataPathReport {
         seed: options.seed,
         nodes,
         replication,
         min_insync,
+        durable,
         ..DataPathReport::default()
     };
     let mut world = match World::new(rng, nodes, replication, min_insync, options.bug, report) {
@@ -211,12 +227,20 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
                 world.plan();
             }
             780..800 => world.owner_checks(),
-            800..808 if world.nodes[node].up && world.nodes.iter().all(|x| x.up) => {
+            // Without data_dir a crash is a wipe: never of the last live
+            // in-sync copy (PROTOCOL.md, "What is not covered").
+            800..808
+                if world.nodes[node].up
+                    && world.nodes.iter().all(|x| x.up)
+                    && (world.report.durable || world.may_wipe(node)) =>
+            {
                 world.crash(node);
+                if !world.report.durable {
+                    world.wipe(node, keep_identity);
+                }
             }
             808..820 if !world.nodes[node].up && world.may_wipe(node) => {
-                world.nodes[node].wipe(keep_identity);
-                world.report.wipes += 1;
+                world.wipe(node, keep_identity);
             }
             820..840 if !world.nodes[node].up => world.restart(node)?,
             840..846 if !world.isolated.iter().any(|x| *x) => world.isolate(node),
@@ -232,6 +256,11 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
                 let other = world.rng.random_range(0..n);
                 world.net.reset(node, other);
                 world.report.resets += 1;
+            }
+            // Without data_dir a failed worker's copies are gone, as with a
+            // wipe: never the last live in-sync copy.
+            890..894 if world.nodes[node].up && (world.report.durable || world.may_wipe(node)) => {
+                world.fail_worker(node)?;
             }
             _ => {}
         }

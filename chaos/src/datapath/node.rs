@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use eddy_cluster::{NodeId, NodeIdentity};
 use eddy_control::{MemberId, OwnerIsr};
-use eddy_core::{Partition, PartitionId, Registry, SnapshotReader};
+use eddy_core::{Epoch, Partition, PartitionId, Registry, SnapshotReader};
 use eddy_replica::{Parked, Role, Slot};
 
 use super::net::Frame;
@@ -46,6 +46,13 @@ pub struct SimNode {
     pub isr: Option<OwnerIsr>,
     /// Replication messages whose epoch its view does not show yet.
     pub parked: Parked<Frame>,
+    /// Its copy may miss what it confirmed (lost with a failed worker):
+    /// neither served nor passed off as empty until an owner's snapshot
+    /// replaced it.
+    pub untrusted: bool,
+    /// The epoch at which this process found the partition committed to
+    /// it at start: it takes it only at a newer one.
+    pub inherited: Option<Epoch>,
 }
 
 impl SimNode {
@@ -62,6 +69,8 @@ impl SimNode {
             view: 0,
             isr: None,
             parked: Parked::default(),
+            untrusted: false,
+            inherited: None,
         }
     }
 
@@ -112,6 +121,13 @@ impl SimNode {
     /// The process dies: everything in memory is gone.
     pub fn crash(&mut self) {
         self.up = false;
+        self.fail_worker();
+    }
+
+    /// The partition worker fails and is restarted empty (the world
+    /// reloads it from the log, with `data_dir`); the process,
+    /// its log and its connections live on.
+    pub fn fail_worker(&mut self) {
         self.slot = None;
         self.isr = None;
         self.parked = Parked::default();
@@ -126,12 +142,18 @@ impl SimNode {
         }
     }
 
-    /// Starts again from the log: the copy comes back as a backup's, until
-    /// the configuration gives it this node.
+    /// Starts again from the log.
     pub fn restart(&mut self, registry: &Arc<Registry>, latest: usize) -> Result<(), String> {
         self.up = true;
         self.generation += 1;
         self.view = latest;
+        self.load(registry)
+    }
+
+    /// Loads the copy from the log (as a backup's, until the configuration
+    /// gives it this node), trusted: the log holds everything it confirmed.
+    pub fn load(&mut self, registry: &Arc<Registry>) -> Result<(), String> {
+        self.untrusted = false;
         let loaded = match &self.disk.snapshot {
             Some(chunks) => Some(
                 Partition::restore(

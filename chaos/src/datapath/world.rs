@@ -15,7 +15,7 @@ use eddy_core::{
     Epoch, EventRef, Outputs, PartitionId, ProducerView, Registry, Replicated, Seq, Timestamp,
     encode_event,
 };
-use eddy_replica::{Admit, Confirmation, Installed, Placement, Role, Slot, Take};
+use eddy_replica::{Admit, Confirmation, GiveUp, Installed, Placement, Role, Slot, Take};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -215,7 +215,8 @@ impl World {
                 in_first_isr: a.is_first_isr() && a.isr.contains(&me),
             };
             let fresh = || eddy_core::Partition::new(registry, P, Default::default());
-            eddy_replica::apply_placement(&mut node.slot, P, &placement, now, false, fresh)
+            let untrusted = node.untrusted;
+            eddy_replica::apply_placement(&mut node.slot, P, &placement, now, untrusted, fresh)
                 .held_empty
         };
         if held_empty {
@@ -228,8 +229,18 @@ impl World {
         if !node.serving() {
             node.isr = None;
         }
-        if a.owner.as_ref() == Some(&me) && !node.serving() {
-            self.take(i, &a)?;
+        let (untrusted, inherited) = (node.untrusted, node.inherited);
+        if untrusted {
+            self.give_up(i, &a);
+        } else if a.owner.as_ref() == Some(&me) && !node.serving() {
+            if eddy_replica::must_reelect(inherited, a.epoch) {
+                if !self.isolated[i] {
+                    self.commit(&eddy_replica::reelection(P, &a, &me));
+                }
+            } else {
+                self.nodes[i].inherited = None;
+                self.take(i, &a)?;
+            }
         }
         if self.nodes[i].serving() {
             let behind = {
@@ -255,12 +266,52 @@ impl World {
         Ok(())
     }
 
+    /// The ownership task's proposal about an untrusted copy (a node cut
+    /// off from the controller cannot make one).
+    fn give_up(&mut self, i: usize, a: &Assignment) {
+        if self.isolated[i] {
+            return;
+        }
+        let me = self.nodes[i].member();
+        if let GiveUp::Propose(commands) = eddy_replica::give_up(P, a, &me, &self.live()) {
+            for command in &commands {
+                self.commit(command);
+            }
+        }
+    }
+
+    /// `node`'s partition worker fails and its supervisor starts another:
+    /// with `data_dir` it reloads the copy from the log and takes an
+    /// ownership it finds committed only at a newer epoch; without, the
+    /// copy is lost and untrusted.
+    pub fn fail_worker(&mut self, node: usize) -> Result<(), String> {
+        let a = self.assignment(node);
+        let me = self.nodes[node].member();
+        self.nodes[node].fail_worker();
+        if self.report.durable {
+            self.nodes[node].load(&self.registry.clone())?;
+            self.nodes[node].inherited = Some(a.epoch).filter(|_| a.owner.as_ref() == Some(&me));
+        } else {
+            self.nodes[node].untrusted = self.bug != Some(DataPathBug::WorkerFailureTrusted)
+                && eddy_replica::lost_with_worker(Some(&a));
+        }
+        self.pending.retain(|p| p.owner != node);
+        self.report.worker_failures += 1;
+        self.on_view(node)
+    }
+
+    /// `node`, down, loses its data.
+    pub fn wipe(&mut self, node: usize, keep_identity: bool) {
+        self.nodes[node].wipe(keep_identity);
+        self.report.wipes += 1;
+    }
+
     /// The ownership task takes the partition the configuration gives.
     fn take(&mut self, i: usize, a: &Assignment) -> Result<(), String> {
         let registry = self.registry.clone();
         let fresh = || eddy_core::Partition::new(registry, P, Default::default());
         let node = &mut self.nodes[i];
-        let taken = eddy_replica::take(&mut node.slot, a.epoch, true, false, fresh);
+        let taken = eddy_replica::take(&mut node.slot, a.epoch, true, node.untrusted, fresh);
         let Take::Taken { had_copy, .. } = taken else {
             return Ok(());
         };
@@ -619,6 +670,7 @@ impl World {
                 });
                 if let Installed::Written { .. } = installed {
                     self.report.snapshots += 1;
+                    self.nodes[r].untrusted = false;
                     self.nodes[r].checkpoint()?;
                 }
                 installed.answer()
@@ -693,15 +745,20 @@ impl World {
     }
 
     /// Whether the committed ISR holds a member other than `node` that is
-    /// running: wiping `node` then loses no acknowledged write (the one
-    /// fault the shipped defaults promise to survive; two — every in-sync
-    /// copy lost — are documented as not covered).
+    /// running with a copy it can vouch for: wiping `node` then loses no
+    /// acknowledged write (the one fault the shipped defaults promise to
+    /// survive; two — every in-sync copy lost — are documented as not
+    /// covered).
     pub fn may_wipe(&self, node: usize) -> bool {
         let me = self.nodes[node].member();
         self.latest().config.assignment(P).is_some_and(|a| {
-            a.isr
-                .iter()
-                .any(|m| *m != me && self.nodes.iter().any(|n| n.up && n.member() == *m))
+            a.isr.iter().any(|m| {
+                *m != me
+                    && self
+                        .nodes
+                        .iter()
+                        .any(|n| n.up && !n.untrusted && n.member() == *m)
+            })
         })
     }
 
@@ -739,6 +796,9 @@ impl World {
         let latest = self.history.len() - 1;
         self.nodes[node].restart(&self.registry.clone(), latest)?;
         let member = self.nodes[node].member();
+        let found = self.committed();
+        self.nodes[node].inherited =
+            Some(found.epoch).filter(|_| found.owner.as_ref() == Some(&member));
         let known = self.latest().config.is_member(&member);
         if !known {
             let command = Command::Join {

@@ -284,7 +284,7 @@ impl NodeBuilder {
         let mut untrusted = std::collections::BTreeSet::new();
         let (writer, recovered) = match (storage, &config.data_dir) {
             (Some(storage), Some(dir)) => {
-                let (loaded, damaged) = storage.load_all(&registry, &partition_config);
+                let (loaded, damaged) = storage.load_all(|_| true, &registry, &partition_config);
                 untrusted.extend(damaged.iter().filter_map(|(p, _)| *p));
                 untrusted.extend(
                     loaded

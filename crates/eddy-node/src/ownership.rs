@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_core::{Epoch, PartitionId};
+use eddy_replica::GiveUp;
 use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
@@ -32,23 +33,43 @@ const UNTRUSTED_PROPOSE_EVERY: Duration = Duration::from_secs(2);
 /// What partition workers learnt about their copies since the ownership
 /// task last looked, in order: a copy lost with a failed worker (reported
 /// by its replacement; treated as a copy damaged at start,
-/// [`give_up_untrusted`]), or an untrusted copy replaced by an owner's
-/// snapshot (whole again: no need to leave the ISR any more).
+/// [`give_up_untrusted`]), an untrusted copy replaced by an owner's
+/// snapshot (whole again: no need to leave the ISR any more), or an
+/// ownership a replacement found committed to this node (it reloaded the
+/// copy from `data_dir`; taken again only at a newer epoch, as after a
+/// process restart).
 #[derive(Clone, Default)]
-pub struct LostCopies(Arc<Mutex<Vec<(PartitionId, bool)>>>);
+pub struct LostCopies(Arc<Mutex<Vec<(PartitionId, CopyEvent)>>>);
+
+#[derive(Clone, Copy)]
+enum CopyEvent {
+    Lost,
+    Restored,
+    Inherited(Epoch),
+}
 
 impl LostCopies {
     /// Reports `partitions` lost.
     pub fn report(&self, partitions: impl IntoIterator<Item = PartitionId>) {
-        self.push(partitions.into_iter().map(|p| (p, true)));
+        self.push(partitions.into_iter().map(|p| (p, CopyEvent::Lost)));
     }
 
     /// Reports `partition`'s untrusted copy replaced by an owner's snapshot.
     pub fn restored(&self, partition: PartitionId) {
-        self.push(std::iter::once((partition, false)));
+        self.push(std::iter::once((partition, CopyEvent::Restored)));
     }
 
-    fn push(&self, events: impl Iterator<Item = (PartitionId, bool)>) {
+    /// Reports ownerships a replaced worker found committed to this node,
+    /// with their epochs.
+    pub fn inherited(&self, owned: impl IntoIterator<Item = (PartitionId, Epoch)>) {
+        self.push(
+            owned
+                .into_iter()
+                .map(|(p, epoch)| (p, CopyEvent::Inherited(epoch))),
+        );
+    }
+
+    fn push(&self, events: impl Iterator<Item = (PartitionId, CopyEvent)>) {
         // A poisoned lock only means a panic elsewhere mid-push: the list is
         // still a list.
         self.0
@@ -57,14 +78,25 @@ impl LostCopies {
             .extend(events);
     }
 
-    /// Applies every report since the last call to `untrusted`, in order.
-    fn apply_to(&self, untrusted: &mut BTreeSet<PartitionId>) {
+    /// Applies every report since the last call to `untrusted` and
+    /// `inherited`, in order.
+    fn apply_to(
+        &self,
+        untrusted: &mut BTreeSet<PartitionId>,
+        inherited: &mut BTreeMap<PartitionId, Epoch>,
+    ) {
         let events = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        for (partition, lost) in events {
-            if lost {
-                untrusted.insert(partition);
-            } else {
-                untrusted.remove(&partition);
+        for (partition, event) in events {
+            match event {
+                CopyEvent::Lost => {
+                    untrusted.insert(partition);
+                }
+                CopyEvent::Restored => {
+                    untrusted.remove(&partition);
+                }
+                CopyEvent::Inherited(epoch) => {
+                    inherited.insert(partition, epoch);
+                }
             }
         }
     }
@@ -123,7 +155,7 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                     .map(|(p, a)| (PartitionId(u32::try_from(p).unwrap_or(u32::MAX)), a.epoch))
                     .collect()
             });
-            args.lost.apply_to(&mut args.untrusted);
+            args.lost.apply_to(&mut args.untrusted, inherited);
             give_up_untrusted(&mut args, &current, config, &mut proposed);
             let mut again = Vec::new();
             for partition in args.ingress.incoming().await {
@@ -136,7 +168,8 @@ pub async fn run(mut args: OwnershipArgs, mut shutdown: watch::Receiver<bool>) {
                 else {
                     continue;
                 };
-                if inherited.get(&partition) == Some(&assignment.epoch) {
+                if eddy_replica::must_reelect(inherited.get(&partition).copied(), assignment.epoch)
+                {
                     again.push((partition, assignment));
                     continue;
                 }
@@ -179,21 +212,14 @@ fn elect_again(
             continue;
         }
         proposed.proposed(config, *partition, now);
-        commands.push(eddy_control::Command::Elect {
-            partition: *partition,
-            owner: me.clone(),
-            epoch: Epoch(assignment.epoch.0 + 1),
-        });
+        commands.push(eddy_replica::reelection(*partition, assignment, me));
     }
     args.control.propose_many(commands);
 }
 
-/// Untrusted copies leave the ISR: a backup proposes the ISR without
-/// itself, an owner an `Elect` of another live ISR member (the partition
-/// stays offline, and says so, if none is left: the damaged copy is all
-/// there is, and an operator decides). Once this node is out of a
-/// partition's ISR its copy is trusted again as any outside one: it
-/// rejoins only after its owner brought it up to date.
+/// Untrusted copies leave the ISR ([`eddy_replica::give_up`]), each
+/// proposal left to commit before it is made again; a partition that stays
+/// offline is reported.
 fn give_up_untrusted(
     args: &mut OwnershipArgs,
     current: &ClusterState,
@@ -216,38 +242,22 @@ fn give_up_untrusted(
         let Some(a) = config.assignment(partition) else {
             return false;
         };
-        if !a.isr.contains(&me) {
-            left += 1;
-            return false;
-        }
-        if proposed.waiting(partition) {
-            return true;
-        }
-        let others: Vec<eddy_control::MemberId> =
-            a.isr.iter().filter(|m| **m != me).cloned().collect();
-        let command = if a.owner.as_ref() == Some(&me) {
-            match others.iter().find(|m| live.contains(*m)) {
-                Some(successor) => eddy_control::Command::Elect {
-                    partition,
-                    owner: successor.clone(),
-                    epoch: Epoch(a.epoch.0 + 1),
-                },
-                None => {
-                    offline.push(partition.0);
-                    return true;
-                }
+        match eddy_replica::give_up(partition, a, &me, &live) {
+            GiveUp::Out => {
+                left += 1;
+                false
             }
-        } else {
-            eddy_control::Command::SetIsr {
-                partition,
-                epoch: a.epoch,
-                version: a.version,
-                isr: others,
+            _ if proposed.waiting(partition) => true,
+            GiveUp::Offline => {
+                offline.push(partition.0);
+                true
             }
-        };
-        proposed.proposed(config, partition, now);
-        commands.push(command);
-        true
+            GiveUp::Propose(proposal) => {
+                proposed.proposed(config, partition, now);
+                commands.extend(proposal);
+                true
+            }
+        }
     });
     if left > 0 {
         // One line for all of them: a failed worker's share is hundreds.
@@ -282,11 +292,15 @@ mod tests {
         reports.restored(PartitionId(9));
         reports.report([PartitionId(1)]);
         reports.restored(PartitionId(2));
-        reports.apply_to(&mut untrusted);
+        reports.inherited([(PartitionId(5), Epoch(3))]);
+        let mut inherited = BTreeMap::new();
+        reports.apply_to(&mut untrusted, &mut inherited);
         assert_eq!(untrusted, BTreeSet::from([PartitionId(1)]));
+        assert_eq!(inherited, BTreeMap::from([(PartitionId(5), Epoch(3))]));
         // Taken once: nothing applies twice.
         untrusted.clear();
-        reports.apply_to(&mut untrusted);
-        assert!(untrusted.is_empty());
+        inherited.clear();
+        reports.apply_to(&mut untrusted, &mut inherited);
+        assert!(untrusted.is_empty() && inherited.is_empty());
     }
 }

@@ -85,6 +85,10 @@ pub struct Storage {
     dir: PathBuf,
 }
 
+/// The copies a load found, and those it could not load (a partition
+/// directory, or the data directory itself).
+pub type Reloaded = (Vec<Loaded>, Vec<(Option<PartitionId>, StorageError)>);
+
 /// A copy loaded at start, with what the load had to say about it.
 pub struct Loaded {
     /// The partition.
@@ -217,13 +221,15 @@ impl Storage {
         }
     }
 
-    /// Loads every partition copy on disk. Copies that cannot be loaded are
-    /// returned as errors (reported by the caller), not skipped silently.
+    /// Loads every partition copy on disk that `wanted` names. Copies that
+    /// cannot be loaded are returned as errors (reported by the caller),
+    /// not skipped silently.
     pub fn load_all(
         &self,
+        wanted: impl Fn(PartitionId) -> bool,
         registry: &Arc<Registry>,
         config: &PartitionConfig,
-    ) -> (Vec<Loaded>, Vec<(Option<PartitionId>, StorageError)>) {
+    ) -> Reloaded {
         let mut loaded = Vec::new();
         let mut errors = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -247,6 +253,9 @@ impl Storage {
             let Ok(partition) = number.parse::<u32>().map(PartitionId) else {
                 continue;
             };
+            if !wanted(partition) {
+                continue;
+            }
             match self.load(partition, registry, config) {
                 Ok(copy) => loaded.push(copy),
                 Err(err) => errors.push((Some(partition), err)),

@@ -15,6 +15,7 @@
 //! a backup in log order. A backup not known to hold the log gets a snapshot
 //! first. The answers are awaited by the caller (the ingress), never here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -164,15 +165,14 @@ fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
         .is_some_and(|a| a.is_first_isr() && a.isr.contains(&me))
 }
 
-/// The partition's committed epoch if this member is in its ISR.
-fn isr_epoch(state: &ClusterState, partition: PartitionId) -> Option<Epoch> {
+/// Whether this member is in the partition's committed ISR.
+fn in_isr(state: &ClusterState, partition: PartitionId) -> bool {
     let me = state.member_id();
     state
         .committed
         .as_ref()
         .and_then(|c| c.assignment(partition))
-        .filter(|a| a.isr.contains(&me))
-        .map(|a| a.epoch)
+        .is_some_and(|a| a.isr.contains(&me))
 }
 
 /// Everything a worker needs to start.
@@ -242,6 +242,11 @@ pub struct WorkerState {
     untrusted: std::collections::BTreeSet<PartitionId>,
     /// Replication messages whose epoch the configuration does not show yet.
     parked: Parked<PeerWrite>,
+    /// Ownerships this worker found committed to this node when it
+    /// reloaded the failed worker's copies: taken again only at a newer
+    /// epoch ([`eddy_replica::must_reelect`]), which the ownership task
+    /// asks for.
+    inherited: BTreeMap<PartitionId, Epoch>,
     /// Injected worker failures already suffered (chaos fault hook).
     failures_seen: u64,
 }
@@ -880,6 +885,15 @@ impl WorkerState {
         // the worker may know a newer one by now.
         let committed_here =
             self.args.cluster.borrow().placement.epoch(partition) == epoch && self.ours(partition);
+        if eddy_replica::must_reelect(self.inherited.get(&partition).copied(), epoch) {
+            tracing::debug!(
+                partition = partition.0,
+                epoch = epoch.0,
+                "not taken: reloaded by a restarted worker, waiting for its re-election"
+            );
+            return false;
+        }
+        self.inherited.remove(&partition);
         let untrusted = self.untrusted.contains(&partition);
         let fresh = self.fresh_later(partition);
         let slot = self.slot(partition);
@@ -971,10 +985,7 @@ impl WorkerState {
             let Some(held) = slot.as_mut() else {
                 continue;
             };
-            if held.may_drop(
-                now,
-                isr_epoch(&cluster, PartitionId(index as u32)).is_some(),
-            ) {
+            if held.may_drop(now, in_isr(&cluster, PartitionId(index as u32))) {
                 // Never while the configuration counts this copy in sync:
                 // elected next, this node must find it.
                 tracing::debug!(partition = index, "dropped a retired copy");
@@ -1137,22 +1148,59 @@ impl Actor for Worker {
         let mine = |p: &PartitionId| p.0 as usize % args.workers.max(1) == args.index;
         let mut untrusted: std::collections::BTreeSet<PartitionId> =
             args.damaged.iter().filter(|p| mine(p)).copied().collect();
+        let mut reloaded = Vec::new();
+        let mut inherited = BTreeMap::new();
         if args.restarted {
-            // The failed worker's copies are gone, and an ISR member that
-            // held one must not look like one that never received
-            // anything: none is served, or replaced by an empty copy, until
-            // an owner's snapshot replaced it, and this node leaves their
-            // ISRs. Only where an owner was ever elected: before that every
-            // copy is empty, and the same worker's view of the
-            // configuration showed no epoch it could have confirmed.
             let cluster = args.cluster.borrow().clone();
-            let share: Vec<PartitionId> = (0..cluster.placement.table().partitions())
-                .map(PartitionId)
-                .filter(mine)
-                .filter(|p| isr_epoch(&cluster, *p).is_some_and(|e| e >= Epoch(1)))
-                .collect();
-            untrusted.extend(share.iter().copied());
-            args.lost.report(share);
+            let me = cluster.member_id();
+            let share: Vec<(PartitionId, Option<&eddy_control::Assignment>)> =
+                (0..cluster.placement.table().partitions())
+                    .map(PartitionId)
+                    .filter(mine)
+                    .map(|p| (p, cluster.committed.as_ref().and_then(|c| c.assignment(p))))
+                    .collect();
+            match reload(&args).await {
+                Some((loaded, damaged)) => {
+                    // The failed worker's log holds everything it confirmed
+                    // or acknowledged: its copies come back as after a
+                    // process restart — the damaged ones untrusted, its
+                    // ownerships taken again only at a newer epoch.
+                    untrusted = damaged.iter().filter_map(|(p, _)| *p).collect();
+                    untrusted.extend(
+                        loaded
+                            .iter()
+                            .filter(|l| l.warning.is_some())
+                            .map(|l| l.partition),
+                    );
+                    inherited = share
+                        .iter()
+                        .filter_map(|(p, a)| {
+                            a.filter(|a| a.owner.as_ref() == Some(&me))
+                                .map(|a| (*p, a.epoch))
+                        })
+                        .collect();
+                    tracing::info!(
+                        worker = args.index,
+                        copies = loaded.len(),
+                        damaged = untrusted.len(),
+                        "restarted partition worker reloaded its copies from data_dir"
+                    );
+                    reloaded = loaded;
+                }
+                None => {
+                    // Without data_dir the failed worker's copies are gone:
+                    // none is served, or replaced by an empty copy, until an
+                    // owner's snapshot replaced it.
+                    untrusted = share
+                        .iter()
+                        .filter(|(_, a)| eddy_replica::lost_with_worker(*a))
+                        .map(|(p, _)| *p)
+                        .collect();
+                }
+            }
+            // This node leaves the ISRs of the untrusted.
+            args.lost.report(untrusted.iter().copied());
+            args.lost.inherited(inherited.iter().map(|(p, e)| (*p, *e)));
         }
         let mut state = WorkerState {
             args,
@@ -1161,6 +1209,7 @@ impl Actor for Worker {
             out: Outputs::default(),
             untrusted,
             parked: Parked::default(),
+            inherited,
             failures_seen,
         };
         let recovered: Vec<crate::storage::Loaded> = match state.args.recovered.lock() {
@@ -1173,7 +1222,7 @@ impl Actor for Worker {
             }
             Err(_) => Vec::new(),
         };
-        for loaded in recovered {
+        for loaded in recovered.into_iter().chain(reloaded) {
             // A backup copy until the configuration commits it to us.
             let slot = state
                 .slot(loaded.partition)
@@ -1324,8 +1373,36 @@ impl Counts {
     }
 }
 
-/// Starts workers and restarts any that fails. A restarted worker holds
-/// nothing: its partitions are untrusted, as damaged copies are at start
+/// The copies of `args`' worker on disk, loaded once every write queued
+/// before is in its file; `None` without `data_dir`, or if the data
+/// directory could not be read.
+async fn reload(args: &WorkerArgs) -> Option<crate::storage::Reloaded> {
+    let storage = args.storage.as_ref()?;
+    let (tx, rx) = oneshot::channel();
+    let (workers, index) = (args.workers.max(1), args.index);
+    storage.load(crate::writer::Load {
+        wanted: Box::new(move |p| p.0 as usize % workers == index),
+        registry: args.registry.clone(),
+        config: args.partition_config.clone(),
+        done: Box::new(move |loaded| {
+            let _ = tx.send(loaded);
+        }),
+    });
+    let (loaded, damaged) = rx.await.ok()?;
+    if let Some((_, err)) = damaged.iter().find(|(p, _)| p.is_none()) {
+        tracing::error!(%err, "a restarted partition worker cannot read data_dir; its copies are treated as lost");
+        return None;
+    }
+    for (partition, err) in &damaged {
+        metrics::counter!("eddy_storage_damaged_total").increment(1);
+        tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not reloaded; it comes back from its replicas");
+    }
+    Some((loaded, damaged))
+}
+
+/// Starts workers and restarts any that fails. A restarted worker reloads
+/// its copies from `data_dir`; without one it holds nothing and its
+/// partitions are untrusted, as damaged copies are at start
 /// (docs/PROTOCOL.md, election rule 3).
 pub struct Supervisor;
 
@@ -1375,7 +1452,7 @@ impl Actor for Supervisor {
         if let SupervisionEvent::ActorFailed(cell, reason) = event {
             let name = cell.get_name().unwrap_or_default();
             if let Some(index) = state.names.iter().position(|n| *n == name) {
-                tracing::error!(worker = index, %reason, "partition worker failed; restarting it empty");
+                tracing::error!(worker = index, %reason, "partition worker failed; restarting it");
                 metrics::counter!("eddy_worker_restarts_total").increment(1);
                 let worker = WorkerArgs {
                     index,

@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use eddy_core::PartitionId;
+use eddy_core::{PartitionConfig, PartitionId, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Faults;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Reloaded, Storage, StorageError};
 
 /// Requests queued for the writer before a worker's send blocks. A worker
 /// only blocks when the disk is this far behind, which is the backpressure
@@ -134,6 +134,20 @@ enum Request {
         partition: PartitionId,
         done: Option<Done>,
     },
+    Load(Load),
+}
+
+/// A load of partition copies, run on the writer thread behind every write
+/// queued before it.
+pub struct Load {
+    /// Which partitions.
+    pub wanted: Box<dyn Fn(PartitionId) -> bool + Send>,
+    /// The kinds the copies hold.
+    pub registry: Arc<Registry>,
+    /// Their limits.
+    pub config: PartitionConfig,
+    /// What receives the copies; dropped unrun if the writer stopped.
+    pub done: Box<dyn FnOnce(Reloaded) + Send>,
 }
 
 /// Partitions whose log is broken (see the module doc), readable by the
@@ -226,6 +240,13 @@ impl StorageWriter {
         self.send(Request::Remove { partition });
     }
 
+    /// Loads the copies on disk once every write queued before is in its
+    /// file: how a restarted partition worker gets back what the failed
+    /// one logged, including writes still queued when it failed.
+    pub fn load(&self, load: Load) {
+        self.send(Request::Load(load));
+    }
+
     fn send(&self, request: Request) {
         let request = match self.queue.try_send(request) {
             Ok(()) => return,
@@ -248,7 +269,7 @@ impl StorageWriter {
                 partition, done, ..
             }
             | Request::Barrier { partition, done } => (partition, done),
-            Request::Remove { .. } => return,
+            Request::Remove { .. } | Request::Load(_) => return,
         };
         complete(done, Err(StorageError::Stopped { partition }));
     }
@@ -389,6 +410,16 @@ impl Thread {
                         // Completed with this group's writes, after their sync.
                         group.written.push((partition, done));
                     }
+                }
+                Request::Load(load) => {
+                    let partitions: Vec<PartitionId> = group.pending.keys().copied().collect();
+                    for partition in partitions {
+                        self.flush(partition, &mut group);
+                    }
+                    let loaded = self
+                        .storage
+                        .load_all(&*load.wanted, &load.registry, &load.config);
+                    (load.done)(loaded);
                 }
                 Request::Remove { partition } => {
                     self.flush(partition, &mut group);

@@ -34,6 +34,7 @@ mod stream;
 mod takeover;
 #[cfg(test)]
 mod testing;
+mod trust;
 
 pub use answer::{Confirmation, confirmation};
 pub use backup::{Installed, Replication};
@@ -42,3 +43,4 @@ pub use role::{RETIRE_AFTER, Role, role_after_table};
 pub use slot::{Slot, fence};
 pub use stream::Received;
 pub use takeover::{Placed, Placement, Take, apply_placement, take};
+pub use trust::{GiveUp, give_up, lost_with_worker, must_reelect, reelection};

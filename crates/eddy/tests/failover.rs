@@ -806,3 +806,45 @@ fn a_write_the_log_cannot_take_is_not_acknowledged_and_the_log_is_repaired() {
     drop(node);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A partition worker that fails is replaced by one that reloads the
+/// copies its log holds: with `data_dir`, partitions whose only in-sync
+/// copy the failed worker held keep every acknowledged event and take
+/// writes again (re-elected at a newer epoch), instead of staying offline
+/// until the process restarts.
+#[test]
+fn a_failed_worker_reloads_its_copies_from_data_dir_and_serves_again() {
+    let root = scratch("worker-reload");
+    let dir = data_dir_in(&root, 1);
+    let node =
+        NodeProcess::start_with_fault_hook(&["name=\"node-1\"", "replication_factor=1", &dir]);
+    let keys: Vec<String> = (0..40).map(|i| format!("acct-worker-{i}")).collect();
+    for key in &keys {
+        for _ in 0..3 {
+            let (status, body, _) =
+                post_json_retrying(&node.url("/v1/events"), &tx(key, 5.0, "DE"));
+            assert_eq!(status, 200, "{key}: {body}");
+        }
+    }
+    let (status, body, _) = post_json(&node.url("/v1/admin/faults"), r#"{"fail_workers": true}"#);
+    assert_eq!(
+        status, 200,
+        "eddy-chaos-node installs the fault hook: {body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&node, "eddy_worker_restarts_total") < 1.0 {
+        assert!(Instant::now() < deadline, "no partition worker failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for key in &keys {
+        let (status, body, _) = post_json_retrying(&node.url("/v1/events"), &tx(key, 5.0, "DE"));
+        assert_eq!(status, 200, "{key} takes writes again: {body}");
+        assert_eq!(
+            events_of(&node, "account", key),
+            Some(4),
+            "{key}: every acknowledged event, once"
+        );
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&root);
+}
