@@ -15,7 +15,7 @@ use eddy_core::{
     Epoch, EventRef, Outputs, PartitionId, ProducerView, Registry, Replicated, Seq, Timestamp,
     encode_event,
 };
-use eddy_replica::{Admit, Confirmation, GiveUp, Installed, Placement, Role, Slot, Take};
+use eddy_replica::{Admit, Confirmation, GiveUp, Installed, Placement, Role, Route, Slot, Take};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -385,15 +385,17 @@ impl World {
         };
         for j in backups {
             let member = self.member_seen(i, j);
-            if !self.sees(i, j) {
-                expect.insert(j, (member, Some(false)));
-                continue;
-            }
             let identity = self.nodes[j].identity();
+            let live = self.sees(i, j).then_some(&identity);
             let Some(slot) = self.nodes[i].slot.as_mut() else {
                 continue;
             };
-            if slot.follows(&identity) {
+            let route = slot.route(live);
+            if route == Route::Unreachable {
+                expect.insert(j, (member, Some(false)));
+                continue;
+            }
+            if route == Route::Entries {
                 let body = Body::Replicate {
                     epoch,
                     entries: entries.to_vec(),
@@ -409,8 +411,7 @@ impl World {
                     Some(Ok(chunks)) => chunks,
                     _ => continue,
                 };
-                slot.synced
-                    .push((identity.name.clone(), identity.generation));
+                slot.snapshot_sent(&identity);
                 let count = chunks.len();
                 for (at, chunk) in chunks.into_iter().enumerate() {
                     let body = Body::Chunk {
@@ -713,7 +714,7 @@ impl World {
                 // Resent a snapshot with the next write or check.
                 let name = self.nodes[j].name.clone();
                 if let Some(slot) = self.nodes[i].slot.as_mut() {
-                    slot.synced.retain(|(n, _)| *n != name);
+                    slot.lost_track(&name);
                 }
                 false
             }

@@ -33,7 +33,7 @@ use crate::ingress::IngressEvent;
 use crate::peer::{PeerError, PeerLinks, PeerPending};
 use crate::storage::StorageError;
 use crate::writer::{Done, StorageWriter, complete};
-use eddy_replica::{Admit, Installed, Parked, Placement, Role, Slot, Take};
+use eddy_replica::{Admit, Installed, Parked, Placement, Role, Route, Slot, Take};
 
 /// How often an owner checks that its backups still follow it.
 const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -492,13 +492,11 @@ impl WorkerState {
                 continue;
             };
             for backup in cluster.placement.table().replicas(partition).skip(1) {
-                let Some(peer) = cluster.live_member(backup) else {
-                    // A backup of the table this node cannot reach now: the
-                    // write is not on it, so it is not acknowledged until
-                    // the table drops it (the ingress retries with a
-                    // barrier), never with fewer copies than the table says
-                    // (found by eddy-chaos `partitions`: acknowledged with
-                    // no backup during membership churn, then lost).
+                let live = cluster.live_member(backup);
+                let route = slot.route(live);
+                let Some(peer) = live.filter(|_| route != Route::Unreachable) else {
+                    // Not acknowledged until the table drops it (the
+                    // ingress retries with a barrier).
                     acks.push(ReplicaAck {
                         backup: backup.clone(),
                         parts: vec![(partition, required)],
@@ -510,7 +508,7 @@ impl WorkerState {
                     });
                     continue;
                 };
-                if slot.follows(peer) {
+                if route == Route::Entries {
                     let part = (partition, epoch, index, required);
                     match frames.iter_mut().find(|(id, _)| id.name == peer.name) {
                         Some((_, parts)) => parts.push(part),
@@ -524,7 +522,7 @@ impl WorkerState {
                     .map_or(Err("no copy".into()), |p| chunks_of(p));
                 let answer = send_snapshot(&links, peer, partition, chunks, epoch).await;
                 if answer.is_ok() {
-                    slot.synced.push((backup.clone(), peer.generation));
+                    slot.snapshot_sent(peer);
                 }
                 acks.push(ReplicaAck {
                     backup: backup.clone(),
@@ -563,7 +561,7 @@ impl WorkerState {
                 // Frames may be lost: those partitions get a snapshot next.
                 for (partition, ..) in &parts {
                     if let Some(slot) = self.slot(*partition).as_mut() {
-                        slot.synced.retain(|(b, _)| *b != peer.name);
+                        slot.lost_track(&peer.name);
                     }
                 }
             }
@@ -956,7 +954,9 @@ impl WorkerState {
     ) -> Option<Vec<ReplicaAck>> {
         let slot = self.slot(partition).as_mut()?;
         slot.owned()?;
-        slot.synced.retain(|(b, _)| !resync.contains(b));
+        for backup in resync {
+            slot.lost_track(backup);
+        }
         Some(self.ship(partition, &[]).await)
     }
 

@@ -40,7 +40,7 @@ pub use answer::{Confirmation, confirmation};
 pub use backup::{Installed, Replication};
 pub use parked::{Admit, MAX_WAIT, Parked};
 pub use role::{RETIRE_AFTER, Role, role_after_table};
-pub use slot::{Slot, fence};
+pub use slot::{Route, Slot, fence};
 pub use stream::Received;
 pub use takeover::{Placed, Placement, Take, apply_placement, take};
 pub use trust::{GiveUp, give_up, lost_with_worker, must_reelect, reelection};

@@ -31,6 +31,20 @@ pub struct Slot {
     pub seen: Epoch,
 }
 
+/// How an owner's next entries reach one backup of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Not live in this node's view: the entries are not on it, so they
+    /// are not acknowledged until the table drops it — never with fewer
+    /// copies than the table says.
+    Unreachable,
+    /// It follows this owner's log: the entries.
+    Entries,
+    /// It does not (new, restarted, or it lost track): the copy's snapshot
+    /// first, which the entries are part of.
+    Snapshot,
+}
+
 /// The epoch below which this node refuses anything for a partition: its
 /// slot's fence, or the committed configuration's epoch (a node with no
 /// copy, none yet or one lost with a failed worker, has no fence of its
@@ -100,6 +114,31 @@ impl Slot {
             .any(|(name, generation)| *name == backup.name && *generation == backup.generation)
     }
 
+    /// Owner side: how the next entries reach `backup`, a backup of the
+    /// table, as this node's view has it (`None`: not live).
+    pub fn route(&self, backup: Option<&NodeIdentity>) -> Route {
+        match backup {
+            None => Route::Unreachable,
+            Some(backup) if self.follows(backup) => Route::Entries,
+            Some(_) => Route::Snapshot,
+        }
+    }
+
+    /// Owner side: `backup` took a snapshot of the copy; it follows the
+    /// log from here.
+    pub fn snapshot_sent(&mut self, backup: &NodeIdentity) {
+        if !self.follows(backup) {
+            self.synced.push((backup.name.clone(), backup.generation));
+        }
+    }
+
+    /// Owner side: `backup` may have missed entries (a frame lost with its
+    /// connection, an answer saying it is behind, an operator's resync):
+    /// it gets a snapshot next.
+    pub fn lost_track(&mut self, backup: &NodeId) {
+        self.synced.retain(|(name, _)| name != backup);
+    }
+
     /// Owner side, on a new table: forgets followers that are no longer
     /// `backups`, and says whether any of `backups` does not follow yet (it
     /// must get the partition now, not at the next write, or acknowledged
@@ -163,6 +202,25 @@ mod tests {
         assert!(!slot.may_take(Epoch(1)));
         assert!(slot.may_take(Epoch(2)), "the epoch the copy was elected at");
         assert!(slot.may_take(Epoch(3)));
+    }
+
+    #[test]
+    fn a_backup_gets_a_snapshot_until_it_follows_and_again_once_it_lost_track() {
+        let mut owner = Slot::new(Role::Owner);
+        owner.partition = Some(copy_at(1));
+        let backup = eddy_cluster::testing::identity("b", 2);
+        assert_eq!(owner.route(None), Route::Unreachable);
+        assert_eq!(owner.route(Some(&backup)), Route::Snapshot);
+        owner.snapshot_sent(&backup);
+        owner.snapshot_sent(&backup);
+        assert_eq!(owner.synced.len(), 1);
+        assert_eq!(owner.route(Some(&backup)), Route::Entries);
+        // Restarted: a new generation holds nothing, whatever its name.
+        let mut restarted = backup.clone();
+        restarted.generation += 1;
+        assert_eq!(owner.route(Some(&restarted)), Route::Snapshot);
+        owner.lost_track(&backup.name);
+        assert_eq!(owner.route(Some(&backup)), Route::Snapshot);
     }
 
     #[test]
