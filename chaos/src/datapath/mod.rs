@@ -254,8 +254,10 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
             852..880 => world.heal_links(),
             880..890 => {
                 let other = world.rng.random_range(0..n);
-                world.net.reset(node, other);
-                world.report.resets += 1;
+                if other != node {
+                    world.net.reset(node, other);
+                    world.report.resets += 1;
+                }
             }
             // Without data_dir a failed worker's copies are gone, as with a
             // wipe: never the last live in-sync copy.
@@ -266,6 +268,9 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
         }
         world.expire()?;
         world.check_owners();
+        if step % 20 == 0 {
+            world.check_isr_holds_acks()?;
+        }
     }
     Ok(())
 }

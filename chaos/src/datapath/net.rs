@@ -155,9 +155,17 @@ impl Net {
                 frames: VecDeque::new(),
             });
         }
+        // An old connection lives while either direction has frames: the
+        // requests still on it are answered on it.
+        let draining: Vec<u64> = self
+            .queues
+            .iter()
+            .filter(|q| !q.frames.is_empty())
+            .map(|q| q.link)
+            .collect();
         let current = &self.current;
         self.queues
-            .retain(|q| !q.frames.is_empty() || current.contains(&q.link));
+            .retain(|q| draining.contains(&q.link) || current.contains(&q.link));
     }
 
     /// Every connection of `node` is gone, with what was in flight.
@@ -252,6 +260,25 @@ mod tests {
         assert_eq!(seen.len(), 3);
         let old_ones: Vec<_> = seen.iter().filter(|(o, _)| *o).map(|(_, w)| *w).collect();
         assert_eq!(old_ones, [Some(1), Some(2)], "FIFO within a connection");
+    }
+
+    #[test]
+    fn a_request_drained_from_a_reset_connection_is_answered_on_it() {
+        let mut net = Net::new(2);
+        net.send(0, 1, barrier(1));
+        let old = net.link(0, 1);
+        net.reset(0, 1);
+        net.reset(1, 0);
+        let request = net.deliver(0).expect("the old connection drains");
+        assert_eq!(request.link, old);
+        let ask = Ask {
+            write: Some(1),
+            required: Seq(0),
+            epoch: Epoch(1),
+        };
+        net.answer(&request, Replicated::Applied { through: Seq(0) }, ask);
+        let answer = net.deliver(0).expect("answered on the old connection");
+        assert_eq!((answer.link, answer.to), (old, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use eddy_cluster::{NodeId, NodeIdentity};
 use eddy_control::{MemberId, OwnerIsr};
-use eddy_core::{Epoch, Partition, PartitionId, Registry, SnapshotReader};
+use eddy_core::{Epoch, Partition, PartitionId, Registry, Replicated, SnapshotReader};
 use eddy_replica::{Parked, Role, Slot};
 
 use super::net::Frame;
@@ -154,6 +154,16 @@ impl SimNode {
     /// gives it this node), trusted: the log holds everything it confirmed.
     pub fn load(&mut self, registry: &Arc<Registry>) -> Result<(), String> {
         self.untrusted = false;
+        self.slot = self.logged(registry)?.map(|copy| {
+            let mut slot = Slot::new(Role::Backup);
+            slot.partition = Some(copy);
+            slot
+        });
+        Ok(())
+    }
+
+    /// The copy its log holds, if any.
+    pub fn logged(&self, registry: &Arc<Registry>) -> Result<Option<Partition>, String> {
         let loaded = match &self.disk.snapshot {
             Some(chunks) => Some(
                 Partition::restore(
@@ -170,15 +180,21 @@ impl SimNode {
                 Default::default(),
             )),
         };
-        if let Some(mut copy) = loaded {
-            for record in &self.disk.log {
-                copy.replay_logged(record);
+        let Some(mut copy) = loaded else {
+            return Ok(None);
+        };
+        for record in &self.disk.log {
+            match copy.replay_logged(record) {
+                Replicated::Applied { .. } => {}
+                other => {
+                    return Err(format!(
+                        "{}: its log does not replay over its snapshot: {other:?}",
+                        self.name
+                    ));
+                }
             }
-            let mut slot = Slot::new(Role::Backup);
-            slot.partition = Some(copy);
-            self.slot = Some(slot);
         }
-        Ok(())
+        Ok(Some(copy))
     }
 
     /// A reader for a snapshot stream to this node.

@@ -731,6 +731,43 @@ impl World {
         self.settle(id)
     }
 
+    /// The safety rule itself, between the takeovers that rely on it:
+    /// every member of the committed ISR holds every acknowledged value —
+    /// in memory if it runs, in its log if it is down (with `data_dir`).
+    /// Not checked: an untrusted copy (never served, it leaves the ISR) and,
+    /// without `data_dir`, a member that is down (its data is gone; it
+    /// rejoins as a new incarnation, which takes the old one out).
+    pub fn check_isr_holds_acks(&mut self) -> Result<(), String> {
+        if self.client.acked.is_empty() {
+            return Ok(());
+        }
+        let a = self.committed();
+        for member in &a.isr {
+            let Some(node) = self.nodes.iter().find(|n| n.member() == *member) else {
+                continue;
+            };
+            if node.untrusted || (!node.up && !self.report.durable) {
+                continue;
+            }
+            let held = if node.up {
+                node.copy().map(values).unwrap_or_default()
+            } else {
+                node.logged(&self.registry)?
+                    .as_ref()
+                    .map(values)
+                    .unwrap_or_default()
+            };
+            if let Some(value) = self.client.acked.iter().find(|v| !held.contains_key(v)) {
+                self.report.violations.push(format!(
+                    "step {}: {} is in the committed ISR (epoch {}) without acknowledged value {value}",
+                    self.step, member.name, a.epoch.0
+                ));
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// No two nodes serve the partition at one epoch.
     pub fn check_owners(&mut self) {
         let mut serving: BTreeMap<Epoch, usize> = BTreeMap::new();
