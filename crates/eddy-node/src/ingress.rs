@@ -514,6 +514,7 @@ impl Ingress {
         let mut acks = Vec::new();
         let mut alerts = Vec::new();
         let mut durable = Vec::new();
+        let mut written = Vec::new();
         for result in results {
             let mut applied = result?;
             for (index, outcome) in applied.outcomes {
@@ -527,6 +528,7 @@ impl Ingress {
             acks.append(&mut applied.acks);
             alerts.append(&mut applied.alerts);
             durable.append(&mut applied.durable);
+            written.append(&mut applied.written);
         }
         // With `data_dir`, in this node's log first: a write the log does not
         // hold is not acknowledged, whatever the backups say (a whole-cluster
@@ -544,7 +546,11 @@ impl Ingress {
         }
         if self.inner.wait_for_backups {
             let started = Instant::now();
-            let outcomes = self.inner.isr.confirm(self.watch_cluster(), acks).await;
+            let outcomes = self
+                .inner
+                .isr
+                .confirm(self.watch_cluster(), &written, acks)
+                .await;
             metrics::histogram!("eddy_replication_latency_seconds")
                 .record(started.elapsed().as_secs_f64());
             for outcome in outcomes {

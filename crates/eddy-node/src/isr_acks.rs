@@ -213,14 +213,19 @@ impl IsrAcks {
         (failed, needed)
     }
 
-    /// Waits for the answers the write needs and decides each partition.
+    /// Waits for the answers the write needs and decides each partition it
+    /// `written` (with the position its copy reached): every one, shipped
+    /// to a backup or not — one with no backup in the table still needs
+    /// this node to be its committed owner and its ISR to hold
+    /// `min_insync_replicas` copies.
     pub async fn confirm(
         &self,
         cluster: watch_cluster::Receiver,
+        written: &[(PartitionId, Seq)],
         acks: Vec<ReplicaAck>,
     ) -> Vec<Outcome> {
         let state = cluster.borrow().clone();
-        let mut positions: BTreeMap<PartitionId, Seq> = BTreeMap::new();
+        let mut positions: BTreeMap<PartitionId, Seq> = written.iter().copied().collect();
         let mut needed = Vec::new();
         for ack in acks {
             for (partition, through) in &ack.parts {

@@ -68,6 +68,10 @@ pub struct Applied {
     /// With `data_dir`: each touched partition's log write, to await before
     /// acknowledging (nothing is acknowledged that is not in the log).
     pub durable: Vec<(PartitionId, Durable)>,
+    /// Each touched partition and the position its copy reached: every one
+    /// is decided by its owner's ISR bookkeeping, whether or not any backup
+    /// was shipped to.
+    pub written: Vec<(PartitionId, Seq)>,
 }
 
 /// The storage writer's answer to come for one write.
@@ -450,6 +454,14 @@ impl WorkerState {
         counts.flush();
         applied.alerts.append(&mut out.alerts);
         self.out = out;
+        // The injected bug (chaos tests only) forgets what it wrote, so no
+        // ISR decision stands between the lost entries and the client.
+        if !self.args.links.faults().drops_log_entries() {
+            applied.written = touched
+                .iter()
+                .map(|(p, _)| (*p, self.copy_of(*p).map_or(Seq(0), Partition::last_seq)))
+                .collect();
+        }
         // In the log before anyone hears yes (the ingress awaits these).
         if self.args.storage.is_some() {
             for (partition, entries) in &touched {
@@ -940,8 +952,10 @@ impl WorkerState {
                 crate::warn_limited!(
                     partition = partition.0,
                     epoch = epoch.0,
-                    "elected owner without a local copy (lost with a worker restart?); the partition stays unavailable until an operator moves it"
+                    "elected owner without a local copy; handing the partition to another in-sync member"
                 );
+                self.untrusted.insert(partition);
+                self.args.lost.report([partition]);
                 false
             }
         }

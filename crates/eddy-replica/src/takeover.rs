@@ -108,7 +108,11 @@ pub enum Take {
         /// The slot's fence.
         fence: Epoch,
     },
-    /// Elected from the ISR (past the first epoch) with no copy here.
+    /// Elected from the ISR (past the first epoch) with no copy here: a
+    /// member that lost its copy, or never held it (its view skipped the
+    /// first ISR's configurations). The caller treats it as untrusted:
+    /// this node hands the partition over ([`crate::give_up`]) and rejoins
+    /// the ISR once an owner's snapshot gave it a copy.
     NoCopy,
 }
 

@@ -848,3 +848,23 @@ fn a_failed_worker_reloads_its_copies_from_data_dir_and_serves_again() {
     drop(node);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `min_insync_replicas` holds for a partition with no backup to ship to:
+/// one node alone with `replication_factor = 2` and `min_insync_replicas
+/// = 2` has one in-sync copy of each partition, and acknowledges nothing
+/// (before, a write that no backup was shipped to was acknowledged without
+/// its ISR being looked at).
+#[test]
+fn a_write_with_no_backup_to_ship_to_still_needs_min_insync_copies() {
+    let node = NodeProcess::start(&[
+        "name=\"node-1\"",
+        "replication_factor=2",
+        "min_insync_replicas=2",
+    ]);
+    let (status, body, _) = post_json(&node.url("/v1/events"), &tx("acct-alone", 5.0, "DE"));
+    assert_eq!(status, 503, "one copy, two required: {body}");
+    assert!(
+        body.contains("min_insync_replicas"),
+        "the cause is named: {body}"
+    );
+}
