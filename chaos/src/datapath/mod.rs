@@ -221,6 +221,8 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
             0..500 => {
                 world.deliver()?;
             }
+            // The controller commits a proposal far more often than
+            // nodes learn of it (Raft's round trip vs. a node's view).
             500..600 => world.catch_up(node)?,
             600..720 => world.client_write()?,
             720..780 => {
@@ -266,6 +268,9 @@ fn faults(world: &mut World, options: DataPathOptions) -> Result<(), String> {
             }
             _ => {}
         }
+        if world.rng.random_range(0..3u8) == 0 {
+            world.commit_proposal();
+        }
         world.expire()?;
         world.check_owners();
         if step % 20 == 0 {
@@ -290,6 +295,7 @@ fn heal(world: &mut World) -> Result<(), String> {
     for step in start..start + HEAL_STEPS {
         world.step = step;
         while world.deliver()? {}
+        while world.commit_proposal() {}
         for node in 0..world.nodes.len() {
             world.catch_up(node)?;
         }

@@ -49,6 +49,8 @@ struct Pending {
     /// (`None`: no answer yet).
     expect: BTreeMap<usize, (MemberId, Option<bool>)>,
     deadline: u64,
+    /// The shrink proposed for it, waiting to be seen committed.
+    shrink: Option<Command>,
 }
 
 /// The client: writes one value at a time, retrying it (with the same
@@ -68,6 +70,9 @@ pub struct World {
     history: Vec<Committed>,
     pub isolated: Vec<bool>,
     pending: Vec<Pending>,
+    /// Nodes' proposals on their way to the controller's log, in order; a
+    /// batch (one `propose_many`) lands in the log in one piece.
+    proposals: std::collections::VecDeque<Vec<Command>>,
     next_write: u64,
     client: Client,
     min_insync: usize,
@@ -101,6 +106,7 @@ impl World {
             nodes,
             history: Vec::new(),
             pending: Vec::new(),
+            proposals: std::collections::VecDeque::new(),
             next_write: 1,
             client: Client::default(),
             min_insync,
@@ -159,6 +165,27 @@ impl World {
             self.report.elections += 1;
         }
         self.push(config);
+        true
+    }
+
+    /// A node's proposal to the controller: committed later, in order, or
+    /// rejected then if the configuration moved on (a node cut off from
+    /// the controller cannot make one).
+    fn propose(&mut self, i: usize, commands: Vec<Command>) {
+        if !self.isolated[i] && !commands.is_empty() {
+            self.proposals.push_back(commands);
+        }
+    }
+
+    /// The controller commits (or rejects) the oldest proposal, a batch in
+    /// one piece; whether there was one.
+    pub fn commit_proposal(&mut self) -> bool {
+        let Some(commands) = self.proposals.pop_front() else {
+            return false;
+        };
+        for command in &commands {
+            self.commit(command);
+        }
         true
     }
 
@@ -234,9 +261,7 @@ impl World {
             self.give_up(i, &a);
         } else if a.owner.as_ref() == Some(&me) && !node.serving() {
             if eddy_replica::must_reelect(inherited, a.epoch) {
-                if !self.isolated[i] {
-                    self.commit(&eddy_replica::reelection(P, &a, &me));
-                }
+                self.propose(i, vec![eddy_replica::reelection(P, &a, &me)]);
             } else {
                 self.nodes[i].inherited = None;
                 self.take(i, &a)?;
@@ -259,6 +284,16 @@ impl World {
                 self.ship(i, &[], None);
             }
         }
+        // Writes held for a shrink are decided again under this view.
+        let held: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|p| p.owner == i && p.shrink.is_some())
+            .map(|p| p.id)
+            .collect();
+        for id in held {
+            self.settle(id)?;
+        }
         let epoch = a.epoch;
         for (_, frame) in self.nodes[i].parked.release(|_| epoch) {
             self.run_replica(frame)?;
@@ -266,17 +301,11 @@ impl World {
         Ok(())
     }
 
-    /// The ownership task's proposal about an untrusted copy (a node cut
-    /// off from the controller cannot make one).
+    /// The ownership task's proposal about an untrusted copy.
     fn give_up(&mut self, i: usize, a: &Assignment) {
-        if self.isolated[i] {
-            return;
-        }
         let me = self.nodes[i].member();
         if let GiveUp::Propose(commands) = eddy_replica::give_up(P, a, &me, &self.live()) {
-            for command in &commands {
-                self.commit(command);
-            }
+            self.propose(i, commands);
         }
     }
 
@@ -312,8 +341,15 @@ impl World {
         let fresh = || eddy_core::Partition::new(registry, P, Default::default());
         let node = &mut self.nodes[i];
         let taken = eddy_replica::take(&mut node.slot, a.epoch, true, node.untrusted, fresh);
-        let Take::Taken { had_copy, .. } = taken else {
-            return Ok(());
+        let had_copy = match taken {
+            Take::Taken { had_copy, .. } => had_copy,
+            Take::NoCopy => {
+                // Elected without a copy: it hands the partition over as an
+                // untrusted one does.
+                node.untrusted = true;
+                return Ok(());
+            }
+            Take::Untrusted | Take::Stale { .. } => return Ok(()),
         };
         if !had_copy {
             node.checkpoint()?;
@@ -472,6 +508,7 @@ impl World {
             value,
             expect,
             deadline: self.step + ANSWER_WITHIN,
+            shrink: None,
         });
         self.settle(id)
     }
@@ -506,7 +543,10 @@ impl World {
         Ok(())
     }
 
-    /// Decides write `id` if every answer is in.
+    /// Decides write `id` if every answer is in: acknowledged, dropped
+    /// (the client retries), or — when the committed ISR holds members
+    /// that did not confirm — held while the owner's shrink is proposed,
+    /// and decided again with each configuration the owner sees.
     fn settle(&mut self, id: u64) -> Result<(), String> {
         let Some(at) = self.pending.iter().position(|p| p.id == id) else {
             return Ok(());
@@ -515,52 +555,49 @@ impl World {
         if !answered && self.bug != Some(DataPathBug::AckWithoutBackups) {
             return Ok(());
         }
-        let write = self.pending.remove(at);
-        let i = write.owner;
-        if !self.nodes[i].up || self.nodes[i].generation != write.generation {
+        let i = self.pending[at].owner;
+        if !self.nodes[i].up || self.nodes[i].generation != self.pending[at].generation {
+            self.pending.remove(at);
             return Ok(());
         }
         if self.bug == Some(DataPathBug::AckWithoutBackups) {
+            let write = self.pending.remove(at);
             self.acknowledge(write.value);
             return Ok(());
         }
+        let write = &self.pending[at];
         let confirmed: BTreeSet<MemberId> = write
             .expect
             .values()
             .filter(|(_, c)| *c == Some(true))
             .map(|(m, _)| m.clone())
             .collect();
+        let (epoch, position) = (write.epoch, write.position);
         let a = self.assignment(i);
-        let Some(isr) = self.nodes[i]
-            .isr
-            .as_mut()
-            .filter(|t| t.epoch() == write.epoch)
-        else {
-            return Ok(());
+        let decision = match self.nodes[i].isr.as_mut().filter(|t| t.epoch() == epoch) {
+            Some(isr) => {
+                isr.observe(&a);
+                isr.decide(position, &confirmed)
+            }
+            None => Decision::Deposed,
         };
-        isr.observe(&a);
-        match isr.decide(write.position, &confirmed) {
-            Decision::Ack => self.acknowledge(write.value),
+        match decision {
+            Decision::Ack => {
+                let write = self.pending.remove(at);
+                self.acknowledge(write.value);
+            }
             Decision::Shrink { shrink, .. } => {
-                // Proposed (a node cut off from the controller cannot),
-                // then decided again once the owner saw it committed.
-                if !self.isolated[i] && self.commit(&shrink) {
-                    self.nodes[i].view = self.history.len() - 1;
-                    self.on_view(i)?;
-                    let a = self.assignment(i);
-                    if let Some(isr) = self.nodes[i]
-                        .isr
-                        .as_mut()
-                        .filter(|t| t.epoch() == write.epoch)
-                    {
-                        isr.observe(&a);
-                        if isr.decide(write.position, &confirmed) == Decision::Ack {
-                            self.acknowledge(write.value);
-                        }
-                    }
+                if self.step > self.pending[at].deadline + ANSWER_WITHIN {
+                    // The shrink never came: the ingress gives up (503).
+                    self.pending.remove(at);
+                } else if self.pending[at].shrink.as_ref() != Some(&shrink) {
+                    self.pending[at].shrink = Some(shrink.clone());
+                    self.propose(i, vec![shrink]);
                 }
             }
-            Decision::Deposed | Decision::TooFew { .. } => {}
+            Decision::Deposed | Decision::TooFew { .. } => {
+                self.pending.remove(at);
+            }
         }
         Ok(())
     }
@@ -698,7 +735,7 @@ impl World {
                     .as_mut()
                     .and_then(|isr| isr.confirmed(&member, ask.required));
                 if let Some(command) = expand {
-                    self.commit(&command);
+                    self.propose(i, vec![command]);
                 }
                 true
             }
@@ -783,15 +820,29 @@ impl World {
     }
 
     /// Whether the committed ISR holds a member other than `node` that is
-    /// running with a copy it can vouch for: wiping `node` then loses no
-    /// acknowledged write (the one fault the shipped defaults promise to
-    /// survive; two — every in-sync copy lost — are documented as not
-    /// covered).
+    /// running with a copy it can vouch for, and stays in it whichever
+    /// proposed ISR change commits, and no other member's copy is lost
+    /// already: wiping `node` then loses no acknowledged write (one lost
+    /// copy at a time is what the shipped defaults promise to survive;
+    /// every in-sync copy lost is documented as not covered).
     pub fn may_wipe(&self, node: usize) -> bool {
         let me = self.nodes[node].member();
+        if self.nodes.iter().any(|n| n.index != node && n.untrusted) {
+            return false;
+        }
+        let proposed: Vec<&Vec<MemberId>> = self
+            .proposals
+            .iter()
+            .flatten()
+            .filter_map(|c| match c {
+                Command::SetIsr { isr, .. } => Some(isr),
+                _ => None,
+            })
+            .collect();
         self.latest().config.assignment(P).is_some_and(|a| {
             a.isr.iter().any(|m| {
                 *m != me
+                    && proposed.iter().all(|isr| isr.contains(m))
                     && self
                         .nodes
                         .iter()
@@ -858,7 +909,7 @@ impl World {
                 && n.serving()
                 && n.copy().map(|c| c.epoch()) == Some(a.epoch)
         });
-        self.pending.is_empty() && self.net.in_flight() == 0 && serves
+        self.pending.is_empty() && self.proposals.is_empty() && self.net.in_flight() == 0 && serves
     }
 
     /// The committed assignment and every node's part in it, for a
