@@ -220,7 +220,7 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "eddy_takeovers_without_copy_total",
         Kind::Counter,
         "",
-        "Elections of this node that it could not serve: it holds no copy of the partition (a never-written partition whose first ISR changed before any member held its empty copy)",
+        "Elections of this node that it could not serve: it holds no copy of the partition, and hands it to another in-sync member if there is one (else the partition stays offline: a never-written partition whose first ISR changed before any member held its empty copy)",
     ),
     (
         "eddy_peer_writes_held_total",
