@@ -53,6 +53,26 @@ async fn http_post(url: String, body: String) -> u16 {
     .unwrap_or(0)
 }
 
+/// [`json`], again while the node answers 503 (a partition still moving
+/// to a new owner after a failure), for at most `patience`.
+pub(crate) async fn json_when_served(
+    url: String,
+    patience: Duration,
+) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let (status, body) = http_get(url.clone()).await?;
+        if status == 503 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        if status != 200 {
+            return Err(format!("{url}: {status} {body}"));
+        }
+        return serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"));
+    }
+}
+
 pub(crate) async fn json(url: String) -> Result<serde_json::Value, String> {
     let (status, body) = http_get(url.clone()).await?;
     if status != 200 {

@@ -16,7 +16,7 @@ use eddy_client::{Client, ClientConfig, RoutedClient};
 use eddy_core::wire::WireEvent;
 use eddy_core::{Behaviour, ProducerRef, Workload};
 
-use crate::bench_cluster::{LocalCluster, json};
+use crate::bench_cluster::{LocalCluster, json_when_served};
 
 /// Options of `eddy demo`.
 #[derive(Debug, Args)]
@@ -189,7 +189,10 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
         .ok_or("no node left")?;
     let (mut applied, mut lost, mut doubled) = (0u64, 0u64, 0u64);
     for (key, count) in &expected {
-        let state = json(format!("http://{survivor}/v1/actors/{key}")).await?;
+        // A partition of the killed node may still be moving (a loaded
+        // machine): wait for its new owner rather than report an error.
+        let url = format!("http://{survivor}/v1/actors/{key}");
+        let state = json_when_served(url, Duration::from_secs(30)).await?;
         let events = state["state"]["events"].as_u64().unwrap_or(0);
         applied += events;
         lost += count.saturating_sub(events);
