@@ -257,8 +257,6 @@ mod tests {
         config.members().map(|m| m.id.clone()).collect()
     }
 
-    /// Plans and applies until nothing is left, asserting every planned
-    /// command is accepted; returns the rounds it took.
     /// Every member of `members` caught up on each of 64 partitions.
     fn copies_of(members: &BTreeSet<MemberId>) -> BTreeSet<(PartitionId, MemberId)> {
         (0..64)
@@ -266,6 +264,8 @@ mod tests {
             .collect()
     }
 
+    /// Plans and applies until nothing is left, asserting every planned
+    /// command is accepted; returns the rounds it took.
     fn settle(
         config: &mut ClusterConfig,
         live: &BTreeSet<MemberId>,

@@ -284,24 +284,9 @@ impl NodeBuilder {
         let mut untrusted = std::collections::BTreeSet::new();
         let (writer, recovered) = match (storage, &config.data_dir) {
             (Some(storage), Some(dir)) => {
-                let (loaded, damaged) = storage.load_all(|_| true, &registry, &partition_config);
-                untrusted.extend(damaged.iter().filter_map(|(p, _)| *p));
-                untrusted.extend(
-                    loaded
-                        .iter()
-                        .filter(|c| c.warning.is_some())
-                        .map(|c| c.partition),
-                );
-                for (partition, err) in &damaged {
-                    metrics::counter!("eddy_storage_damaged_total").increment(1);
-                    tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
-                }
-                for copy in &loaded {
-                    if let Some(err) = &copy.warning {
-                        metrics::counter!("eddy_storage_damaged_total").increment(1);
-                        tracing::warn!(partition = copy.partition.0, %err, "loaded a copy up to a damaged or torn log record");
-                    }
-                }
+                let reloaded = storage.load_all(|_| true, &registry, &partition_config);
+                untrusted = crate::storage::untrusted_after_load(&reloaded);
+                let (loaded, _) = reloaded;
                 tracing::info!(copies = loaded.len(), dir = %dir.display(), fsync = %config.fsync, "partition copies loaded from disk");
                 let fds = crate::fd_limit::raise_to_hard();
                 tracing::debug!(?fds, "file descriptor limit");

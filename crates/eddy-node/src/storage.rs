@@ -89,6 +89,33 @@ pub struct Storage {
 /// directory, or the data directory itself).
 pub type Reloaded = (Vec<Loaded>, Vec<(Option<PartitionId>, StorageError)>);
 
+/// The partitions of a load that cannot be vouched for — not loaded
+/// (damaged), or loaded only up to a damaged or torn log record — each
+/// reported once (a log line, `eddy_storage_damaged_total`).
+pub fn untrusted_after_load(reloaded: &Reloaded) -> std::collections::BTreeSet<PartitionId> {
+    let (loaded, damaged) = reloaded;
+    for (partition, err) in damaged {
+        metrics::counter!("eddy_storage_damaged_total").increment(1);
+        tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not loaded; it comes back from its replicas");
+    }
+    for copy in loaded {
+        if let Some(err) = &copy.warning {
+            metrics::counter!("eddy_storage_damaged_total").increment(1);
+            tracing::warn!(partition = copy.partition.0, %err, "loaded a copy up to a damaged or torn log record");
+        }
+    }
+    damaged
+        .iter()
+        .filter_map(|(p, _)| *p)
+        .chain(
+            loaded
+                .iter()
+                .filter(|c| c.warning.is_some())
+                .map(|c| c.partition),
+        )
+        .collect()
+}
+
 /// A copy loaded at start, with what the load had to say about it.
 pub struct Loaded {
     /// The partition.

@@ -158,25 +158,20 @@ fn owner_here(cluster: &watch::Receiver<Arc<ClusterState>>, partition: Partition
         .is_some_and(|o| cluster.is_local(o))
 }
 
-/// Whether this node is in `partition`'s committed ISR and that ISR is
-/// still the first one ([`eddy_control::Assignment::is_first_isr`]).
-fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
-    let me = state.member_id();
-    state
-        .committed
-        .as_ref()
-        .and_then(|c| c.assignment(partition))
-        .is_some_and(|a| a.is_first_isr() && a.isr.contains(&me))
+/// `partition`'s committed assignment, if a configuration is committed.
+fn assignment(state: &ClusterState, partition: PartitionId) -> Option<&eddy_control::Assignment> {
+    state.committed.as_ref()?.assignment(partition)
 }
 
 /// Whether this member is in the partition's committed ISR.
 fn in_isr(state: &ClusterState, partition: PartitionId) -> bool {
-    let me = state.member_id();
-    state
-        .committed
-        .as_ref()
-        .and_then(|c| c.assignment(partition))
-        .is_some_and(|a| a.isr.contains(&me))
+    assignment(state, partition).is_some_and(|a| a.isr.contains(&state.member_id()))
+}
+
+/// Whether this node is in `partition`'s committed ISR and that ISR is
+/// still the first one ([`eddy_control::Assignment::is_first_isr`]).
+fn in_first_isr(state: &ClusterState, partition: PartitionId) -> bool {
+    in_isr(state, partition) && assignment(state, partition).is_some_and(|a| a.is_first_isr())
 }
 
 /// Everything a worker needs to start.
@@ -1171,21 +1166,16 @@ impl Actor for Worker {
                 (0..cluster.placement.table().partitions())
                     .map(PartitionId)
                     .filter(mine)
-                    .map(|p| (p, cluster.committed.as_ref().and_then(|c| c.assignment(p))))
+                    .map(|p| (p, assignment(&cluster, p)))
                     .collect();
             match reload(&args).await {
-                Some((loaded, damaged)) => {
+                Some(found) => {
                     // The failed worker's log holds everything it confirmed
                     // or acknowledged: its copies come back as after a
                     // process restart — the damaged ones untrusted, its
                     // ownerships taken again only at a newer epoch.
-                    untrusted = damaged.iter().filter_map(|(p, _)| *p).collect();
-                    untrusted.extend(
-                        loaded
-                            .iter()
-                            .filter(|l| l.warning.is_some())
-                            .map(|l| l.partition),
-                    );
+                    untrusted = crate::storage::untrusted_after_load(&found);
+                    let (loaded, _) = found;
                     inherited = share
                         .iter()
                         .filter_map(|(p, a)| {
@@ -1406,10 +1396,6 @@ async fn reload(args: &WorkerArgs) -> Option<crate::storage::Reloaded> {
     if let Some((_, err)) = damaged.iter().find(|(p, _)| p.is_none()) {
         tracing::error!(%err, "a restarted partition worker cannot read data_dir; its copies are treated as lost");
         return None;
-    }
-    for (partition, err) in &damaged {
-        metrics::counter!("eddy_storage_damaged_total").increment(1);
-        tracing::error!(partition = partition.map(|p| p.0), %err, "a partition copy on disk is damaged and was not reloaded; it comes back from its replicas");
     }
     Some((loaded, damaged))
 }
