@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use eddy_cluster::{NodeId, NodeIdentity};
-use eddy_control::{MemberId, OwnerIsr};
+use eddy_control::{MemberId, OwnerIsr, Unreachable};
 use eddy_core::{Epoch, Partition, PartitionId, Registry, Replicated, SnapshotReader};
 use eddy_replica::{Parked, Role, Slot};
 
@@ -53,6 +53,9 @@ pub struct SimNode {
     /// The epoch at which this process found the partition committed to
     /// it at start: it takes it only at a newer one.
     pub inherited: Option<Epoch>,
+    /// As owner: backups that left a needed frame unanswered (the node's
+    /// `IsrAcks` keeps the same, per process).
+    pub reach: Unreachable,
 }
 
 impl SimNode {
@@ -71,6 +74,7 @@ impl SimNode {
             parked: Parked::default(),
             untrusted: false,
             inherited: None,
+            reach: Unreachable::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl SimNode {
     /// The process dies: everything in memory is gone.
     pub fn crash(&mut self) {
         self.up = false;
+        self.reach = Unreachable::default();
         self.fail_worker();
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_cluster::PartitionTable;
+use eddy_control::reach::serving_members;
 use eddy_control::{
     Assignment, ClusterConfig, Command, Decision, MemberId, OwnerIsr, serving_table,
     target_table_with_vnodes,
@@ -376,14 +377,41 @@ impl World {
         Ok(())
     }
 
-    /// The backups the owner `i` ships to: the table's, in its view.
+    /// The backups the owner `i` ships to: the table's, in its view — by
+    /// a ring without the backups it finds unreachable, if any, as the
+    /// node's cluster driver computes it (write-path rule 7).
     fn backups(&self, i: usize) -> Vec<usize> {
         let view = &self.history[self.nodes[i].view];
-        view.table
+        let unreachable = self.nodes[i].reach.peers();
+        let substitute;
+        let table = if unreachable.is_empty() {
+            &view.table
+        } else {
+            let serving = serving_members(&self.live(), &unreachable, &self.nodes[i].name);
+            let target = target_table_with_vnodes(&view.config, &serving, 16);
+            substitute = serving_table(&view.config, &target);
+            &substitute
+        };
+        table
             .replicas(P)
             .skip(1)
             .filter_map(|name| self.nodes.iter().position(|n| n.name == *name))
             .collect()
+    }
+
+    /// Tells owner `i`'s ISR bookkeeping which committed backups it finds
+    /// silent (the node's `IsrAcks::with` does the same).
+    fn silence(&mut self, i: usize) {
+        let unreachable = self.nodes[i].reach.peers();
+        let silent = self
+            .assignment(i)
+            .isr
+            .into_iter()
+            .filter(|m| unreachable.contains(&m.name))
+            .collect();
+        if let Some(isr) = self.nodes[i].isr.as_mut() {
+            isr.set_silent(silent);
+        }
     }
 
     /// The member node `j` is in node `i`'s view of the configuration.
@@ -515,7 +543,9 @@ impl World {
 
     /// Every serving owner checks its backups with a barrier.
     pub fn owner_checks(&mut self) {
+        let now = self.now();
         for i in 0..self.nodes.len() {
+            self.nodes[i].reach.expire(now);
             if self.nodes[i].serving() {
                 self.ship(i, &[], None);
             }
@@ -526,17 +556,34 @@ impl World {
     pub fn expire(&mut self) -> Result<(), String> {
         self.expire_parked();
         let step = self.step;
+        let now = self.now();
         let due: Vec<u64> = self
             .pending
-            .iter_mut()
+            .iter()
             .filter(|p| p.deadline <= step)
-            .map(|p| {
-                for (_, confirmed) in p.expect.values_mut() {
-                    confirmed.get_or_insert(false);
-                }
-                p.id
-            })
+            .map(|p| p.id)
             .collect();
+        for &id in &due {
+            let Some(write) = self.pending.iter_mut().find(|p| p.id == id) else {
+                continue;
+            };
+            let owner = write.owner;
+            let mut silent = Vec::new();
+            for (&j, (member, confirmed)) in &mut write.expect {
+                if confirmed.is_none() {
+                    silent.push((j, member.clone()));
+                }
+                confirmed.get_or_insert(false);
+            }
+            for (j, member) in silent {
+                let needed = self.nodes[owner]
+                    .isr
+                    .as_ref()
+                    .is_some_and(|isr| isr.is_required(&member));
+                let name = self.nodes[j].name.clone();
+                self.nodes[owner].reach.heard(&name, false, needed, now);
+            }
+        }
         for id in due {
             self.settle(id)?;
         }
@@ -573,6 +620,7 @@ impl World {
             .map(|(m, _)| m.clone())
             .collect();
         let (epoch, position) = (write.epoch, write.position);
+        self.silence(i);
         let a = self.assignment(i);
         let decision = match self.nodes[i].isr.as_mut().filter(|t| t.epoch() == epoch) {
             Some(isr) => {
@@ -728,6 +776,10 @@ impl World {
             return Ok(());
         }
         let member = self.member_seen(i, j);
+        let name = self.nodes[j].name.clone();
+        let now = self.now();
+        self.nodes[i].reach.heard(&name, true, true, now);
+        self.silence(i);
         let confirmed = match eddy_replica::confirmation(answer, ask.required) {
             Confirmation::Confirmed { .. } => {
                 let expand = self.nodes[i]

@@ -66,6 +66,17 @@ pub enum Command {
         /// The new ISR, containing the owner.
         isr: Vec<MemberId>,
     },
+    /// Mark `member` leaving gracefully (or back, `draining: false`): the
+    /// ring places nothing on a draining member, so the planner moves its
+    /// ownerships and copies to the others while it still serves as a
+    /// backup; it stops once no partition counts on it. Appended last, so
+    /// entries of the earlier variants decode as before.
+    SetDraining {
+        /// The exact incarnation.
+        member: MemberId,
+        /// Leaving (`true`) or staying again.
+        draining: bool,
+    },
 }
 
 /// Identifies one proposal, so the proposer can find its outcome among the

@@ -36,6 +36,33 @@ enum Joining {
     Proposed { at: u64 },
 }
 
+/// How many in-sync copies (the owner's included) a write needs:
+/// `min_insync_replicas`, Kafka's `min.insync.replicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MinInsync {
+    /// Two wherever the cluster can hold two: `min(2, replication factor,
+    /// committed members not draining)`. A write then never rests on one copy, so no
+    /// single lost node or disk loses it — even after a backup that was
+    /// merely slow was shrunk out — while a deliberate one-node cluster
+    /// (or `replication_factor = 1`) still takes writes.
+    #[default]
+    Auto,
+    /// Exactly this many, whatever the cluster's size (1 lets an owner
+    /// acknowledge alone).
+    Exactly(usize),
+}
+
+impl MinInsync {
+    /// The copies a write needs in a cluster of `members` committed members
+    /// keeping `replication` copies of each partition; at least 1.
+    pub fn copies(self, replication: usize, members: usize) -> usize {
+        match self {
+            MinInsync::Auto => 2.min(replication).min(members).max(1),
+            MinInsync::Exactly(copies) => copies.max(1),
+        }
+    }
+}
+
 /// What to do with a write whose required confirmations are in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -57,6 +84,9 @@ pub enum Decision {
     TooFew {
         /// Members of the committed ISR (owner included).
         in_sync: usize,
+        /// Of them, those holding the write (the owner and the backups
+        /// that confirmed).
+        holding: usize,
         /// The minimum asked for.
         min_insync: usize,
     },
@@ -76,6 +106,9 @@ pub struct OwnerIsr {
     deposed: bool,
     /// A write stands only on at least this many in-sync copies.
     min_insync: usize,
+    /// Committed backups this owner finds silent (`crate::reach`): an
+    /// expansion leaves them out, as long as `min_insync` copies remain.
+    silent: BTreeSet<MemberId>,
 }
 
 impl OwnerIsr {
@@ -105,9 +138,25 @@ impl OwnerIsr {
             acked: Seq(0),
             deposed: false,
             min_insync: min_insync.max(1),
+            silent: BTreeSet::new(),
         };
         isr.observe(assignment);
         isr
+    }
+
+    /// From now on a write needs `min_insync` copies (the committed member
+    /// count, which [`MinInsync::Auto`] follows, can change under one
+    /// ownership).
+    pub fn set_min_insync(&mut self, min_insync: usize) {
+        self.min_insync = min_insync.max(1);
+    }
+
+    /// The backups this owner finds silent now. A substitute's expansion
+    /// then drops them in the same commit: proposed as a plain expansion,
+    /// the controller's planner (whose ring still places the silent one)
+    /// would trim the substitute again before the owner's shrink.
+    pub fn set_silent(&mut self, silent: BTreeSet<MemberId>) {
+        self.silent = silent;
     }
 
     /// The epoch this bookkeeping belongs to.
@@ -136,6 +185,18 @@ impl OwnerIsr {
             Joining::Proposed { at } => *at >= version,
             Joining::Candidate { .. } => true,
         });
+    }
+
+    /// `Some(TooFew)` if the committed ISR itself is below `min_insync`:
+    /// no write can stand, so one is refused before it is applied (a
+    /// refusal after applying leaves the write on the owner, for a retry
+    /// without producer id to apply again).
+    pub fn short_of_copies(&self) -> Option<Decision> {
+        (!self.deposed && self.committed.len() < self.min_insync).then(|| Decision::TooFew {
+            in_sync: self.committed.len(),
+            holding: self.committed.len(),
+            min_insync: self.min_insync,
+        })
     }
 
     /// Backups a write must be confirmed by (this owner excluded).
@@ -178,6 +239,7 @@ impl OwnerIsr {
         if isr.len() < self.min_insync {
             return Decision::TooFew {
                 in_sync: self.committed.len(),
+                holding: isr.len(),
                 min_insync: self.min_insync,
             };
         }
@@ -214,7 +276,17 @@ impl OwnerIsr {
             Some(Joining::Candidate { since }) if through >= since && through >= self.acked => {
                 self.joining
                     .insert(member.clone(), Joining::Proposed { at: self.version });
-                let mut isr = self.committed.clone();
+                // Dropping members is always safe (this owner holds every
+                // acknowledged write); only the copies kept must hold them.
+                let mut isr: Vec<MemberId> = self
+                    .committed
+                    .iter()
+                    .filter(|m| **m == self.me || !self.silent.contains(*m))
+                    .cloned()
+                    .collect();
+                if isr.len() + 1 < self.min_insync {
+                    isr = self.committed.clone();
+                }
                 isr.push(member.clone());
                 Some(Command::SetIsr {
                     partition: self.partition,
@@ -283,23 +355,74 @@ mod tests {
             isr.decide(Seq(2), &set(&[])),
             Decision::TooFew {
                 in_sync: 2,
+                holding: 1,
                 min_insync: 2
             },
             "dropping b would leave one copy"
         );
-        // An ISR already down to the owner takes no write at all.
+        // An ISR already down to the owner takes no write at all, and says
+        // so before one is applied.
         let mut alone =
             OwnerIsr::with_min_insync(PartitionId(0), id("a"), &assignment(1, 2, &["a"]), 2);
+        assert!(alone.short_of_copies().is_some());
+        assert!(isr.short_of_copies().is_none());
         assert!(matches!(
             alone.decide(Seq(1), &set(&[])),
             Decision::TooFew { in_sync: 1, .. }
         ));
-        // The default, 1, shrinks instead.
+        // 1 shrinks instead.
         let mut shrinks = OwnerIsr::new(PartitionId(0), id("a"), &a);
         assert!(matches!(
             shrinks.decide(Seq(2), &set(&[])),
             Decision::Shrink { .. }
         ));
+    }
+
+    #[test]
+    fn auto_asks_two_copies_wherever_the_cluster_can_hold_two() {
+        assert_eq!(MinInsync::Auto.copies(2, 3), 2);
+        assert_eq!(MinInsync::Auto.copies(3, 5), 2);
+        // A deliberate one-node cluster, or one copy per partition.
+        assert_eq!(MinInsync::Auto.copies(2, 1), 1);
+        assert_eq!(MinInsync::Auto.copies(1, 3), 1);
+        assert_eq!(MinInsync::Exactly(1).copies(2, 3), 1);
+        assert_eq!(MinInsync::Exactly(2).copies(2, 1), 2);
+        // An owner under Auto in a 3-node cluster never shrinks to itself.
+        let mut isr = OwnerIsr::with_min_insync(
+            PartitionId(0),
+            id("a"),
+            &assignment(1, 1, &["a", "b"]),
+            MinInsync::Auto.copies(2, 3),
+        );
+        assert!(matches!(
+            isr.decide(Seq(1), &set(&[])),
+            Decision::TooFew { min_insync: 2, .. }
+        ));
+        isr.set_min_insync(MinInsync::Auto.copies(2, 1));
+        assert!(matches!(
+            isr.decide(Seq(1), &set(&[])),
+            Decision::Shrink { .. }
+        ));
+    }
+
+    #[test]
+    fn a_substitute_replaces_a_silent_backup_in_one_commit_but_never_below_the_minimum() {
+        let a = assignment(1, 1, &["a", "b"]);
+        let mut isr = OwnerIsr::with_min_insync(PartitionId(0), id("a"), &a, 2);
+        isr.set_silent(set(&["b"]));
+        assert_eq!(isr.confirmed(&id("c"), Seq(0)), None, "a candidate first");
+        let Some(Command::SetIsr { isr: swapped, .. }) = isr.confirmed(&id("c"), Seq(0)) else {
+            panic!("no expansion");
+        };
+        assert_eq!(swapped, vec![id("a"), id("c")]);
+        // With three copies asked for, the silent one stays until a shrink.
+        let mut three = OwnerIsr::with_min_insync(PartitionId(0), id("a"), &a, 3);
+        three.set_silent(set(&["b"]));
+        three.confirmed(&id("c"), Seq(0));
+        let Some(Command::SetIsr { isr: grown, .. }) = three.confirmed(&id("c"), Seq(0)) else {
+            panic!("no expansion");
+        };
+        assert_eq!(grown, vec![id("a"), id("b"), id("c")]);
     }
 
     #[test]

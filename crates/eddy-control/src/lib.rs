@@ -46,6 +46,7 @@ pub mod isr;
 pub mod member;
 pub mod planner;
 pub mod plausible;
+pub mod reach;
 pub mod state;
 pub mod storage;
 pub mod testing;
@@ -56,8 +57,9 @@ pub use command::{Command, Proposal, ProposalTag, Rejection};
 pub use controller::{
     Applied, ControlError, Controller, ControllerSettings, InjectedBug, Outbound,
 };
-pub use isr::{Decision, OwnerIsr};
+pub use isr::{Decision, MinInsync, OwnerIsr};
 pub use member::{Member, MemberId, MemberInfo, RaftId};
 pub use planner::{plan, ring_members, serving_table, target_table, target_table_with_vnodes};
+pub use reach::Unreachable;
 pub use state::{Assignment, ClusterConfig, InvariantViolation};
 pub use storage::{Persist, PersistedState};

@@ -9,7 +9,10 @@
 //! partitions. Per partition, at most one command per call, in this order:
 //!
 //! 1. owner missing or not live → `Elect` a live ISR member (the first in
-//!    ring order, else the first in ISR order) at epoch + 1; a never-owned
+//!    ring order, else the first in ISR order) at epoch + 1; an owner that
+//!    is draining (leaving gracefully) → `Elect` a live ISR member that is
+//!    not, if there is one (it stays in the ISR as a backup until rule 5
+//!    drops it, so no write needs it gone first); a never-owned
 //!    partition first gets its live ring replicas as ISR (`SetIsr` at epoch
 //!    0), then its first owner from them; a partition with no live ISR
 //!    member gets nothing (it waits, or stays offline);
@@ -49,10 +52,10 @@ pub fn target_table(config: &ClusterConfig, live: &BTreeSet<MemberId>) -> Partit
 }
 
 /// The names the ring target is computed over: committed members that are
-/// `live`, in the configuration's order.
+/// `live` and not draining, in the configuration's order.
 pub fn ring_members(config: &ClusterConfig, live: &BTreeSet<MemberId>) -> Vec<NodeId> {
     config
-        .members()
+        .staying_members()
         .filter(|m| live.contains(&m.id))
         .map(|m| m.id.name.clone())
         .collect()
@@ -122,6 +125,21 @@ pub fn plan(
             .replicas(partition)
             .filter_map(|name| config.member_named(name).map(|m| m.id.clone()))
             .collect();
+        if let Some(owner) = assignment.owner.as_ref().filter(|o| config.is_draining(o))
+            && live.contains(owner)
+        {
+            let staying = ring.iter().chain(&assignment.isr).find(|m| {
+                live.contains(*m) && assignment.isr.contains(*m) && !config.is_draining(m)
+            });
+            if let Some(successor) = staying {
+                commands.push(Command::Elect {
+                    partition,
+                    owner: successor.clone(),
+                    epoch: Epoch(assignment.epoch.0.saturating_add(1)),
+                });
+                continue;
+            }
+        }
         if let Some(command) = plan_partition(partition, assignment, &ring, live, caught_up) {
             commands.push(command);
         }
@@ -505,6 +523,51 @@ mod tests {
             assert_eq!(a.owner.as_ref(), Some(&survivor), "{p}");
             assert!(a.isr.len() >= 2, "{p}: never the owner alone: {:?}", a.isr);
         }
+    }
+
+    #[test]
+    fn a_draining_member_hands_everything_over_and_stays_in_sync_until_replaced() {
+        let mut config = ClusterConfig::bootstrap(1, 64, 2, &voters(3));
+        let live = all_live(&config);
+        settle(&mut config, &live, &copies_of(&live));
+        let leaving = MemberId::new("node-1", 1);
+        assert!(config.partitions_held_by(&leaving) > 0);
+        config
+            .apply(&Command::SetDraining {
+                member: leaving.clone(),
+                draining: true,
+            })
+            .unwrap();
+        // First its ownerships move to staying ISR members; it stays a
+        // backup of them, so no write waits for a substitute.
+        let nothing_caught_up = BTreeSet::new();
+        for command in plan(
+            &config,
+            &target_table(&config, &live),
+            &live,
+            &nothing_caught_up,
+        ) {
+            assert_eq!(config.apply(&command), Ok(()), "{command:?}");
+        }
+        assert!(
+            config
+                .assignments()
+                .iter()
+                .all(|a| a.owner.as_ref() != Some(&leaving) && a.isr.len() >= 2),
+        );
+        // Once substitutes caught up it leaves every ISR, never below two.
+        settle(&mut config, &live, &copies_of(&live));
+        assert_eq!(config.partitions_held_by(&leaving), 0);
+        assert!(config.assignments().iter().all(|a| a.isr.len() == 2));
+        // Back (`draining: false`), it takes its share again.
+        config
+            .apply(&Command::SetDraining {
+                member: leaving.clone(),
+                draining: false,
+            })
+            .unwrap();
+        settle(&mut config, &live, &copies_of(&live));
+        assert!(config.partitions_held_by(&leaving) > 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! no ISR repeats a member; epochs never decrease and each epoch has at most
 //! one owner (an epoch only rises through `Elect`, which sets the owner).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use eddy_cluster::NodeId;
 use eddy_core::{Epoch, PartitionId};
@@ -22,7 +22,11 @@ use crate::command::{Command, Rejection};
 use crate::member::{Member, MemberId, MemberInfo, RaftId};
 
 /// Version byte in front of an encoded [`ClusterConfig`] (Raft snapshots).
-pub const CONFIG_VERSION: u8 = 2;
+pub const CONFIG_VERSION: u8 = 3;
+
+/// The previous snapshot version, without draining members: still decoded
+/// (a voter's Raft log written by the previous release restores).
+const CONFIG_VERSION_UNDRAINED: u8 = 2;
 
 /// Most members a configuration holds; a `Join` beyond is rejected. Far above
 /// the cluster sizes measured (docs/CLUSTER_SCALE.md) while keeping a
@@ -71,6 +75,19 @@ pub struct ClusterConfig {
     replication: u8,
     members: BTreeMap<NodeId, Member>,
     assignments: Vec<Assignment>,
+    /// Members leaving gracefully: out of the ring placement, so their
+    /// copies are re-placed on the others before they stop, while they
+    /// stay live and in sync meanwhile (`Command::SetDraining`).
+    draining: BTreeSet<MemberId>,
+}
+
+/// [`ClusterConfig`] as [`CONFIG_VERSION_UNDRAINED`] encoded it.
+#[derive(Deserialize)]
+struct UndrainedConfig {
+    cluster_id: u64,
+    replication: u8,
+    members: BTreeMap<NodeId, Member>,
+    assignments: Vec<Assignment>,
 }
 
 /// A configuration violates an invariant (a bug in this crate, or a
@@ -89,6 +106,9 @@ pub enum InvariantViolation {
     /// A member is stored under another name.
     #[error("member {0} stored under another name")]
     MisfiledMember(MemberId),
+    /// A draining member is not a member.
+    #[error("draining {0} is not a member")]
+    DrainingNotMember(MemberId),
     /// A partition has an owner at epoch 0.
     #[error("partition {0:?}: owner at epoch 0")]
     OwnerAtEpochZero(PartitionId),
@@ -138,6 +158,7 @@ impl ClusterConfig {
             replication: replication.max(1),
             members,
             assignments: vec![Assignment::default(); partitions.clamp(1, MAX_PARTITIONS) as usize],
+            draining: BTreeSet::new(),
         }
     }
 
@@ -167,6 +188,18 @@ impl ClusterConfig {
         self.members.get(name)
     }
 
+    /// Whether `id` is leaving gracefully (`Command::SetDraining`).
+    pub fn is_draining(&self, id: &MemberId) -> bool {
+        self.draining.contains(id)
+    }
+
+    /// Committed members not draining: those the ring places copies on.
+    pub fn staying_members(&self) -> impl Iterator<Item = &Member> {
+        self.members
+            .values()
+            .filter(|m| !self.draining.contains(&m.id))
+    }
+
     /// Whether `id` (this exact incarnation) is a committed member.
     pub fn is_member(&self, id: &MemberId) -> bool {
         self.members.get(&id.name).is_some_and(|m| &m.id == id)
@@ -175,6 +208,16 @@ impl ClusterConfig {
     /// The member whose Raft id is `raft_id`.
     pub fn member_by_raft_id(&self, raft_id: RaftId) -> Option<&Member> {
         self.members.values().find(|m| m.id.raft_id() == raft_id)
+    }
+
+    /// How many partitions count on `member`: it owns them or is in
+    /// their ISR. A leaving member waits for this to reach 0 (its copies
+    /// re-placed) before it stops.
+    pub fn partitions_held_by(&self, member: &MemberId) -> usize {
+        self.assignments
+            .iter()
+            .filter(|a| a.owner.as_ref() == Some(member) || a.isr.contains(member))
+            .count()
     }
 
     /// The assignment of `partition`.
@@ -203,6 +246,7 @@ impl ClusterConfig {
                 version,
                 isr,
             } => self.set_isr(*partition, *epoch, *version, isr),
+            Command::SetDraining { member, draining } => self.set_draining(member, *draining),
         };
         debug_assert_eq!(self.check_invariants(), Ok(()), "after {command:?}");
         result
@@ -253,6 +297,18 @@ impl ClusterConfig {
         Ok(())
     }
 
+    fn set_draining(&mut self, member: &MemberId, draining: bool) -> Result<(), Rejection> {
+        if !self.is_member(member) {
+            return Err(Rejection::UnknownMember(member.clone()));
+        }
+        if draining {
+            self.draining.insert(member.clone());
+        } else {
+            self.draining.remove(member);
+        }
+        Ok(())
+    }
+
     fn remove(&mut self, member: &MemberId) -> Result<(), Rejection> {
         match self.members.get(&member.name) {
             Some(current) if current.id == *member => {
@@ -272,6 +328,7 @@ impl ClusterConfig {
     /// partition whose ISR became empty stays ownerless (offline) instead of
     /// restarting empty elsewhere (Kafka's unclean leader election, off).
     fn forget_copies(&mut self, member: &MemberId) {
+        self.draining.remove(member);
         for assignment in &mut self.assignments {
             let before = (assignment.isr.len(), assignment.owner.is_some());
             assignment.isr.retain(|m| m != member);
@@ -373,6 +430,9 @@ impl ClusterConfig {
                 return Err(InvariantViolation::MisfiledMember(member.id.clone()));
             }
         }
+        if let Some(stranger) = self.draining.iter().find(|m| !self.is_member(m)) {
+            return Err(InvariantViolation::DrainingNotMember(stranger.clone()));
+        }
         for (index, assignment) in self.assignments.iter().enumerate() {
             let partition = PartitionId(u32::try_from(index).unwrap_or(u32::MAX));
             for (i, member) in assignment.isr.iter().enumerate() {
@@ -405,10 +465,21 @@ impl ClusterConfig {
     /// Decodes and validates snapshot bytes (they may come from the network).
     pub fn decode(bytes: &[u8]) -> Result<ClusterConfig, ConfigDecodeError> {
         let (&version, body) = bytes.split_first().ok_or(ConfigDecodeError::Empty)?;
-        if version != CONFIG_VERSION {
-            return Err(ConfigDecodeError::Version(version));
-        }
-        let config: ClusterConfig = postcard::from_bytes(body).map_err(ConfigDecodeError::Body)?;
+        let config: ClusterConfig = match version {
+            CONFIG_VERSION => postcard::from_bytes(body).map_err(ConfigDecodeError::Body)?,
+            CONFIG_VERSION_UNDRAINED => {
+                let old: UndrainedConfig =
+                    postcard::from_bytes(body).map_err(ConfigDecodeError::Body)?;
+                ClusterConfig {
+                    cluster_id: old.cluster_id,
+                    replication: old.replication,
+                    members: old.members,
+                    assignments: old.assignments,
+                    draining: BTreeSet::new(),
+                }
+            }
+            other => return Err(ConfigDecodeError::Version(other)),
+        };
         if config.assignments.is_empty()
             || config.assignments.len() > MAX_PARTITIONS as usize
             || config.members.len() > MAX_MEMBERS
@@ -726,6 +797,48 @@ mod tests {
             ClusterConfig::decode(&bytes[..bytes.len() / 2]),
             Err(ConfigDecodeError::Body(_))
         ));
+    }
+
+    #[test]
+    fn draining_is_kept_in_snapshots_and_a_snapshot_from_before_it_still_decodes() {
+        let mut config = config();
+        let leaving = drain(&id("v1", 1));
+        assert_eq!(config.apply(&leaving), Ok(()));
+        assert!(config.is_draining(&id("v1", 1)));
+        assert_eq!(config.staying_members().count(), 2);
+        assert_eq!(
+            config.apply(&drain(&id("v9", 1))),
+            Err(Rejection::UnknownMember(id("v9", 1)))
+        );
+        assert_eq!(ClusterConfig::decode(&config.encode()).unwrap(), config);
+        // The previous version's layout: the same fields, none for draining.
+        #[derive(Serialize)]
+        struct Undrained<'a> {
+            cluster_id: u64,
+            replication: u8,
+            members: &'a BTreeMap<NodeId, Member>,
+            assignments: &'a [Assignment],
+        }
+        let old = Undrained {
+            cluster_id: config.cluster_id,
+            replication: config.replication,
+            members: &config.members,
+            assignments: &config.assignments,
+        };
+        let bytes = postcard::to_extend(&old, vec![CONFIG_VERSION_UNDRAINED]).unwrap();
+        let decoded = ClusterConfig::decode(&bytes).unwrap();
+        assert!(!decoded.is_draining(&id("v1", 1)));
+        assert_eq!(decoded.members, config.members);
+        // A new incarnation of a draining member is not draining.
+        join(&mut config, "v1", 2).unwrap();
+        assert_eq!(config.staying_members().count(), 3);
+    }
+
+    fn drain(member: &MemberId) -> Command {
+        Command::SetDraining {
+            member: member.clone(),
+            draining: true,
+        }
     }
 
     fn arb_member() -> impl Strategy<Value = MemberId> {

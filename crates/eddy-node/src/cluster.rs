@@ -149,6 +149,9 @@ pub struct DriverConfig {
     pub faults: Arc<crate::faults::Faults>,
     /// The committed configuration, which decides the placement.
     pub committed: watch::Receiver<Committed>,
+    /// Backups this node, as owner, cannot ship to: left out of its
+    /// serving ring (`eddy_control::reach`).
+    pub unreachable: watch::Receiver<BTreeSet<NodeId>>,
     /// Seals every datagram with the cluster's gossip key
     /// (`gossip_key_file`); `None`: plain gossip.
     pub seal: Option<crate::gossip_seal::GossipSeal>,
@@ -174,7 +177,8 @@ impl Clock {
 /// A running driver: its published state and the way to leave.
 pub struct Cluster {
     state: watch::Receiver<Arc<ClusterState>>,
-    leave: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Asks the driver to leave; it answers once the leave is sent.
+    leave: Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -250,6 +254,7 @@ impl Cluster {
             seal: config.seal,
             check: config.check,
             check_retry: None,
+            unreachable: config.unreachable,
         };
         let task = tokio::spawn(driver.run(leave_rx, Some(config.committed)));
         Ok(Cluster {
@@ -265,13 +270,24 @@ impl Cluster {
     }
 
     /// Tells the cluster we leave (so peers need not wait for the failure
-    /// detector) and stops the driver.
+    /// detector). Gossip stops; the driver still adopts committed
+    /// configurations, so the workers keep serving as backups while the
+    /// others re-place this node's copies, until the controller stops.
     pub async fn leave(mut self) {
-        if let Some(leave) = self.leave.take() {
-            let _ = leave.send(());
+        let Some(leave) = self.leave.take() else {
+            return;
+        };
+        let (left, sent) = tokio::sync::oneshot::channel();
+        if leave.send(left).is_err() {
+            return;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
-        self.task.abort();
+        if tokio::time::timeout(Duration::from_secs(2), sent)
+            .await
+            .is_err()
+        {
+            // Stuck sending: give up on the driver rather than on stopping.
+            self.task.abort();
+        }
     }
 }
 
@@ -297,6 +313,8 @@ struct Driver {
     check: Option<crate::member_check::MemberCheck>,
     /// When failed checks are tried again.
     check_retry: Option<tokio::time::Instant>,
+    /// Backups this node cannot ship to (left out of its serving ring).
+    unreachable: watch::Receiver<BTreeSet<NodeId>>,
 }
 
 /// The next finished member check; never, without checks.
@@ -312,7 +330,7 @@ async fn next_check(
 impl Driver {
     async fn run(
         mut self,
-        mut leave: tokio::sync::oneshot::Receiver<()>,
+        mut leave: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
         mut committed: Option<watch::Receiver<Committed>>,
     ) {
         // `committed` becomes `None` once the controller stopped (then the
@@ -393,7 +411,8 @@ impl Driver {
                     self.check_retry = None;
                     self.start_checks();
                 }
-                _ = &mut leave => {
+                Ok(()) = self.unreachable.changed() => self.recompute(),
+                asked = &mut leave => {
                     let now = self.clock.now();
                     if let Err(err) = self.membership.leave(now) {
                         tracing::debug!(%err, "leave");
@@ -401,10 +420,26 @@ impl Driver {
                     self.leaving = true;
                     self.flush().await;
                     tracing::info!("left the cluster");
+                    if let Ok(left) = asked {
+                        let _ = left.send(());
+                        self.follow_committed(committed).await;
+                    }
                     return;
                 }
             }
             self.flush().await;
+        }
+    }
+
+    /// After leaving: only committed configurations, until the controller
+    /// stops.
+    async fn follow_committed(&mut self, mut committed: Option<watch::Receiver<Committed>>) {
+        while let Some(rx) = committed.as_mut() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            let config = rx.borrow_and_update().clone();
+            self.adopt(config);
         }
     }
 
@@ -585,11 +620,16 @@ impl Driver {
             .filter(|m| m.status.is_live() && self.admitted(&m.identity))
             .map(|m| MemberId::new(m.identity.name.clone(), m.identity.incarnation))
             .collect();
-        let target = self.ring.target(&config, &live);
+        let local = self.membership.identity();
+        let serving = eddy_control::reach::serving_members(
+            &live,
+            &self.unreachable.borrow_and_update(),
+            &local.name,
+        );
+        let me = MemberId::new(local.name.clone(), local.incarnation);
+        let target = self.ring.target(&config, &serving);
         let table = eddy_control::serving_table(&config, target);
         let epochs = config.assignments().iter().map(|a| a.epoch.0).collect();
-        let local = self.membership.identity();
-        let me = MemberId::new(local.name.clone(), local.incarnation);
         let owned = config
             .assignments()
             .iter()

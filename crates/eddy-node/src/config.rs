@@ -124,11 +124,14 @@ pub struct NodeConfig {
     /// (elections after 10–20 ticks without a leader, heartbeats every 2).
     pub controller_tick_ms: u64,
     /// Under a controller: a write is acknowledged only while at least this
-    /// many copies (the owner's included) are in sync; else 503. 1 (the
-    /// default) lets an owner shrink its ISR to itself to stay available;
-    /// 2 keeps every acknowledged write on two nodes (Kafka's
-    /// `min.insync.replicas`). At most `replication_factor`.
-    pub min_insync_replicas: usize,
+    /// many copies (the owner's included) are in sync; else 503 (Kafka's
+    /// `min.insync.replicas`). Unset (the default): two wherever the
+    /// cluster can hold two — `min(2, replication_factor, committed
+    /// members)` — so no single lost node or disk loses an acknowledged
+    /// write, and a one-node cluster still takes writes. 1 lets an owner
+    /// shrink its ISR to itself and acknowledge alone. At most
+    /// `replication_factor`.
+    pub min_insync_replicas: Option<usize>,
     /// TLS (docs/SECURITY.md): PEM file of the cluster CA. With `tls_cert`
     /// and `tls_key` (all three or none): mutual TLS on the peer port, TLS
     /// on the HTTP and binary ports. None: plain TCP.
@@ -188,7 +191,7 @@ impl Default for NodeConfig {
             log_format: LogFormat::Human,
             voters: Vec::new(),
             controller_tick_ms: 100,
-            min_insync_replicas: 1,
+            min_insync_replicas: None,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -473,6 +476,14 @@ impl NodeConfig {
         }
     }
 
+    /// `min_insync_replicas` as the acknowledgement rule reads it.
+    pub fn min_insync(&self) -> eddy_control::MinInsync {
+        self.min_insync_replicas.map_or(
+            eddy_control::MinInsync::Auto,
+            eddy_control::MinInsync::Exactly,
+        )
+    }
+
     /// `voters`: 1, 3 or 5 distinct names; a voter keeps its Raft log, so
     /// it must have a `data_dir` (a voter that forgot its votes could elect
     /// two leaders in one term), unless it is the only one: a lone voter
@@ -481,10 +492,12 @@ impl NodeConfig {
     /// its own single voter); a node that joins others must be told who
     /// decides, or it could form a cluster of its own.
     fn validate_voters(&self) -> Result<(), ConfigError> {
-        if self.min_insync_replicas == 0 || self.min_insync_replicas > self.replication_factor {
+        if let Some(copies) = self.min_insync_replicas
+            && (copies == 0 || copies > self.replication_factor)
+        {
             return Err(ConfigError::Invalid(format!(
-                "min_insync_replicas = {}: must be 1..={} (replication_factor)",
-                self.min_insync_replicas, self.replication_factor
+                "min_insync_replicas = {copies}: must be 1..={} (replication_factor)",
+                self.replication_factor
             )));
         }
         if self.voters.is_empty() {
@@ -782,7 +795,10 @@ mod tests {
             .to_string();
         assert!(err.contains("min_insync_replicas = 3"), "{err}");
         let config = load(None, &[], &["min_insync_replicas=2"]).expect("2 of 2");
-        assert_eq!(config.min_insync_replicas, 2);
+        assert_eq!(config.min_insync_replicas, Some(2));
+        assert_eq!(config.min_insync(), eddy_control::MinInsync::Exactly(2));
+        let config = load(None, &[], &[]).expect("defaults");
+        assert_eq!(config.min_insync(), eddy_control::MinInsync::Auto);
     }
 
     #[test]

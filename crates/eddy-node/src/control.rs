@@ -527,17 +527,15 @@ impl Driver {
         });
     }
 
-    /// Owner and ISR changes (only `Elect`s and `SetIsr`s are taken),
+    /// Owner and ISR changes, and a node's own drain (only `Elect`s,
+    /// `SetIsr`s and `SetDraining`s are taken),
     /// proposed here if this node is a voter (Raft forwards them to the
     /// leader) and through every other live voter too (each proposes them;
     /// a stale duplicate is rejected by its version or epoch): a node cut
     /// off from the leader alone still gets them committed, and one
     /// request per voter, not a message per partition, carries them.
     fn propose_many(&mut self, commands: Vec<Command>) {
-        let commands: Vec<Command> = commands
-            .into_iter()
-            .filter(|c| matches!(c, Command::Elect { .. } | Command::SetIsr { .. }))
-            .collect();
+        let commands = owner_changes(commands);
         if commands.is_empty() {
             return;
         }
@@ -587,7 +585,7 @@ impl Driver {
                 };
                 Some((*partition, version))
             }
-            Command::Join { .. } | Command::Remove { .. } => None,
+            Command::Join { .. } | Command::Remove { .. } | Command::SetDraining { .. } => None,
         }
     }
 
@@ -644,7 +642,7 @@ impl Driver {
                 .config()
                 .assignment(*partition)
                 .map(|a| (*partition, a.version)),
-            Command::Join { .. } | Command::Remove { .. } => None,
+            Command::Join { .. } | Command::Remove { .. } | Command::SetDraining { .. } => None,
         };
         let Some((partition, version)) = key else {
             let _ = reply.send(ControlResponse::Refused(
@@ -708,7 +706,8 @@ impl Driver {
                 if self.controller.is_none() {
                     return ControlResponse::Refused(format!("{} is not a voter", self.me.name));
                 }
-                self.propose_here(&commands);
+                // Membership has its own requests (and checks).
+                self.propose_here(&owner_changes(commands));
                 ControlResponse::Ack
             }
             ControlRequest::Join { member, info } => {
@@ -1219,4 +1218,19 @@ fn deliver(first: &std::sync::Mutex<Option<oneshot::Sender<Assignment>>>, assign
     if let Some(sender) = first.lock().ok().and_then(|mut f| f.take()) {
         let _ = sender.send(assignment);
     }
+}
+
+/// The commands a node proposes for itself or a peer in bulk: ownership,
+/// ISR and drain changes, never membership (`Join` and `Remove` have their
+/// own requests and checks).
+fn owner_changes(commands: Vec<Command>) -> Vec<Command> {
+    commands
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Command::Elect { .. } | Command::SetIsr { .. } | Command::SetDraining { .. }
+            )
+        })
+        .collect()
 }

@@ -92,7 +92,9 @@ impl Planning {
         for command in eddy_control::plan(config, table, live, &caught_up) {
             let partition = match &command {
                 Command::Elect { partition, .. } | Command::SetIsr { partition, .. } => *partition,
-                Command::Join { .. } | Command::Remove { .. } => continue,
+                Command::Join { .. } | Command::Remove { .. } | Command::SetDraining { .. } => {
+                    continue;
+                }
             };
             if self.recent.waiting(partition)
                 || self.too_soon_to_hand_over(config, live, &command, now)

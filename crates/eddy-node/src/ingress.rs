@@ -133,6 +133,8 @@ struct Inner {
     partitions: u32,
     worker_names: Vec<String>,
     budgets: Vec<Arc<Semaphore>>,
+    /// Each budget's size.
+    max_inflight_events: usize,
     alerts: AlertHub,
     ready: AtomicBool,
     cluster: watch::Receiver<Arc<ClusterState>>,
@@ -185,6 +187,7 @@ impl Ingress {
                 partitions,
                 worker_names,
                 budgets,
+                max_inflight_events,
                 alerts,
                 ready: AtomicBool::new(false),
                 cluster,
@@ -280,6 +283,16 @@ impl Ingress {
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether no write is being applied or confirmed on this node's
+    /// partitions (every budget whole: a batch holds its share until its
+    /// backups answered).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inner
+            .budgets
+            .iter()
+            .all(|budget| budget.available_permits() >= self.inner.max_inflight_events)
     }
 
     fn partition(&self, kind: KindId, key: &str) -> PartitionId {
@@ -453,6 +466,14 @@ impl Ingress {
     ) -> Result<(BatchReply, Vec<(usize, IngressEvent)>), IngressError> {
         if batch.is_empty() {
             return Ok((BatchReply::default(), Vec::new()));
+        }
+        if self.inner.wait_for_backups
+            && let Some(refusal) = self
+                .inner
+                .isr
+                .refuse_short(&self.cluster(), batch.iter().map(|(_, p, _)| *p))
+        {
+            return Err(refusal);
         }
         let workers = self.inner.worker_names.len();
         let mut groups: Vec<Vec<(usize, PartitionId, IngressEvent)>> = vec![Vec::new(); workers];
@@ -785,7 +806,10 @@ pub enum AckFailure {
     Behind,
     /// It serves a newer owner, of this epoch: this node is deposed.
     Stale(Epoch),
-    /// No answer (link broken, timeout) or a refusal.
+    /// No answer: the link broke, or nothing came back in time. The peer
+    /// may be unreachable from here (`eddy_control::Unreachable`).
+    Unanswered(String),
+    /// An answer that refused the entries.
     Failed(String),
 }
 
@@ -794,7 +818,7 @@ impl std::fmt::Display for AckFailure {
         match self {
             AckFailure::Behind => f.write_str("it is behind and needs a snapshot"),
             AckFailure::Stale(by) => write!(f, "it serves a newer owner (epoch {})", by.0),
-            AckFailure::Failed(reason) => f.write_str(reason),
+            AckFailure::Unanswered(reason) | AckFailure::Failed(reason) => f.write_str(reason),
         }
     }
 }
@@ -807,7 +831,7 @@ pub async fn settle_ack(ack: ReplicaAck) -> Vec<(PartitionId, AckFailure)> {
         |parts: &[(PartitionId, Seq)], reason: String| -> Vec<(PartitionId, AckFailure)> {
             parts
                 .iter()
-                .map(|(partition, _)| (*partition, AckFailure::Failed(reason.clone())))
+                .map(|(partition, _)| (*partition, AckFailure::Unanswered(reason.clone())))
                 .collect()
         };
     let pending = match answer {

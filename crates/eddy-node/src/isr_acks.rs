@@ -10,12 +10,16 @@
 //! does not confirm — dead, cut off, or a link that broke — costs one
 //! commit (`SetIsr`, proposed through the controller), never a wait for the
 //! failure detector: a single broken link does not stall a partition.
+//! Under `min_insync_replicas`' default two copies that commit waits for a
+//! substitute: a needed backup that leaves frames unanswered is reported
+//! unreachable (`eddy_control::Unreachable`), the cluster driver serves by a
+//! ring without it, and the member standing in joins the ISR first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eddy_control::{Command, Decision, MemberId, OwnerIsr};
+use eddy_control::{Command, Decision, MemberId, MinInsync, OwnerIsr, Unreachable};
 use eddy_core::{Epoch, PartitionId, Seq};
 use futures_util::future::join_all;
 
@@ -29,6 +33,9 @@ use crate::worker::{ReplicaAck, WorkerMsg};
 /// How long an owner waits for its ISR change to be committed before the
 /// write fails (503, retried by the client): an election takes about 2 s.
 const COMMIT_WAIT: Duration = Duration::from_secs(4);
+/// How long an expansion proposed through this node's own voter may take
+/// before it is proposed through every voter.
+const EXPAND_HERE: Duration = Duration::from_secs(1);
 /// ISR changes one write may wait for (another change can commit between
 /// the owner's view and its proposal; then it proposes again).
 const MAX_PROPOSALS: u32 = 3;
@@ -45,7 +52,11 @@ pub struct IsrAcks {
     workers: Arc<Vec<String>>,
     resynced: Arc<Mutex<HashMap<(PartitionId, NodeId), Instant>>>,
     /// `min_insync_replicas`.
-    min_insync: usize,
+    min_insync: MinInsync,
+    /// Needed backups that leave frames unanswered, published to the
+    /// cluster driver as they change.
+    reach: Arc<Mutex<Unreachable>>,
+    unreachable: Arc<tokio::sync::watch::Sender<BTreeSet<NodeId>>>,
 }
 
 /// What happened to one partition of a write.
@@ -60,14 +71,69 @@ pub enum Outcome {
 }
 
 impl IsrAcks {
-    /// Bookkeeping that proposes through `control`.
-    pub fn new(control: ControlHandle, workers: Vec<String>, min_insync: usize) -> IsrAcks {
+    /// Bookkeeping that proposes through `control` and publishes the
+    /// backups it finds unreachable on `unreachable`.
+    pub fn new(
+        control: ControlHandle,
+        workers: Vec<String>,
+        min_insync: MinInsync,
+        unreachable: tokio::sync::watch::Sender<BTreeSet<NodeId>>,
+    ) -> IsrAcks {
         IsrAcks {
             trackers: Arc::new(Mutex::new(HashMap::new())),
             control,
             workers: Arc::new(workers),
             resynced: Arc::new(Mutex::new(HashMap::new())),
             min_insync,
+            reach: Arc::new(Mutex::new(Unreachable::default())),
+            unreachable: Arc::new(unreachable),
+        }
+    }
+
+    /// Records whether `backup` answered a frame of `parts` partitions
+    /// (`failed` those it did not confirm): silent on every one while
+    /// `needed`, it is unreachable; any answer makes it reachable again.
+    fn heard(
+        &self,
+        backup: &NodeId,
+        parts: usize,
+        failed: &[(PartitionId, AckFailure)],
+        needed: bool,
+    ) {
+        if parts == 0 {
+            return;
+        }
+        let silent = failed.len() == parts
+            && failed
+                .iter()
+                .all(|(_, f)| matches!(f, AckFailure::Unanswered(_)));
+        let mut reach = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = reach.heard(backup, !silent, needed, Instant::now());
+        if changed {
+            self.publish_unreachable(&reach);
+        }
+    }
+
+    fn publish_unreachable(&self, reach: &Unreachable) {
+        let peers = reach.peers();
+        tracing::debug!(peers = ?peers, "backups unreachable from this owner");
+        self.unreachable.send_replace(peers);
+    }
+
+    /// Tries unreachable backups again once their hold ended, until
+    /// `shutdown`.
+    pub async fn expire_unreachable(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+            let mut reach = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+            if reach.expire(Instant::now()) {
+                self.publish_unreachable(&reach);
+            }
         }
     }
 
@@ -111,13 +177,25 @@ impl IsrAcks {
         // A poisoned lock means a panic mid-update elsewhere: the map is
         // still consistent (each update is one assignment), so go on.
         let mut trackers = self.trackers.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh =
-            || OwnerIsr::with_min_insync(partition, me.clone(), assignment, self.min_insync);
+        let min_insync = self.min_insync.copies(
+            usize::from(config.replication()),
+            config.staying_members().count(),
+        );
+        let fresh = || OwnerIsr::with_min_insync(partition, me.clone(), assignment, min_insync);
         let tracker = trackers.entry(partition).or_insert_with(fresh);
         if tracker.epoch() != assignment.epoch {
             *tracker = fresh();
         }
+        tracker.set_min_insync(min_insync);
         tracker.observe(assignment);
+        let unreachable = self.unreachable.borrow();
+        let silent = assignment
+            .isr
+            .iter()
+            .filter(|m| unreachable.contains(&m.name))
+            .cloned()
+            .collect();
+        tracker.set_silent(silent);
         Some(f(tracker))
     }
 
@@ -145,11 +223,22 @@ impl IsrAcks {
     }
 
     /// Proposes `command` without waiting; its committed outcome updates
-    /// the partition's tracker as soon as a voter reports it.
+    /// the partition's tracker as soon as a voter reports it. Here first;
+    /// if that does not commit soon, through every live voter, as a shrink
+    /// is: a substitute still joins when this owner's link to the leader is
+    /// the one cut (write-path rule 7), without every expansion of a
+    /// re-placement costing a proposal per voter.
     fn propose_in_background(&self, partition: PartitionId, command: Command) {
         let this = self.clone();
         tokio::spawn(async move {
-            if let Some(assignment) = this.control.propose_isr(command, COMMIT_WAIT, false).await {
+            let mut committed = this
+                .control
+                .propose_isr(command.clone(), EXPAND_HERE, false)
+                .await;
+            if committed.is_none() {
+                committed = this.control.propose_isr(command, COMMIT_WAIT, true).await;
+            }
+            if let Some(assignment) = committed {
                 this.adopt(partition, &assignment);
             }
         });
@@ -182,16 +271,19 @@ impl IsrAcks {
             return Vec::new();
         };
         let mut needed = Vec::new();
+        let is_needed = |partition: PartitionId| {
+            self.with(cluster, partition, |t| t.is_required(&member))
+                .unwrap_or(false)
+        };
+        let any_needed = failed.iter().any(|(p, _)| is_needed(*p));
+        self.heard(backup, parts.len(), failed, any_needed);
         for &(partition, through) in parts {
             if !failed.iter().any(|(p, _)| *p == partition) {
                 self.note(cluster, partition, &member, through);
                 continue;
             }
             self.resync(partition, backup);
-            if self
-                .with(cluster, partition, |t| t.is_required(&member))
-                .unwrap_or(false)
-            {
+            if is_needed(partition) {
                 needed.push(partition);
             }
         }
@@ -211,6 +303,32 @@ impl IsrAcks {
         let state = cluster.borrow().clone();
         let needed = self.settled(&state, &backup, &parts, &failed);
         (failed, needed)
+    }
+
+    /// A refusal for a batch touching `partitions` if the committed ISR of
+    /// one this node owns is below `min_insync_replicas`: no write to it
+    /// can stand, so none is applied (`OwnerIsr::short_of_copies`).
+    pub fn refuse_short(
+        &self,
+        cluster: &ClusterState,
+        partitions: impl IntoIterator<Item = PartitionId>,
+    ) -> Option<IngressError> {
+        partitions.into_iter().find_map(|partition| {
+            match self.with(cluster, partition, |t| t.short_of_copies()).flatten() {
+                Some(Decision::TooFew {
+                    in_sync,
+                    min_insync,
+                    ..
+                }) => {
+                    metrics::counter!("eddy_writes_refused_short_total").increment(1);
+                    Some(IngressError::Unavailable(format!(
+                        "partition {}: {in_sync} in-sync copies, fewer than min_insync_replicas = {min_insync}; nothing applied (retry: another copy is being brought in sync)",
+                        partition.0
+                    )))
+                }
+                _ => None,
+            }
+        })
     }
 
     /// Waits for the answers the write needs and decides each partition it
@@ -254,6 +372,7 @@ impl IsrAcks {
         let mut confirmed: BTreeMap<PartitionId, BTreeSet<MemberId>> = BTreeMap::new();
         let mut outcomes = Vec::new();
         for (member, backup, parts, failed) in answers {
+            self.heard(&backup, parts.len(), &failed, true);
             for (partition, failure) in &failed {
                 match failure {
                     AckFailure::Stale(by) => outcomes.push(Outcome::Deposed(*partition, *by)),
@@ -300,10 +419,11 @@ impl IsrAcks {
                 Some(Decision::Ack) => return Outcome::Ack,
                 Some(Decision::TooFew {
                     in_sync,
+                    holding,
                     min_insync,
                 }) => {
                     return Outcome::Failed(IngressError::Unavailable(format!(
-                        "partition {}: {in_sync} in-sync copies, fewer than min_insync_replicas = {min_insync} would hold the write; not acknowledged",
+                        "partition {}: {holding} of its {in_sync} in-sync copies hold the write, fewer than min_insync_replicas = {min_insync}; not acknowledged (retry: another copy is being brought in sync)",
                         partition.0
                     )));
                 }

@@ -211,6 +211,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "ISR shrinks this node proposed as owner because a needed backup did not confirm a write (under a controller)",
     ),
     (
+        "eddy_writes_refused_short_total",
+        Kind::Counter,
+        "",
+        "Batches this node refused before applying them because a partition it owns has fewer in-sync copies than min_insync_replicas",
+    ),
+    (
         "eddy_isr_expansions_proposed_total",
         Kind::Counter,
         "",

@@ -250,6 +250,9 @@ impl NodeBuilder {
         };
         // The committed configuration places partitions.
         let (committed_tx, committed_rx) = watch::channel::<crate::control::Committed>(None);
+        // Backups this node, as owner, finds unreachable: its serving ring
+        // leaves them out, so another member stands in (isr_acks).
+        let (unreachable_tx, unreachable_rx) = watch::channel(std::collections::BTreeSet::new());
         let cluster = Cluster::start(
             gossip,
             DriverConfig {
@@ -259,7 +262,8 @@ impl NodeBuilder {
                 seeds: config.seeds.clone(),
                 replication_factor: config.replication_factor,
                 settle: Duration::from_millis(config.settle_ms),
-                committed: committed_rx,
+                committed: committed_rx.clone(),
+                unreachable: unreachable_rx,
                 seal: gossip_seal,
                 check: tls
                     .as_ref()
@@ -315,8 +319,10 @@ impl NodeBuilder {
         let isr = crate::isr_acks::IsrAcks::new(
             control.clone(),
             names.clone(),
-            config.min_insync_replicas,
+            config.min_insync(),
+            unreachable_tx,
         );
+        tokio::spawn(isr.clone().expire_unreachable(shutdown_rx.clone()));
         let lost = crate::ownership::LostCopies::default();
         let worker = WorkerArgs {
             isr: isr.clone(),
@@ -453,6 +459,7 @@ impl NodeBuilder {
         }
         // At debug: `run_with` prints the one summary line a person reads.
         tracing::debug!(node = %config.name, %http_addr, %tcp_addr, %gossip_addr, %peer_addr, workers, partitions = config.partitions, "node ready");
+        let me = eddy_control::MemberId::new(identity.name.clone(), identity.incarnation);
         Ok(RunningNode {
             http_addr,
             tcp_addr,
@@ -462,6 +469,10 @@ impl NodeBuilder {
             peer_server,
             leave,
             drain: Duration::from_millis(config.settle_ms + 500),
+            staying: tokio::spawn(stay(control.clone(), committed_rx.clone(), me.clone())),
+            committed: committed_rx,
+            me,
+            control,
             tcp,
             ingress,
             shutdown,
@@ -663,6 +674,87 @@ fn random_seed() -> u64 {
     RandomState::new().hash_one(std::process::id())
 }
 
+/// How long a leaving node waits for the others without seeing one more
+/// of its partitions re-placed before it stops anyway.
+const HAND_OVER_STALLED: Duration = Duration::from_secs(5);
+/// The longest a leave waits for its hand-over: under Kubernetes' default
+/// 30 s grace period, so the process still exits on its own.
+const HAND_OVER_MAX: Duration = Duration::from_secs(20);
+
+/// Waits, while it makes progress and at most [`HAND_OVER_MAX`], until no
+/// partition counts on this node any more
+/// (`eddy_control::ClusterConfig::partitions_held_by`): after its
+/// `SetDraining`, the planner moved its ownerships to the others, brought
+/// substitute copies in sync and dropped it from every ISR — so no write is
+/// refused for want of the copy it held (min_insync_replicas) and nothing
+/// rests on its data once it is gone. It serves as a backup meanwhile.
+async fn handed_over(
+    mut committed: watch::Receiver<crate::control::Committed>,
+    me: &eddy_control::MemberId,
+) {
+    // Ownerships move first (elections), then copies (expansions, trims):
+    // either is progress.
+    let held = |committed: &crate::control::Committed| {
+        committed.as_ref().map_or(0, |config| {
+            let owned = config
+                .assignments()
+                .iter()
+                .filter(|a| a.owner.as_ref() == Some(me))
+                .count();
+            config.partitions_held_by(me) + owned
+        })
+    };
+    let give_up = tokio::time::Instant::now() + HAND_OVER_MAX;
+    let mut left = held(&committed.borrow_and_update());
+    let mut stalled = tokio::time::Instant::now() + HAND_OVER_STALLED;
+    while left > 0 {
+        match tokio::time::timeout_at(stalled.min(give_up), committed.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                tracing::warn!(
+                    partitions = left,
+                    "stopping while partitions still count on this node's copies (503 for their writes until the others caught up)"
+                );
+                return;
+            }
+        }
+        let now = held(&committed.borrow_and_update());
+        if now < left {
+            stalled = tokio::time::Instant::now() + HAND_OVER_STALLED;
+        }
+        left = now;
+    }
+    tracing::info!("every partition re-placed on the others");
+}
+
+/// Takes this node back into the ring placement whenever the committed
+/// configuration shows it draining — a node that left gracefully and came
+/// back with its `data_dir` — until aborted (by [`RunningNode::stop`]).
+async fn stay(
+    control: crate::control::ControlHandle,
+    mut committed: watch::Receiver<crate::control::Committed>,
+    me: eddy_control::MemberId,
+) {
+    const AGAIN_AFTER: Duration = Duration::from_secs(2);
+    loop {
+        let draining = committed
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|config| config.is_draining(&me));
+        if draining {
+            control.propose_many(vec![eddy_control::Command::SetDraining {
+                member: me.clone(),
+                draining: false,
+            }]);
+            tokio::time::sleep(AGAIN_AFTER).await;
+            continue;
+        }
+        if committed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A started node.
 pub struct RunningNode {
     http_addr: SocketAddr,
@@ -673,6 +765,12 @@ pub struct RunningNode {
     peer_server: JoinHandle<()>,
     leave: Arc<tokio::sync::Notify>,
     drain: Duration,
+    /// The committed configuration, which a leave waits on.
+    committed: watch::Receiver<crate::control::Committed>,
+    me: eddy_control::MemberId,
+    control: crate::control::ControlHandle,
+    /// Undoes a drain this node finds committed ([`stay`]); ended by a leave.
+    staying: JoinHandle<()>,
     tcp: JoinHandle<()>,
     ingress: Ingress,
     shutdown: watch::Sender<bool>,
@@ -738,7 +836,22 @@ impl RunningNode {
     /// backups of our partitions) while open requests finish, then stops.
     pub async fn stop(self) -> Result<(), NodeError> {
         self.ingress.set_ready(false);
-        // Peers re-place our partitions at once instead of after detection.
+        // Writes already taken finish first (bounded): one deposed by the
+        // hand-over below would be refused with a 503.
+        let quiet_by = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !self.ingress.is_idle() && tokio::time::Instant::now() < quiet_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Out of the ring first, still live: the others take over our
+        // ownerships and copies while we serve as a backup.
+        self.staying.abort();
+        self.control
+            .propose_many(vec![eddy_control::Command::SetDraining {
+                member: self.me.clone(),
+                draining: true,
+            }]);
+        handed_over(self.committed, &self.me).await;
+        // Then gone from gossip: peers need not wait for detection.
         self.cluster.leave().await;
         tokio::time::sleep(self.drain).await;
         let _ = self.shutdown.send(true);

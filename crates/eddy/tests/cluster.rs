@@ -197,9 +197,15 @@ fn a_killed_node_is_marked_down_and_its_partitions_get_new_owners() {
             moved.contains(&p)
         })
         .expect("some key maps to a moved partition");
+    // Refused (503) until the survivors hold two copies of it again: a
+    // write never rests on one copy under the default min_insync_replicas.
     for node in &survivors {
-        let (status, body, _) = post_json(&node.url("/v1/events"), &tx(&key, 1.0, "FR"));
+        let asked = Instant::now();
+        let (status, body, _) = retrying_503_for(Duration::from_secs(30), || {
+            post_json(&node.url("/v1/events"), &tx(&key, 1.0, "FR"))
+        });
         assert_eq!(status, 200, "{body}");
+        eprintln!("{}: acknowledged after {:?}", node.base, asked.elapsed());
     }
     let count = events_of(&nodes[0], "account", &key).expect("has state");
     assert!(

@@ -227,14 +227,15 @@ impl NodeProcess {
         self.wait_for_exit()
     }
 
-    /// Waits (bounded) for the process to exit on its own.
+    /// Waits (bounded) for the process to exit on its own: a graceful
+    /// leave first hands its partitions over (at most 20 s).
     pub fn wait_for_exit(mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "node did not stop within 10 s");
+            assert!(Instant::now() < deadline, "node did not stop within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -346,12 +347,16 @@ pub fn post_json_retrying(url: &str, body: &str) -> Reply {
 }
 
 /// `call` again while it answers 503 (bounded: 20 retries 250 ms apart).
-pub fn retrying_503(mut call: impl FnMut() -> Reply) -> Reply {
+pub fn retrying_503(call: impl FnMut() -> Reply) -> Reply {
+    retrying_503_for(Duration::from_secs(5), call)
+}
+
+/// `call` again, 250 ms apart, while it answers 503 and `limit` has not
+/// passed.
+pub fn retrying_503_for(limit: Duration, mut call: impl FnMut() -> Reply) -> Reply {
+    let deadline = std::time::Instant::now() + limit;
     let mut reply = call();
-    for _ in 0..20 {
-        if reply.0 != 503 {
-            break;
-        }
+    while reply.0 == 503 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
         reply = call();
     }
