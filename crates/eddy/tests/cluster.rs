@@ -334,10 +334,12 @@ fn garbage_on_the_gossip_and_peer_ports_harms_nothing() {
     for i in 0..20 {
         let key = format!("acct-{i}");
         // A write caught by a partition moving to node-2 (the cluster has
-        // just formed) is refused with 503 and nothing applied: retried.
+        // just formed) is refused with 503, perhaps applied on the deposed
+        // owner: retried with its producer id.
         let mut tries = 0;
         loop {
-            let (status, body, _) = post_json(&nodes[0].url("/v1/events"), &tx(&key, 1.0, "FR"));
+            let (status, body, _) =
+                post_json(&nodes[0].url("/v1/events"), &tx_once(&key, 1.0, "FR", 1));
             if status == 200 {
                 break;
             }
@@ -466,7 +468,8 @@ fn three_nodes_and_a_written_key(key: &str) -> (Vec<NodeProcess>, u32, u64, Vec<
     let nodes = start_cluster(3, &[]);
     let all: Vec<&NodeProcess> = nodes.iter().collect();
     wait_for_table(&all, &["node-1", "node-2", "node-3"]);
-    let (status, body, _) = post_json_retrying(&nodes[0].url("/v1/events"), &tx(key, 1.0, "FR"));
+    let (status, body, _) =
+        post_json_retrying(&nodes[0].url("/v1/events"), &tx_once(key, 1.0, "FR", 1));
     assert_eq!(status, 200, "{body}");
     let (_, body, _) = get(&nodes[0].url(&format!("/v1/actors/account/{key}")));
     let actor = json(&body);
@@ -599,7 +602,7 @@ fn out_of_range_partitions_on_the_peer_port_are_refused_and_harm_nothing() {
     for i in 0..10 {
         let key = format!("acct-{i}");
         let (status, body, _) =
-            post_json_retrying(&nodes[0].url("/v1/events"), &tx(&key, 1.0, "FR"));
+            post_json_retrying(&nodes[0].url("/v1/events"), &tx_once(&key, 1.0, "FR", 1));
         assert_eq!(status, 200, "{body}");
         assert_eq!(events_of(&nodes[1], "account", &key), Some(1));
     }
@@ -649,7 +652,7 @@ fn a_forged_maximum_epoch_on_the_peer_port_moves_no_fence() {
     // same owner; every copy of it kept its epoch.
     for i in 0..10 {
         let (status, body, _) =
-            post_json_retrying(&nodes[2].url("/v1/events"), &tx(key, 2.0, "FR"));
+            post_json_retrying(&nodes[2].url("/v1/events"), &tx_once(key, 2.0, "FR", 2 + i));
         assert_eq!(status, 200, "write {i}: {body}");
     }
     assert_eq!(events_of(&nodes[0], "account", key), Some(11));

@@ -829,9 +829,9 @@ fn a_failed_worker_reloads_its_copies_from_data_dir_and_serves_again() {
         NodeProcess::start_with_fault_hook(&["name=\"node-1\"", "replication_factor=1", &dir]);
     let keys: Vec<String> = (0..40).map(|i| format!("acct-worker-{i}")).collect();
     for key in &keys {
-        for _ in 0..3 {
+        for seq in 1..=3 {
             let (status, body, _) =
-                post_json_retrying(&node.url("/v1/events"), &tx(key, 5.0, "DE"));
+                post_json_retrying(&node.url("/v1/events"), &tx_once(key, 5.0, "DE", seq));
             assert_eq!(status, 200, "{key}: {body}");
         }
     }
@@ -846,7 +846,8 @@ fn a_failed_worker_reloads_its_copies_from_data_dir_and_serves_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for key in &keys {
-        let (status, body, _) = post_json_retrying(&node.url("/v1/events"), &tx(key, 5.0, "DE"));
+        let (status, body, _) =
+            post_json_retrying(&node.url("/v1/events"), &tx_once(key, 5.0, "DE", 4));
         assert_eq!(status, 200, "{key} takes writes again: {body}");
         assert_eq!(
             events_of(&node, "account", key),

@@ -339,9 +339,10 @@ pub fn post_json(url: &str, body: &str) -> Reply {
 }
 
 /// [`post_json`] again while the answer is 503 (bounded: 5 s): a write
-/// caught by a partition changing owner is refused, to be retried (one
-/// without producer ids may then apply twice only if the refused one was
-/// applied, which a deposed owner's is not).
+/// caught by a partition changing owner, or short of in-sync copies, is
+/// refused, to be retried. A refused write may have been applied on its
+/// owner, so a caller that counts events retries with producer ids
+/// ([`tx_once`]).
 pub fn post_json_retrying(url: &str, body: &str) -> Reply {
     retrying_503(|| post_json(url, body))
 }
@@ -382,6 +383,14 @@ pub fn events_of(node: &NodeProcess, kind: &str, key: &str) -> Option<u64> {
 pub fn tx(key: &str, amount: f64, country: &str) -> String {
     format!(
         r#"{{"kind":"account","key":"{key}","event":{{"amount":{amount},"country":"{country}","merchant":"m-1"}}}}"#
+    )
+}
+
+/// [`tx`] with producer id `key` and sequence number `seq`: a retry of it
+/// after a 503 is applied at most once.
+pub fn tx_once(key: &str, amount: f64, country: &str, seq: u64) -> String {
+    format!(
+        r#"{{"kind":"account","key":"{key}","event":{{"amount":{amount},"country":"{country}","merchant":"m-1"}},"producer":"{key}","seq":{seq}}}"#
     )
 }
 
