@@ -40,8 +40,14 @@ pub const MAX_ANNOUNCE_MEMBERS: usize = 8;
 /// shell: it only stores and orders it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipTimer {
-    /// One of foca's protocol timers.
-    Foca(Timer<NodeIdentity>),
+    /// One of foca's protocol timers, for the foca instance numbered
+    /// `instance` (a timer of an instance dropped since is ignored).
+    Foca {
+        /// Which instance set it ([`Membership`] starts a new one when idle).
+        instance: u64,
+        /// foca's timer.
+        timer: Timer<NodeIdentity>,
+    },
     /// Announce to the seeds again if we still know no live member (a lost
     /// announce, seeds not up yet, or every peer lost).
     RetryJoin,
@@ -85,8 +91,10 @@ pub enum MembershipEvent {
     },
     /// We have at least one live peer.
     Active,
-    /// We have no live peer left (alone, or every peer is down).
-    Idle,
+    /// We have no live peer left (alone, or every peer is down). Unless we
+    /// left, the membership starts afresh under the next generation, which
+    /// this carries, and announces itself until a peer answers.
+    Idle(Option<NodeIdentity>),
     /// The cluster declared us down and we could not rejoin; only a restart
     /// helps. Not expected: identities renew with the next generation.
     Defunct,
@@ -168,6 +176,10 @@ impl foca::Runtime<NodeIdentity> for Outbox {
 /// The local node's SWIM membership. See the module docs for the rhythm.
 pub struct Membership {
     foca: Foca<NodeIdentity, PostcardCodec, ChaCha8Rng, NoCustomBroadcast>,
+    /// Counts foca instances: a new one replaces foca when it turns idle.
+    instance: u64,
+    foca_config: foca::Config,
+    rng_seed: u64,
     outbox: Outbox,
     params: ClusterParams,
     max_packet_size: usize,
@@ -204,6 +216,9 @@ impl Membership {
         let view = MembershipView::new(identity.clone(), now, config.max_down_members.get());
         Ok(Membership {
             foca: Foca::new(identity, config.to_foca(), rng, PostcardCodec),
+            instance: 0,
+            foca_config: config.to_foca(),
+            rng_seed: config.rng_seed,
             outbox: Outbox::default(),
             params,
             max_packet_size: usize::from(config.max_packet_size.get()),
@@ -309,7 +324,8 @@ impl Membership {
         now: Timestamp,
     ) -> Result<(), MembershipError> {
         let timer = match timer {
-            MembershipTimer::Foca(timer) => timer,
+            MembershipTimer::Foca { instance, timer } if instance == self.instance => timer,
+            MembershipTimer::Foca { .. } => return Ok(()),
             MembershipTimer::RetryJoin => {
                 self.retry_scheduled = false;
                 if self.connected || self.left {
@@ -340,6 +356,15 @@ impl Membership {
                 .take(MAX_ANNOUNCE_MEMBERS)
                 .map(|m| m.id().gossip_addr),
         );
+        // After a restart foca lists nobody; the view still has them.
+        let local = self.view.local().clone();
+        targets.extend(
+            self.view
+                .iter()
+                .filter(|e| e.identity.name != local)
+                .take(MAX_ANNOUNCE_MEMBERS)
+                .map(|e| e.identity.gossip_addr),
+        );
         targets.sort_unstable();
         targets.dedup();
         for seed in &targets {
@@ -358,7 +383,7 @@ impl Membership {
     }
 
     fn schedule_retry_in(&mut self, now: Timestamp, delay_ms: u64) {
-        let anyone = !self.seeds.is_empty() || self.foca.num_members() > 0;
+        let anyone = !self.seeds.is_empty() || self.foca.num_members() > 0 || self.view.len() > 1;
         if anyone && !self.retry_scheduled {
             self.retry_scheduled = true;
             self.timers.push_back(ScheduledTimer {
@@ -427,11 +452,15 @@ impl Membership {
             let delay_ms = u64::try_from(delay.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
             self.timers.push_back(ScheduledTimer {
                 at: now.plus_ms(delay_ms),
-                timer: MembershipTimer::Foca(timer),
+                timer: MembershipTimer::Foca {
+                    instance: self.instance,
+                    timer,
+                },
             });
         }
         let mut renamed = false;
         let mut rejoined = false;
+        let mut idle = false;
         while let Some(notification) = self.outbox.notifications.pop_front() {
             match notification {
                 OwnedNotification::MemberUp(id) => self.apply_up(&id, now),
@@ -448,8 +477,7 @@ impl Membership {
                 }
                 OwnedNotification::Idle => {
                     self.connected = false;
-                    self.events.push_back(MembershipEvent::Idle);
-                    self.schedule_retry(now);
+                    idle = true;
                 }
                 OwnedNotification::Defunct => {
                     self.connected = false;
@@ -470,6 +498,11 @@ impl Membership {
                 }
             }
         }
+        if idle {
+            let next = if self.left { None } else { self.restart(now) };
+            self.events.push_back(MembershipEvent::Idle(next));
+            self.schedule_retry(now);
+        }
         if rejoined {
             // At once, not after `join_retry_ms`: the announce cannot be
             // sent from here (foca's output was drained above).
@@ -480,6 +513,25 @@ impl Membership {
         }
         debug_assert_eq!(self.outbox.datagrams.len(), 0);
         debug_assert_eq!(self.outbox.timers.len(), 0);
+    }
+
+    /// Replaces foca with a fresh instance under the next generation. Every
+    /// peer looks down from here, so this node was most likely the one cut
+    /// off: the downs it declared meanwhile, still in foca's backlog because
+    /// nobody heard them, would be spread at the heal and make members that
+    /// never failed rejoin at once — each a membership change the layers
+    /// above act on. A fresh instance forgets them and its member list; the
+    /// announce to the seeds and to the members the view still lists brings
+    /// it back (foca's author restarts idle instances the same way, foca
+    /// issue #15). `None` if the identity cannot be renewed.
+    fn restart(&mut self, now: Timestamp) -> Option<NodeIdentity> {
+        use foca::Identity;
+        let next = self.foca.identity().renew()?;
+        self.instance += 1;
+        let rng = ChaCha8Rng::seed_from_u64(self.rng_seed ^ next.generation);
+        self.foca = Foca::new(next.clone(), self.foca_config.clone(), rng, PostcardCodec);
+        self.view.renew_local(&next, now);
+        Some(next)
     }
 
     fn apply_up(&mut self, id: &NodeIdentity, now: Timestamp) {

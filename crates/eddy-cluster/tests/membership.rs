@@ -339,6 +339,43 @@ fn both_sides_of_a_healed_split_find_each_other_within_seconds() {
 }
 
 #[test]
+fn a_node_cut_off_from_everyone_does_not_declare_the_others_down_when_it_returns() {
+    // Node 4 is isolated long enough to declare every other node down, then
+    // the network heals. The downs it declared while nobody heard it are
+    // stale: spread at the heal, they made every node of the majority
+    // rejoin at once (eddy-chaos `five-nodes-rf3`, which then elected
+    // partitions away from members that never failed).
+    for seed in 1..=6 {
+        let mut sim = converged_sim(5, seed);
+        let start = sim.now().0;
+        sim.split(&[4]);
+        sim.run_until(Timestamp(start + 8_000));
+        let isolated_at = sim.trace().len();
+        sim.split(&[]);
+        let took = ms_to_converge(&mut sim);
+        assert!(
+            took.is_some_and(|ms| ms <= 8_000),
+            "seed {seed}: converged {took:?} ms after the heal"
+        );
+        let majority: Vec<NodeIdentity> = (0..4)
+            .map(|i| sim.node(i).unwrap().identity().clone())
+            .collect();
+        for entry in &sim.trace()[isolated_at..] {
+            let flapped = match &entry.event {
+                MembershipEvent::Down(id) => majority.iter().any(|m| m.name == id.name),
+                MembershipEvent::Rejoined(_) => entry.node < 4,
+                _ => false,
+            };
+            assert!(
+                !flapped,
+                "seed {seed}: after the heal node {} saw {:?}",
+                entry.node, entry.event
+            );
+        }
+    }
+}
+
+#[test]
 fn join_retries_until_a_seed_answers() {
     // The seed boots three seconds after the joiner.
     let mut sim = Simulation::new(SimConfig::lan(2, 21)).unwrap();

@@ -103,6 +103,17 @@ impl ClusterState {
             .map(|m| &m.identity)
     }
 
+    /// The identity gossip last knew for `member`'s incarnation, live or
+    /// recently down: where to reach it even while gossip calls it down.
+    pub fn known_member(&self, member: &MemberId) -> Option<&NodeIdentity> {
+        self.members
+            .iter()
+            .find(|m| {
+                m.identity.name == member.name && m.identity.incarnation == member.incarnation
+            })
+            .map(|m| &m.identity)
+    }
+
     /// Whether `name` is this node.
     pub fn is_local(&self, name: &NodeId) -> bool {
         *name == self.local.name
@@ -527,7 +538,16 @@ impl Driver {
                     changed = true;
                 }
                 MembershipEvent::Active => tracing::info!("joined the cluster"),
-                MembershipEvent::Idle => tracing::info!("no other members known; retrying seeds"),
+                MembershipEvent::Idle(None) => {
+                    tracing::info!("no other members known; retrying seeds");
+                }
+                MembershipEvent::Idle(Some(id)) => {
+                    tracing::warn!(
+                        generation = id.generation,
+                        "every other member looks down from here; rejoining afresh as a new member"
+                    );
+                    changed = true;
+                }
                 // Leaving makes foca report us defunct; that is the point.
                 MembershipEvent::Defunct if self.leaving => {}
                 MembershipEvent::Defunct => tracing::error!("declared down by the cluster"),
