@@ -41,9 +41,16 @@ use crate::peer::PeerLinks;
 
 /// How long a controller request to a peer may take (status, join, push).
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
-/// Inputs queued for the driver; Raft frames beyond it are dropped (Raft
-/// retransmits), requests are refused.
+/// Inputs queued for the driver; requests beyond it are refused.
 const INPUT_QUEUE: usize = 1024;
+/// Raft frames queued for the driver, apart from the other inputs so a
+/// flood of proposals cannot crowd them out; beyond it they are dropped
+/// (Raft retransmits).
+const RAFT_QUEUE: usize = 1024;
+/// Most inputs stepped before their effects are persisted (one fsync) and
+/// sent: one fsync per input let a busy voter fall behind its queue, drop
+/// the leader's frames and lag the committed configuration by seconds.
+const INPUT_BATCH: usize = 256;
 
 /// This node's part in the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,6 +143,7 @@ pub type RemoveResult = Result<Vec<(String, Option<String>)>, String>;
 #[derive(Clone)]
 pub struct ControlHandle {
     inputs: mpsc::Sender<Input>,
+    raft: mpsc::Sender<Vec<u8>>,
     view: watch::Receiver<ControlView>,
 }
 
@@ -160,7 +168,7 @@ impl ControlHandle {
         let answer = match request {
             ControlRequest::Raft(frame) => {
                 // One-way: Raft retransmits what a full queue drops.
-                if self.inputs.try_send(Input::Raft(frame)).is_err() {
+                if self.raft.try_send(frame).is_err() {
                     metrics::counter!("eddy_controller_dropped_frames_total").increment(1);
                 }
                 ControlResponse::Ack
@@ -262,6 +270,7 @@ pub struct ControlArgs {
 pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<ControlHandle, String> {
     let me = MemberId::new(args.identity.name.clone(), args.identity.incarnation);
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
+    let (raft_tx, raft) = mpsc::channel(RAFT_QUEUE);
     let mut driver = Driver {
         view: watch::channel(ControlView {
             name: me.name.to_string(),
@@ -288,6 +297,7 @@ pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<Contr
         partitions: args.partitions,
         replication: u8::try_from(args.replication).unwrap_or(u8::MAX),
         cluster: args.cluster,
+        raft_links: args.links.apart(),
         links: args.links,
         inputs: inputs_tx.clone(),
         removing: Vec::new(),
@@ -314,9 +324,10 @@ pub fn start(args: ControlArgs, shutdown: watch::Receiver<bool>) -> Result<Contr
     }
     let view = driver.view.subscribe();
     let tick = args.tick;
-    tokio::spawn(driver.run(inputs, tick, shutdown));
+    tokio::spawn(driver.run(inputs, raft, tick, shutdown));
     Ok(ControlHandle {
         inputs: inputs_tx,
+        raft: raft_tx,
         view,
     })
 }
@@ -341,6 +352,14 @@ struct Driver {
     replication: u8,
     cluster: watch::Receiver<Arc<ClusterState>>,
     links: PeerLinks,
+    /// Links of their own for Raft frames. A request to a voter (a
+    /// proposal waits up to `RPC_TIMEOUT` for its commit) holds one of the
+    /// connection's pending slots; owners proposing for hundreds of
+    /// partitions at a failover filled them, so the appends that would
+    /// commit those proposals waited behind them: no commit for seconds.
+    /// Raft frames are answered at once, so on their own links they never
+    /// wait.
+    raft_links: PeerLinks,
     inputs: mpsc::Sender<Input>,
     view: watch::Sender<ControlView>,
     /// Forget-down proposals waiting for their commit.
@@ -385,6 +404,7 @@ impl Driver {
     async fn run(
         mut self,
         mut inputs: mpsc::Receiver<Input>,
+        mut raft: mpsc::Receiver<Vec<u8>>,
         tick: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -422,12 +442,37 @@ impl Driver {
                         self.plan();
                     }
                 }
+                Some(frame) = raft.recv() => {
+                    self.input(Input::Raft(frame));
+                    self.more_inputs(&mut raft, &mut inputs);
+                }
                 input = inputs.recv() => match input {
-                    Some(input) => self.input(input),
+                    Some(input) => {
+                        self.input(input);
+                        self.more_inputs(&mut raft, &mut inputs);
+                    }
                     None => break,
                 },
             }
             self.drain();
+        }
+    }
+
+    /// Steps what else is queued already (bounded), so one persist and one
+    /// send cover them all.
+    fn more_inputs(
+        &mut self,
+        raft: &mut mpsc::Receiver<Vec<u8>>,
+        inputs: &mut mpsc::Receiver<Input>,
+    ) {
+        for _ in 1..INPUT_BATCH {
+            if let Ok(frame) = raft.try_recv() {
+                self.input(Input::Raft(frame));
+            } else if let Ok(input) = inputs.try_recv() {
+                self.input(input);
+            } else {
+                return;
+            }
         }
     }
 
@@ -1127,16 +1172,16 @@ impl Driver {
             let Some(member) = controller.config().member_by_raft_id(frame.to) else {
                 continue;
             };
-            // Only to the same incarnation: a Raft id names one life.
-            let Some(peer) = state
-                .live_member(&member.id.name)
-                .filter(|p| p.incarnation == member.id.incarnation)
-                .cloned()
-            else {
+            // Only to the same incarnation: a Raft id names one life. Also
+            // to a member gossip calls down: Raft has its own timeouts, and
+            // a voter starved of appends by a gossip flap (at a heal every
+            // node can flap at once) fell 25 s behind the committed
+            // configuration, refusing the new owners' entries meanwhile.
+            let Some(peer) = state.known_member(&member.id).cloned() else {
                 continue;
             };
             let body = control_msg::encode(&ControlRequest::Raft(frame.bytes));
-            let links = self.links.clone();
+            let links = self.raft_links.clone();
             tokio::spawn(async move {
                 if let Err(err) = links.control(&peer, RPC_TIMEOUT, &body).await {
                     tracing::trace!(%err, "raft frame not delivered");
