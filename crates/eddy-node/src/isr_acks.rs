@@ -137,9 +137,15 @@ impl IsrAcks {
         }
     }
 
-    /// A backup did not confirm: its partition's worker sends it a
-    /// snapshot next (it may have lost frames), without waiting for it.
-    fn resync(&self, partition: PartitionId, backup: &NodeId) {
+    /// A backup answered without confirming: its partition's worker sends
+    /// it a snapshot next, without waiting for it. Not for silence: a
+    /// backup that lost frames says so in its next answer (`Behind`), and
+    /// snapshots to a peer behind a cut link would only be encoded in vain,
+    /// once a second for every partition.
+    fn resync(&self, partition: PartitionId, backup: &NodeId, failure: &AckFailure) {
+        if matches!(failure, AckFailure::Unanswered(_) | AckFailure::Stale(_)) {
+            return;
+        }
         {
             let now = Instant::now();
             let mut resynced = self.resynced.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,11 +156,9 @@ impl IsrAcks {
             resynced.insert((partition, backup.clone()), now);
         }
         if let Some(worker) = crate::worker::of_partition(&self.workers, partition) {
-            let (reply, _) = tokio::sync::oneshot::channel();
-            let _ = worker.cast(WorkerMsg::Barrier {
+            let _ = worker.cast(WorkerMsg::Resync {
                 partition,
                 resync: vec![backup.clone()],
-                reply: reply.into(),
             });
         }
     }
@@ -282,7 +286,9 @@ impl IsrAcks {
                 self.note(cluster, partition, &member, through);
                 continue;
             }
-            self.resync(partition, backup);
+            if let Some((_, failure)) = failed.iter().find(|(p, _)| *p == partition) {
+                self.resync(partition, backup, failure);
+            }
             if is_needed(partition) {
                 needed.push(partition);
             }
@@ -376,7 +382,7 @@ impl IsrAcks {
             for (partition, failure) in &failed {
                 match failure {
                     AckFailure::Stale(by) => outcomes.push(Outcome::Deposed(*partition, *by)),
-                    _ => self.resync(*partition, &backup),
+                    failure => self.resync(*partition, &backup, failure),
                 }
             }
             for (partition, through) in parts {

@@ -124,14 +124,13 @@ pub enum WorkerMsg {
     },
     /// Make sure every current backup holds the log so far: a snapshot to
     /// those in `resync` (they lost track) and to new ones, an empty barrier
-    /// to the rest. `None` if this node no longer owns the partition.
-    Barrier {
+    /// to the rest; the answers go to the ISR bookkeeping. Nothing if this
+    /// node no longer owns the partition.
+    Resync {
         /// The partition.
         partition: PartitionId,
         /// Backups to send a snapshot whatever we believed of them.
         resync: Vec<NodeId>,
-        /// The answers to come.
-        reply: RpcReplyPort<Option<Vec<ReplicaAck>>>,
     },
     /// Partitions waiting to be taken over (`Incoming`), for the ownership
     /// task's reconciliation.
@@ -969,6 +968,19 @@ impl WorkerState {
         Some(self.ship(partition, &[]).await)
     }
 
+    /// Reads `acks` nothing waits for in the background, each on its own
+    /// (one silent backup does not hold up another's answer): the ISR
+    /// bookkeeping notes confirmations and resyncs backups that failed.
+    fn settle_in_background(&self, acks: Vec<ReplicaAck>) {
+        for ack in acks {
+            let isr = self.args.isr.clone();
+            let cluster = self.args.cluster.clone();
+            tokio::spawn(async move {
+                isr.settle(&cluster, ack).await;
+            });
+        }
+    }
+
     async fn tick(&mut self, myself: &ActorRef<WorkerMsg>) {
         let now_ts = now();
         let now = Instant::now();
@@ -1287,10 +1299,14 @@ impl Actor for Worker {
                 if !behind.is_empty() {
                     tracing::debug!(partitions = behind.len(), "bringing new backups up to date");
                     let touched = behind.into_iter().map(|p| (p, Vec::new())).collect();
-                    // Fire and forget: a backup that misses this gets a
-                    // snapshot with the next write or barrier.
                     let mut acks = Vec::new();
                     state.ship_all(touched, &mut acks).await;
+                    // As after a take: a new backup that answers in sync
+                    // becomes an ISR candidate now, and one that does not
+                    // gets its snapshot now, not at the next check — a
+                    // substitute for a silent backup is what a stalled
+                    // partition waits for.
+                    state.settle_in_background(acks);
                 }
             }
             WorkerMsg::Peer { partition, write } => state.offer(partition, write),
@@ -1300,23 +1316,17 @@ impl Actor for Worker {
             WorkerMsg::Take { partition, epoch } => {
                 if state.take(partition, epoch) {
                     let acks = state.ship(partition, &[]).await;
-                    // Under a controller, the backups' first answers make
-                    // them ISR candidates now rather than at the next check.
-                    let isr = state.args.isr.clone();
-                    let cluster = state.args.cluster.clone();
-                    tokio::spawn(async move {
-                        for ack in acks {
-                            isr.settle(&cluster, ack).await;
-                        }
-                    });
+                    // The backups' first answers make them ISR candidates
+                    // now rather than at the next check.
+                    state.settle_in_background(acks);
                 }
             }
-            WorkerMsg::Barrier {
-                partition,
-                resync,
-                reply,
-            } => {
-                let _ = reply.send(state.barrier(partition, &resync).await);
+            WorkerMsg::Resync { partition, resync } => {
+                // A snapshot's answer makes its backup an ISR candidate at
+                // once (a substitute is what a stalled partition waits for).
+                if let Some(acks) = state.barrier(partition, &resync).await {
+                    state.settle_in_background(acks);
+                }
             }
             WorkerMsg::Deposed { partition, by } => state.deposed(partition, by),
             WorkerMsg::Incoming { reply } => {
