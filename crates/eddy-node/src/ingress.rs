@@ -17,11 +17,12 @@
 //! times. Nothing is ever forwarded twice, so two disagreeing tables cannot
 //! make a loop.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeIdentity, PeerFailure};
+use eddy_cluster::{ClusterParams, Held, MemberStatus, NodeId, NodeIdentity, PeerFailure};
 use eddy_core::wire::WireEvent;
 use eddy_core::{
     ApplyError, Epoch, KindId, PartitionId, ProducerRef, Registry, Replicated, Seq, Submitted,
@@ -46,6 +47,11 @@ const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 /// Routing rounds for events a peer says it does not own.
 const MAX_ROUTE_ATTEMPTS: usize = 30;
+/// Rounds in a row an owner that gossip calls live may be unreachable
+/// before the batch is refused: a broken link between this node and the
+/// owner does not heal with the table (nothing moves), so the client had
+/// better try another node now than after every round.
+const UNREACHABLE_ROUNDS: usize = 5;
 /// How long a backup's answer is waited for before the owner re-checks the
 /// replica set (a paused backup must not hold writes for the full call
 /// timeout; the table drops it within the failure-detection time).
@@ -346,6 +352,7 @@ impl Ingress {
         let started = Instant::now();
         let mut reply = BatchReply::default();
         let mut pending: Vec<(usize, IngressEvent)> = batch.into_iter().enumerate().collect();
+        let mut unreachable: HashMap<NodeId, usize> = HashMap::new();
         for attempt in 0..MAX_ROUTE_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(ROUTE_RETRY_DELAY).await;
@@ -405,12 +412,23 @@ impl Ingress {
             reply.accepted += local_reply.accepted;
             reply.duplicates += local_reply.duplicates;
             reply.rejected.extend(local_reply.rejected);
-            for ((_, positions, events), (count, outcome)) in remote.into_iter().zip(outcomes) {
+            for ((peer, positions, events), (count, outcome)) in remote.into_iter().zip(outcomes) {
                 let outcome = match outcome {
-                    Ok(outcome) => outcome,
+                    Ok(outcome) => {
+                        unreachable.remove(&peer.name);
+                        outcome
+                    }
                     // Nothing was applied there (no connection, or the peer
                     // is stopping): route again once the table moved on.
                     Err(err) if err.nothing_applied() => {
+                        let rounds = unreachable.entry(peer.name.clone()).or_default();
+                        *rounds += 1;
+                        if *rounds >= UNREACHABLE_ROUNDS {
+                            return Err(IngressError::Unavailable(format!(
+                                "{count} events: their owner {} is live but unreachable from this node ({err}); retry, another node may reach it",
+                                peer.name
+                            )));
+                        }
                         tracing::debug!(%err, "re-routing a batch its owner did not take");
                         pending.extend(positions.into_iter().zip(events).filter_map(
                             |(index, event)| Some((index, self.wire_to_ingress(event)?)),

@@ -43,6 +43,9 @@ pub const SILENT_LINK: Duration = Duration::from_secs(4);
 /// A forwarded write is not queued on a link silent this long while other
 /// requests wait on it: it goes elsewhere at once.
 const SILENT_FAST: Duration = Duration::from_millis(1500);
+/// How long a live peer may take to answer a probe of a link that went
+/// silent while a forwarded request waited on it.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// An answer on the peer link, as the pipelined connection needs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +223,20 @@ async fn call_on(
             Err(no_answer(format!("no answer within {timeout:?}")))
         }
     }
+}
+
+/// Whether `link` answers an empty `Replicate` within [`PROBE_PATIENCE`].
+async fn probe(link: &Pipeline<PeerAnswer>) -> bool {
+    let ping = link.call(|request_id, frame| {
+        encode_frame(
+            &PeerRequestRef::Replicate {
+                request_id,
+                parts: &[],
+            },
+            frame,
+        )
+    });
+    matches!(tokio::time::timeout(PROBE_PATIENCE, ping).await, Ok(Ok(_)))
 }
 
 /// Outgoing links to every peer, opened on demand.
@@ -479,7 +496,30 @@ impl PeerLinks {
         if link.is_silent(SILENT_FAST) {
             return Err(unreachable("the link is silent (cut?)"));
         }
-        call_on(&link, peer, CALL_TIMEOUT, encode).await
+        let call = call_on(&link, peer, CALL_TIMEOUT, encode);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                answer = &mut call => return answer,
+                () = tokio::time::sleep(SILENT_FAST) => {}
+            }
+            // A request sent just as the link was cut would otherwise wait
+            // the whole call timeout (10 s) while its client could have
+            // gone elsewhere; but the answer may just be slow (the owner
+            // waits for its backups). A probe tells them apart: an empty
+            // `Replicate`, answered at once by a live peer. The request may
+            // have been applied there, so this is no `Unreachable` (which
+            // is re-routed): the client retries, with its producer ids.
+            // The link is left to the replication timeouts to give up.
+            if link.link().silence() >= SILENT_FAST && !probe(&link).await {
+                return Err(PeerError::NoAnswer {
+                    node: peer.name.clone(),
+                    reason: format!(
+                        "the link went silent while the request waited, and a probe got no answer within {PROBE_PATIENCE:?} (cut?)"
+                    ),
+                });
+            }
+        }
     }
 
     /// Queues a request for partition workers, which must never wait
