@@ -298,6 +298,22 @@ impl OwnerIsr {
             Some(_) => None,
         }
     }
+
+    /// The expansion of `member` proposed from version `at` was not
+    /// committed in time: lost with a leader, or on a connection that
+    /// broke. Nothing else would propose it again while the assignment
+    /// stays at that version, and under `min_insync_replicas` a partition
+    /// short of copies waits for exactly this expansion. So `member` is a
+    /// candidate again, from what is acknowledged now, and its next
+    /// confirmation proposes it anew. A late commit of the lost proposal
+    /// is harmless: the new one names the same version and is rejected.
+    pub fn expansion_lost(&mut self, member: &MemberId, at: u64) {
+        if let Some(joining) = self.joining.get_mut(member)
+            && *joining == (Joining::Proposed { at })
+        {
+            *joining = Joining::Candidate { since: self.acked };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -423,6 +439,26 @@ mod tests {
             panic!("no expansion");
         };
         assert_eq!(grown, vec![id("a"), id("b"), id("c")]);
+    }
+
+    #[test]
+    fn a_lost_expansion_is_proposed_again_at_the_next_confirmation() {
+        let a = assignment(1, 1, &["a", "b"]);
+        let mut isr = OwnerIsr::with_min_insync(PartitionId(0), id("a"), &a, 2);
+        isr.set_silent(set(&["b"]));
+        isr.confirmed(&id("c"), Seq(0));
+        let first = isr.confirmed(&id("c"), Seq(0));
+        assert!(first.is_some(), "proposed");
+        // Not committed, and nothing else changed the assignment: without
+        // word of the loss it would never be proposed again.
+        assert_eq!(isr.confirmed(&id("c"), Seq(0)), None);
+        // Word of a loss from another version changes nothing.
+        isr.expansion_lost(&id("c"), 7);
+        assert_eq!(isr.confirmed(&id("c"), Seq(0)), None);
+        isr.expansion_lost(&id("c"), 1);
+        assert_eq!(isr.confirmed(&id("c"), Seq(0)), first);
+        // Still required meanwhile: writes wait for it.
+        assert!(isr.is_required(&id("c")));
     }
 
     #[test]

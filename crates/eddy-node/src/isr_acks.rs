@@ -222,7 +222,7 @@ impl IsrAcks {
             .flatten();
         if let Some(command) = expand {
             metrics::counter!("eddy_isr_expansions_proposed_total").increment(1);
-            self.propose_in_background(partition, command);
+            self.propose_in_background(partition, member.clone(), command);
         }
     }
 
@@ -232,8 +232,11 @@ impl IsrAcks {
     /// is: a substitute still joins when this owner's link to the leader is
     /// the one cut (write-path rule 7), without every expansion of a
     /// re-placement costing a proposal per voter.
-    fn propose_in_background(&self, partition: PartitionId, command: Command) {
+    fn propose_in_background(&self, partition: PartitionId, member: MemberId, command: Command) {
         let this = self.clone();
+        let Command::SetIsr { version, .. } = command else {
+            return;
+        };
         tokio::spawn(async move {
             let mut committed = this
                 .control
@@ -242,10 +245,21 @@ impl IsrAcks {
             if committed.is_none() {
                 committed = this.control.propose_isr(command, COMMIT_WAIT, true).await;
             }
-            if let Some(assignment) = committed {
-                this.adopt(partition, &assignment);
+            match committed {
+                Some(assignment) => this.adopt(partition, &assignment),
+                None => this.expansion_lost(partition, &member, version),
             }
         });
+    }
+
+    /// An expansion proposed from `version` did not commit: `member` is
+    /// proposed again at its next confirmation (`OwnerIsr::expansion_lost`).
+    fn expansion_lost(&self, partition: PartitionId, member: &MemberId, version: u64) {
+        metrics::counter!("eddy_isr_expansions_lost_total").increment(1);
+        let mut trackers = self.trackers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tracker) = trackers.get_mut(&partition) {
+            tracker.expansion_lost(member, version);
+        }
     }
 
     /// A committed assignment a voter reported, possibly ahead of this

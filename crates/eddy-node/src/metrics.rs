@@ -223,6 +223,12 @@ pub const CATALOG: &[(&str, Kind, &str, &str)] = &[
         "Backups this node proposed into an ISR as owner once they held everything acknowledged",
     ),
     (
+        "eddy_isr_expansions_lost_total",
+        Kind::Counter,
+        "",
+        "Expansions this node proposed as owner that did not commit in time (a leader change, a broken connection); each is proposed again at the backup's next confirmation",
+    ),
+    (
         "eddy_takeovers_without_copy_total",
         Kind::Counter,
         "",
