@@ -47,11 +47,15 @@ const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
 /// Routing rounds for events a peer says it does not own.
 const MAX_ROUTE_ATTEMPTS: usize = 30;
-/// Rounds in a row an owner that gossip calls live may be unreachable
-/// before the batch is refused: a broken link between this node and the
-/// owner does not heal with the table (nothing moves), so the client had
-/// better try another node now than after every round.
+/// Rounds an owner that gossip calls live may be unreachable while its
+/// link looks cut (a failed connect within [`CUT_OFF_WITHIN`], or a silent
+/// link) before the batch is refused: a broken link between this node and
+/// the owner does not heal with the table (nothing moves), so the client
+/// had better try another node now than after every round. A link still
+/// being opened the first time (a cluster just formed) does not count.
 const UNREACHABLE_ROUNDS: usize = 5;
+/// See [`UNREACHABLE_ROUNDS`].
+const CUT_OFF_WITHIN: Duration = Duration::from_secs(5);
 /// How long a backup's answer is waited for before the owner re-checks the
 /// replica set (a paused backup must not hold writes for the full call
 /// timeout; the table drops it within the failure-detection time).
@@ -422,7 +426,9 @@ impl Ingress {
                     // is stopping): route again once the table moved on.
                     Err(err) if err.nothing_applied() => {
                         let rounds = unreachable.entry(peer.name.clone()).or_default();
-                        *rounds += 1;
+                        if self.inner.peers.looks_cut_off(&peer.name, CUT_OFF_WITHIN) {
+                            *rounds += 1;
+                        }
                         if *rounds >= UNREACHABLE_ROUNDS {
                             return Err(IngressError::Unavailable(format!(
                                 "{count} events: their owner {} is live but unreachable from this node ({err}); retry, another node may reach it",

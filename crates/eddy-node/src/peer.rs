@@ -316,6 +316,22 @@ impl PeerLinks {
         linked
     }
 
+    /// Whether `peer` looks cut off from here, not merely not connected
+    /// yet: the last attempt to connect to it failed within `within`, or
+    /// its link is silent while requests wait on it.
+    pub fn looks_cut_off(&self, peer: &NodeId, within: Duration) -> bool {
+        let failed = self
+            .failed
+            .lock()
+            .ok()
+            .and_then(|f| f.get(peer).copied())
+            .is_some_and(|at| at.elapsed() < within);
+        failed
+            || self
+                .established(peer)
+                .is_some_and(|link| link.is_silent(SILENT_FAST))
+    }
+
     /// Whether connecting to `peer` failed within `RETRY_LINK_AFTER`.
     fn failed_recently(&self, peer: &NodeId) -> bool {
         self.failed
