@@ -296,13 +296,11 @@ impl IsrAcks {
         let any_needed = failed.iter().any(|(p, _)| is_needed(*p));
         self.heard(backup, parts.len(), failed, any_needed);
         for &(partition, through) in parts {
-            if !failed.iter().any(|(p, _)| *p == partition) {
+            let Some((_, failure)) = failed.iter().find(|(p, _)| *p == partition) else {
                 self.note(cluster, partition, &member, through);
                 continue;
-            }
-            if let Some((_, failure)) = failed.iter().find(|(p, _)| *p == partition) {
-                self.resync(partition, backup, failure);
-            }
+            };
+            self.resync(partition, backup, failure);
             if is_needed(partition) {
                 needed.push(partition);
             }
