@@ -52,6 +52,7 @@ pub enum PeerRequest {
         /// The sender's epoch.
         epoch: u64,
         /// A chunk of `eddy_core::snapshot`, in order.
+        #[serde(with = "serde_bytes")]
         chunk: Vec<u8>,
         /// Whether this is the last chunk.
         last: bool,
@@ -74,6 +75,7 @@ pub enum PeerRequest {
         /// Echoed in the answer.
         request_id: u64,
         /// The controller message, encoded by the node.
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
 }
@@ -113,6 +115,7 @@ pub enum PeerRequestRef<'a> {
         /// See [`PeerRequest::Snapshot`].
         epoch: u64,
         /// The chunk.
+        #[serde(with = "serde_bytes")]
         chunk: &'a [u8],
         /// Whether this is the last chunk.
         last: bool,
@@ -160,6 +163,7 @@ pub enum PeerResponse {
         /// The request's id.
         request_id: u64,
         /// The controller's answer, encoded by the node.
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
     /// The request was not carried out at all.
@@ -251,6 +255,7 @@ pub struct ReplicaPart {
     /// The sender's epoch for it.
     pub epoch: u64,
     /// Entries encoded back-to-back; empty is a barrier.
+    #[serde(with = "serde_bytes")]
     pub entries: Vec<u8>,
 }
 
@@ -262,6 +267,7 @@ pub struct ReplicaPartRef<'a> {
     /// The sender's epoch for it.
     pub epoch: u64,
     /// Entries encoded back-to-back; empty is a barrier.
+    #[serde(with = "serde_bytes")]
     pub entries: &'a [u8],
 }
 

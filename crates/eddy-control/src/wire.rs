@@ -90,6 +90,7 @@ pub struct SnapshotRecord {
     /// Voter configuration at `index`.
     pub conf: ConfStateRecord,
     /// `ClusterConfig::encode` at `index`.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -102,8 +103,10 @@ pub struct EntryRecord {
     /// Log index.
     pub index: u64,
     /// Payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Raft's per-entry context (unused by eddy, kept for fidelity).
+    #[serde(with = "serde_bytes")]
     pub context: Vec<u8>,
 }
 
@@ -123,6 +126,7 @@ struct MessageRecord {
     request_snapshot: u64,
     reject: bool,
     reject_hint: u64,
+    #[serde(with = "serde_bytes")]
     context: Vec<u8>,
     priority: i64,
 }

@@ -32,6 +32,7 @@ pub struct EventInput {
     /// The key.
     pub key: String,
     /// Postcard encoding of the kind's `Event` (see [`crate::encode_event`]).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Set when the client wants exactly-once across retries.
     pub producer: Option<ProducerRef>,
@@ -117,7 +118,7 @@ pub struct EventRef<'a> {
     /// The key.
     pub key: &'a str,
     /// Postcard encoding of the kind's `Event`.
-    #[serde(serialize_with = "as_bytes")]
+    #[serde(with = "serde_bytes")]
     pub payload: &'a [u8],
     /// Idempotent producer, if any.
     #[serde(borrow)]
@@ -179,15 +180,6 @@ impl EntryView<'_> {
             },
         }
     }
-}
-
-/// Serializes a byte slice as one postcard byte string — the same bytes as the
-/// `Vec<u8>` sequence encoding of the owned type, written in one copy.
-pub(crate) fn as_bytes<S: serde::Serializer>(
-    bytes: &&[u8],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bytes(bytes)
 }
 
 // KindId travels inside entries between nodes of one cluster, which register

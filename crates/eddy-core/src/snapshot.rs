@@ -53,7 +53,7 @@ enum Record<'a> {
     Key {
         kind: u16,
         key: &'a str,
-        #[serde(serialize_with = "crate::entry::as_bytes")]
+        #[serde(with = "serde_bytes")]
         state: &'a [u8],
     },
     Timer {

@@ -40,6 +40,7 @@ pub struct WireEvent {
     /// Key.
     pub key: CompactString,
     /// Postcard encoding of the kind's event.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Idempotent producer, if any.
     pub producer: Option<ProducerRef>,

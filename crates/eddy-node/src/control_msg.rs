@@ -15,7 +15,7 @@ pub const CONTROL_MSG_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// A Raft frame (`eddy_control::wire`), one-way: answered `Ack` at once.
-    Raft(Vec<u8>),
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Who are you and what Raft state do you hold? (bootstrap, join)
     Status,
     /// Commit this member (a non-voter, a wiped node). Proposed by the
@@ -30,6 +30,7 @@ pub enum ControlRequest {
     /// not receive the Raft log (every node that is not a voter).
     Config {
         /// `ClusterConfig::encode`.
+        #[serde(with = "serde_bytes")]
         config: Vec<u8>,
         /// The leader's name.
         leader: NodeId,
