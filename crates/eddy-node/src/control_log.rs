@@ -79,11 +79,16 @@ pub struct Opened {
 }
 
 impl ControlLog {
+    /// Where the log of `data_dir` lives.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DIR).join(FILE)
+    }
+
     /// Opens (or creates) the log in `data_dir` and loads its state.
     pub fn open(data_dir: &Path) -> Result<Opened, ControlLogError> {
         let dir = data_dir.join(DIR);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(FILE);
+        let path = Self::path(data_dir);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),

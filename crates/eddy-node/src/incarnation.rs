@@ -25,6 +25,15 @@ pub enum IncarnationError {
         /// Why.
         source: std::io::Error,
     },
+    /// A voter's incarnation was found without its Raft log: the votes it
+    /// cast are gone, and voting again could elect two leaders in one term.
+    #[error(
+        "{log}: missing, but this voter's incarnation exists; restore the Raft log, or delete data_dir to rejoin as a new member"
+    )]
+    RaftLogMissing {
+        /// Where the log should be.
+        log: PathBuf,
+    },
     /// The file does not hold one decimal number (damaged): refused rather
     /// than silently becoming a new member.
     #[error(
@@ -73,6 +82,30 @@ pub fn load_or_create(dir: &Path) -> Result<u64, IncarnationError> {
     Ok(incarnation)
 }
 
+/// [`load_or_create`] for a voter, whose incarnation holds only together
+/// with its Raft log at `raft_log` (the log carries the votes this
+/// incarnation cast). A new incarnation's log is created first, so an
+/// incarnation found without its log lost it, and is refused.
+pub fn load_or_create_voter(dir: &Path, raft_log: &Path) -> Result<u64, IncarnationError> {
+    if dir.join(FILE).exists() {
+        if !raft_log.exists() {
+            return Err(IncarnationError::RaftLogMissing {
+                log: raft_log.to_path_buf(),
+            });
+        }
+    } else if !raft_log.exists() {
+        if let Some(parent) = raft_log.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| IncarnationError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        crate::replace_file::replace_file(raft_log, b"")
+            .map_err(|(path, source)| IncarnationError::Io { path, source })?;
+    }
+    load_or_create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +132,31 @@ mod tests {
             second > first,
             "a wiped directory is a new, higher incarnation"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_voter_incarnation_without_its_raft_log_is_refused() {
+        let dir = scratch("voter");
+        let log = dir.join("raft").join("controller.log");
+        let first = load_or_create_voter(&dir, &log).unwrap();
+        assert!(
+            log.exists(),
+            "a new voter incarnation creates its log first"
+        );
+        assert_eq!(load_or_create_voter(&dir, &log).unwrap(), first);
+        std::fs::write(&log, b"votes").unwrap();
+        assert_eq!(
+            load_or_create_voter(&dir, &log).unwrap(),
+            first,
+            "an existing log is kept as it is"
+        );
+        assert_eq!(std::fs::read(&log).unwrap(), b"votes");
+        std::fs::remove_file(&log).unwrap();
+        assert!(matches!(
+            load_or_create_voter(&dir, &log),
+            Err(IncarnationError::RaftLogMissing { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -223,6 +223,11 @@ impl NodeBuilder {
             .as_ref()
             .is_some_and(|dir| dir.join(crate::incarnation::FILE).exists());
         let incarnation = match &config.data_dir {
+            Some(dir) if config.is_voter() => crate::incarnation::load_or_create_voter(
+                dir,
+                &crate::control_log::ControlLog::path(dir),
+            )
+            .map_err(|err| NodeError::Storage(err.to_string()))?,
             Some(dir) => crate::incarnation::load_or_create(dir)
                 .map_err(|err| NodeError::Storage(err.to_string()))?,
             None => crate::incarnation::fresh(),
