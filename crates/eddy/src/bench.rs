@@ -142,11 +142,20 @@ impl Target {
     async fn submit(&self, batch: &[WireEvent]) -> Result<eddy_client::Ack, String> {
         match self {
             Target::Node(client) => client.submit(batch).await,
-            Target::Cluster(client) => client.submit(batch).await,
+            // Under peak load an owner refuses a batch its backup could not
+            // confirm in time (503, nothing acknowledged); a client retries
+            // such refusals, and so does the bench. Without producer ids a
+            // retried part may apply twice: the bench measures throughput,
+            // not state.
+            Target::Cluster(client) => client.submit_retrying(batch, RETRY_PATIENCE).await,
         }
         .map_err(|err| err.to_string())
     }
 }
+
+/// How long a cluster bench keeps retrying a refused batch before it
+/// reports the refusal as an error.
+const RETRY_PATIENCE: Duration = Duration::from_secs(30);
 
 fn now_ms() -> u64 {
     SystemTime::now()
