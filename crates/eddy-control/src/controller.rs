@@ -575,6 +575,17 @@ impl Controller {
     }
 }
 
+/// Whether a configuration a leader pushed, at `(term, applied index)`, is
+/// at least as new as the `held` one a non-voter learnt from a push.
+/// Committed configurations form one sequence by index, whatever the term
+/// of the leader that applied them: a new leader may push an applied index
+/// below what its deposed predecessor already pushed (it has not applied
+/// the last committed entries yet), and ordering by term first would take
+/// the non-voter back to an older configuration.
+pub fn pushed_is_newer(held: Option<(u64, u64)>, pushed: (u64, u64)) -> bool {
+    held.is_none_or(|(term, index)| (pushed.1, pushed.0) >= (index, term))
+}
+
 #[cfg(test)]
 mod tests {
     use eddy_core::{Epoch, PartitionId};
@@ -586,6 +597,32 @@ mod tests {
 
     fn member(i: usize) -> MemberId {
         MemberId::new(&*format!("node-{i}"), 1)
+    }
+
+    #[test]
+    fn a_push_is_newer_by_its_applied_index_not_its_leaders_term() {
+        assert!(pushed_is_newer(None, (1, 0)), "the first push is taken");
+        let held = Some((4, 101));
+        assert!(
+            !pushed_is_newer(held, (5, 100)),
+            "a new leader that has not applied 101 yet does not take the non-voter back"
+        );
+        assert!(
+            pushed_is_newer(held, (5, 101)),
+            "the same entry, newer leader"
+        );
+        assert!(
+            !pushed_is_newer(held, (3, 101)),
+            "the same entry, older leader"
+        );
+        assert!(
+            pushed_is_newer(held, (4, 102)),
+            "a later committed entry from the same leader"
+        );
+        assert!(
+            pushed_is_newer(held, (3, 102)),
+            "a deposed leader's applied entries were committed: still newer"
+        );
     }
 
     fn initial(voters: usize) -> ClusterConfig {

@@ -55,7 +55,7 @@ pub mod wire;
 pub use bootstrap::{BootstrapDecision, RaftPresence, bootstrap_decision};
 pub use command::{Command, Proposal, ProposalTag, Rejection};
 pub use controller::{
-    Applied, ControlError, Controller, ControllerSettings, InjectedBug, Outbound,
+    Applied, ControlError, Controller, ControllerSettings, InjectedBug, Outbound, pushed_is_newer,
 };
 pub use isr::{Decision, MinInsync, OwnerIsr};
 pub use member::{Member, MemberId, MemberInfo, RaftId};

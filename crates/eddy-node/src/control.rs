@@ -791,10 +791,10 @@ impl Driver {
                         return ControlResponse::Refused(err.to_string());
                     }
                 };
-                let newer = self
-                    .known
-                    .as_ref()
-                    .is_none_or(|k| (term, index) >= (k.term, k.index));
+                let newer = eddy_control::pushed_is_newer(
+                    self.known.as_ref().map(|k| (k.term, k.index)),
+                    (term, index),
+                );
                 if newer {
                     self.leader_hint = Some(leader.clone());
                     self.known = Some(Known {
