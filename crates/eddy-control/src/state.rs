@@ -251,16 +251,16 @@ impl ClusterConfig {
         // Per partition command only its partition is checked: the full
         // check costs a member lookup per ISR entry of every partition, and
         // a churning cluster applies thousands of these commands.
-        #[cfg(debug_assertions)]
-        {
-            let checked = match command {
+        debug_assert_eq!(
+            match command {
                 Command::Elect { partition, .. } | Command::SetIsr { partition, .. } => {
                     self.check_partition(*partition)
                 }
                 _ => self.check_invariants(),
-            };
-            debug_assert_eq!(checked, Ok(()), "after {command:?}");
-        }
+            },
+            Ok(()),
+            "after {command:?}"
+        );
         result
     }
 

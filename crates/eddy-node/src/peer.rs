@@ -320,13 +320,7 @@ impl PeerLinks {
     /// yet: the last attempt to connect to it failed within `within`, or
     /// its link is silent while requests wait on it.
     pub fn looks_cut_off(&self, peer: &NodeId, within: Duration) -> bool {
-        let failed = self
-            .failed
-            .lock()
-            .ok()
-            .and_then(|f| f.get(peer).copied())
-            .is_some_and(|at| at.elapsed() < within);
-        failed
+        self.failed_within(peer, within)
             || self
                 .established(peer)
                 .is_some_and(|link| link.is_silent(SILENT_FAST))
@@ -334,11 +328,16 @@ impl PeerLinks {
 
     /// Whether connecting to `peer` failed within `RETRY_LINK_AFTER`.
     fn failed_recently(&self, peer: &NodeId) -> bool {
+        self.failed_within(peer, RETRY_LINK_AFTER)
+    }
+
+    /// Whether the last attempt to connect to `peer` failed within `within`.
+    fn failed_within(&self, peer: &NodeId, within: Duration) -> bool {
         self.failed
             .lock()
             .ok()
             .and_then(|f| f.get(peer).copied())
-            .is_some_and(|at| at.elapsed() < RETRY_LINK_AFTER)
+            .is_some_and(|at| at.elapsed() < within)
     }
 
     /// Injected faults on the way out: the link is down, or slow.
