@@ -391,6 +391,9 @@ impl IsrAcks {
         let mut outcomes = Vec::new();
         for (member, backup, parts, failed) in answers {
             self.heard(&backup, parts.len(), &failed, true);
+            if let Some((partition, failure)) = failed.first() {
+                tracing::debug!(%backup, partition = partition.0, failed = failed.len(), %failure, "a needed backup did not confirm");
+            }
             for (partition, failure) in &failed {
                 match failure {
                     AckFailure::Stale(by) => outcomes.push(Outcome::Deposed(*partition, *by)),

@@ -328,6 +328,11 @@ impl NodeBuilder {
             unreachable_tx,
         );
         tokio::spawn(isr.clone().expire_unreachable(shutdown_rx.clone()));
+        tokio::spawn(
+            peers
+                .clone()
+                .keep_open(cluster.watch(), shutdown_rx.clone()),
+        );
         let lost = crate::ownership::LostCopies::default();
         let worker = WorkerArgs {
             isr: isr.clone(),

@@ -123,7 +123,9 @@ impl PeerError {
     }
 }
 
-type Link = Arc<tokio::sync::Mutex<Option<Arc<Pipeline<PeerAnswer>>>>>;
+/// Held while a link to one peer is opened, so concurrent callers share
+/// one connection.
+type Connecting = Arc<tokio::sync::Mutex<()>>;
 
 /// After a failed connection attempt, calls to that peer fail at once for
 /// this long instead of each waiting for a connect or handshake timeout.
@@ -245,7 +247,13 @@ pub struct PeerLinks {
     local: NodeId,
     params: ClusterParams,
     max_frame_bytes: usize,
-    links: Arc<Mutex<HashMap<NodeId, Link>>>,
+    /// The open link to each peer, apart from the locks that open them:
+    /// a worker reads it without waiting, and never finds it missing
+    /// because another worker reads it at the same moment (that made a
+    /// backup look unlinked, and its write was refused).
+    links: Arc<Mutex<HashMap<NodeId, Arc<Pipeline<PeerAnswer>>>>>,
+    /// One lock per peer, held while a link to it is opened.
+    opening: Arc<Mutex<HashMap<NodeId, Connecting>>>,
     failed: Arc<Mutex<HashMap<NodeId, std::time::Instant>>>,
     /// Peers a background connection is being made to (see
     /// [`PeerLinks::start_without_waiting`]).
@@ -269,6 +277,7 @@ impl PeerLinks {
             params,
             max_frame_bytes,
             links: Arc::default(),
+            opening: Arc::default(),
             failed: Arc::default(),
             connecting: Arc::default(),
             faults,
@@ -286,6 +295,7 @@ impl PeerLinks {
     pub fn apart(&self) -> PeerLinks {
         PeerLinks {
             links: Arc::default(),
+            opening: Arc::default(),
             failed: Arc::default(),
             connecting: Arc::default(),
             ..self.clone()
@@ -362,10 +372,8 @@ impl PeerLinks {
 
     /// The link to `peer` if it is up now, without waiting for anything.
     fn established(&self, peer: &NodeId) -> Option<Arc<Pipeline<PeerAnswer>>> {
-        let slot = self.links.lock().ok()?.get(peer)?.clone();
-        // Locked only while connecting: then it is not up.
-        let slot = slot.try_lock().ok()?;
-        slot.as_ref().filter(|p| !p.is_closed()).cloned()
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.get(peer).filter(|p| !p.is_closed()).cloned()
     }
 
     /// Opens the link to `peer` in a task of its own, unless one is already
@@ -391,18 +399,13 @@ impl PeerLinks {
     }
 
     async fn connect(&self, peer: &NodeIdentity) -> Result<Arc<Pipeline<PeerAnswer>>, PeerError> {
-        let slot = {
-            let mut links = self.links.lock().map_err(|_| PeerError::Unreachable {
-                node: peer.name.clone(),
-                addr: peer.peer_addr,
-                reason: "link table poisoned".into(),
-            })?;
-            links.entry(peer.name.clone()).or_default().clone()
+        let opening = {
+            let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            opening.entry(peer.name.clone()).or_default().clone()
         };
-        // Held while connecting so concurrent callers share one connection.
-        let mut slot = slot.lock().await;
-        if let Some(pipeline) = slot.as_ref().filter(|p| !p.is_closed()) {
-            return Ok(pipeline.clone());
+        let _opening = opening.lock().await;
+        if let Some(pipeline) = self.established(&peer.name) {
+            return Ok(pipeline);
         }
         let unreachable = |reason: String| PeerError::Unreachable {
             node: peer.name.clone(),
@@ -466,8 +469,12 @@ impl PeerLinks {
             Ok(other) => return Err(unreachable(format!("no handshake ({other:?})"))),
             Err(_) => return Err(unreachable("handshake timed out".into())),
         }
+        tracing::debug!(peer = %peer.name, to = %peer.peer_addr, "peer link opened");
         let pipeline = Arc::new(pipeline);
-        *slot = Some(pipeline.clone());
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer.name.clone(), pipeline.clone());
         Ok(pipeline)
     }
 
@@ -533,6 +540,38 @@ impl PeerLinks {
                         "the link went silent while the request waited, and a probe got no answer within {PROBE_PATIENCE:?} (cut?)"
                     ),
                 });
+            }
+        }
+    }
+
+    /// Keeps a link open to every other live member, until `shutdown`:
+    /// opened as soon as gossip shows the member, and again each second
+    /// while it is down. Workers never wait for a connection, so a link
+    /// opened only by the first write left that write's needed backup
+    /// unasked — refused under `min_insync_replicas`, and the backup's log
+    /// left with a gap to fill by snapshot.
+    pub async fn keep_open(
+        self,
+        mut cluster: watch::Receiver<Arc<crate::cluster::ClusterState>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = cluster.changed() => if changed.is_err() { return },
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+            let state = cluster.borrow_and_update().clone();
+            for member in &state.members {
+                let peer = &member.identity;
+                if member.status.is_live()
+                    && peer.name != self.local
+                    && self.established(&peer.name).is_none()
+                {
+                    self.connect_in_background(peer);
+                }
             }
         }
     }
@@ -987,5 +1026,159 @@ fn peer_failure(err: IngressError) -> PeerFailure {
         IngressError::Overloaded { retry_after_ms } => PeerFailure::Overloaded { retry_after_ms },
         IngressError::NotReady => PeerFailure::NotReady,
         IngressError::Unavailable(message) => PeerFailure::Unavailable(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_cluster::testing::{identity, node_names};
+    use eddy_cluster::{MemberEntry, MemberStatus, Placement};
+    use eddy_core::Timestamp;
+    use eddy_core::wire::decode_frame;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::cluster::ClusterState;
+
+    const MAX_FRAME: usize = 1 << 20;
+
+    /// A peer that welcomes every link as `name`, then reads and drops
+    /// whatever comes; counts the links it welcomed.
+    async fn welcoming_peer(name: &str) -> (SocketAddr, watch::Receiver<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        let (welcomed, count) = watch::channel(0);
+        let name = NodeId::new(name);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let hello = loop {
+                    let mut chunk = [0u8; 4096];
+                    let Ok(read @ 1..) = stream.read(&mut chunk).await else {
+                        break None;
+                    };
+                    buf.extend_from_slice(&chunk[..read]);
+                    if let Ok(Some((request, _))) = decode_frame::<PeerRequest>(&buf, MAX_FRAME) {
+                        break Some(request);
+                    }
+                };
+                if !matches!(hello, Some(PeerRequest::Hello { .. })) {
+                    continue;
+                }
+                let mut frame = Vec::new();
+                encode_frame(&PeerResponse::Welcome { node: name.clone() }, &mut frame)
+                    .expect("encodes");
+                stream.write_all(&frame).await.expect("writes");
+                welcomed.send_modify(|n| *n += 1);
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 65_536];
+                    while matches!(stream.read(&mut sink).await, Ok(1..)) {}
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    fn links() -> PeerLinks {
+        let local = identity("node-0", 0);
+        PeerLinks::new(
+            local.name.clone(),
+            local.params(),
+            MAX_FRAME,
+            Arc::default(),
+            None,
+        )
+    }
+
+    fn state_with(peer: NodeIdentity) -> ClusterState {
+        let local = identity("node-0", 0);
+        let members = [local.clone(), peer]
+            .into_iter()
+            .map(|identity| MemberEntry {
+                identity,
+                status: MemberStatus::Up,
+                since: Timestamp(0),
+            })
+            .collect();
+        ClusterState {
+            local,
+            members,
+            view_version: 1,
+            placement: Placement::new(&node_names(2), 64, 2),
+            committed: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_to_each_live_member_is_opened_before_anything_is_sent() {
+        let (addr, mut welcomed) = welcoming_peer("node-1").await;
+        let mut peer = identity("node-1", 1);
+        peer.peer_addr = addr;
+        let links = links();
+        let (_cluster, cluster_rx) = watch::channel(Arc::new(state_with(peer.clone())));
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(links.clone().keep_open(cluster_rx, stop_rx));
+        tokio::time::timeout(Duration::from_secs(10), welcomed.wait_for(|n| *n >= 1))
+            .await
+            .expect("a link within 10 s")
+            .expect("peer runs");
+        // The handshake's answer is read a moment after the peer sent it.
+        let up = async {
+            while links.established(&peer.name).is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), up)
+            .await
+            .expect("the link is up for workers to ship on");
+        assert_eq!(*welcomed.borrow(), 1, "one link per peer");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn callers_checking_the_link_never_hide_it_from_shipping_workers() {
+        let (addr, mut welcomed) = welcoming_peer("node-1").await;
+        let mut peer = identity("node-1", 1);
+        peer.peer_addr = addr;
+        let links = links();
+        links.connect(&peer).await.expect("links");
+        welcomed.wait_for(|n| *n >= 1).await.expect("peer runs");
+        // Forwarded calls and the keep-open task go through `link`, which
+        // may open the link; workers only read it, and must find it.
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                let (links, peer) = (links.clone(), peer.clone());
+                tokio::spawn(async move {
+                    for _ in 0..20_000 {
+                        links.link(&peer).await.expect("the link stays up");
+                    }
+                })
+            })
+            .collect();
+        let shippers: Vec<_> = (0..4)
+            .map(|_| {
+                let (links, peer) = (links.clone(), peer.clone());
+                tokio::spawn(async move {
+                    let mut unlinked = 0;
+                    for round in 0..50_000 {
+                        if links.established(&peer.name).is_none() {
+                            unlinked += 1;
+                        }
+                        if round % 1_000 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    unlinked
+                })
+            })
+            .collect();
+        for checker in checkers {
+            checker.await.expect("checker runs");
+        }
+        let mut unlinked = 0;
+        for shipper in shippers {
+            unlinked += shipper.await.expect("shipper runs");
+        }
+        assert_eq!(unlinked, 0, "reads that found no link while it was up");
+        assert_eq!(*welcomed.borrow(), 1, "one link all along");
     }
 }
