@@ -151,6 +151,8 @@ struct Inner {
     peers: PeerLinks,
     wait_for_backups: bool,
     isr: IsrAcks,
+    /// When an owner last shipped entries (or its periodic check) here.
+    shipped_here: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// What an ingress is built from.
@@ -204,6 +206,7 @@ impl Ingress {
                 peers,
                 wait_for_backups,
                 isr,
+                shipped_here: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -303,6 +306,23 @@ impl Ingress {
             .budgets
             .iter()
             .all(|budget| budget.available_permits() >= self.inner.max_inflight_events)
+    }
+
+    /// Whether an owner shipped to this node as its backup within `within`.
+    pub(crate) fn shipped_here_within(&self, within: std::time::Duration) -> bool {
+        let shipped = self.inner.shipped_here.lock().map(|at| *at);
+        shipped
+            .unwrap_or_else(|p| *p.into_inner())
+            .is_some_and(|at| at.elapsed() < within)
+    }
+
+    fn note_shipped_here(&self) {
+        let mut shipped = self
+            .inner
+            .shipped_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *shipped = Some(std::time::Instant::now());
     }
 
     fn partition(&self, kind: KindId, key: &str) -> PartitionId {
@@ -636,6 +656,7 @@ impl Ingress {
         epoch: Epoch,
         entries: Vec<u8>,
     ) -> oneshot::Receiver<Replicated> {
+        self.note_shipped_here();
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
             let write = PeerWrite::Replicate {
@@ -656,6 +677,7 @@ impl Ingress {
         chunk: Vec<u8>,
         last: bool,
     ) -> oneshot::Receiver<Replicated> {
+        self.note_shipped_here();
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
             let write = PeerWrite::Snapshot {

@@ -737,6 +737,30 @@ async fn handed_over(
     tracing::info!("every partition re-placed on the others");
 }
 
+/// How long no owner may have shipped to a leaving node before it goes:
+/// longer than an owner's periodic check of its backups, which goes on
+/// while the owner counts this node among them.
+const UNSHIPPED_FOR: Duration =
+    crate::worker::OWNER_CHECK_EVERY.saturating_add(Duration::from_millis(500));
+/// The longest a leave waits for that quiet (an owner cut off from the
+/// controller may never learn of the hand-over).
+const UNSHIPPED_MAX: Duration = Duration::from_secs(5);
+
+/// Waits, at most [`UNSHIPPED_MAX`], until no owner ships to this node:
+/// the owners apply the hand-over [`handed_over`] saw committed a moment
+/// later, and until then they still count this node's copy among those a
+/// write needs — gone, it would have them refuse writes.
+async fn until_unshipped(ingress: &Ingress) {
+    let give_up = tokio::time::Instant::now() + UNSHIPPED_MAX;
+    while ingress.shipped_here_within(UNSHIPPED_FOR) {
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!("stopping while owners still ship to this node as a backup");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Takes this node back into the ring placement whenever the committed
 /// configuration shows it draining — a node that left gracefully and came
 /// back with its `data_dir` — until aborted (by [`RunningNode::stop`]).
@@ -864,6 +888,7 @@ impl RunningNode {
                 draining: true,
             }]);
         handed_over(self.committed, &self.me).await;
+        until_unshipped(&self.ingress).await;
         // Then gone from gossip: peers need not wait for detection.
         self.cluster.leave().await;
         tokio::time::sleep(self.drain).await;

@@ -36,7 +36,7 @@ use crate::writer::{Done, StorageWriter, complete};
 use eddy_replica::{Admit, Installed, Parked, Placement, Role, Route, Slot, Take};
 
 /// How often an owner checks that its backups still follow it.
-const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const OWNER_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A backup's answer to come for entries shipped by this owner.
 pub struct ReplicaAck {

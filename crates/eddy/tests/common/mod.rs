@@ -151,7 +151,13 @@ impl NodeProcess {
         args: &[String],
     ) -> NodeProcess {
         let mut command = Command::new(binary);
-        command.arg("node").args(args).stdout(Stdio::piped());
+        // The harness's own variable is no node setting: a node would warn
+        // about it on its first log line.
+        command
+            .arg("node")
+            .args(args)
+            .stdout(Stdio::piped())
+            .env_remove("EDDY_TEST_NODE_LOGS");
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
