@@ -248,9 +248,9 @@ pub struct PeerLinks {
     params: ClusterParams,
     max_frame_bytes: usize,
     /// The open link to each peer, apart from the locks that open them:
-    /// a worker reads it without waiting, and never finds it missing
-    /// because another worker reads it at the same moment (that made a
-    /// backup look unlinked, and its write was refused).
+    /// a worker reads it without waiting, also while another caller opens
+    /// or checks the link (read through that lock, the link looked missing
+    /// whenever the lock was held, and the worker's write was refused).
     links: Arc<Mutex<HashMap<NodeId, Arc<Pipeline<PeerAnswer>>>>>,
     /// One lock per peer, held while a link to it is opened.
     opening: Arc<Mutex<HashMap<NodeId, Connecting>>>,
