@@ -66,19 +66,21 @@ pub(crate) async fn json_when_served(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        if status != 200 {
-            return Err(format!("{url}: {status} {body}"));
-        }
-        return serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"));
+        return ok_json(&url, status, &body);
     }
 }
 
 pub(crate) async fn json(url: String) -> Result<serde_json::Value, String> {
     let (status, body) = http_get(url.clone()).await?;
+    ok_json(&url, status, &body)
+}
+
+/// The JSON body of a 200 answer from `url`; any other status is the error.
+fn ok_json(url: &str, status: u16, body: &str) -> Result<serde_json::Value, String> {
     if status != 200 {
         return Err(format!("{url}: {status} {body}"));
     }
-    serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"))
+    serde_json::from_str(body).map_err(|err| format!("{url}: {err}"))
 }
 
 /// How many events the account `key` has applied (0 if it has no state).
@@ -88,11 +90,7 @@ async fn events_of(addrs: &NodeAddrs, key: &str) -> Result<u64, String> {
     if status == 404 {
         return Ok(0);
     }
-    if status != 200 {
-        return Err(format!("{url}: {status} {body}"));
-    }
-    let state: serde_json::Value =
-        serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"))?;
+    let state = ok_json(&url, status, &body)?;
     state["state"]["events"]
         .as_u64()
         .ok_or_else(|| format!("{url}: no event count in {state}"))
