@@ -316,7 +316,9 @@ impl Ingress {
             .is_some_and(|at| at.elapsed() < within)
     }
 
-    fn note_shipped_here(&self) {
+    /// Records that an owner shipped a frame (entries, its periodic check
+    /// or a snapshot chunk) to this node as its backup.
+    pub(crate) fn note_shipped_here(&self) {
         let mut shipped = self
             .inner
             .shipped_here
@@ -656,7 +658,6 @@ impl Ingress {
         epoch: Epoch,
         entries: Vec<u8>,
     ) -> oneshot::Receiver<Replicated> {
-        self.note_shipped_here();
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
             let write = PeerWrite::Replicate {
@@ -677,7 +678,6 @@ impl Ingress {
         chunk: Vec<u8>,
         last: bool,
     ) -> oneshot::Receiver<Replicated> {
-        self.note_shipped_here();
         let (reply, answer) = oneshot::channel();
         if let Some(worker) = self.worker_of_partition(partition) {
             let write = PeerWrite::Snapshot {

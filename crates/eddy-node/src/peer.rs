@@ -916,6 +916,12 @@ type Outcomes = Vec<tokio::sync::oneshot::Receiver<Replicated>>;
 static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn ordered(request: &PeerRequest, link: u64, ingress: &Ingress) -> Option<(u64, Outcomes)> {
+    if matches!(
+        request,
+        PeerRequest::Replicate { .. } | PeerRequest::Snapshot { .. }
+    ) {
+        ingress.note_shipped_here();
+    }
     match request {
         PeerRequest::Replicate { request_id, parts } => Some((
             *request_id,
